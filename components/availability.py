@@ -1,0 +1,88 @@
+"""Whether a build can run on this machine, and if not, why (a GPU, a package, memory, offline)."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.catalog import ModelRef, QuantKind
+from components.engines.hub import cached_file, hub_offline
+from components.engines.model_cache import default_budget_gb
+
+#: Packages that transformers' integrations need per kind (any one of them suffices).
+PACKAGES_OF_KIND: dict[QuantKind, tuple[str, ...]] = {
+    QuantKind.int8: ("bitsandbytes",),
+    QuantKind.int4: ("bitsandbytes",),
+    QuantKind.gptq: ("gptqmodel", "auto_gptq"),
+    QuantKind.awq: ("awq",),
+}
+
+GPU_KINDS = {QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq}
+KIND_NAMES = {
+    QuantKind.fp16: "fp16",
+    QuantKind.bf16: "bf16",
+    QuantKind.int8: "8-bit",
+    QuantKind.int4: "4-bit",
+    QuantKind.gptq: "GPTQ",
+    QuantKind.awq: "AWQ",
+    QuantKind.fp32: "fp32",
+}
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    key: str = "available"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@functools.cache
+def gpu_memory_gb() -> float | None:
+    """Total memory of the first CUDA device, or None without one (or without torch)."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 1024**3
+
+
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def check(ref: ModelRef, endpoint_url: str | None = None, budget_gb: float | None = None) -> Availability:
+    """Availability of one build. Remote builds are available when their endpoint has a URL."""
+    quant = ref.quant
+    kind = quant.kind
+    if kind is QuantKind.remote:
+        if endpoint_url:
+            return Availability(True)
+        return Availability(False, "why_no_endpoint", {"endpoint": quant.endpoint, "env": "URL"})
+    if kind is QuantKind.gguf and quant.package:
+        if not _installed(quant.package):
+            return Availability(False, "why_package_missing", {"package": quant.package})
+        return Availability(True)
+    if kind in GPU_KINDS:
+        gpu = gpu_memory_gb()
+        if gpu is None:
+            return Availability(False, "why_needs_gpu", {"kind": KIND_NAMES[kind]})
+        packages = PACKAGES_OF_KIND.get(kind, ())
+        if packages and not any(_installed(p) for p in packages):
+            return Availability(False, "why_needs_package", {"kind": KIND_NAMES[kind], "package": packages[0]})
+        need = ref.estimated_memory_gb()
+        if need > gpu:
+            return Availability(False, "why_too_big", {"need": need, "have": gpu})
+    else:
+        budget = default_budget_gb() if budget_gb is None else budget_gb
+        need = ref.estimated_memory_gb()
+        if need > budget:
+            return Availability(False, "why_too_big", {"need": need, "have": budget})
+    if hub_offline() and quant.repo:
+        probe = quant.file or "config.json"
+        if cached_file(quant.repo, probe) is None:
+            return Availability(False, "why_offline", {})
+    return Availability(True)

@@ -1,0 +1,98 @@
+"""Prompt formats of the model families: the exact prompt string (and chat messages) sent to a model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One finished exchange of a conversation."""
+
+    user: str
+    assistant: str
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """A family's prompt convention. `render` gives the byte-exact raw prompt."""
+
+    name: str
+    stop: tuple[str, ...]
+    source: str
+
+    def render(self, system: str, history: Sequence[Turn], message: str) -> str:
+        raise NotImplementedError
+
+    def messages(self, system: str, history: Sequence[Turn], message: str) -> list[dict[str, str]]:
+        """The same conversation as chat messages, for servers that apply a chat template."""
+        out: list[dict[str, str]] = []
+        if system:
+            out.append({"role": "system", "content": system})
+        for turn in history:
+            out.append({"role": "user", "content": turn.user})
+            out.append({"role": "assistant", "content": turn.assistant})
+        out.append({"role": "user", "content": message})
+        return out
+
+
+@dataclass(frozen=True)
+class IgelFormat(PromptFormat):
+    """IGEL card (000_*): `### Anweisung:\\n{instruction}\\n\\n### Antwort:`.
+
+    The original has neither a system prompt nor chat turns. Playground convention (Alpaca style,
+    which IGEL's translated instruction data follows): a non-empty system prompt is a preamble
+    followed by a blank line, and earlier turns repeat the block with the answer after a newline.
+    """
+
+    def render(self, system: str, history: Sequence[Turn], message: str) -> str:
+        parts: list[str] = []
+        if system:
+            parts.append(f"{system}\n\n")
+        for turn in history:
+            parts.append(f"### Anweisung:\n{turn.user}\n\n### Antwort:\n{turn.assistant}\n\n")
+        parts.append(f"### Anweisung:\n{message}\n\n### Antwort:")
+        return "".join(parts)
+
+
+@dataclass(frozen=True)
+class EmGermanFormat(PromptFormat):
+    """EM German card (001_*): Vicuna without line breaks, `{system} USER: {instruction} ASSISTANT:`.
+
+    Multi-turn follows Vicuna v1.1 as FastChat defines it (separator " " after a user turn,
+    "</s>" after an assistant turn): `{system} USER: u1 ASSISTANT: a1</s>USER: u2 ASSISTANT:`.
+    """
+
+    def render(self, system: str, history: Sequence[Turn], message: str) -> str:
+        text = f"{system} " if system else ""
+        for turn in history:
+            text += f"USER: {turn.user} ASSISTANT: {turn.assistant}</s>"
+        return text + f"USER: {message} ASSISTANT:"
+
+
+@dataclass(frozen=True)
+class ChatMLFormat(PromptFormat):
+    """LeoLM chat card (003_*): ChatML, `<|im_start|>{role}\\n{content}<|im_end|>\\n` per message.
+
+    Multi-turn is given by the card itself; the system block is left out when the system prompt is
+    empty (the card's own pipeline example sends only the user block).
+    """
+
+    def render(self, system: str, history: Sequence[Turn], message: str) -> str:
+        text = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
+        for turn in history:
+            text += f"<|im_start|>user\n{turn.user}<|im_end|>\n"
+            text += f"<|im_start|>assistant\n{turn.assistant}<|im_end|>\n"
+        return text + f"<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
+
+
+PROMPT_FORMATS: dict[str, PromptFormat] = {
+    "igel": IgelFormat(name="igel", stop=("### Anweisung:",), source="000 IGEL card"),
+    "em_german": EmGermanFormat(name="em_german", stop=("USER:",), source="001 EM German card"),
+    "chatml": ChatMLFormat(name="chatml", stop=("<|im_end|>", "<|im_start|>"), source="003 LeoLM chat card"),
+}
+
+
+def get_format(name: str) -> PromptFormat:
+    return PROMPT_FORMATS[name]

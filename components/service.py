@@ -1,0 +1,197 @@
+"""The playground's core, shared by the page and the API: validate input, build prompts, stream."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from components import availability
+from components.catalog import Catalog, ModelRef, QuantKind
+from components.engines.base import (
+    Engine,
+    Event,
+    Failed,
+    Finished,
+    GenerationRequest,
+    Status,
+    TextDelta,
+)
+from components.messages import t
+from components.prompts import Turn, get_format
+from components.validation import (
+    InputError,
+    build_settings,
+    check_message,
+    check_system_prompt,
+)
+
+log = logging.getLogger(__name__)
+
+
+class EngineRegistry:
+    """One engine instance per kind (and per remote endpoint), created on first use."""
+
+    def __init__(self, catalog: Catalog, overrides: dict[str, Engine] | None = None) -> None:
+        self.catalog = catalog
+        self._engines: dict[str, Engine] = dict(overrides or {})
+
+    def key_for(self, ref: ModelRef) -> str:
+        if ref.quant.kind is QuantKind.remote:
+            return f"endpoint:{ref.quant.endpoint}"
+        return ref.engine_kind
+
+    def engine_for(self, ref: ModelRef) -> Engine:
+        key = self.key_for(ref)
+        engine = self._engines.get(key)
+        if engine is None:
+            engine = self._create(ref)
+            self._engines[key] = engine
+        return engine
+
+    def _create(self, ref: ModelRef) -> Engine:
+        kind = ref.engine_kind
+        hf_token = os.environ.get("HF_TOKEN") or None
+        if kind == "llama_cpp":
+            from components.engines.llama_cpp import LlamaCppEngine
+
+            return LlamaCppEngine(hf_token=hf_token)
+        if kind == "transformers":
+            from components.engines.transformers_engine import TransformersEngine
+
+            return TransformersEngine(hf_token=hf_token)
+        endpoint = self.catalog.endpoints[ref.quant.endpoint or ""]
+        if endpoint.type == "tgi":
+            from components.engines.tgi import TgiEngine
+
+            return TgiEngine(endpoint)
+        from components.engines.openai_compat import OpenAICompatEngine
+
+        return OpenAICompatEngine(endpoint)
+
+    def all(self) -> dict[str, Engine]:
+        return dict(self._engines)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked request, ready for an engine, plus what the page shows about it."""
+
+    request: GenerationRequest
+    raw_prompt: str
+
+
+class Playground:
+    """Everything the UI and the API do, without knowing about Gradio or any engine's details."""
+
+    def __init__(self, catalog: Catalog, registry: EngineRegistry | None = None) -> None:
+        self.catalog = catalog
+        self.registry = registry or EngineRegistry(catalog)
+
+    # ---- catalog views -----------------------------------------------------------------------
+    def resolve(self, model_id: Any) -> ModelRef:
+        ref = self.catalog.get(str(model_id).strip()) if isinstance(model_id, str) else None
+        if ref is None:
+            raise InputError("err_unknown_model", model=str(model_id)[:80], example=self.catalog.default.id)
+        return ref
+
+    def availability(self, ref: ModelRef) -> availability.Availability:
+        url = None
+        if ref.quant.kind is QuantKind.remote:
+            endpoint = self.catalog.endpoints.get(ref.quant.endpoint or "")
+            url = endpoint.url() if endpoint else None
+            if not url:
+                env = endpoint.url_env if endpoint else "?"
+                return availability.Availability(False, "why_no_endpoint", {"endpoint": ref.quant.endpoint, "env": env})
+        return availability.check(ref, endpoint_url=url)
+
+    def why_not(self, ref: ModelRef, lang: str) -> str | None:
+        avail = self.availability(ref)
+        return None if avail.ok else t(avail.key, lang, **avail.params)
+
+    # ---- requests ----------------------------------------------------------------------------
+    def prepare(
+        self,
+        model_id: Any,
+        message: Any,
+        system_prompt: Any = None,
+        history: list[Turn] | None = None,
+        json_schema: dict[str, Any] | None = None,
+        lang: str = "de",
+        **settings: Any,
+    ) -> Prepared:
+        """Checks everything and builds the exact prompt; raises InputError with a message key."""
+        ref = self.resolve(model_id)
+        text = check_message(message)
+        avail = self.availability(ref)
+        if not avail.ok:
+            raise InputError("err_unavailable", model=ref.label, why=t(avail.key, lang, **avail.params))
+        family = ref.family
+        fmt = get_format(family.prompt_format)
+        system = check_system_prompt(system_prompt, family.system_prompt)
+        turns = list(history or [])
+        sampling = build_settings(family, fmt.stop, **settings)
+        raw = fmt.render(system, turns, text)
+        request = GenerationRequest(
+            model=ref,
+            prompt=raw,
+            messages=fmt.messages(system, turns, text),
+            settings=sampling,
+            json_schema=json_schema,
+        )
+        return Prepared(request=request, raw_prompt=raw)
+
+    def render_prompt(self, model_id: str, message: str, system_prompt: str | None, history: list[Turn]) -> str:
+        """The raw prompt the model would get, for the page's prompt view (no checks)."""
+        ref = self.catalog.get(model_id) or self.catalog.default
+        fmt = get_format(ref.family.prompt_format)
+        system = ref.family.system_prompt if system_prompt is None else system_prompt
+        return fmt.render(system, history, message)
+
+    async def stream(self, prepared: Prepared) -> AsyncIterator[Event]:
+        """The engine's event stream for a prepared request. Closing it cancels the work."""
+        engine = self.registry.engine_for(prepared.request.model)
+        log.info(
+            "generate model=%s engine=%s prompt_chars=%d",
+            prepared.request.model.id,
+            engine.name,
+            len(prepared.raw_prompt),
+        )
+        async for event in engine.stream(prepared.request):
+            yield event
+
+
+def format_stats(stats: dict[str, Any] | None, lang: str) -> str:
+    """The one-line stats under an answer."""
+    if not stats:
+        return ""
+    ttft = stats.get("ttft_s")
+    rate = stats.get("tokens_per_s")
+    reason = stats.get("finish_reason") or "unknown"
+    return t(
+        "stats_line",
+        lang,
+        ttft="–" if ttft is None else f"{ttft * 1000:.0f} ms",
+        rate="–" if rate is None else f"{rate:.1f}",
+        tokens=stats.get("completion_tokens", 0),
+        reason=t(f"finish_{reason}", lang) if f"finish_{reason}" else reason,
+    )
+
+
+def event_message(event: Failed | Status, lang: str) -> str:
+    return t(event.key, lang, **event.params)
+
+
+__all__ = [
+    "EngineRegistry",
+    "Failed",
+    "Finished",
+    "Playground",
+    "Prepared",
+    "Status",
+    "TextDelta",
+    "event_message",
+    "format_stats",
+]

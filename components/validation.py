@@ -1,0 +1,167 @@
+"""Server-side checks of everything that arrives through the page or the API."""
+
+from __future__ import annotations
+
+import math
+import os
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from components.catalog import Family
+from components.engines.base import SamplingSettings
+from components.prompts import Turn
+
+
+class InputError(Exception):
+    """Refused input, with a message key of components/messages.py and its placeholders."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(f"{key}: {params}")
+        self.key = key
+        self.params = params
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Server-side limits; each can be set through the environment (see README)."""
+
+    max_message_chars: int = _env_int("PLAYGROUND_MAX_MESSAGE_CHARS", 20_000)
+    max_system_chars: int = _env_int("PLAYGROUND_MAX_SYSTEM_CHARS", 8_000)
+    max_new_tokens: int = _env_int("PLAYGROUND_MAX_NEW_TOKENS", 2048)
+    max_turns: int = _env_int("PLAYGROUND_MAX_TURNS", 50)
+    max_stop_sequences: int = 4
+    max_stop_chars: int = 50
+
+
+LIMITS = Limits()
+
+#: name -> (low, high, integer?)
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "temperature": (0.0, 2.0, False),
+    "top_p": (0.01, 1.0, False),
+    "top_k": (0, 1000, True),
+    "max_new_tokens": (1, LIMITS.max_new_tokens, True),
+    "repetition_penalty": (1.0, 2.0, False),
+    "seed": (0, 2**31 - 1, True),
+}
+
+
+def clean_text(value: Any) -> str:
+    """Drops control characters (keeping newlines and tabs) and normalizes to NFC."""
+    if value is None:
+        return ""
+    text = str(value)
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    return unicodedata.normalize("NFC", text)
+
+
+def check_message(value: Any, limit: int | None = None) -> str:
+    text = clean_text(value)
+    limit = limit or LIMITS.max_message_chars
+    if not text.strip():
+        raise InputError("err_empty")
+    if len(text) > limit:
+        raise InputError("err_too_long_chars", chars=len(text), limit=limit)
+    return text
+
+
+def check_system_prompt(value: Any, default: str) -> str:
+    if value is None:
+        return default
+    text = clean_text(value)
+    if len(text) > LIMITS.max_system_chars:
+        raise InputError("err_system_too_long", chars=len(text), limit=LIMITS.max_system_chars)
+    return text
+
+
+def _number(name: str, value: Any) -> float | int | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise InputError("err_setting_type", name=name, value=repr(value))
+    low, high, integer = RANGES[name]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError("err_setting_type", name=name, value=repr(value)[:40]) from None
+    if not math.isfinite(number):
+        raise InputError("err_setting_type", name=name, value=repr(value)[:40])
+    if integer:
+        if number != int(number):
+            raise InputError("err_setting_type", name=name, value=repr(value)[:40])
+        number = int(number)
+    if not low <= number <= high:
+        raise InputError("err_setting_range", name=name, value=value, low=low, high=high)
+    return number
+
+
+def parse_stop(value: Any) -> tuple[str, ...]:
+    """Stop sequences from a list or from text with one per line."""
+    if value is None:
+        return ()
+    items = value.splitlines() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise InputError("err_stop_sequences", count=LIMITS.max_stop_sequences, chars=LIMITS.max_stop_chars)
+    stops = tuple(s for s in (clean_text(item) for item in items) if s.strip())
+    if len(stops) > LIMITS.max_stop_sequences or any(len(s) > LIMITS.max_stop_chars for s in stops):
+        raise InputError("err_stop_sequences", count=LIMITS.max_stop_sequences, chars=LIMITS.max_stop_chars)
+    return stops
+
+
+def build_settings(family: Family, family_stop: tuple[str, ...], **raw: Any) -> SamplingSettings:
+    """Validated settings: given values checked against RANGES, gaps filled from the family."""
+    recommended = family.settings
+    defaults = SamplingSettings()
+
+    def pick(name: str) -> Any:
+        value = _number(name, raw.get(name))
+        if value is not None:
+            return value
+        rec = getattr(recommended, name)
+        return getattr(defaults, name) if rec is None else rec
+
+    user_stop = parse_stop(raw.get("stop"))
+    stop = tuple(dict.fromkeys((*family_stop, *family.stop, *user_stop)))
+    seed = _number("seed", raw.get("seed"))
+    return SamplingSettings(
+        temperature=float(pick("temperature")),
+        top_p=float(pick("top_p")),
+        top_k=int(pick("top_k")),
+        max_new_tokens=int(pick("max_new_tokens")),
+        repetition_penalty=float(pick("repetition_penalty")),
+        seed=None if seed is None else int(seed),
+        stop=stop,
+    )
+
+
+def parse_history(value: Any) -> list[Turn]:
+    """History from the API: a list of [user, assistant] pairs (or {"user","assistant"} dicts)."""
+    if value in (None, "", []):
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise InputError("err_history")
+    turns: list[Turn] = []
+    for item in value:
+        if isinstance(item, dict) and "user" in item and "assistant" in item:
+            user, assistant = item["user"], item["assistant"]
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            user, assistant = item
+        else:
+            raise InputError("err_history")
+        if not isinstance(user, str) or not isinstance(assistant, (str, type(None))):
+            raise InputError("err_history")
+        turns.append(Turn(clean_text(user), clean_text(assistant or "")))
+    if len(turns) >= LIMITS.max_turns:
+        raise InputError("err_too_many_turns", turns=len(turns), limit=LIMITS.max_turns)
+    total = sum(len(t.user) + len(t.assistant) for t in turns)
+    if total > LIMITS.max_message_chars * 10:
+        raise InputError("err_too_long_chars", chars=total, limit=LIMITS.max_message_chars * 10)
+    return turns
