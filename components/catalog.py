@@ -106,7 +106,8 @@ class Quantization(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     kind: QuantKind
     label: str | None = None
-    repo: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    #: a Hub repository id (`owner/name`) or an absolute local directory
+    repo: str | None = Field(default=None, pattern=r"^([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+|/.+)$")
     file: str | None = None
     package: str | None = None
     size_gb: float | None = Field(default=None, gt=0)

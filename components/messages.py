@@ -168,6 +168,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Nicht genug Speicher für {model}: braucht ca. {need:.1f} GB, Budget {budget:.1f} GB.",
         "en": "Not enough memory for {model}: needs about {need:.1f} GB, budget {budget:.1f} GB.",
     },
+    # ---- remote engines (TGI, OpenAI-compatible) -------------------------------------------
+    # (keys for remote servers go here)
+    # ---- transformers engine -------------------------------------------------------------------
+    # (keys for the transformers engine go here)
+    # ---- retrieval and structured output -----------------------------------------------------
+    # (keys for retrieval / JSON go here)
+    # ---- compare mode ----------------------------------------------------------------------------
+    # (keys for the compare tab go here)
+    # ---- space, limits, reliability -----------------------------------------------------------
+    # (keys for limits and the Space go here)
     "err_stopped_partial": {"de": "(gestoppt)", "en": "(stopped)"},
     "err_prefix": {"de": "⚠️ ", "en": "⚠️ "},
 }

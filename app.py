@@ -1,0 +1,101 @@
+"""Entry point: `python app.py` serves the German LLM playground (offline model by default)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import gradio as gr
+
+from components.api import register_api
+from components.catalog import CatalogError, load_catalog
+from components.messages import normalize_language, t
+from components.service import Playground
+from components.ui.chat import build_chat_tab
+from components.ui.common import CancelFlags, Translations
+
+log = logging.getLogger("playground")
+
+CSS = """
+#chat-bot sub { color: var(--body-text-color-subdued); }
+footer { display: none !important; }
+"""
+
+
+def build_app(playground: Playground) -> gr.Blocks:
+    """The whole page. Every text comes from components/messages.py and follows the language switch."""
+    tr = Translations()
+    flags = CancelFlags()
+    with gr.Blocks(title=t("title"), fill_width=True) as demo:
+        lang_state = gr.State("de")
+        with gr.Row():
+            title = tr.add(gr.Markdown(f"# {t('title')}", elem_id="page-title"), "title", "value")
+            language = gr.Radio(
+                [("Deutsch", "de"), ("English", "en")],
+                value="de",
+                label=t("language"),
+                elem_id="lang",
+                scale=0,
+                min_width=220,
+            )
+        subtitle = tr.add(gr.Markdown(t("subtitle"), elem_id="page-subtitle"), "subtitle", "value")
+        with gr.Tabs():
+            with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as chat_tab:
+                build_chat_tab(playground, tr, flags, lang_state)
+            tr.add(chat_tab, "tab_chat")
+            # (compare tab goes here)
+            # (retrieval and structured-output tabs go here)
+            # (status / endpoints tab goes here)
+
+        def relabel(lang: str) -> list:
+            lang = normalize_language(lang)
+            updates = tr.updates(lang)
+            # headings keep their Markdown decoration
+            for i, (component, _key, _attr) in enumerate(tr.items):
+                if component is title:
+                    updates[i] = gr.update(value=f"# {t('title', lang)}")
+            return [lang, *updates]
+
+        language.change(relabel, [language], [lang_state, *tr.components], queue=False, api_visibility="private")
+
+        def from_query(request: gr.Request) -> str:
+            return normalize_language(request.query_params.get("lang") if request else None)
+
+        demo.load(from_query, None, [language], queue=False, api_visibility="private")
+        register_api(playground)
+        _ = subtitle
+    return demo
+
+
+def create_playground() -> Playground:
+    try:
+        catalog = load_catalog(os.environ.get("PLAYGROUND_CATALOG") or None)
+    except CatalogError as exc:
+        print(f"models.yaml is broken, the playground cannot start:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    try:
+        from components.endpoints import register_env_endpoints
+    except ImportError:  # remote endpoints are optional at this stage of the build
+        pass
+    else:
+        register_env_endpoints(catalog)
+    return Playground(catalog)
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("PLAYGROUND_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    demo = build_app(create_playground())
+    demo.queue(default_concurrency_limit=None)
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
+        css=CSS,
+        footer_links=["api"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Named API endpoints for gradio_client (`/chat`, `/models`), with parameters named for what they are."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from components.engines.base import Failed, Finished, TextDelta
+from components.messages import normalize_language, t
+from components.service import Playground
+from components.streaming import batched
+from components.validation import InputError, parse_history
+
+
+def register_api(playground: Playground) -> None:
+    """Adds the API endpoints to the Blocks being built."""
+    default_model = playground.catalog.default.id
+
+    async def chat(
+        message: str,
+        model: str = default_model,
+        system_prompt: str | None = None,
+        history: list[list[str]] | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        max_new_tokens: int | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+        lang: str = "de",
+    ) -> tuple[str, dict[str, Any]]:  # an async generator: streams (answer so far, info)
+        """Streams an answer. Returns (answer, info); info has `stats`, `model`, `prompt` and, on failure, `error`.
+
+        `model` is a `variant/quantization` id from `/models` (default: the offline model);
+        `system_prompt` None means the family's default; `history` is a list of [question, answer]
+        pairs; unset settings use the family's recommended values; out-of-range settings are refused.
+        """
+        language = normalize_language(lang)
+        try:
+            prepared = playground.prepare(
+                model,
+                message,
+                system_prompt=system_prompt,
+                history=parse_history(history),
+                lang=language,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                max_new_tokens=max_new_tokens,
+                repetition_penalty=repetition_penalty,
+                seed=seed,
+                stop=stop,
+            )
+        except InputError as exc:
+            raise gr.Error(t(exc.key, language, **exc.params)) from None
+        text = ""
+        info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt}
+        async for batch in batched(playground.stream(prepared)):
+            for event in batch:
+                if isinstance(event, TextDelta):
+                    text += event.text
+                elif isinstance(event, Finished):
+                    info["stats"] = event.stats.as_dict()
+                elif isinstance(event, Failed):
+                    info["error"] = t(event.key, language, **event.params)
+                    info["error_code"] = event.key
+                    if event.stats:
+                        info["stats"] = event.stats.as_dict()
+            yield text, info
+
+    gr.api(chat, api_name="chat", concurrency_limit=None)
+
+    def models(lang: str = "de") -> list[dict[str, Any]]:
+        """Every model id with its family, label, engine, context length and whether it runs here."""
+        language = normalize_language(lang)
+        out = []
+        for ref in playground.catalog.refs():
+            why = playground.why_not(ref, language)
+            out.append(
+                {
+                    "id": ref.id,
+                    "family": ref.family.id,
+                    "label": ref.label,
+                    "engine": ref.engine_kind,
+                    "context_length": ref.variant.context_length,
+                    "available": why is None,
+                    "why_not": why,
+                }
+            )
+        return out
+
+    gr.api(models, api_name="models", queue=False)

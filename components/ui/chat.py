@@ -1,0 +1,354 @@
+"""The chat tab: model pickers, system prompt, settings, streaming chat with Stop, Retry and Clear."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from components.engines.base import Failed, Finished, Status, TextDelta
+from components.messages import t
+from components.prompts import Turn
+from components.service import Playground, format_stats
+from components.streaming import batched
+from components.ui.common import (
+    CancelFlags,
+    SettingsControls,
+    Translations,
+    family_choices,
+    first_runnable,
+    model_info,
+    quant_choices,
+    session_of,
+    settings_kwargs,
+    settings_panel,
+    settings_values,
+    variant_choices,
+)
+from components.validation import InputError
+
+log = logging.getLogger(__name__)
+
+SLOT = "chat"
+
+
+def to_turns(conversation: list[dict[str, Any]]) -> list[Turn]:
+    """The model's view of a conversation: every exchange that produced answer text."""
+    return [Turn(c["user"], c["assistant"]) for c in conversation if c.get("assistant")]
+
+
+def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]]:
+    """Chatbot messages: the answer, then its error or stats line in small print."""
+    out: list[dict[str, str]] = []
+    for c in conversation:
+        out.append({"role": "user", "content": c["user"]})
+        text = c.get("assistant", "")
+        status = c.get("status")
+        if not text and status:
+            text = f"*{status}*"
+        notes = []
+        if c.get("error"):
+            notes.append(t("err_prefix", lang) + c["error"])
+        if c.get("stats"):
+            notes.append(f"<sub>{format_stats(c['stats'], lang)}</sub>")
+        if notes:
+            text = (text + "\n\n" if text else "") + "\n\n".join(notes)
+        out.append({"role": "assistant", "content": text or "…"})
+    return out
+
+
+@dataclass
+class ChatTab:
+    family: Any
+    variant: Any
+    quant: Any
+    info: Any
+    system: Any
+    chatbot: Any
+    message: Any
+    conversation: Any
+    settings: SettingsControls
+
+
+def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any) -> ChatTab:
+    catalog = playground.catalog
+    default = catalog.default
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            family = tr.add(
+                gr.Dropdown(
+                    family_choices(playground), value=default.family.id, label=t("family"), elem_id="chat-family"
+                ),
+                "family",
+            )
+            variant = tr.add(
+                gr.Dropdown(
+                    variant_choices(playground, default.family.id),
+                    value=default.variant.id,
+                    label=t("variant"),
+                    elem_id="chat-variant",
+                ),
+                "variant",
+            )
+            quant = tr.add(
+                gr.Dropdown(
+                    quant_choices(playground, default.variant.id, "de"),
+                    value=default.quant.id,
+                    label=t("quant"),
+                    elem_id="chat-quant",
+                ),
+                "quant",
+            )
+            info = gr.Markdown(model_info(playground, default, "de"), elem_id="chat-model-info")
+            system = tr.add(
+                gr.Textbox(
+                    value=default.family.system_prompt,
+                    lines=4,
+                    max_lines=12,
+                    label=t("system_prompt"),
+                    elem_id="chat-system",
+                ),
+                "system_prompt",
+            )
+            reset_system = tr.add(
+                gr.Button(t("reset_system"), size="sm", elem_id="chat-reset-system"), "reset_system", "value"
+            )
+            with gr.Accordion(t("settings"), open=False, elem_id="chat-settings") as acc:
+                settings = settings_panel(default.family, tr, "chat")
+            tr.add(acc, "settings")
+        with gr.Column(scale=3):
+            chatbot = tr.add(
+                gr.Chatbot(label=t("chatbot"), elem_id="chat-bot", height=520, buttons=["copy"]), "chatbot"
+            )
+            with gr.Row():
+                message = tr.add(
+                    gr.Textbox(
+                        placeholder=t("message_placeholder"),
+                        show_label=False,
+                        lines=1,
+                        max_lines=10,
+                        scale=5,
+                        elem_id="chat-input",
+                    ),
+                    "message_placeholder",
+                    "placeholder",
+                )
+                send = tr.add(gr.Button(t("send"), variant="primary", scale=1, elem_id="chat-send"), "send", "value")
+            with gr.Row():
+                stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="chat-stop"), "stop", "value")
+                retry = tr.add(gr.Button(t("retry"), elem_id="chat-retry"), "retry", "value")
+                clear = tr.add(gr.Button(t("clear"), elem_id="chat-clear"), "clear", "value")
+            examples = tr.add(
+                gr.Dataset(
+                    components=[message],
+                    samples=[[e] for e in default.family.examples],
+                    label=t("examples"),
+                    elem_id="chat-examples",
+                ),
+                "examples",
+            )
+            with gr.Accordion(t("raw_prompt"), open=False, elem_id="chat-raw-prompt-box") as raw_acc:
+                raw_prompt = gr.Textbox(
+                    value="", lines=8, max_lines=30, interactive=False, show_label=False, elem_id="chat-raw-prompt"
+                )
+            tr.add(raw_acc, "raw_prompt")
+    conversation = gr.State([])
+
+    # ---- pickers -------------------------------------------------------------------------------
+    def model_id(variant_id: str, quant_id: str) -> str:
+        return f"{variant_id}/{quant_id}"
+
+    def on_family(family_id: str, lang: str) -> list[Any]:
+        fam = catalog.family(family_id)
+        v = fam.variants[0].id
+        q = first_runnable(playground, v)
+        ref = catalog.get(model_id(v, q)) or catalog.default
+        return [
+            gr.update(choices=variant_choices(playground, family_id), value=v),
+            gr.update(choices=quant_choices(playground, v, lang), value=q),
+            model_info(playground, ref, lang),
+            fam.system_prompt,
+            gr.update(samples=[[e] for e in fam.examples]),
+            *settings_values(fam),
+        ]
+
+    family.input(
+        on_family,
+        [family, lang_state],
+        [variant, quant, info, system, examples, *settings.inputs],
+        queue=False,
+    )
+
+    def on_variant(variant_id: str, lang: str) -> list[Any]:
+        q = first_runnable(playground, variant_id)
+        ref = catalog.get(model_id(variant_id, q)) or catalog.default
+        return [
+            gr.update(choices=quant_choices(playground, variant_id, lang), value=q),
+            model_info(playground, ref, lang),
+        ]
+
+    variant.input(on_variant, [variant, lang_state], [quant, info], queue=False)
+
+    def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
+        ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
+        return model_info(playground, ref, lang)
+
+    quant.input(on_quant, [variant, quant, lang_state], [info], queue=False)
+
+    def on_lang(variant_id: str, quant_id: str, lang: str, conv: list[dict[str, Any]]) -> list[Any]:
+        ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
+        return [
+            gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
+            model_info(playground, ref, lang),
+            render(conv, lang),
+        ]
+
+    lang_state.change(on_lang, [variant, quant, lang_state, conversation], [quant, info, chatbot], queue=False)
+
+    def reset_system_prompt(family_id: str) -> str:
+        return catalog.family(family_id).system_prompt
+
+    reset_system.click(reset_system_prompt, [family], [system], queue=False)
+    settings.reset.click(lambda f: settings_values(catalog.family(f)), [family], settings.inputs, queue=False)
+    examples.click(lambda sample: sample[0] if isinstance(sample, list) else sample, [examples], [message], queue=False)
+
+    def preview(variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]]) -> str:
+        return playground.render_prompt(model_id(variant_id, quant_id), text or "", sys_prompt, to_turns(conv))
+
+    for trigger in (message.change, system.change, quant.change):
+        trigger(
+            preview,
+            [variant, quant, message, system, conversation],
+            [raw_prompt],
+            queue=False,
+            show_progress="hidden",
+            trigger_mode="always_last",
+        )
+
+    # ---- generation ----------------------------------------------------------------------------
+    outputs = [chatbot, conversation, message, raw_prompt]
+
+    async def run(
+        text: str,
+        conv: list[dict[str, Any]],
+        variant_id: str,
+        quant_id: str,
+        sys_prompt: str,
+        lang: str,
+        settings_args: dict[str, Any],
+        session: str,
+    ) -> AsyncIterator[list[Any]]:
+        try:
+            prepared = playground.prepare(
+                model_id(variant_id, quant_id),
+                text,
+                system_prompt=sys_prompt,
+                history=to_turns(conv),
+                lang=lang,
+                **settings_args,
+            )
+        except InputError as exc:
+            gr.Warning(t(exc.key, lang, **exc.params))
+            yield [gr.update(), conv, gr.update(), gr.update()]
+            return
+        flag = flags.start(session, SLOT)
+        prepared.request.cancel = flag
+        entry: dict[str, Any] = {"user": text, "assistant": "", "model": prepared.request.model.id}
+        conv = [*conv, entry]
+        yield [render(conv, lang), conv, "", prepared.raw_prompt]
+        try:
+            async for batch in batched(playground.stream(prepared)):
+                for event in batch:
+                    if isinstance(event, TextDelta):
+                        entry["assistant"] += event.text
+                        entry.pop("status", None)
+                    elif isinstance(event, Status):
+                        entry["status"] = t(event.key, lang, **event.params)
+                    elif isinstance(event, Finished):
+                        entry["stats"] = event.stats.as_dict()
+                    elif isinstance(event, Failed):
+                        entry["error"] = t(event.key, lang, **event.params)
+                        if event.stats:
+                            entry["stats"] = event.stats.as_dict()
+                if getattr(flag, "reason", None) == "clear":
+                    break
+                if entry.get("assistant"):
+                    entry.pop("status", None)
+                yield [render(conv, lang), conv, gr.update(), gr.update()]
+        finally:
+            flags.finish(session, SLOT, flag)
+        if getattr(flag, "reason", None) == "clear":
+            yield [[], [], gr.update(), gr.update()]
+            return
+        entry.pop("status", None)
+        yield [render(conv, lang), conv, gr.update(), gr.update()]
+
+    inputs = [message, conversation, variant, quant, system, lang_state, *settings.inputs]
+
+    async def respond(
+        text: str,
+        conv: list[dict[str, Any]],
+        variant_id: str,
+        quant_id: str,
+        sys_prompt: str,
+        lang: str,
+        temperature: Any,
+        top_p: Any,
+        top_k: Any,
+        max_new: Any,
+        rep: Any,
+        seed: Any,
+        stop_text: Any,
+        request: gr.Request,
+    ) -> AsyncIterator[list[Any]]:
+        args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
+        async for update in run(text, conv or [], variant_id, quant_id, sys_prompt, lang, args, session_of(request)):
+            yield update
+
+    async def retry_last(
+        text: str,
+        conv: list[dict[str, Any]],
+        variant_id: str,
+        quant_id: str,
+        sys_prompt: str,
+        lang: str,
+        temperature: Any,
+        top_p: Any,
+        top_k: Any,
+        max_new: Any,
+        rep: Any,
+        seed: Any,
+        stop_text: Any,
+        request: gr.Request,
+    ) -> AsyncIterator[list[Any]]:
+        if not conv:
+            gr.Warning(t("err_nothing_to_retry", lang))
+            yield [gr.update(), conv, gr.update(), gr.update()]
+            return
+        last = conv[-1]
+        args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
+        session = session_of(request)
+        async for update in run(last["user"], conv[:-1], variant_id, quant_id, sys_prompt, lang, args, session):
+            update[2] = gr.update()  # keep whatever the user is typing
+            yield update
+
+    message.submit(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
+    send.click(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
+    retry.click(retry_last, inputs, outputs, api_visibility="private", concurrency_limit=None)
+
+    def stop_now(request: gr.Request) -> None:
+        flags.stop(session_of(request), SLOT)
+
+    stop.click(stop_now, None, None, queue=False, api_visibility="private")
+
+    def clear_all(request: gr.Request) -> list[Any]:
+        flags.stop(session_of(request), SLOT, reason="clear")
+        return [[], [], "", ""]
+
+    clear.click(clear_all, None, outputs, queue=False, api_visibility="private")
+    # the chatbot's own trash icon must forget the conversation too, not only hide it
+    chatbot.clear(clear_all, None, outputs, queue=False, api_visibility="private")
+    return ChatTab(family, variant, quant, info, system, chatbot, message, conversation, settings)

@@ -1,0 +1,202 @@
+"""Shared page pieces: model pickers, settings controls, language switching, per-session cancel flags."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from components.catalog import Family, ModelRef
+from components.messages import t
+from components.service import Playground
+from components.validation import LIMITS, RANGES
+
+
+# ---- language ------------------------------------------------------------------------------------
+@dataclass
+class Translations:
+    """Components whose texts follow the page language: (component, message key, attribute)."""
+
+    items: list[tuple[Any, str, str]] = field(default_factory=list)
+
+    def add(self, component: Any, key: str, attr: str = "label") -> Any:
+        self.items.append((component, key, attr))
+        return component
+
+    @property
+    def components(self) -> list[Any]:
+        return [c for c, _, _ in self.items]
+
+    def updates(self, lang: str) -> list[Any]:
+        return [gr.update(**{attr: t(key, lang)}) for _, key, attr in self.items]
+
+
+# ---- stop flags ----------------------------------------------------------------------------------
+class CancelFlags:
+    """The running request's cancel flag per browser session and slot (chat, compare, ...)."""
+
+    def __init__(self) -> None:
+        self._flags: dict[tuple[str, str], threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str, slot: str) -> threading.Event:
+        flag = threading.Event()
+        with self._lock:
+            old = self._flags.get((session, slot))
+            if old is not None:
+                old.set()
+            self._flags[(session, slot)] = flag
+        return flag
+
+    def stop(self, session: str, slot: str, reason: str = "stop") -> None:
+        """Sets the running request's flag; `reason` "clear" tells the handler to drop its answer."""
+        with self._lock:
+            flag = self._flags.pop((session, slot), None)
+        if flag is not None:
+            flag.reason = reason  # type: ignore[attr-defined]
+            flag.set()
+
+    def finish(self, session: str, slot: str, flag: threading.Event) -> None:
+        with self._lock:
+            if self._flags.get((session, slot)) is flag:
+                del self._flags[(session, slot)]
+
+    def __len__(self) -> int:
+        return len(self._flags)
+
+
+def session_of(request: gr.Request | None) -> str:
+    return (getattr(request, "session_hash", None) or "anonymous") if request else "anonymous"
+
+
+# ---- model pickers -------------------------------------------------------------------------------
+def family_choices(playground: Playground) -> list[tuple[str, str]]:
+    return [(f.name, f.id) for f in playground.catalog.families]
+
+
+def variant_choices(playground: Playground, family_id: str) -> list[tuple[str, str]]:
+    family = playground.catalog.family(family_id)
+    return [(v.name, v.id) for v in family.variants]
+
+
+def quant_choices(playground: Playground, variant_id: str, lang: str) -> list[tuple[str, str]]:
+    """Every build of the variant, each saying whether it runs here and why not."""
+    out = []
+    for ref in playground.catalog.quants_of(variant_id):
+        why = playground.why_not(ref, lang)
+        label = f"{ref.quant.display} — ✓ {t('available', lang)}" if why is None else f"{ref.quant.display} — ✗ {why}"
+        out.append((label, ref.quant.id))
+    return out
+
+
+def first_runnable(playground: Playground, variant_id: str) -> str:
+    refs = playground.catalog.quants_of(variant_id)
+    for ref in refs:
+        if playground.availability(ref).ok:
+            return ref.quant.id
+    return refs[0].quant.id
+
+
+def model_info(playground: Playground, ref: ModelRef, lang: str) -> str:
+    family = ref.family
+    lines = [
+        t(
+            "model_card_line",
+            lang,
+            family=family.name,
+            variant=ref.variant.name,
+            quant=ref.quant.display,
+            context=ref.variant.context_length,
+            engine=ref.engine_kind if ref.quant.kind.value != "remote" else ref.quant.endpoint,
+        ),
+        "",
+        getattr(family.description, lang, family.description.de),
+    ]
+    if ref.quant.repo:
+        lines.append(f"\n`{ref.quant.repo}`" + (f" · `{ref.quant.file}`" if ref.quant.file else ""))
+    if family.settings_source:
+        lines.append("\n" + t("settings_source", lang, source=family.settings_source))
+    why = playground.why_not(ref, lang)
+    if why:
+        lines.append(f"\n**✗ {t('unavailable', lang)}:** {why}")
+    return "\n".join(lines)
+
+
+# ---- settings ------------------------------------------------------------------------------------
+@dataclass
+class SettingsControls:
+    temperature: Any
+    top_p: Any
+    top_k: Any
+    max_new_tokens: Any
+    repetition_penalty: Any
+    seed: Any
+    stop: Any
+    reset: Any
+
+    @property
+    def inputs(self) -> list[Any]:
+        return [
+            self.temperature,
+            self.top_p,
+            self.top_k,
+            self.max_new_tokens,
+            self.repetition_penalty,
+            self.seed,
+            self.stop,
+        ]
+
+
+def settings_values(family: Family) -> list[Any]:
+    """The family's recommended values for the settings controls, in SettingsControls.inputs order."""
+    from components.engines.base import SamplingSettings
+
+    d = SamplingSettings()
+    s = family.settings
+    return [
+        d.temperature if s.temperature is None else s.temperature,
+        d.top_p if s.top_p is None else s.top_p,
+        d.top_k if s.top_k is None else s.top_k,
+        d.max_new_tokens if s.max_new_tokens is None else s.max_new_tokens,
+        d.repetition_penalty if s.repetition_penalty is None else s.repetition_penalty,
+        None,
+        "",
+    ]
+
+
+def settings_panel(family: Family, tr: Translations, prefix: str) -> SettingsControls:
+    """Sliders whose ranges are the server's own validation ranges."""
+    values = settings_values(family)
+
+    def slider(name: str, value: Any, step: float) -> Any:
+        low, high, _ = RANGES[name]
+        return tr.add(
+            gr.Slider(low, high, value=value, step=step, label=t(name), elem_id=f"{prefix}-{name.replace('_', '-')}"),
+            name,
+        )
+
+    temperature = slider("temperature", values[0], 0.05)
+    top_p = slider("top_p", values[1], 0.01)
+    top_k = slider("top_k", values[2], 1)
+    max_new = slider("max_new_tokens", min(values[3], LIMITS.max_new_tokens), 1)
+    rep = slider("repetition_penalty", values[4], 0.01)
+    seed = tr.add(gr.Number(value=None, precision=0, label=t("seed"), elem_id=f"{prefix}-seed"), "seed")
+    stop = tr.add(gr.Textbox(value="", lines=2, label=t("stop_sequences"), elem_id=f"{prefix}-stop"), "stop_sequences")
+    reset = tr.add(
+        gr.Button(t("reset_settings"), size="sm", elem_id=f"{prefix}-reset-settings"), "reset_settings", "value"
+    )
+    return SettingsControls(temperature, top_p, top_k, max_new, rep, seed, stop, reset)
+
+
+def settings_kwargs(temperature: Any, top_p: Any, top_k: Any, max_new: Any, rep: Any, seed: Any, stop: Any) -> dict:
+    return {
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "max_new_tokens": max_new,
+        "repetition_penalty": rep,
+        "seed": seed,
+        "stop": stop,
+    }
