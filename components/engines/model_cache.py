@@ -9,7 +9,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from components.engines.base import EngineError
 
@@ -125,9 +125,3 @@ class ModelCache(Generic[T]):
     def clear(self) -> None:
         for key in list(self._items):
             self.evict(key)
-
-
-async def run_exclusive(item: Loaded[Any]) -> tuple[bool, int]:
-    """Returns (must_wait, position) for status messages before taking `item.lock`."""
-    position = item.waiting + (1 if item.lock.locked() else 0)
-    return position > 0, position
