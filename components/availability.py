@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from components.catalog import ModelRef, QuantKind
@@ -42,6 +43,9 @@ class Availability:
 def gpu_memory_gb() -> float | None:
     """Total memory of the first CUDA device, or None without one (or without torch)."""
     if importlib.util.find_spec("torch") is None:
+        return None
+    # Importing torch takes seconds; without an NVIDIA driver there is no CUDA device to ask about.
+    if not Path("/proc/driver/nvidia/version").exists() and not list(Path("/dev").glob("nvidia[0-9]*")):
         return None
     import torch
 
