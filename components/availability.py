@@ -11,14 +11,7 @@ from typing import Any
 from components.catalog import ModelRef, QuantKind
 from components.engines.hub import cached_file, hub_offline
 from components.engines.model_cache import default_budget_gb
-
-#: Packages that transformers' integrations need per kind (any one of them suffices).
-PACKAGES_OF_KIND: dict[QuantKind, tuple[str, ...]] = {
-    QuantKind.int8: ("bitsandbytes",),
-    QuantKind.int4: ("bitsandbytes",),
-    QuantKind.gptq: ("gptqmodel", "auto_gptq"),
-    QuantKind.awq: ("awq",),
-}
+from components.engines.transformers_engine import missing_packages
 
 GPU_KINDS = {QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq}
 KIND_NAMES = {
@@ -74,9 +67,9 @@ def check(ref: ModelRef, endpoint_url: str | None = None, budget_gb: float | Non
         gpu = gpu_memory_gb()
         if gpu is None:
             return Availability(False, "why_needs_gpu", {"kind": KIND_NAMES[kind]})
-        packages = PACKAGES_OF_KIND.get(kind, ())
-        if packages and not any(_installed(p) for p in packages):
-            return Availability(False, "why_needs_package", {"kind": KIND_NAMES[kind], "package": packages[0]})
+        missing = missing_packages(kind)
+        if missing:
+            return Availability(False, "why_needs_package", {"kind": KIND_NAMES[kind], "package": ", ".join(missing)})
         need = ref.estimated_memory_gb()
         if need > gpu:
             return Availability(False, "why_too_big", {"need": need, "have": gpu})
