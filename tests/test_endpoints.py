@@ -1,0 +1,161 @@
+"""Remote endpoints from the environment: a build for every German variant, token isolation, secret-free health."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.catalog import DEFAULT_CATALOG, Catalog, QuantKind, load_catalog
+from components.endpoints import endpoint_health, register_env_endpoints
+from components.engines.base import Failed, Finished, TextDelta
+from components.service import EngineRegistry, Playground
+from tests.conftest import free_port
+from tests.tgi_standin import Standin, StandinServer
+
+ENV = ("TGI_URL", "TGI_TOKEN", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[StandinServer]:
+    with StandinServer() as running:
+        yield running
+
+
+@pytest.fixture
+def standin(server: StandinServer) -> Standin:
+    server.standin.reset()
+    return server.standin
+
+
+def german_variants(catalog: Catalog) -> list[str]:
+    return [v.id for f in catalog.families for v in f.variants if not v.offline]
+
+
+def test_nothing_is_added_without_urls() -> None:
+    catalog = load_catalog()
+    before = {r.id for r in catalog.refs()}
+    assert register_env_endpoints(catalog) == []
+    assert {r.id for r in catalog.refs()} == before
+    assert catalog.endpoints == {}
+
+
+def test_tgi_url_adds_a_build_to_every_german_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TGI_URL", "http://tgi.internal:8080")
+    catalog = load_catalog()
+    assert register_env_endpoints(catalog) == ["tgi"]
+    endpoint = catalog.endpoints["tgi"]
+    assert (endpoint.type, endpoint.url_env, endpoint.token_env) == ("tgi", "TGI_URL", "TGI_TOKEN")
+    variants = german_variants(catalog)
+    assert len(variants) >= 10
+    for variant_id in variants:
+        ref = catalog.get(f"{variant_id}/tgi")
+        assert ref is not None, variant_id
+        assert ref.quant.kind is QuantKind.remote and ref.quant.endpoint == "tgi"
+        assert ref.quant.display == "TGI server"
+    assert catalog.get("smollm2-135m-instruct/tgi") is None  # the offline model stays local
+    playground = Playground(catalog)
+    assert playground.availability(catalog.get(f"{variants[0]}/tgi")).ok  # type: ignore[arg-type]
+
+
+def test_openai_base_url_with_model_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://vllm.internal:8000/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
+    monkeypatch.setenv("OPENAI_MODEL", "jphme/em_german_leo_mistral")
+    monkeypatch.setenv("TGI_URL", "http://tgi.internal:8080")
+    catalog = load_catalog()
+    assert register_env_endpoints(catalog) == ["tgi", "openai"]
+    for variant_id in german_variants(catalog):
+        ref = catalog.get(f"{variant_id}/openai")
+        assert ref is not None and ref.quant.served_model == "jphme/em_german_leo_mistral"
+        assert catalog.get(f"{variant_id}/tgi") is not None
+    assert catalog.endpoints["openai"].token() == "sk-local"
+    assert catalog.endpoints["tgi"].token() is None
+
+
+def test_hf_token_is_never_an_endpoint_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_private")
+    monkeypatch.setenv("TGI_URL", "http://tgi.internal:8080")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://vllm.internal:8000")
+    catalog = load_catalog()
+    register_env_endpoints(catalog)
+    assert catalog.endpoints["tgi"].token() is None
+    assert catalog.endpoints["openai"].token() is None
+
+
+def test_models_yaml_endpoints_keep_their_own_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
+    raw["endpoints"] = [{"id": "tgi", "type": "tgi", "url_env": "MY_TGI_URL", "token_env": "MY_TGI_TOKEN"}]
+    raw["families"][1]["variants"][0]["quantizations"].append({"id": "tgi", "kind": "remote", "endpoint": "tgi"})
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("TGI_URL", "http://elsewhere:1")
+    catalog = load_catalog(path)
+    assert register_env_endpoints(catalog) == []
+    assert catalog.endpoints["tgi"].url_env == "MY_TGI_URL"
+    assert len([r for r in catalog.refs() if r.quant.endpoint == "tgi"]) == 1
+
+
+async def test_endpoint_health_has_no_secrets(
+    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    standin.config.api_key = "tgi-secret-123"
+    monkeypatch.setenv("TGI_URL", f"http://user:pa55word@127.0.0.1:{server.port}/?api_key=query-secret")
+    monkeypatch.setenv("TGI_TOKEN", "tgi-secret-123")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")  # nobody listens
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-shown")
+    monkeypatch.setenv("HF_TOKEN", "hf_never_shown")
+    catalog = load_catalog()
+    register_env_endpoints(catalog)
+    rows = await endpoint_health(catalog, EngineRegistry(catalog))
+    by_id = {row["id"]: row for row in rows}
+    tgi, openai = by_id["tgi"], by_id["openai"]
+    assert tgi["ok"] is True and tgi["auth"] is True and tgi["configured"] is True
+    assert tgi["url"] == f"http://127.0.0.1:{server.port}/"
+    assert tgi["model_id"] == "standin/em-german-7b" and tgi["max_total_tokens"] == 4096
+    assert tgi["builds"] == len(german_variants(catalog))
+    assert openai["ok"] is False and openai["error"] == "err_remote_unreachable"
+    dumped = json.dumps(rows)
+    for secret in ("tgi-secret-123", "pa55word", "query-secret", "sk-never-shown", "hf_never_shown", "user:"):
+        assert secret not in dumped
+    # the health checks themselves carried exactly the endpoint's token, never HF_TOKEN
+    assert standin.requests and all(r.headers.get("authorization") == "Bearer tgi-secret-123" for r in standin.requests)
+
+
+async def test_unconfigured_endpoint_reports_its_variable(tmp_path: Path) -> None:
+    raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
+    raw["endpoints"] = [{"id": "lab", "type": "openai", "url_env": "LAB_URL_NOT_SET", "label": "Labor"}]
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    (row,) = await endpoint_health(load_catalog(path))
+    assert row["configured"] is False and row["ok"] is False
+    assert row["error"] == "err_remote_not_configured" and row["error_params"]["env"] == "LAB_URL_NOT_SET"
+    assert row["url"] is None and row["label"] == "Labor"
+
+
+async def test_playground_streams_through_the_env_endpoint_without_hf_token(
+    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TGI_URL", server.url)
+    monkeypatch.setenv("HF_TOKEN", "hf_private")
+    catalog = load_catalog()
+    register_env_endpoints(catalog)
+    playground = Playground(catalog)
+    prepared = playground.prepare("em-german-leo-mistral/tgi", "Was ist die Hauptstadt von Deutschland?")
+    events = [event async for event in playground.stream(prepared)]
+    assert not any(isinstance(e, Failed) for e in events), events
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "Berlin ist die Hauptstadt von Deutschland."
+    assert isinstance(events[-1], Finished)
+    (call,) = standin.generation_calls()
+    assert call.body["inputs"] == prepared.raw_prompt
+    assert call.body["inputs"].endswith("USER: Was ist die Hauptstadt von Deutschland? ASSISTANT:")
+    assert all("authorization" not in r.headers for r in standin.requests)
