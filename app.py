@@ -10,10 +10,13 @@ import gradio as gr
 
 from components.api import register_api
 from components.catalog import CatalogError, load_catalog
+from components.compare_api import register_compare_api
 from components.messages import normalize_language, t
 from components.service import Playground
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations
+from components.ui.compare import build_compare_tab
+from components.ui.status import build_status_tab, endpoints_markdown
 
 log = logging.getLogger("playground")
 
@@ -44,9 +47,13 @@ def build_app(playground: Playground) -> gr.Blocks:
             with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as chat_tab:
                 build_chat_tab(playground, tr, flags, lang_state)
             tr.add(chat_tab, "tab_chat")
-            # (compare tab goes here)
+            with gr.Tab(t("tab_compare"), id="compare", elem_id="tab-compare") as compare_tab:
+                build_compare_tab(playground, tr, flags, lang_state)
+            tr.add(compare_tab, "tab_compare")
             # (retrieval and structured-output tabs go here)
-            # (status / endpoints tab goes here)
+            with gr.Tab(t("tab_status"), id="status", elem_id="tab-status") as status_tab:
+                status_title, status_health = build_status_tab(playground, tr, lang_state)
+            tr.add(status_tab, "tab_status")
 
         def relabel(lang: str) -> list:
             lang = normalize_language(lang)
@@ -57,14 +64,21 @@ def build_app(playground: Playground) -> gr.Blocks:
                     updates[i] = gr.update(value=f"# {t('title', lang)}")
             return [lang, *updates]
 
-        language.change(relabel, [language], [lang_state, *tr.components], queue=False, api_visibility="private")
+        # queued on purpose: a State changed by a non-queued event does not fire its .change listeners
+        language.change(relabel, [language], [lang_state, *tr.components], api_visibility="private")
 
         def from_query(request: gr.Request) -> str:
             return normalize_language(request.query_params.get("lang") if request else None)
 
         demo.load(from_query, None, [language], queue=False, api_visibility="private")
+
+        async def initial_status() -> str:
+            return await endpoints_markdown(playground, "de")
+
+        demo.load(initial_status, None, [status_health], api_visibility="private")
         register_api(playground)
-        _ = subtitle
+        register_compare_api(playground)
+        _ = (subtitle, status_title)
     return demo
 
 

@@ -170,14 +170,267 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     # ---- remote engines (TGI, OpenAI-compatible) -------------------------------------------
     # (keys for remote servers go here)
+    "err_remote_not_configured": {
+        "de": "Der Server {endpoint} ist nicht konfiguriert: die Umgebungsvariable {env} fehlt.",
+        "en": "The server {endpoint} is not configured: the environment variable {env} is missing.",
+    },
+    "err_remote_unreachable": {
+        "de": "Der Server {endpoint} ist nicht erreichbar (Verbindung abgelehnt oder Adresse unbekannt). "
+        "Läuft er, und stimmt die Adresse?",
+        "en": "The server {endpoint} cannot be reached (connection refused or unknown address). "
+        "Is it running, and is the address right?",
+    },
+    "err_remote_unauthorized": {
+        "de": "Der Server {endpoint} hat die Anfrage abgewiesen (HTTP {status}): Zugangsschlüssel fehlt oder "
+        "ist falsch ({env}).",
+        "en": "The server {endpoint} refused the request (HTTP {status}): the access token is missing or "
+        "wrong ({env}).",
+    },
+    "err_remote_overloaded": {
+        "de": "Der Server {endpoint} ist überlastet (zu viele gleichzeitige Anfragen). Bitte gleich noch "
+        "einmal versuchen.",
+        "en": "The server {endpoint} is overloaded (too many requests at once). Please try again in a moment.",
+    },
+    "err_remote_validation": {
+        "de": "Der Server {endpoint} hat die Anfrage als ungültig abgelehnt: {detail}",
+        "en": "The server {endpoint} rejected the request as invalid: {detail}",
+    },
+    "err_remote_generation": {
+        "de": "Fehler auf dem Server {endpoint} während der Generierung: {detail}",
+        "en": "The server {endpoint} failed during generation: {detail}",
+    },
+    "err_remote_incomplete": {
+        "de": "Der Server {endpoint} hat die Generierung unvollständig beendet. Bitte erneut versuchen.",
+        "en": "The server {endpoint} ended the generation incomplete. Please try again.",
+    },
+    "err_remote_unknown": {
+        "de": "Der Server {endpoint} meldet einen unbekannten Fehler: {detail}",
+        "en": "The server {endpoint} reports an unknown error: {detail}",
+    },
+    "err_remote_template": {
+        "de": "Der Server {endpoint} hat keine Chatvorlage für dieses Modell ({detail}). Mit "
+        "OPENAI_API_MODE=completions geht der rohe Prompt der Familie an den Server.",
+        "en": "The server {endpoint} has no chat template for this model ({detail}). With "
+        "OPENAI_API_MODE=completions the family's raw prompt is sent instead.",
+    },
+    "err_remote_http": {
+        "de": "Der Server {endpoint} antwortete mit HTTP {status}. {detail}",
+        "en": "The server {endpoint} answered with HTTP {status}. {detail}",
+    },
+    "err_remote_timeout": {
+        "de": "Der Server {endpoint} hat nach {seconds} s noch kein Token geliefert; die Anfrage wurde "
+        "abgebrochen. Vielleicht ist er ausgelastet.",
+        "en": "The server {endpoint} sent no token within {seconds} s; the request was cancelled. It may be busy.",
+    },
+    "err_remote_stalled": {
+        "de": "Der Server {endpoint} hat {seconds} s lang kein weiteres Token geliefert; die Antwort wurde "
+        "abgebrochen und ist unvollständig.",
+        "en": "The server {endpoint} sent no further token for {seconds} s; the answer was cancelled and is "
+        "incomplete.",
+    },
+    "err_remote_cut": {
+        "de": "Die Verbindung zum Server {endpoint} brach mitten in der Antwort ab; die Antwort ist unvollständig.",
+        "en": "The connection to the server {endpoint} broke off in the middle of the answer; the answer is "
+        "incomplete.",
+    },
+    "err_remote_malformed": {
+        "de": "Der Server {endpoint} hat eine unlesbare Antwort geschickt. Ist unter der Adresse wirklich ein "
+        "{kind}-Server?",
+        "en": "The server {endpoint} sent an unreadable answer. Is there really a {kind} server at that address?",
+    },
+    "err_remote_unhealthy": {
+        "de": "Der Server {endpoint} meldet sich als nicht betriebsbereit (HTTP {status}).",
+        "en": "The server {endpoint} reports that it is not ready (HTTP {status}).",
+    },
+    "endpoints_title": {"de": "Entfernte Server", "en": "Remote servers"},
+    "endpoint_ok": {"de": "erreichbar", "en": "reachable"},
+    "endpoint_down": {"de": "gestört", "en": "failing"},
+    "endpoint_not_configured": {"de": "nicht konfiguriert", "en": "not configured"},
+    "endpoint_line": {
+        "de": "**{endpoint}** ({type}) · {url} · {state} · Modell: {model_id} · Version: {version} · "
+        "max. {max_total_tokens} Tokens",
+        "en": "**{endpoint}** ({type}) · {url} · {state} · model: {model_id} · version: {version} · "
+        "max {max_total_tokens} tokens",
+    },
+    "endpoints_title_md": {"de": "### Entfernte Server", "en": "### Remote servers"},
+    "endpoints_refresh": {"de": "Status prüfen", "en": "Check status"},
+    "endpoints_none": {
+        "de": "Kein entfernter Server konfiguriert. Setze `TGI_URL` oder `OPENAI_BASE_URL` (siehe README).",
+        "en": "No remote server configured. Set `TGI_URL` or `OPENAI_BASE_URL` (see README).",
+    },
+    "tab_status": {"de": "Server", "en": "Servers"},
     # ---- transformers engine -------------------------------------------------------------------
     # (keys for the transformers engine go here)
+    "err_tf_needs_gpu": {
+        "de": "{model} ({kind}) braucht eine GPU mit CUDA; auf diesem Rechner gibt es keine. Wähle eine GGUF- "
+        "oder fp32-Variante oder einen entfernten Server.",
+        "en": "{model} ({kind}) needs a CUDA GPU and this machine has none. Pick a GGUF or fp32 build or a "
+        "remote server.",
+    },
+    "err_tf_needs_package": {
+        "de": "{model} ({kind}) braucht die Python-Pakete {packages}, die hier nicht installiert sind.",
+        "en": "{model} ({kind}) needs the Python packages {packages}, which are not installed here.",
+    },
+    "err_tf_kind": {
+        "de": "Die Quantisierung „{kind}“ kann die Transformers-Engine nicht laden.",
+        "en": "The transformers engine cannot load the quantization '{kind}'.",
+    },
+    "err_tf_offline": {
+        "de": "{repo} ist nicht im lokalen Hugging-Face-Cache, und der Offline-Modus (HF_HUB_OFFLINE=1) "
+        "verbietet den Download.",
+        "en": "{repo} is not in the local Hugging Face cache and offline mode (HF_HUB_OFFLINE=1) forbids "
+        "downloading it.",
+    },
+    "err_tf_access": {
+        "de": "Kein Zugriff auf {repo}: das Repository gibt es nicht, oder es ist privat bzw. zugangsbeschränkt. "
+        "Für geschützte Modelle HF_TOKEN setzen und die Lizenz auf der Modellseite annehmen.",
+        "en": "No access to {repo}: the repository does not exist, or it is private or gated. For gated models "
+        "set HF_TOKEN and accept the license on the model page.",
+    },
+    "err_tf_download": {
+        "de": "Download von {repo} fehlgeschlagen: {detail}",
+        "en": "Download of {repo} failed: {detail}",
+    },
+    "err_tf_local_missing": {
+        "de": "Der lokale Modellordner {path} existiert nicht.",
+        "en": "The local model folder {path} does not exist.",
+    },
+    "err_tf_oom": {
+        "de": "Der Speicher reicht für diese Antwort mit {model} nicht (Out of Memory). Senke „Max. neue "
+        "Tokens“, kürze den Verlauf oder wähle eine kleinere Quantisierung.",
+        "en": "Not enough memory for this answer with {model} (out of memory). Lower 'Max new tokens', shorten "
+        "the conversation or pick a smaller quantization.",
+    },
+    "err_tf_generate": {
+        "de": "Die Generierung mit {model} ist fehlgeschlagen: {detail}",
+        "en": "Generation with {model} failed: {detail}",
+    },
     # ---- retrieval and structured output -----------------------------------------------------
     # (keys for retrieval / JSON go here)
     # ---- compare mode ----------------------------------------------------------------------------
     # (keys for the compare tab go here)
+    "tab_compare": {"de": "Vergleich", "en": "Compare"},
+    "compare_intro": {
+        "de": "Eine Frage an 2 bis 4 Modelle zugleich: jedes antwortet in seinem eigenen Tempo. Im Blindvergleich "
+        "bleiben die Namen verborgen, bis du für die bessere Antwort stimmst.",
+        "en": "One question to 2 to 4 models at once: each answers at its own pace. In a blind comparison the "
+        "names stay hidden until you vote for the better answer.",
+    },
+    "compare_pane_count": {"de": "Anzahl Modelle", "en": "Number of models"},
+    "compare_blind": {
+        "de": "Blindvergleich (Modelle zufällig zuordnen, Namen erst nach der Abstimmung zeigen)",
+        "en": "Blind comparison (models assigned at random, names shown only after the vote)",
+    },
+    "compare_pane": {"de": "Bereich {n}", "en": "Pane {n}"},
+    "compare_pane_settings": {"de": "Modell {n} und seine Einstellungen", "en": "Model {n} and its settings"},
+    "compare_system": {
+        "de": "Systemprompt (leer = Standard der Familie)",
+        "en": "System prompt (empty = the family's default)",
+    },
+    "compare_override": {
+        "de": "Eigene Temperatur und Tokenzahl für dieses Modell",
+        "en": "Own temperature and token limit for this model",
+    },
+    "compare_shared_settings": {"de": "Gemeinsame Einstellungen", "en": "Shared settings"},
+    "compare_family_defaults": {
+        "de": "Jede Familie mit ihren empfohlenen Einstellungen (Seed und Stoppsequenzen gelten trotzdem; "
+        "ein verschobener Regler gilt für alle Modelle)",
+        "en": "Each family with its recommended settings (seed and stop sequences still apply; moving a "
+        "slider applies it to every model)",
+    },
+    "compare_placeholder": {
+        "de": "Eine Frage an alle Modelle … (Enter sendet)",
+        "en": "A question for every model … (Enter sends)",
+    },
+    "compare_working": {"de": "schreibt …", "en": "writing …"},
+    "compare_blind_name": {"de": "Modell {letter}", "en": "Model {letter}"},
+    "compare_vote_for": {"de": "{name} ist besser", "en": "{name} is better"},
+    "compare_vote_tie": {"de": "Unentschieden", "en": "Tie"},
+    "compare_vote_hint": {
+        "de": "Welche Antwort ist besser? Stimme ab, dann werden die Modelle aufgedeckt.",
+        "en": "Which answer is better? Vote, then the models are revealed.",
+    },
+    "compare_voted": {"de": "Danke! Deine Wahl: **{choice}**.", "en": "Thanks! Your choice: **{choice}**."},
+    "compare_reveal_line": {"de": "{name} war **{model}** (`{id}`)", "en": "{name} was **{model}** (`{id}`)"},
+    "compare_leaderboard": {"de": "Rangliste aus den Blindvergleichen", "en": "Leaderboard from blind comparisons"},
+    "compare_leaderboard_refresh": {"de": "Aktualisieren", "en": "Refresh"},
+    "lb_model": {"de": "Modell", "en": "Model"},
+    "lb_wins": {"de": "Siege", "en": "Wins"},
+    "lb_losses": {"de": "Niederlagen", "en": "Losses"},
+    "lb_ties": {"de": "Unentschieden", "en": "Ties"},
+    "lb_games": {"de": "Vergleiche", "en": "Games"},
+    "lb_win_rate": {"de": "Siegquote", "en": "Win rate"},
+    "compare_export_md": {"de": "Als Markdown herunterladen", "en": "Download as Markdown"},
+    "compare_export_json": {"de": "Als JSON herunterladen", "en": "Download as JSON"},
+    "export_file_stem": {"de": "vergleich", "en": "comparison"},
+    "export_title": {"de": "Modellvergleich", "en": "Model comparison"},
+    "export_created": {"de": "Erstellt", "en": "Created"},
+    "export_round": {"de": "Runde {n}", "en": "Round {n}"},
+    "export_prompt_id": {"de": "Prompt-Kennung", "en": "Prompt id"},
+    "export_mode": {"de": "Modus", "en": "Mode"},
+    "export_mode_blind": {"de": "Blindvergleich", "en": "blind comparison"},
+    "export_mode_open": {"de": "offen", "en": "open"},
+    "export_vote": {"de": "Stimme", "en": "Vote"},
+    "export_shared_settings": {"de": "Gemeinsame Einstellungen", "en": "Shared settings"},
+    "export_prompt": {"de": "Prompt", "en": "Prompt"},
+    "export_model": {"de": "Modell", "en": "Model"},
+    "export_ttft": {"de": "Erstes Token", "en": "First token"},
+    "export_rate": {"de": "Tokens/s", "en": "Tokens/s"},
+    "export_tokens": {"de": "Neue Tokens", "en": "New tokens"},
+    "export_prompt_tokens": {"de": "Prompt-Tokens", "en": "Prompt tokens"},
+    "export_total": {"de": "Dauer", "en": "Duration"},
+    "export_finish": {"de": "Ende", "en": "Finish"},
+    "export_error": {"de": "Fehler", "en": "Error"},
+    "export_system": {"de": "Systemprompt", "en": "System prompt"},
+    "export_seed": {"de": "Seed", "en": "Seed"},
+    "export_stop": {"de": "Stoppsequenzen", "en": "Stop sequences"},
+    "export_no_answer": {"de": "(keine Antwort)", "en": "(no answer)"},
+    "err_compare_models": {
+        "de": "Bitte 1 bis {max} Modelle angeben (erhalten: {count}).",
+        "en": "Please give 1 to {max} models (got {count}).",
+    },
+    "err_compare_model_refused": {"de": "{model}: {why}", "en": "{model}: {why}"},
+    "err_vote_not_blind": {
+        "de": "Abstimmen geht nur im Blindvergleich.",
+        "en": "Voting is only possible in a blind comparison.",
+    },
+    "err_vote_not_ready": {
+        "de": "Abstimmen geht erst, wenn alle Antworten fertig sind.",
+        "en": "You can vote once every answer is complete.",
+    },
+    "err_vote_twice": {"de": "Für diese Runde wurde schon abgestimmt.", "en": "This round already has a vote."},
+    "err_vote_invalid": {"de": "Ungültige Stimme „{winner}“.", "en": "Invalid vote '{winner}'."},
+    "err_vote_write": {
+        "de": "Die Stimme konnte nicht gespeichert werden ({detail}).",
+        "en": "The vote could not be saved ({detail}).",
+    },
+    "batch_description": {
+        "de": "Schickt jeden Prompt einer Prompt-Datei an mehrere Modelle zugleich und schreibt report.md und "
+        "report.json mit Antworten und Messwerten nebeneinander.",
+        "en": "Sends every prompt of a prompt file to several models at once and writes report.md and "
+        "report.json with answers and figures side by side.",
+    },
+    "batch_progress": {"de": "Prompts", "en": "Prompts"},
+    "batch_title": {"de": "Stapelvergleich: {file}", "en": "Batch comparison: {file}"},
+    "batch_written": {"de": "Bericht geschrieben: {md} und {json}", "en": "Report written: {md} and {json}"},
+    "batch_failures": {
+        "de": "{count} von {total} Antworten sind fehlgeschlagen (siehe Bericht).",
+        "en": "{count} of {total} answers failed (see the report).",
+    },
+    "err_batch_prompts": {"de": "Prompt-Datei {path}: {detail}", "en": "Prompt file {path}: {detail}"},
+    "err_batch_input": {"de": "Ungültige Eingabe: {detail}", "en": "Invalid input: {detail}"},
+    "batch_file_missing": {"de": "Datei nicht gefunden", "en": "file not found"},
+    "batch_duplicate_ids": {"de": "doppelte Kennungen: {ids}", "en": "duplicate ids: {ids}"},
+    "batch_summary": {"de": "Überblick je Modell", "en": "Overview per model"},
+    "batch_answers": {"de": "Vollständige Antworten", "en": "Complete answers"},
+    "batch_mean_ttft": {"de": "Erstes Token (Mittel)", "en": "First token (mean)"},
+    "batch_mean_rate": {"de": "Tokens/s (Mittel)", "en": "Tokens/s (mean)"},
     # ---- space, limits, reliability -----------------------------------------------------------
     # (keys for limits and the Space go here)
+    "err_rate_limited": {
+        "de": "Zu viele Anfragen (höchstens {limit}). Bitte in {retry} s erneut versuchen.",
+        "en": "Too many requests (at most {limit}). Please try again in {retry} s.",
+    },
     "err_stopped_partial": {"de": "(gestoppt)", "en": "(stopped)"},
     "err_prefix": {"de": "⚠️ ", "en": "⚠️ "},
 }

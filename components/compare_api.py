@@ -1,0 +1,81 @@
+"""The `/compare` API endpoint: one message to up to four models at once, streamed as per-model results."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import gradio as gr
+
+from components.compare import MAX_PANES, PaneSpec, new_round, prepare_panes, stream_round
+from components.messages import normalize_language, t
+from components.service import Playground
+from components.validation import InputError, check_message
+
+
+def pane_payload(pane: Any) -> dict[str, Any]:
+    return {
+        "model": pane.model_id,
+        "label": pane.model_label,
+        "text": pane.text,
+        "stats": pane.stats,
+        "error": pane.error,
+        "error_code": pane.error_key,
+        "done": pane.done,
+    }
+
+
+def register_compare_api(playground: Playground) -> None:
+    """Adds `/compare` to the Blocks being built."""
+    default_model = playground.catalog.default.id
+
+    async def compare(
+        message: str,
+        models: list[str] | None = None,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        max_new_tokens: int | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        lang: str = "de",
+    ) -> list[dict[str, Any]]:  # an async generator: streams the list as it grows
+        """Streams answers of several models to one message, all generated at once.
+
+        `models` is a list of 1 to 4 `variant/quantization` ids from `/models` (default: the offline
+        model twice); `system_prompt` None means each family's default. Yields a list with one
+        {model, label, text, stats, error, error_code, done} per model, in the order given; a model
+        that fails reports its `error` while the others go on. Bad input is refused as a whole.
+        """
+        language = normalize_language(lang)
+        chosen = list(models) if models else [default_model, default_model]
+        try:
+            text = check_message(message)
+            if not 1 <= len(chosen) <= MAX_PANES or not all(isinstance(m, str) for m in chosen):
+                raise InputError("err_compare_models", count=len(chosen), max=MAX_PANES)
+            settings = {
+                "temperature": temperature,
+                "top_p": top_p,
+                "top_k": top_k,
+                "max_new_tokens": max_new_tokens,
+                "repetition_penalty": repetition_penalty,
+                "seed": seed,
+            }
+            specs = [PaneSpec(m, system_prompt, settings) for m in chosen]
+            prepared = prepare_panes(playground, specs, text, None, language)
+            for spec, prep in zip(specs, prepared, strict=True):
+                if isinstance(prep, InputError):
+                    raise InputError(
+                        "err_compare_model_refused",
+                        model=str(spec.model_id)[:80],
+                        why=t(prep.key, language, **prep.params),
+                    )
+        except InputError as exc:
+            raise gr.Error(t(exc.key, language, **exc.params)) from None
+        round_ = new_round(playground, specs, text, prepared, language, settings)
+        async with contextlib.aclosing(stream_round(playground, round_, prepared)) as updates:
+            async for update in updates:
+                yield [pane_payload(p) for p in update.panes]
+
+    gr.api(compare, api_name="compare", concurrency_limit=None)

@@ -1,0 +1,658 @@
+"""The compare tab: one prompt, 2 to 4 models streaming side by side, blind votes, leaderboard, export."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from components.compare import (
+    LETTERS,
+    MAX_PANES,
+    MIN_PANES,
+    TIE,
+    LeaderRow,
+    PaneSpec,
+    Round,
+    VoteLog,
+    check_vote,
+    export_json,
+    export_markdown,
+    new_round,
+    pane_history,
+    pane_settings,
+    prepare_panes,
+    shuffled,
+    stream_round,
+    vote_record,
+)
+from components.messages import t
+from components.service import Playground, format_stats
+from components.ui.chat import render
+from components.ui.common import (
+    CancelFlags,
+    SettingsControls,
+    Translations,
+    family_choices,
+    first_runnable,
+    quant_choices,
+    session_of,
+    settings_kwargs,
+    settings_panel,
+    settings_values,
+    variant_choices,
+)
+from components.validation import LIMITS, RANGES, InputError, check_message
+
+log = logging.getLogger(__name__)
+
+SLOT = "compare"
+#: Per-pane values the send handler reads, in this order, for each of the MAX_PANES panes.
+PANE_FIELDS = 6
+#: Export files live in per-export folders here; folders older than this are removed on the next export.
+EXPORT_MAX_AGE_S = 3600.0
+EXPORT_ROOT = Path(tempfile.gettempdir()) / "playground-compare-exports"
+
+
+@dataclass
+class PaneControls:
+    column: Any
+    picker_column: Any
+    settings_box: Any
+    family: Any
+    variant: Any
+    quant: Any
+    system: Any
+    override: Any
+    temperature: Any
+    max_new_tokens: Any
+    chatbot: Any
+    stats: Any
+
+    @property
+    def inputs(self) -> list[Any]:
+        """The values the send handler needs from this pane (PANE_FIELDS of them)."""
+        return [self.variant, self.quant, self.system, self.override, self.temperature, self.max_new_tokens]
+
+
+@dataclass
+class CompareTab:
+    message: Any
+    pane_count: Any
+    blind: Any
+    panes: list[PaneControls]
+    rounds: Any
+    settings: SettingsControls
+    family_defaults: Any
+    vote_buttons: list[Any]
+    leaderboard: Any
+    export_md: Any
+    export_json: Any
+
+
+# ---- pure view helpers (tested without a browser) ----------------------------------------------
+def pane_count_of(value: Any) -> int:
+    """The pane count from the page, forced into MIN_PANES..MAX_PANES (the page is not trusted)."""
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        return MIN_PANES
+    return max(MIN_PANES, min(MAX_PANES, count))
+
+
+def pane_conversation(rounds: list[Round], pane: int, lang: str) -> list[dict[str, Any]]:
+    """One pane's exchanges in the chat tab's shape, so the chat tab's renderer draws them."""
+    out = []
+    for r in rounds:
+        if pane >= len(r.panes):
+            continue
+        p = r.panes[pane]
+        status = p.status
+        if status and r.blind and not r.revealed:
+            status = t("compare_working", lang)  # a loading message would name the model
+        out.append({"user": r.prompt, "assistant": p.text, "status": status, "error": p.error, "stats": p.stats})
+    return out
+
+
+def pane_label(rounds: list[Round], pane: int, lang: str) -> str:
+    for r in reversed(rounds):
+        if pane < len(r.panes):
+            return r.name(pane, lang)
+    return t("compare_pane", lang, n=pane + 1)
+
+
+def pane_stats_line(rounds: list[Round], pane: int, lang: str) -> str:
+    for r in reversed(rounds):
+        if pane < len(r.panes):
+            p = r.panes[pane]
+            if p.stats:
+                return format_stats(p.stats, lang)
+            if p.error:
+                return t("err_prefix", lang) + t("finish_error", lang)
+            return t("compare_working", lang) if not p.done else ""
+    return ""
+
+
+def reveal_text(round_: Round | None, lang: str) -> str:
+    if round_ is None or not round_.blind:
+        return ""
+    if not round_.revealed:
+        return t("compare_vote_hint", lang) if round_.done else ""
+    if round_.winner == TIE:
+        choice = t("compare_vote_tie", lang)
+    else:
+        choice = t("compare_blind_name", lang, letter=round_.winner)
+    lines = [t("compare_voted", lang, choice=choice)]
+    for p in round_.panes:
+        lines.append(
+            "- "
+            + t(
+                "compare_reveal_line",
+                lang,
+                name=t("compare_blind_name", lang, letter=LETTERS[p.pane]),
+                model=p.model_label or p.model_id,
+                id=p.model_id,
+            )
+        )
+    return "\n".join(lines)
+
+
+def leaderboard_value(rows: list[LeaderRow], lang: str) -> dict[str, Any]:
+    headers = [t(k, lang) for k in ("lb_model", "lb_wins", "lb_losses", "lb_ties", "lb_games", "lb_win_rate")]
+    data = [[r.model, r.wins, r.losses, r.ties, r.games, f"{r.win_rate * 100:.0f} %"] for r in rows]
+    return {"headers": headers, "data": data or [["–", 0, 0, 0, 0, "–"]]}
+
+
+def write_exports(rounds: list[Round], lang: str) -> tuple[str, str]:
+    """The comparison as Markdown and JSON files in a fresh temporary folder (Gradio serves them)."""
+    EXPORT_ROOT.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - EXPORT_MAX_AGE_S
+    for old in EXPORT_ROOT.iterdir():
+        try:
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            continue
+    folder = Path(tempfile.mkdtemp(prefix="export-", dir=EXPORT_ROOT))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem = f"{t('export_file_stem', lang)}-{stamp}"
+    md = folder / f"{stem}.md"
+    js = folder / f"{stem}.json"
+    md.write_text(export_markdown(rounds, lang), encoding="utf-8")
+    js.write_text(export_json(rounds, lang), encoding="utf-8")
+    return str(md), str(js)
+
+
+# ---- the tab -------------------------------------------------------------------------------------
+def build_compare_tab(
+    playground: Playground,
+    tr: Translations,
+    flags: CancelFlags,
+    lang_state: Any,
+    votes: VoteLog | None = None,
+) -> CompareTab:
+    catalog = playground.catalog
+    default = catalog.default
+    vote_log = votes or VoteLog()
+    tr.add(gr.Markdown(t("compare_intro"), elem_id="compare-intro"), "compare_intro", "value")
+    with gr.Row():
+        pane_count = tr.add(
+            gr.Radio([2, 3, 4], value=MIN_PANES, label=t("compare_pane_count"), elem_id="compare-pane-count", scale=1),
+            "compare_pane_count",
+        )
+        blind = tr.add(gr.Checkbox(False, label=t("compare_blind"), elem_id="compare-blind", scale=2), "compare_blind")
+
+    panes: list[PaneControls] = []
+    pickers: list[tuple[Any, ...]] = []
+    low_t, high_t, _ = RANGES["temperature"]
+    # pickers and answers sit in two rows: in blind mode a pane's answer comes from a shuffled model,
+    # so no pane may sit under the picker of "its" model
+    with gr.Row(equal_height=False, elem_id="compare-models"):
+        for i in range(MAX_PANES):
+            n = i + 1
+            with (
+                gr.Column(visible=n <= MIN_PANES, min_width=300, elem_id=f"compare-model-{n}") as picker_column,
+                gr.Accordion(t("compare_pane_settings", n=n), open=True, elem_id=f"compare-box-{n}") as box,
+            ):
+                family = tr.add(
+                    gr.Dropdown(
+                        family_choices(playground),
+                        value=default.family.id,
+                        label=t("family"),
+                        elem_id=f"compare-family-{n}",
+                    ),
+                    "family",
+                )
+                variant = tr.add(
+                    gr.Dropdown(
+                        variant_choices(playground, default.family.id),
+                        value=default.variant.id,
+                        label=t("variant"),
+                        elem_id=f"compare-variant-{n}",
+                    ),
+                    "variant",
+                )
+                quant = tr.add(
+                    gr.Dropdown(
+                        quant_choices(playground, default.variant.id, "de"),
+                        value=default.quant.id,
+                        label=t("quant"),
+                        elem_id=f"compare-quant-{n}",
+                    ),
+                    "quant",
+                )
+                system = tr.add(
+                    gr.Textbox(
+                        value="",
+                        lines=2,
+                        max_lines=8,
+                        label=t("compare_system"),
+                        placeholder=default.family.system_prompt,
+                        elem_id=f"compare-system-{n}",
+                    ),
+                    "compare_system",
+                )
+                override = tr.add(
+                    gr.Checkbox(False, label=t("compare_override"), elem_id=f"compare-override-{n}"),
+                    "compare_override",
+                )
+                values = settings_values(default.family)
+                with gr.Group(visible=False, elem_classes=["compare-own"]) as own_box:
+                    temperature = tr.add(
+                        gr.Slider(
+                            low_t,
+                            high_t,
+                            value=values[0],
+                            step=0.05,
+                            label=t("temperature"),
+                            elem_id=f"compare-temperature-{n}",
+                        ),
+                        "temperature",
+                    )
+                    max_new = tr.add(
+                        gr.Slider(
+                            1,
+                            LIMITS.max_new_tokens,
+                            value=min(values[3], LIMITS.max_new_tokens),
+                            step=1,
+                            label=t("max_new_tokens"),
+                            elem_id=f"compare-max-new-tokens-{n}",
+                        ),
+                        "max_new_tokens",
+                    )
+            override.change(
+                lambda on: gr.update(visible=bool(on)), [override], [own_box], queue=False, api_visibility="private"
+            )
+            pickers.append((picker_column, box, family, variant, quant, system, override, temperature, max_new))
+    with gr.Row(equal_height=False, elem_id="compare-panes"):
+        for i in range(MAX_PANES):
+            n = i + 1
+            with gr.Column(visible=n <= MIN_PANES, min_width=300, elem_id=f"compare-col-{n}") as column:
+                chatbot = gr.Chatbot(
+                    label=t("compare_pane", n=n), elem_id=f"compare-pane-{n}", height=420, buttons=["copy"]
+                )
+                stats = gr.Markdown("", elem_id=f"compare-stats-{n}")
+            panes.append(PaneControls(column, *pickers[i], chatbot, stats))
+
+    with gr.Row():
+        message = tr.add(
+            gr.Textbox(
+                placeholder=t("compare_placeholder"),
+                show_label=False,
+                lines=1,
+                max_lines=10,
+                scale=5,
+                elem_id="compare-input",
+            ),
+            "compare_placeholder",
+            "placeholder",
+        )
+        send = tr.add(gr.Button(t("send"), variant="primary", scale=1, elem_id="compare-send"), "send", "value")
+    with gr.Row():
+        stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="compare-stop"), "stop", "value")
+        clear = tr.add(gr.Button(t("clear"), elem_id="compare-clear"), "clear", "value")
+        export_md = tr.add(
+            gr.DownloadButton(t("compare_export_md"), value=None, interactive=False, elem_id="compare-export-md"),
+            "compare_export_md",
+        )
+        export_js = tr.add(
+            gr.DownloadButton(t("compare_export_json"), value=None, interactive=False, elem_id="compare-export-json"),
+            "compare_export_json",
+        )
+    with gr.Row(visible=False, elem_id="compare-votes") as vote_row:
+        vote_buttons = [
+            gr.Button(
+                t("compare_vote_for", name=t("compare_blind_name", letter=LETTERS[i])),
+                interactive=False,
+                visible=i < MIN_PANES,
+                elem_id=f"compare-vote-{LETTERS[i].lower()}",
+            )
+            for i in range(MAX_PANES)
+        ]
+        vote_tie = tr.add(
+            gr.Button(t("compare_vote_tie"), interactive=False, elem_id="compare-vote-tie"), "compare_vote_tie", "value"
+        )
+    reveal = gr.Markdown("", elem_id="compare-reveal")
+    with gr.Accordion(t("compare_shared_settings"), open=False, elem_id="compare-settings") as settings_acc:
+        family_defaults = tr.add(
+            gr.Checkbox(True, label=t("compare_family_defaults"), elem_id="compare-family-defaults"),
+            "compare_family_defaults",
+        )
+        settings = settings_panel(default.family, tr, "compare-shared")
+    tr.add(settings_acc, "compare_shared_settings")
+    with gr.Accordion(t("compare_leaderboard"), open=False, elem_id="compare-leaderboard-box") as lb_acc:
+        leaderboard = gr.Dataframe(
+            value=leaderboard_value([], "de"), interactive=False, wrap=True, elem_id="compare-leaderboard"
+        )
+        refresh = tr.add(
+            gr.Button(t("compare_leaderboard_refresh"), size="sm", elem_id="compare-leaderboard-refresh"),
+            "compare_leaderboard_refresh",
+            "value",
+        )
+    tr.add(lb_acc, "compare_leaderboard")
+    rounds = gr.State([])
+    all_votes = [*vote_buttons, vote_tie]
+
+    # ---- pickers -------------------------------------------------------------------------------
+    def wire_pickers(pane: PaneControls) -> None:
+        def on_family(family_id: str, lang: str) -> list[Any]:
+            fam = catalog.family(family_id)
+            v = fam.variants[0].id
+            q = first_runnable(playground, v)
+            values = settings_values(fam)
+            return [
+                gr.update(choices=variant_choices(playground, family_id), value=v),
+                gr.update(choices=quant_choices(playground, v, lang), value=q),
+                gr.update(placeholder=fam.system_prompt),
+                values[0],
+                min(values[3], LIMITS.max_new_tokens),
+            ]
+
+        pane.family.input(
+            on_family,
+            [pane.family, lang_state],
+            [pane.variant, pane.quant, pane.system, pane.temperature, pane.max_new_tokens],
+            queue=False,
+            api_visibility="private",
+        )
+
+        def on_variant(variant_id: str, lang: str) -> Any:
+            return gr.update(
+                choices=quant_choices(playground, variant_id, lang), value=first_runnable(playground, variant_id)
+            )
+
+        pane.variant.input(on_variant, [pane.variant, lang_state], [pane.quant], queue=False, api_visibility="private")
+
+    for pane in panes:
+        wire_pickers(pane)
+
+    # the shared sliders hold one family's values; touching one means "use these for every model"
+    for control in settings.inputs:
+        control.input(lambda: False, None, [family_defaults], queue=False, api_visibility="private")
+    settings.reset.click(
+        lambda: [True, *settings_values(default.family)],
+        None,
+        [family_defaults, *settings.inputs],
+        queue=False,
+        api_visibility="private",
+    )
+
+    # ---- views ---------------------------------------------------------------------------------
+    def pane_updates(conv: list[Round], lang: str) -> list[Any]:
+        chatbots = [
+            gr.update(value=render(pane_conversation(conv, i, lang), lang), label=pane_label(conv, i, lang))
+            for i in range(MAX_PANES)
+        ]
+        stats_lines = [pane_stats_line(conv, i, lang) for i in range(MAX_PANES)]
+        return [*chatbots, *stats_lines]
+
+    def vote_updates(conv: list[Round], count: int, lang: str) -> list[Any]:
+        last = conv[-1] if conv else None
+        open_vote = bool(last and last.blind and last.done and last.winner is None)
+        buttons = [
+            gr.update(
+                visible=i < count,
+                interactive=open_vote and last is not None and i < len(last.panes),
+                value=t("compare_vote_for", lang, name=t("compare_blind_name", lang, letter=LETTERS[i])),
+            )
+            for i in range(MAX_PANES)
+        ]
+        return [*buttons, gr.update(interactive=open_vote), reveal_text(last, lang)]
+
+    async def export_updates(conv: list[Round], lang: str) -> list[Any]:
+        if not conv or not conv[-1].done:
+            return [gr.update(), gr.update()]
+        try:
+            md, js = await asyncio.to_thread(write_exports, conv, lang)
+        except OSError as exc:
+            log.warning("compare export failed: %s", exc)
+            return [gr.update(interactive=False), gr.update(interactive=False)]
+        return [gr.update(value=md, interactive=True), gr.update(value=js, interactive=True)]
+
+    no_export = [gr.update(value=None, interactive=False), gr.update(value=None, interactive=False)]
+    stream_outputs = [
+        *[p.chatbot for p in panes],
+        *[p.stats for p in panes],
+        rounds,
+        message,
+        *all_votes,
+        reveal,
+        export_md,
+        export_js,
+    ]
+    n_view = 2 * MAX_PANES
+
+    def unchanged() -> list[Any]:
+        return [gr.update()] * len(stream_outputs)
+
+    # ---- generation ----------------------------------------------------------------------------
+    async def send_prompt(request: gr.Request, *values: Any) -> AsyncIterator[list[Any]]:
+        text, conv_in, count_in, blind_in, lang, fam_defaults, *rest = values
+        shared = settings_kwargs(*rest[: len(settings.inputs)])
+        pane_values = rest[len(settings.inputs) :]
+        count = pane_count_of(count_in)
+        is_blind = bool(blind_in)
+        try:
+            check_message(text)
+        except InputError as exc:
+            gr.Warning(t(exc.key, lang, **exc.params))
+            yield unchanged()
+            return
+        specs = []
+        for i in range(count):
+            variant_id, quant_id, system, override, temp, max_new = pane_values[i * PANE_FIELDS : (i + 1) * PANE_FIELDS]
+            own = {"temperature": temp, "max_new_tokens": max_new} if override else None
+            specs.append(
+                PaneSpec(
+                    f"{variant_id}/{quant_id}",
+                    system if isinstance(system, str) and system.strip() else None,
+                    pane_settings(shared, own, bool(fam_defaults)),
+                )
+            )
+        conv: list[Round] = list(conv_in or [])
+        # a blind round stands alone: earlier answers would give the models away, and after a blind
+        # round the panes hold different models than their pickers say
+        if is_blind or (conv and conv[-1].blind):
+            conv = []
+        if is_blind:
+            specs = shuffled(specs)
+        histories = [pane_history(conv, i) for i in range(count)]
+        recorded = pane_settings(shared, None, bool(fam_defaults))
+        if fam_defaults:
+            recorded["family_defaults"] = True
+        prepared = prepare_panes(playground, specs, text, histories, lang)
+        round_ = new_round(playground, specs, text, prepared, lang, recorded, is_blind)
+        conv.append(round_)
+        session = session_of(request)
+        flag = flags.start(session, SLOT)
+        cleared = False
+        first = True
+        try:
+            async with contextlib.aclosing(stream_round(playground, round_, prepared, flag)) as updates:
+                async for _ in updates:
+                    if getattr(flag, "reason", None) == "clear":
+                        cleared = True
+                        break
+                    views = pane_updates(conv, lang)
+                    if first:
+                        # the new prompt is shown; the box empties, the old votes and downloads go away
+                        yield [*views, conv, "", *vote_updates(conv, count, lang), *no_export]
+                        first = False
+                    else:
+                        yield [
+                            *views,
+                            conv,
+                            gr.update(),
+                            *[gr.update()] * (len(all_votes) + 1),
+                            gr.update(),
+                            gr.update(),
+                        ]
+        finally:
+            flags.finish(session, SLOT, flag)
+        if cleared or getattr(flag, "reason", None) == "clear":
+            yield [*pane_updates([], lang), [], gr.update(), *vote_updates([], count, lang), *no_export]
+            return
+        yield [
+            *pane_updates(conv, lang),
+            conv,
+            gr.update(),
+            *vote_updates(conv, count, lang),
+            *(await export_updates(conv, lang)),
+        ]
+
+    send_inputs = [
+        message,
+        rounds,
+        pane_count,
+        blind,
+        lang_state,
+        family_defaults,
+        *settings.inputs,
+        *[c for p in panes for c in p.inputs],
+    ]
+    message.submit(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None)
+    send.click(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None)
+
+    def stop_all(request: gr.Request) -> None:
+        flags.stop(session_of(request), SLOT)
+
+    stop.click(stop_all, None, None, queue=False, api_visibility="private")
+
+    def clear_all(count_in: Any, lang: str, request: gr.Request) -> list[Any]:
+        flags.stop(session_of(request), SLOT, reason="clear")
+        return [*pane_updates([], lang), [], "", *vote_updates([], pane_count_of(count_in), lang), *no_export]
+
+    clear.click(clear_all, [pane_count, lang_state], stream_outputs, queue=False, api_visibility="private")
+    # a pane's own trash icon must forget the comparison too, not only hide that pane's messages
+    for pane in panes:
+        pane.chatbot.clear(clear_all, [pane_count, lang_state], stream_outputs, queue=False, api_visibility="private")
+
+    # ---- votes and leaderboard -----------------------------------------------------------------
+    async def board(lang: str) -> dict[str, Any]:
+        return leaderboard_value(await vote_log.leaderboard(), lang)
+
+    def make_vote(choice: str) -> Callable[..., Any]:
+        async def vote(conv: list[Round], count_in: Any, lang: str) -> list[Any]:
+            last = conv[-1] if conv else None
+            try:
+                winner = check_vote(last, choice)
+            except InputError as exc:
+                gr.Warning(t(exc.key, lang, **exc.params))
+                return [gr.update()] * (n_view + 1 + len(all_votes) + 4)
+            assert last is not None
+            try:
+                await vote_log.add(vote_record(last, winner))
+            except OSError as exc:
+                log.warning("vote not saved: %s", exc)
+                gr.Warning(t("err_vote_write", lang, detail=type(exc).__name__))
+                return [gr.update()] * (n_view + 1 + len(all_votes) + 4)
+            last.winner = winner
+            last.revealed = True
+            count = pane_count_of(count_in)
+            return [
+                *pane_updates(conv, lang),
+                conv,
+                *vote_updates(conv, count, lang),
+                await board(lang),
+                *(await export_updates(conv, lang)),
+            ]
+
+        return vote
+
+    vote_outputs = [
+        *[p.chatbot for p in panes],
+        *[p.stats for p in panes],
+        rounds,
+        *all_votes,
+        reveal,
+        leaderboard,
+        export_md,
+        export_js,
+    ]
+    for i, button in enumerate(vote_buttons):
+        button.click(make_vote(LETTERS[i]), [rounds, pane_count, lang_state], vote_outputs, api_visibility="private")
+    vote_tie.click(make_vote(TIE), [rounds, pane_count, lang_state], vote_outputs, api_visibility="private")
+    refresh.click(board, [lang_state], [leaderboard], api_visibility="private")
+    # runs on page load and whenever the language changes
+    gr.on(None, board, [lang_state], [leaderboard], api_visibility="private")
+
+    # ---- pane count, blind mode, language ------------------------------------------------------
+    def on_count(count_in: Any, conv: list[Round], lang: str) -> list[Any]:
+        count = pane_count_of(count_in)
+        visible = [gr.update(visible=i < count) for i in range(MAX_PANES)]
+        return [*visible, *visible, *vote_updates(conv or [], count, lang)[:MAX_PANES]]
+
+    pane_count.change(
+        on_count,
+        [pane_count, rounds, lang_state],
+        [*[p.column for p in panes], *[p.picker_column for p in panes], *vote_buttons],
+        queue=False,
+        api_visibility="private",
+    )
+    blind.change(lambda b: gr.update(visible=bool(b)), [blind], [vote_row], queue=False, api_visibility="private")
+
+    def on_lang(lang: str, conv: list[Round], count_in: Any, *picked: Any) -> list[Any]:
+        conv = conv or []
+        quants = [
+            gr.update(choices=quant_choices(playground, picked[2 * i], lang), value=picked[2 * i + 1])
+            for i in range(MAX_PANES)
+        ]
+        boxes = [gr.update(label=t("compare_pane_settings", lang, n=i + 1)) for i in range(MAX_PANES)]
+        return [*quants, *boxes, *pane_updates(conv, lang), *vote_updates(conv, pane_count_of(count_in), lang)]
+
+    lang_state.change(
+        on_lang,
+        [lang_state, rounds, pane_count, *[c for p in panes for c in (p.variant, p.quant)]],
+        [
+            *[p.quant for p in panes],
+            *[p.settings_box for p in panes],
+            *[p.chatbot for p in panes],
+            *[p.stats for p in panes],
+            *all_votes,
+            reveal,
+        ],
+        queue=False,
+        api_visibility="private",
+    )
+    return CompareTab(
+        message,
+        pane_count,
+        blind,
+        panes,
+        rounds,
+        settings,
+        family_defaults,
+        all_votes,
+        leaderboard,
+        export_md,
+        export_js,
+    )

@@ -1,0 +1,59 @@
+"""The status tab: each remote endpoint's health and model (from /health and /info), no secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from components.endpoints import endpoint_health
+from components.messages import t
+from components.service import Playground
+from components.ui.common import Translations
+
+
+async def endpoints_markdown(playground: Playground, lang: str) -> str:
+    """One line per endpoint; a hint when none is configured."""
+    rows = await endpoint_health(playground.catalog, playground.registry)
+    if not rows:
+        return t("endpoints_none", lang)
+    lines = []
+    for row in rows:
+        if not row.get("configured"):
+            state = t("endpoint_not_configured", lang)
+        elif row.get("ok"):
+            state = "✓ " + t("endpoint_ok", lang)
+        else:
+            state = "✗ " + t("endpoint_down", lang)
+            if row.get("error"):
+                state += ": " + t(row["error"], lang, **(row.get("error_params") or {}))
+        lines.append(
+            "- "
+            + t(
+                "endpoint_line",
+                lang,
+                endpoint=row.get("label") or row["id"],
+                type=row["type"],
+                url=row.get("url") or "–",
+                state=state,
+                model_id=row.get("model_id") or "–",
+                version=row.get("version") or "–",
+                max_total_tokens=row.get("max_total_tokens") or "–",
+            )
+        )
+    return "\n".join(lines)
+
+
+def build_status_tab(playground: Playground, tr: Translations, lang_state: Any) -> Any:
+    title = tr.add(gr.Markdown(t("endpoints_title_md"), elem_id="status-title"), "endpoints_title_md", "value")
+    health = gr.Markdown("…", elem_id="status-endpoints")
+    refresh = tr.add(
+        gr.Button(t("endpoints_refresh"), size="sm", elem_id="status-refresh"), "endpoints_refresh", "value"
+    )
+
+    async def show(lang: str) -> str:
+        return await endpoints_markdown(playground, lang)
+
+    refresh.click(show, [lang_state], [health], api_visibility="private")
+    lang_state.change(show, [lang_state], [health], api_visibility="private")
+    return title, health
