@@ -344,12 +344,61 @@ async def test_context_is_cut_to_the_models_positions(tiny_dir: Path) -> None:
     assert engine.context_length(ref) == 512
 
 
-async def test_json_schema_is_refused(tiny_dir: Path) -> None:
+async def test_json_schema_is_refused_without_xgrammar(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(te.json_constraint, "available", lambda: False)
     req = request(tiny_model_ref(tiny_dir))
     req.json_schema = {"type": "object"}
     events = await collect(TransformersEngine(), req)
     assert isinstance(events[-1], Failed) and events[-1].key == "err_json_unsupported_engine"
     assert events[-1].params == {"engine": "transformers"}
+
+
+#: A schema whose every valid document is short, so the random model cannot run into the token budget.
+FINITE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"ort": {"enum": ["Paris", "Berlin", "Hamburg"]}, "wahr": {"type": "boolean"}},
+    "required": ["ort", "wahr"],
+    "additionalProperties": False,
+}
+
+
+async def test_json_schema_constrains_the_answer_through_xgrammar(tiny_dir: Path) -> None:
+    pytest.importorskip("xgrammar")
+    import json
+
+    import jsonschema
+
+    engine = TransformersEngine()
+    assert engine.supports_json_schema
+    ref = tiny_model_ref(tiny_dir)
+    plain = await collect(engine, request(ref, max_new_tokens=40))
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(text_of(plain))  # without the grammar, the random model writes no JSON
+    for temperature in (0.0, 1.0):  # greedy and sampled
+        req = request(ref, max_new_tokens=60, temperature=temperature, seed=3)
+        req.json_schema = FINITE_SCHEMA
+        events = await collect(engine, req)
+        done = finished(events)
+        answer = json.loads(text_of(events))
+        jsonschema.validate(answer, FINITE_SCHEMA)
+        assert done.stats.finish_reason == "stop"  # the grammar ends the document with EOS
+
+
+async def test_json_schema_xgrammar_cannot_compile_is_refused_with_reason(tiny_dir: Path) -> None:
+    pytest.importorskip("xgrammar")
+    req = request(tiny_model_ref(tiny_dir))
+    req.json_schema = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
+    events = await collect(TransformersEngine(), req)
+    failed = events[-1]
+    assert isinstance(failed, Failed) and failed.key == "err_json_schema_unsupported", failed
+    assert failed.params["engine"] == "transformers" and failed.params["detail"]
+
+
+def test_schema_constraint_pickles_for_zerogpu_workers() -> None:
+    import pickle
+
+    constraint = te.json_constraint.SchemaConstraint.of(FINITE_SCHEMA)
+    assert pickle.loads(pickle.dumps(constraint)) == constraint
 
 
 async def test_gpu_kinds_without_gpu_or_packages_are_refused(tiny_dir: Path) -> None:

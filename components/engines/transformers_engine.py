@@ -21,6 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from components.catalog import ModelRef, Quantization, QuantKind
+from components.engines import json_constraint
 from components.engines.base import (
     Engine,
     EngineDone,
@@ -523,7 +524,7 @@ def generate_into(
                 max_new_tokens=settings.max_new_tokens,
                 streamer=feed,
                 stopping_criteria=StoppingCriteriaList([feed]),
-                logits_processor=LogitsProcessorList(processors or []),
+                logits_processor=LogitsProcessorList(json_constraint.materialize(processors, loaded)),
                 eos_token_id=sorted(loaded.eos_ids) or None,
                 pad_token_id=loaded.pad_id,
                 **sampling_kwargs(settings),
@@ -580,8 +581,11 @@ class TransformersEngine(Engine):
     """Streams from transformers models on CPU or GPU; each model serves a bounded number of callers at once."""
 
     name = "transformers"
-    #: True once a maintained constrained-decoding library backs `constraint_processors`.
-    supports_json_schema = False
+
+    @property
+    def supports_json_schema(self) -> bool:
+        """JSON schemas are enforced through xgrammar (requirements-gpu.txt) when it is installed."""
+        return json_constraint.available()
 
     def __init__(
         self,
@@ -746,11 +750,21 @@ class TransformersEngine(Engine):
     # ---- constrained decoding hook -------------------------------------------------------------
     def constraint_processors(self, request: GenerationRequest, loaded: LoadedModel) -> list[Any]:
         """Logits processors that force `request.json_schema`; they reach generate() as `logits_processor`.
-        None exist yet: a maintained library (outlines, lm-format-enforcer, xgrammar) would build them here
-        from `loaded.tokenizer` and set `supports_json_schema` (on ZeroGPU they must also pickle)."""
-        if request.json_schema:
+
+        The schema is compiled here, once per model and schema (xgrammar caches it), so an unsupported
+        schema is refused before the request waits in line; what goes to generate() is a picklable
+        SchemaConstraint that builds the processor where generation runs (a ZeroGPU worker included).
+        """
+        if not request.json_schema:
+            return []
+        if not self.supports_json_schema:
             raise EngineError("err_json_unsupported_engine", engine=self.name)
-        return []
+        constraint = json_constraint.SchemaConstraint.of(request.json_schema)
+        try:
+            json_constraint.compile_schema(loaded, constraint.schema_json)
+        except json_constraint.SchemaNotSupported as exc:
+            raise EngineError("err_json_schema_unsupported", engine=self.name, detail=str(exc)) from None
+        return [constraint]
 
     # ---- generation --------------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Status | EngineDone]:

@@ -1,0 +1,210 @@
+"""Structured (JSON) output: schema checks, the EM German card's example, the JSON prompt and answer validation.
+
+The request carries the schema (GenerationRequest.json_schema) and each engine constrains decoding its own
+way (llama.cpp: a GBNF grammar from the schema; TGI: `grammar={"type": "json", "value": schema}`;
+OpenAI-compatible servers: `response_format`; the transformers engine refuses). The model is also told in
+words what to do, because a grammar only shapes the answer's syntax, not its content: the user message is
+
+    Extrahiere die gesuchten Angaben aus dem folgenden Text. Antworte nur mit JSON, das diesem JSON-Schema
+    entspricht, ohne weiteren Text.
+    JSON-Schema: {schema as compact JSON}
+
+    Text: {text}
+
+and goes through the family's prompt format with its default system prompt (editable), like a chat message.
+Whatever comes back is parsed and validated against the schema here, so an engine without constraints (or
+a cut-off answer) shows up as invalid instead of passing silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema
+import referencing.exceptions
+from jsonschema import Draft202012Validator
+
+from components.service import Playground, Prepared
+from components.validation import InputError, check_message, clean_text
+
+#: The card's example ("Grammar-based structured Output with GGUF"): the sentence, and a schema whose answer
+#: looks like the card's output {'jahr': 2020, 'name': 'Paris', 'ort': 'Frankreich'}.
+EXAMPLE_TEXT = "Max ging im Jahr, als die Corona-Krise startete, in die Stadt mit dem Eiffelturm."
+EXAMPLE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "jahr": {"type": "integer"},
+        "name": {"type": "string"},
+        "ort": {"type": "string"},
+    },
+    "required": ["jahr", "name", "ort"],
+    "additionalProperties": False,
+}
+EXAMPLE_CARD_OUTPUT: dict[str, Any] = {"jahr": 2020, "name": "Paris", "ort": "Frankreich"}
+
+MAX_SCHEMA_CHARS = 20_000
+#: How many schema violations are listed; the rest are counted.
+MAX_ERRORS = 20
+
+INSTRUCTION = (
+    "Extrahiere die gesuchten Angaben aus dem folgenden Text. Antworte nur mit JSON, das diesem JSON-Schema "
+    "entspricht, ohne weiteren Text.\nJSON-Schema: {schema}\n\nText: {text}"
+)
+
+
+def example_schema_text() -> str:
+    return json.dumps(EXAMPLE_SCHEMA, indent=2, ensure_ascii=False)
+
+
+def parse_schema(value: Any) -> dict[str, Any]:
+    """A JSON schema from a JSON object or its text, checked against the Draft 2020-12 meta-schema."""
+    if isinstance(value, str):
+        text = clean_text(value)
+        if not text.strip():
+            raise InputError("err_schema_empty")
+        if len(text) > MAX_SCHEMA_CHARS:
+            raise InputError("err_schema_too_long", chars=len(text), limit=MAX_SCHEMA_CHARS)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError("err_schema_json", line=exc.lineno, column=exc.colno, detail=exc.msg) from None
+    if value is None:
+        raise InputError("err_schema_empty")
+    if not isinstance(value, dict):
+        raise InputError("err_schema_not_object", kind=type(value).__name__)
+    if len(json.dumps(value, ensure_ascii=False)) > MAX_SCHEMA_CHARS:
+        raise InputError("err_schema_too_long", chars=len(json.dumps(value)), limit=MAX_SCHEMA_CHARS)
+    try:
+        Draft202012Validator.check_schema(value)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        raise InputError("err_schema_invalid", path=where, detail=exc.message[:300]) from None
+    remote = _remote_ref(value)
+    if remote is not None:
+        raise InputError("err_schema_remote_ref", ref=remote[:120])
+    if not value.get("properties") and value.get("type") in (None, "object"):
+        # TGI and llama.cpp need named properties to build a grammar; an open object constrains nothing
+        raise InputError("err_schema_no_properties")
+    return value
+
+
+def _remote_ref(node: Any) -> str | None:
+    """The first $ref that does not point into the schema itself. llama.cpp's grammar converter would fetch
+    an https:// $ref from the server, so a schema from a visitor must not name one."""
+    if isinstance(node, dict):
+        for key, item in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(item, str) and not item.startswith("#"):
+                return item
+            found = _remote_ref(item)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for item in node:
+            found = _remote_ref(item)
+            if found is not None:
+                return found
+    return None
+
+
+def json_instruction(text: str, schema: dict[str, Any]) -> str:
+    """The user message: what to extract, the schema, and the text."""
+    return INSTRUCTION.format(schema=json.dumps(schema, ensure_ascii=False), text=text)
+
+
+def prepare_structured(
+    playground: Playground,
+    model_id: Any,
+    text: Any,
+    schema: Any,
+    system_prompt: Any = None,
+    lang: str = "de",
+    **settings: Any,
+) -> tuple[Prepared, dict[str, Any]]:
+    """The checked request (schema attached) and the parsed schema; raises InputError with a message key."""
+    checked_schema = parse_schema(schema)
+    body = check_message(text)
+    prepared = playground.prepare(
+        model_id,
+        json_instruction(body, checked_schema),
+        system_prompt=system_prompt,
+        json_schema=checked_schema,
+        lang=lang,
+        **settings,
+    )
+    return prepared, checked_schema
+
+
+@dataclass
+class AnswerCheck:
+    """The answer parsed and validated: `value` is the parsed JSON (None if it is not JSON); `error_key` is the
+    message key saying what is wrong (json_not_json, json_invalid, json_schema_unresolvable) or None."""
+
+    valid: bool
+    value: Any = None
+    parsed: bool = False
+    errors: list[str] = field(default_factory=list)
+    error_key: str | None = None
+
+    def as_info(self) -> dict[str, Any]:
+        return {"valid": self.valid, "errors": list(self.errors), "validation": self.error_key}
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def parse_answer(raw: str) -> tuple[bool, Any, str | None]:
+    """(parsed?, value, error detail). Takes the whole answer, else a ```json fence, else the outermost {…}."""
+    text = (raw or "").strip()
+    candidates = [text]
+    fence = _FENCE.search(text)
+    if fence:
+        candidates.append(fence.group(1).strip())
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        candidates.append(text[start : end + 1])
+    first_error: str | None = None
+    for candidate in candidates:
+        try:
+            return True, json.loads(candidate), None
+        except json.JSONDecodeError as exc:
+            first_error = first_error or f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
+    return False, None, first_error or "empty answer"
+
+
+def check_answer(raw: str, schema: dict[str, Any]) -> AnswerCheck:
+    """Parses the answer and validates it against `schema`; errors are `$.path: message` lines."""
+    ok, value, detail = parse_answer(raw)
+    if not ok:
+        return AnswerCheck(False, None, False, [detail or ""], "json_not_json")
+    try:
+        found = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(map(str, e.path)))
+    except referencing.exceptions.Unresolvable as exc:  # a $ref that cannot be resolved here
+        return AnswerCheck(False, value, True, [str(exc)[:300]], "json_schema_unresolvable")
+    if not found:
+        return AnswerCheck(True, value, True, [], None)
+    errors = [f"{e.json_path}: {e.message[:300]}" for e in found[:MAX_ERRORS]]
+    if len(found) > MAX_ERRORS:
+        errors.append(f"… +{len(found) - MAX_ERRORS}")
+    return AnswerCheck(False, value, True, errors, "json_invalid")
+
+
+def format_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+__all__ = [
+    "EXAMPLE_CARD_OUTPUT",
+    "EXAMPLE_SCHEMA",
+    "EXAMPLE_TEXT",
+    "AnswerCheck",
+    "check_answer",
+    "example_schema_text",
+    "format_json",
+    "json_instruction",
+    "parse_answer",
+    "parse_schema",
+    "prepare_structured",
+]
