@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from components.engines.base import Failed, Finished, TextDelta
+from components.limits import check_rate
 from components.messages import normalize_language, t
 from components.service import Playground
 from components.streaming import batched
@@ -30,6 +31,7 @@ def register_api(playground: Playground) -> None:
         seed: int | None = None,
         stop: list[str] | None = None,
         lang: str = "de",
+        request: gr.Request | None = None,
     ) -> tuple[str, dict[str, Any]]:  # an async generator: streams (answer so far, info)
         """Streams an answer. Returns (answer, info); info has `stats`, `model`, `prompt` and, on failure, `error`.
 
@@ -39,6 +41,7 @@ def register_api(playground: Playground) -> None:
         """
         language = normalize_language(lang)
         try:
+            check_rate(request)
             prepared = playground.prepare(
                 model,
                 message,

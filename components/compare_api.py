@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from components.compare import MAX_PANES, PaneSpec, new_round, prepare_panes, stream_round
+from components.limits import check_rate
 from components.messages import normalize_language, t
 from components.service import Playground
 from components.validation import InputError, check_message
@@ -40,6 +41,7 @@ def register_compare_api(playground: Playground) -> None:
         repetition_penalty: float | None = None,
         seed: int | None = None,
         lang: str = "de",
+        request: gr.Request | None = None,
     ) -> list[dict[str, Any]]:  # an async generator: streams the list as it grows
         """Streams answers of several models to one message, all generated at once.
 
@@ -51,6 +53,7 @@ def register_compare_api(playground: Playground) -> None:
         language = normalize_language(lang)
         chosen = list(models) if models else [default_model, default_model]
         try:
+            check_rate(request)
             text = check_message(message)
             if not 1 <= len(chosen) <= MAX_PANES or not all(isinstance(m, str) for m in chosen):
                 raise InputError("err_compare_models", count=len(chosen), max=MAX_PANES)

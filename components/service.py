@@ -19,6 +19,7 @@ from components.engines.base import (
     Status,
     TextDelta,
 )
+from components.logging_setup import record_conversation
 from components.messages import t
 from components.prompts import Turn, get_format
 from components.validation import (
@@ -150,8 +151,11 @@ class Playground:
         system = ref.family.system_prompt if system_prompt is None else system_prompt
         return fmt.render(system, history, message)
 
-    async def stream(self, prepared: Prepared) -> AsyncIterator[Event]:
-        """The engine's event stream for a prepared request. Closing it cancels the work."""
+    async def stream(self, prepared: Prepared, source: str = "", session: str | None = None) -> AsyncIterator[Event]:
+        """The engine's event stream for a prepared request. Closing it cancels the work.
+
+        With PLAYGROUND_CONVERSATION_LOG set, the finished exchange is also appended to that file.
+        """
         engine = self.registry.engine_for(prepared.request.model)
         log.info(
             "generate model=%s engine=%s prompt_chars=%d",
@@ -159,8 +163,12 @@ class Playground:
             engine.name,
             len(prepared.raw_prompt),
         )
-        async for event in engine.stream(prepared.request):
-            yield event
+        events = record_conversation(prepared.request, engine.stream(prepared.request), source, session)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
 
 
 def format_stats(stats: dict[str, Any] | None, lang: str) -> str:

@@ -135,7 +135,8 @@ def build_settings(family: Family, family_stop: tuple[str, ...], **raw: Any) -> 
         temperature=float(pick("temperature")),
         top_p=float(pick("top_p")),
         top_k=int(pick("top_k")),
-        max_new_tokens=int(pick("max_new_tokens")),
+        # a family's recommendation never overrides the operator's cap (PLAYGROUND_MAX_NEW_TOKENS)
+        max_new_tokens=min(int(pick("max_new_tokens")), LIMITS.max_new_tokens),
         repetition_penalty=float(pick("repetition_penalty")),
         seed=None if seed is None else int(seed),
         stop=stop,

