@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
+
+# Gradio wraps every streamed update in a matplotlib backend switch that tries to import matplotlib;
+# where it is not installed, each try searches sys.path again (188 µs per update, bench/RESULTS.md,
+# "Many users"). A cached miss costs nothing and behaves the same: ImportError.
+if importlib.util.find_spec("matplotlib") is None:
+    sys.modules.setdefault("matplotlib", None)  # type: ignore[arg-type]
 
 import gradio as gr
 
 from components.api import register_api
 from components.catalog import CatalogError, load_catalog
 from components.compare_api import register_compare_api
+from components.limits import RateLimitError, apply_api_policy, max_concurrent_events
+from components.logging_setup import setup_logging
 from components.messages import normalize_language, t
 from components.service import Playground
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations
 from components.ui.compare import build_compare_tab
+from components.ui.retrieval import build_retrieval_tab, build_structured_tab, register_retrieval_api
 from components.ui.status import build_status_tab, endpoints_markdown
 
 log = logging.getLogger("playground")
@@ -50,7 +60,12 @@ def build_app(playground: Playground) -> gr.Blocks:
             with gr.Tab(t("tab_compare"), id="compare", elem_id="tab-compare") as compare_tab:
                 build_compare_tab(playground, tr, flags, lang_state)
             tr.add(compare_tab, "tab_compare")
-            # (retrieval and structured-output tabs go here)
+            with gr.Tab(t("tab_retrieval"), id="retrieval", elem_id="tab-retrieval") as retrieval_tab:
+                build_retrieval_tab(playground, tr, flags, lang_state)
+            tr.add(retrieval_tab, "tab_retrieval")
+            with gr.Tab(t("tab_structured"), id="structured", elem_id="tab-structured") as structured_tab:
+                build_structured_tab(playground, tr, flags, lang_state)
+            tr.add(structured_tab, "tab_structured")
             with gr.Tab(t("tab_status"), id="status", elem_id="tab-status") as status_tab:
                 status_title, status_health = build_status_tab(playground, tr, lang_state)
             tr.add(status_tab, "tab_status")
@@ -77,8 +92,11 @@ def build_app(playground: Playground) -> gr.Blocks:
 
         demo.load(initial_status, None, [status_health], api_visibility="private")
         register_api(playground)
+        register_retrieval_api(playground)
         register_compare_api(playground)
         _ = (subtitle, status_title)
+    # page events private; the named API open or closed by PLAYGROUND_API_OPEN
+    apply_api_policy(demo)
     return demo
 
 
@@ -98,16 +116,21 @@ def create_playground() -> Playground:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PLAYGROUND_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    demo = build_app(create_playground())
+    setup_logging()
+    try:
+        demo = build_app(create_playground())
+    except RateLimitError as exc:
+        print(f"PLAYGROUND_RATE_LIMIT is not valid, the playground cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     demo.queue(default_concurrency_limit=None)
     demo.launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
         css=CSS,
         footer_links=["api"],
+        # Gradio's queue runs at most max_threads events at once, async ones included
+        max_threads=max_concurrent_events(),
+        max_file_size="1mb",
     )
 
 

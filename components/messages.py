@@ -49,8 +49,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "raw_prompt": {"de": "Roher Prompt, wie er ans Modell geht", "en": "Raw prompt as sent to the model"},
     "model_info": {"de": "Über das Modell", "en": "About the model"},
     "stats_line": {
-        "de": "⏱ erstes Token {ttft} · {rate} Tokens/s · {tokens} Tokens · Ende: {reason}",
-        "en": "⏱ first token {ttft} · {rate} tokens/s · {tokens} tokens · finish: {reason}",
+        "de": "Erstes Token nach {ttft} · {rate} Tokens/s · {tokens} Tokens · Ende: {reason}",
+        "en": "First token after {ttft} · {rate} tokens/s · {tokens} tokens · finish: {reason}",
     },
     "finish_length": {"de": "Längenlimit", "en": "length limit"},
     "finish_stop": {"de": "Modell fertig", "en": "model finished"},
@@ -307,6 +307,224 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     # ---- retrieval and structured output -----------------------------------------------------
     # (keys for retrieval / JSON go here)
+    "tab_retrieval": {"de": "Quellen (RAG)", "en": "Sources (RAG)"},
+    "retrieval_intro": {
+        "de": "Antworten mit Quellenangabe im Retrieval-Format der EM-German-Modellkarte: jede Quelle steht in "
+        "einem eigenen BEGININPUT-Block, ihre Metadaten (URL, Autor, …) zwischen BEGINCONTEXT und ENDCONTEXT. "
+        "Der Retrieval-Systemprompt der Karte ersetzt den normalen; andere Familien bekommen denselben Text in "
+        "ihrem eigenen Prompt-Format.",
+        "en": "Answers grounded in sources, in the retrieval format of the EM German model card: each source in "
+        "its own BEGININPUT block, its metadata (URL, author, …) between BEGINCONTEXT and ENDCONTEXT. The card's "
+        "retrieval system prompt replaces the usual one; other families get the same text in their own prompt "
+        "format.",
+    },
+    "sources_title": {"de": "Quellen", "en": "Sources"},
+    "source_text": {"de": "Quelltext (einfügen)", "en": "Source text (paste)"},
+    "source_files": {
+        "de": "Oder Dateien hochladen (.txt, .md; UTF-8)",
+        "en": "Or upload files (.txt, .md; UTF-8)",
+    },
+    "source_url": {"de": "URL", "en": "URL"},
+    "source_author": {"de": "Autor", "en": "Author"},
+    "source_extra": {
+        "de": "Weitere Metadaten (eine Zeile je „Schlüssel: Wert“)",
+        "en": "More metadata (one 'Key: value' per line)",
+    },
+    "source_add": {"de": "Quelle hinzufügen", "en": "Add source"},
+    "source_pick": {"de": "Quelle", "en": "Source"},
+    "source_remove": {"de": "Quelle entfernen", "en": "Remove source"},
+    "sources_clear": {"de": "Alle Quellen entfernen", "en": "Remove all sources"},
+    "sources_none": {
+        "de": "Noch keine Quelle: Text einfügen oder eine Datei hochladen, dann „Quelle hinzufügen“.",
+        "en": "No source yet: paste text or upload a file, then 'Add source'.",
+    },
+    "source_no_metadata": {"de": "ohne Metadaten", "en": "no metadata"},
+    "source_line": {
+        "de": "{index}. {meta} · {chars} Zeichen: {preview}",
+        "en": "{index}. {meta} · {chars} characters: {preview}",
+    },
+    "sources_added": {"de": "{count} Quelle(n) hinzugefügt.", "en": "{count} source(s) added."},
+    "retrieval_example": {
+        "de": "Beispiel der Modellkarte (Wetter in Düsseldorf)",
+        "en": "Model card example (weather in Düsseldorf)",
+    },
+    "retrieval_question": {"de": "Frage / Aufgabe", "en": "Question / task"},
+    "retrieval_question_placeholder": {
+        "de": "Was möchtest du aus den Quellen wissen? (Enter fragt)",
+        "en": "What do you want to know from the sources? (Enter asks)",
+    },
+    "retrieval_ask": {"de": "Fragen", "en": "Ask"},
+    "retrieval_answer": {"de": "Antwort", "en": "Answer"},
+    "retrieval_fit_line": {
+        "de": "Prompt {prompt_tokens} Tokens + {max_new_tokens} für die Antwort, Kontext {context} Tokens ({method}).",
+        "en": "Prompt {prompt_tokens} tokens + {max_new_tokens} for the answer, context {context} tokens ({method}).",
+    },
+    "tokens_tokenizer": {"de": "gezählt mit dem Tokenizer des Modells", "en": "counted with the model's tokenizer"},
+    "tokens_estimate": {
+        "de": "geschätzt als Zeichen ÷ 4, kein Tokenizer verfügbar",
+        "en": "estimated as characters ÷ 4, no tokenizer available",
+    },
+    "status_counting_tokens": {"de": "Zähle Tokens …", "en": "Counting tokens …"},
+    "err_no_sources": {
+        "de": "Keine Quelle angegeben. Füge mindestens eine Quelle hinzu (oder nutze den Chat für Fragen ohne "
+        "Quellen).",
+        "en": "No source given. Add at least one source (or use the chat for questions without sources).",
+    },
+    "err_too_many_sources": {
+        "de": "{count} Quellen sind zu viele; erlaubt sind {limit}.",
+        "en": "{count} sources are too many; {limit} are allowed.",
+    },
+    "err_source_shape": {
+        "de": 'Quelle {index} hat nicht die erwartete Form: ein Objekt {{"text": …, "metadata": {{…}}}} oder ein Text.',
+        "en": 'Source {index} does not have the expected form: an object {{"text": …, "metadata": {{…}}}} or a string.',
+    },
+    "err_source_empty": {"de": "Quelle {index} ist leer.", "en": "Source {index} is empty."},
+    "err_source_too_long": {
+        "de": "Quelle {index} ist mit {chars} Zeichen zu lang (höchstens {limit}).",
+        "en": "Source {index} is too long at {chars} characters (at most {limit}).",
+    },
+    "err_sources_total": {
+        "de": "Die Quellen sind zusammen {chars} Zeichen lang, erlaubt sind {limit}.",
+        "en": "The sources total {chars} characters; {limit} are allowed.",
+    },
+    "err_source_marker": {
+        "de": "Quelle {index} enthält das Steuerwort {marker} des Retrieval-Formats; es würde den Quellenblock "
+        "vorzeitig beenden. Bitte entferne oder ändere es.",
+        "en": "Source {index} contains the retrieval format's delimiter {marker}, which would end the source "
+        "block early. Please remove or change it.",
+    },
+    "err_question_marker": {
+        "de": "Die Frage enthält das Steuerwort {marker} des Retrieval-Formats. Bitte entferne es.",
+        "en": "The question contains the retrieval format's delimiter {marker}. Please remove it.",
+    },
+    "err_source_metadata": {
+        "de": "Die Metadaten von Quelle {index} müssen ein Objekt aus Schlüsseln und Texten sein, z. B. "
+        '{{"Url": "https://…", "Autor": "…"}}.',
+        "en": "The metadata of source {index} must be an object of keys and strings, e.g. "
+        '{{"Url": "https://…", "Autor": "…"}}.',
+    },
+    "err_source_metadata_key": {
+        "de": "Quelle {index}: der Metadaten-Schlüssel „{name}“ ist leer, enthält „:“ oder ist länger als {limit} "
+        "Zeichen.",
+        "en": "Source {index}: the metadata key '{name}' is empty, contains ':' or is longer than {limit} characters.",
+    },
+    "err_source_metadata_value": {
+        "de": "Quelle {index}: der Metadaten-Wert von „{name}“ ist länger als {limit} Zeichen.",
+        "en": "Source {index}: the metadata value of '{name}' is longer than {limit} characters.",
+    },
+    "err_source_metadata_count": {
+        "de": "Quelle {index} hat {count} Metadaten-Einträge, erlaubt sind {limit}.",
+        "en": "Source {index} has {count} metadata entries; {limit} are allowed.",
+    },
+    "err_source_metadata_line": {
+        "de": "Die Metadaten-Zeile „{line}“ hat nicht die Form „Schlüssel: Wert“.",
+        "en": "The metadata line '{line}' is not of the form 'Key: value'.",
+    },
+    "err_upload_type": {
+        "de": "{name}: nur Textdateien ({types}) können Quellen sein.",
+        "en": "{name}: only text files ({types}) can be sources.",
+    },
+    "err_upload_size": {
+        "de": "{name} ist {size} Bytes groß; erlaubt sind {limit} Bytes.",
+        "en": "{name} is {size} bytes; {limit} bytes are allowed.",
+    },
+    "err_upload_encoding": {
+        "de": "{name} ist keine UTF-8-Textdatei. Speichere sie als UTF-8 und lade sie erneut hoch.",
+        "en": "{name} is not a UTF-8 text file. Save it as UTF-8 and upload it again.",
+    },
+    "err_upload_read": {"de": "{name} konnte nicht gelesen werden.", "en": "{name} could not be read."},
+    "err_sources_too_long_tokenizer": {
+        "de": "Die Quellen passen nicht in das Kontextfenster von {model}: Prompt {prompt_tokens} Tokens + "
+        "{max_new_tokens} für die Antwort = {total} Tokens, das Modell fasst {context}. Das sind {excess} Tokens "
+        "zu viel (gezählt mit dem Tokenizer des Modells; die größte Quelle ist Nr. {largest} mit "
+        "{largest_tokens} Tokens). Kürze oder entferne Quellen oder senke „Max. neue Tokens“.",
+        "en": "The sources do not fit the context window of {model}: prompt {prompt_tokens} tokens + "
+        "{max_new_tokens} for the answer = {total} tokens, the model takes {context}. That is {excess} tokens "
+        "too many (counted with the model's tokenizer; the largest source is no. {largest} with "
+        "{largest_tokens} tokens). Shorten or remove sources or lower 'Max new tokens'.",
+    },
+    "err_sources_too_long_estimate": {
+        "de": "Die Quellen passen nicht in das Kontextfenster von {model}: Prompt etwa {prompt_tokens} Tokens + "
+        "{max_new_tokens} für die Antwort = {total} Tokens, das Modell fasst {context}. Das sind etwa {excess} "
+        "Tokens zu viel (geschätzt als Zeichen ÷ 4, kein Tokenizer verfügbar; die größte Quelle ist Nr. "
+        "{largest} mit etwa {largest_tokens} Tokens). Kürze oder entferne Quellen oder senke „Max. neue Tokens“.",
+        "en": "The sources do not fit the context window of {model}: prompt about {prompt_tokens} tokens + "
+        "{max_new_tokens} for the answer = {total} tokens, the model takes {context}. That is about {excess} "
+        "tokens too many (estimated as characters ÷ 4, no tokenizer available; the largest source is no. "
+        "{largest} with about {largest_tokens} tokens). Shorten or remove sources or lower 'Max new tokens'.",
+    },
+    "tab_structured": {"de": "JSON-Ausgabe", "en": "JSON output"},
+    "structured_intro": {
+        "de": "Strukturierte Ausgabe nach einem JSON-Schema (Draft 2020-12): llama.cpp (GGUF) erzwingt es mit "
+        "einer Grammatik, TGI mit `grammar`, OpenAI-kompatible Server mit `response_format`. Die Antwort wird "
+        "hier gegen das Schema geprüft.",
+        "en": "Structured output following a JSON schema (Draft 2020-12): llama.cpp (GGUF) enforces it with a "
+        "grammar, TGI with `grammar`, OpenAI-compatible servers with `response_format`. The answer is validated "
+        "against the schema here.",
+    },
+    "structured_text": {"de": "Text", "en": "Text"},
+    "structured_schema": {"de": "JSON-Schema (Draft 2020-12)", "en": "JSON schema (Draft 2020-12)"},
+    "structured_example": {
+        "de": "Beispiel der Modellkarte (Max und der Eiffelturm)",
+        "en": "Model card example (Max and the Eiffel tower)",
+    },
+    "structured_run": {"de": "JSON erzeugen", "en": "Generate JSON"},
+    "structured_raw": {"de": "Rohe Antwort des Modells", "en": "The model's raw answer"},
+    "structured_parsed": {"de": "Geprüftes JSON", "en": "Validated JSON"},
+    "structured_schema_ok": {"de": "✓ Das Schema ist gültig.", "en": "✓ The schema is valid."},
+    "json_valid": {
+        "de": "✓ Die Antwort ist gültiges JSON und passt zum Schema.",
+        "en": "✓ The answer is valid JSON and matches the schema.",
+    },
+    "json_invalid": {
+        "de": "✗ Die Antwort ist JSON, passt aber nicht zum Schema:",
+        "en": "✗ The answer is JSON but does not match the schema:",
+    },
+    "json_not_json": {
+        "de": "✗ Die Antwort ist kein gültiges JSON ({detail}). Wurde sie bei „Max. neue Tokens“ abgeschnitten?",
+        "en": "✗ The answer is not valid JSON ({detail}). Was it cut off at 'Max new tokens'?",
+    },
+    "json_schema_unresolvable": {
+        "de": "✗ Das Schema verweist auf etwas, das hier nicht aufgelöst werden kann:",
+        "en": "✗ The schema refers to something that cannot be resolved here:",
+    },
+    "err_schema_empty": {"de": "Kein JSON-Schema angegeben.", "en": "No JSON schema given."},
+    "err_schema_too_long": {
+        "de": "Das JSON-Schema ist mit {chars} Zeichen zu lang (höchstens {limit}).",
+        "en": "The JSON schema is too long at {chars} characters (at most {limit}).",
+    },
+    "err_schema_json": {
+        "de": "Das Schema ist kein gültiges JSON: {detail} (Zeile {line}, Spalte {column}).",
+        "en": "The schema is not valid JSON: {detail} (line {line}, column {column}).",
+    },
+    "err_schema_not_object": {
+        "de": "Ein JSON-Schema muss ein JSON-Objekt sein, nicht {kind}.",
+        "en": "A JSON schema must be a JSON object, not {kind}.",
+    },
+    "err_schema_invalid": {
+        "de": "Das ist kein gültiges JSON-Schema (Draft 2020-12) – bei {path}: {detail}",
+        "en": "This is not a valid JSON schema (Draft 2020-12) – at {path}: {detail}",
+    },
+    "err_schema_no_properties": {
+        "de": "Das Schema beschreibt ein Objekt ohne „properties“; nenne die Felder, die die Antwort haben soll.",
+        "en": "The schema describes an object without 'properties'; name the fields the answer should have.",
+    },
+    "err_schema_remote_ref": {
+        "de": "Das Schema verweist mit $ref auf „{ref}“; erlaubt sind nur Verweise innerhalb des Schemas (#/…).",
+        "en": "The schema refers to '{ref}' with $ref; only references inside the schema (#/…) are allowed.",
+    },
+    "err_json_schema_unsupported": {
+        "de": "Die Engine {engine} kann dieses JSON-Schema nicht in eine Grammatik übersetzen: {detail}",
+        "en": "The {engine} engine cannot turn this JSON schema into a grammar: {detail}",
+    },
+    "err_json_unsupported_engine": {
+        "de": "Die Engine {engine} kann die Ausgabe hier nicht auf ein JSON-Schema beschränken (dafür fehlt das "
+        "Paket xgrammar: pip install -r requirements-gpu.txt). Oder wähle einen GGUF-Build (llama.cpp) oder "
+        "einen TGI- bzw. OpenAI-kompatiblen Server.",
+        "en": "The {engine} engine cannot constrain the output to a JSON schema here (the xgrammar package is "
+        "missing: pip install -r requirements-gpu.txt). Or pick a GGUF build (llama.cpp) or a TGI or "
+        "OpenAI-compatible server.",
+    },
     # ---- compare mode ----------------------------------------------------------------------------
     # (keys for the compare tab go here)
     "tab_compare": {"de": "Vergleich", "en": "Compare"},
@@ -433,6 +651,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "err_stopped_partial": {"de": "(gestoppt)", "en": "(stopped)"},
     "err_prefix": {"de": "⚠️ ", "en": "⚠️ "},
+    "toast_warning": {"de": "Hinweis", "en": "Warning"},
+    "toast_info": {"de": "Info", "en": "Info"},
 }
 
 

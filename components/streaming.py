@@ -4,12 +4,18 @@ A slow stream never holds back a fast one (each has its own task feeding one que
 consumer takes everything that arrived since its last look, so a slow page update coalesces
 tokens instead of falling behind. Closing the merged iterator cancels every task underneath,
 which closes each engine stream (and so the HTTP connection or the generating thread).
+
+Updates are also paced: at most one batch per `min_interval_s` (PLAYGROUND_STREAM_INTERVAL_MS,
+default 40 ms, i.e. 25 page updates per second). Every update costs Gradio work and re-sends the
+whole answer so far, so pacing keeps a fast model (or 64 visitors) from spending the server's CPU
+on updates nobody can see; the first token is never delayed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Hashable, Mapping
 from typing import Any, TypeVar
 
@@ -18,8 +24,27 @@ K = TypeVar("K", bound=Hashable)
 _DONE = object()
 
 
-async def merge_streams(streams: Mapping[K, AsyncIterator[Any]]) -> AsyncIterator[list[tuple[K, Any]]]:
-    """Yields lists of (key, event) in arrival order until every stream has ended."""
+def default_interval_s() -> float:
+    """PLAYGROUND_STREAM_INTERVAL_MS (0 = an update per arrival), default 40 ms."""
+    raw = os.environ.get("PLAYGROUND_STREAM_INTERVAL_MS", "").strip()
+    try:
+        value = float(raw) if raw else 40.0
+    except ValueError:
+        value = 40.0
+    return min(max(value, 0.0), 1000.0) / 1000.0
+
+
+async def merge_streams(
+    streams: Mapping[K, AsyncIterator[Any]], min_interval_s: float | None = None
+) -> AsyncIterator[list[tuple[K, Any]]]:
+    """Yields lists of (key, event) in arrival order until every stream has ended.
+
+    Batches come at most every `min_interval_s` seconds (None: default_interval_s()); what arrives
+    meanwhile joins the next batch. The first batch is yielded as soon as it arrives.
+    """
+    interval = default_interval_s() if min_interval_s is None else max(0.0, min_interval_s)
+    loop = asyncio.get_running_loop()
+    last_yield = -float("inf")
     queue: asyncio.Queue[tuple[K, Any]] = asyncio.Queue()
 
     async def pump(key: K, stream: AsyncIterator[Any]) -> None:
@@ -38,6 +63,9 @@ async def merge_streams(streams: Mapping[K, AsyncIterator[Any]]) -> AsyncIterato
     try:
         while remaining:
             batch = [await queue.get()]
+            wait = last_yield + interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
             while not queue.empty():
                 batch.append(queue.get_nowait())
             events = []
@@ -47,6 +75,7 @@ async def merge_streams(streams: Mapping[K, AsyncIterator[Any]]) -> AsyncIterato
                 else:
                     events.append((key, event))
             if events:
+                last_yield = loop.time()
                 yield events
     finally:
         for task in tasks:
@@ -54,7 +83,7 @@ async def merge_streams(streams: Mapping[K, AsyncIterator[Any]]) -> AsyncIterato
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def batched(stream: AsyncIterator[Any]) -> AsyncIterator[list[Any]]:
+async def batched(stream: AsyncIterator[Any], min_interval_s: float | None = None) -> AsyncIterator[list[Any]]:
     """One stream, coalesced: lists of the events that arrived since the last look."""
-    async for batch in merge_streams({0: stream}):
+    async for batch in merge_streams({0: stream}, min_interval_s):
         yield [event for _, event in batch]

@@ -44,10 +44,18 @@ def packaged_gguf(quant: Quantization) -> Path | None:
 
 
 def default_threads() -> int:
+    """PLAYGROUND_LLAMA_THREADS, else all cores but one on small machines (≤ 4 cores), else all.
+
+    llama.cpp's threads meet at a barrier after every matrix product: on 2 shared cores, the
+    app's own per-token work (event loop, SSE) descheduling one of two threads made decoding
+    0.79-0.88x llama.cpp alone; with one thread it is 0.95-0.98x at the same tokens/s for two
+    thirds of the CPU (bench/RESULTS.md, "llama.cpp engine").
+    """
     raw = os.environ.get("PLAYGROUND_LLAMA_THREADS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    return max(1, os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    return max(1, cores - 1) if cores <= 4 else cores
 
 
 def llama_kwargs(context_length: int) -> dict[str, Any]:

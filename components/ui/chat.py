@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 
 from components.engines.base import Failed, Finished, Status, TextDelta
+from components.limits import check_rate
 from components.messages import t
 from components.prompts import Turn
 from components.service import Playground, format_stats
@@ -27,6 +28,7 @@ from components.ui.common import (
     settings_panel,
     settings_values,
     variant_choices,
+    warn,
 )
 from components.validation import InputError
 
@@ -213,20 +215,28 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
 
     reset_system.click(reset_system_prompt, [family], [system], queue=False)
     settings.reset.click(lambda f: settings_values(catalog.family(f)), [family], settings.inputs, queue=False)
-    examples.click(lambda sample: sample[0] if isinstance(sample, list) else sample, [examples], [message], queue=False)
 
-    def preview(variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]]) -> str:
+    def preview(variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]]) -> Any:
         return playground.render_prompt(model_id(variant_id, quant_id), text or "", sys_prompt, to_turns(conv))
 
-    for trigger in (message.change, system.change, quant.change):
-        trigger(
-            preview,
-            [variant, quant, message, system, conversation],
-            [raw_prompt],
-            queue=False,
-            show_progress="hidden",
-            trigger_mode="always_last",
-        )
+    def preview_message(variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]]) -> Any:
+        # An empty box is what sending leaves behind: keep showing the prompt that was just sent.
+        if not (text or "").strip():
+            return gr.update()
+        return preview(variant_id, quant_id, text, sys_prompt, conv)
+
+    preview_args: dict[str, Any] = {
+        "fn": preview,
+        "inputs": [variant, quant, message, system, conversation],
+        "outputs": [raw_prompt],
+        "queue": False,
+        "show_progress": "hidden",
+        "trigger_mode": "always_last",
+    }
+    for trigger in (system.change, quant.change):
+        trigger(**preview_args)
+    message.change(**{**preview_args, "fn": preview_message})
+    examples.click(lambda sample: sample[0] if isinstance(sample, list) else sample, [examples], [message], queue=False)
 
     # ---- generation ----------------------------------------------------------------------------
     outputs = [chatbot, conversation, message, raw_prompt]
@@ -239,9 +249,11 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         sys_prompt: str,
         lang: str,
         settings_args: dict[str, Any],
-        session: str,
+        request: gr.Request | None,
     ) -> AsyncIterator[list[Any]]:
+        session = session_of(request)
         try:
+            check_rate(request)
             prepared = playground.prepare(
                 model_id(variant_id, quant_id),
                 text,
@@ -251,7 +263,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                 **settings_args,
             )
         except InputError as exc:
-            gr.Warning(t(exc.key, lang, **exc.params))
+            warn(t(exc.key, lang, **exc.params), lang)
             yield [gr.update(), conv, gr.update(), gr.update()]
             return
         flag = flags.start(session, SLOT)
@@ -305,7 +317,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         request: gr.Request,
     ) -> AsyncIterator[list[Any]]:
         args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
-        async for update in run(text, conv or [], variant_id, quant_id, sys_prompt, lang, args, session_of(request)):
+        async for update in run(text, conv or [], variant_id, quant_id, sys_prompt, lang, args, request):
             yield update
 
     async def retry_last(
@@ -325,13 +337,12 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         request: gr.Request,
     ) -> AsyncIterator[list[Any]]:
         if not conv:
-            gr.Warning(t("err_nothing_to_retry", lang))
+            warn(t("err_nothing_to_retry", lang), lang)
             yield [gr.update(), conv, gr.update(), gr.update()]
             return
         last = conv[-1]
         args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
-        session = session_of(request)
-        async for update in run(last["user"], conv[:-1], variant_id, quant_id, sys_prompt, lang, args, session):
+        async for update in run(last["user"], conv[:-1], variant_id, quant_id, sys_prompt, lang, args, request):
             update[2] = gr.update()  # keep whatever the user is typing
             yield update
 

@@ -67,6 +67,16 @@ class CancelFlags:
         return len(self._flags)
 
 
+def warn(message: str, lang: str) -> None:
+    """A warning toast with its title in the page language (Gradio's default title is English)."""
+    gr.Warning(message, title=t("toast_warning", lang))
+
+
+def inform(message: str, lang: str) -> None:
+    """An info toast with its title in the page language."""
+    gr.Info(message, title=t("toast_info", lang))
+
+
 def session_of(request: gr.Request | None) -> str:
     return (getattr(request, "session_hash", None) or "anonymous") if request else "anonymous"
 
@@ -161,7 +171,7 @@ def settings_values(family: Family) -> list[Any]:
         d.top_k if s.top_k is None else s.top_k,
         d.max_new_tokens if s.max_new_tokens is None else s.max_new_tokens,
         d.repetition_penalty if s.repetition_penalty is None else s.repetition_penalty,
-        None,
+        "",
         "",
     ]
 
@@ -182,8 +192,11 @@ def settings_panel(family: Family, tr: Translations, prefix: str) -> SettingsCon
     top_k = slider("top_k", values[2], 1)
     max_new = slider("max_new_tokens", min(values[3], LIMITS.max_new_tokens), 1)
     rep = slider("repetition_penalty", values[4], 0.01)
-    seed = tr.add(gr.Number(value=None, precision=0, label=t("seed"), elem_id=f"{prefix}-seed"), "seed")
-    stop = tr.add(gr.Textbox(value="", lines=2, label=t("stop_sequences"), elem_id=f"{prefix}-stop"), "stop_sequences")
+    # a Textbox, not a gr.Number: Number(value=None) shows and sends 0, so "empty = random" would never hold
+    seed = tr.add(gr.Textbox(value="", max_lines=1, label=t("seed"), elem_id=f"{prefix}-seed"), "seed")
+    stop = tr.add(
+        gr.Textbox(value="", lines=2, label=t("stop_sequences"), elem_id=f"{prefix}-stop-sequences"), "stop_sequences"
+    )
     reset = tr.add(
         gr.Button(t("reset_settings"), size="sm", elem_id=f"{prefix}-reset-settings"), "reset_settings", "value"
     )

@@ -35,6 +35,7 @@ from components.compare import (
     stream_round,
     vote_record,
 )
+from components.limits import check_rate
 from components.messages import t
 from components.service import Playground, format_stats
 from components.ui.chat import render
@@ -50,6 +51,7 @@ from components.ui.common import (
     settings_panel,
     settings_values,
     variant_choices,
+    warn,
 )
 from components.validation import LIMITS, RANGES, InputError, check_message
 
@@ -463,8 +465,9 @@ def build_compare_tab(
         is_blind = bool(blind_in)
         try:
             check_message(text)
+            check_rate(request)
         except InputError as exc:
-            gr.Warning(t(exc.key, lang, **exc.params))
+            warn(t(exc.key, lang, **exc.params), lang)
             yield unchanged()
             return
         specs = []
@@ -566,14 +569,14 @@ def build_compare_tab(
             try:
                 winner = check_vote(last, choice)
             except InputError as exc:
-                gr.Warning(t(exc.key, lang, **exc.params))
+                warn(t(exc.key, lang, **exc.params), lang)
                 return [gr.update()] * (n_view + 1 + len(all_votes) + 4)
             assert last is not None
             try:
                 await vote_log.add(vote_record(last, winner))
             except OSError as exc:
                 log.warning("vote not saved: %s", exc)
-                gr.Warning(t("err_vote_write", lang, detail=type(exc).__name__))
+                warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
                 return [gr.update()] * (n_view + 1 + len(all_votes) + 4)
             last.winner = winner
             last.revealed = True
