@@ -6,7 +6,7 @@ tokens instead of falling behind. Closing the merged iterator cancels every task
 which closes each engine stream (and so the HTTP connection or the generating thread).
 
 Updates are also paced: at most one batch per `min_interval_s` (PLAYGROUND_STREAM_INTERVAL_MS,
-default 40 ms, i.e. 25 page updates per second). Every update costs Gradio work and re-sends the
+default 50 ms, i.e. 20 page updates per second). Every update costs Gradio work and re-sends the
 whole answer so far, so pacing keeps a fast model (or 64 visitors) from spending the server's CPU
 on updates nobody can see; the first token is never delayed.
 """
@@ -25,12 +25,12 @@ _DONE = object()
 
 
 def default_interval_s() -> float:
-    """PLAYGROUND_STREAM_INTERVAL_MS (0 = an update per arrival), default 40 ms."""
+    """PLAYGROUND_STREAM_INTERVAL_MS (0 = an update per arrival), default 50 ms."""
     raw = os.environ.get("PLAYGROUND_STREAM_INTERVAL_MS", "").strip()
     try:
-        value = float(raw) if raw else 40.0
+        value = float(raw) if raw else 50.0
     except ValueError:
-        value = 40.0
+        value = 50.0
     return min(max(value, 0.0), 1000.0) / 1000.0
 
 

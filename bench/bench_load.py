@@ -1,0 +1,469 @@
+"""Many users at once: N concurrent /chat streams from a TGI stand-in, against one user's time.
+
+Each user streams 100 tokens at 50 tokens/s from the stand-in (tests/tgi_standin.py, in its own
+process) through the real app's `/chat` API (`python app.py`, in its own process), each with its
+own gradio_client session. Target: 64 users finish within 1.5x one user's time.
+
+Run from the project root:  python bench/bench_load.py [--users 64] [--record] [--profile]
+`--record` writes the figures into bench/RESULTS.md under "## Many users (load)"; `--profile`
+samples the app process with py-spy during the concurrent run and prints where its time goes.
+With BENCH_DUMP=file.json the raw per-user results and, for the raw client, each session's timeline
+(joined, sse_open, every message kind with its time) are written there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_startup import app_env, free_port, machine, record_section  # noqa: E402
+
+MODEL = "em-german-leo-mistral/tgi"
+TOKENS = 100
+TOKENS_PER_S = 50.0
+TARGET_RATIO = 1.5
+FINDINGS = """What got the ratio from 2.3–2.9 (2026-11-22) to the figure above (2026-11-25); each step measured
+with this script, 2–3 runs each, same machine (the cores are shared: single runs vary by ±0.15):
+
+| change | ratio | first token (median) |
+|---|---|---|
+| before (Gradio's 40 job slots, default client) | 2.33–2.90 | 3.7 s |
+| `launch(max_threads=256)`, matplotlib miss cached, updates paced | 1.69–1.90 | 3.1–3.5 s |
+| the load generator's own bottleneck removed (one HTTP pool per visitor, as browsers have) | 1.75–1.78 | 3.2–3.5 s |
+| `gc.freeze()` after start (collections stop walking Gradio's heap) | 1.62–1.69 | 3.2 s |
+| uvloop + httptools (uvicorn picks them up) | 1.46–1.62 | 2.8–3.0 s |
+| `queue(status_update_rate=10)` | 1.31–1.55 | 0.7–1.2 s |
+| updates paced to 50 ms instead of 40 ms (default now) | 1.22–1.37 | 0.55–0.85 s |
+
+Where the time went:
+
+1. **Gradio runs at most `max_threads` events at once (40 by default), async ones included**, even
+   with `concurrency_limit=None`: 24 of 64 users waited for a whole answer. Fix: `max_threads=256`.
+2. **Queue estimates.** With `status_update_rate="auto"` Gradio sends every queued event an estimate
+   whenever one starts: 64 visitors arriving together received 1 059–1 120 estimation messages, 17 per
+   session, each delivered in its own turns of the busy event loop ahead of `process_starts`; the
+   app's handler had its first text at 0.76 s (timestamps from the app) while clients read it at
+   1.5–3.4 s. With `status_update_rate=10` each session gets 1 estimate; the first token arrives at
+   0.6–1.2 s. Nothing is lost: no event waits in Gradio's queue (no concurrency limit), and a local
+   model's own queue position comes from the engine.
+3. **CPU per token in the app's one event loop**: the app uses a full core for the whole run (app CPU
+   ≈ wall time). huggingface_hub's stream parsing (42 µs per event, `_format_text_generation_stream_output`)
+   plus httpx2's line splitting ≈ 20–25 %, Gradio's per-update work and SSE ≈ 20 %, asyncio itself the
+   rest; `typing.get_type_hints` on string annotations, evaluated by Gradio for every call and every
+   generator step, was 6–13 % (now resolved once at build: `resolve_annotations`). uvloop + httptools
+   and `gc.freeze()` each took 0.3–0.5 CPU-seconds off a run.
+4. **The load generator**: 64 sessions sharing one httpx pool spent half the client's time in
+   httpcore's pool bookkeeping (O(connections) per request); the client opened its SSE streams late
+   and the app looked slower than it was. Each session now has its own pool.
+
+The stand-in, the app and the clients share 2 cores, so every figure includes the others' CPU."""
+T = TypeVar("T")
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str], ready_url: str) -> Any:
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_http(ready_url, proc)
+            yield proc
+        except Exception:
+            log.seek(0)
+            sys.stderr.write(log.read().decode("utf-8", "replace")[-3000:])
+            raise
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(15)
+
+
+def one_stream(client: Any, start_gate: threading.Barrier | None) -> dict[str, float]:
+    """One user's /chat request; times the first token and the end, as the caller sees them."""
+    if start_gate is not None:
+        start_gate.wait(120)
+    start = time.monotonic()
+    job = client.submit(message="Erzähl mir etwas.", model=MODEL, max_new_tokens=TOKENS, api_name="/chat")
+    first = None
+    updates = 0
+    for text, _info in job:
+        updates += 1
+        if first is None and text:
+            first = time.monotonic()
+    text, info = job.result()
+    end = time.monotonic()
+    if info.get("error"):
+        raise RuntimeError(info["error"])
+    tokens = info["stats"]["completion_tokens"]
+    if tokens != TOKENS:
+        raise RuntimeError(f"expected {TOKENS} tokens, got {tokens}")
+    return {"start": start, "ttft": (first or end) - start, "total": end - start, "updates": updates, "end": end}
+
+
+# ---- a lean load generator: Gradio's queue protocol over one asyncio loop ---------------------------
+class RawChat:
+    """`/chat` through Gradio's own queue protocol (POST queue/join, SSE queue/data), one loop, no threads.
+
+    gradio_client runs a thread per session, a new HTTP connection per call and a deep copy per
+    streamed update; 64 of those in one process on 2 cores cost more CPU than the app serving them.
+    This client costs little, so the figure measures the app, not the load generator.
+    """
+
+    def __init__(self, url: str, users: int, fn_config: dict[str, Any] | None = None) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(120.0),
+            limits=httpx.Limits(max_connections=4 * users + 8, max_keepalive_connections=4 * users),
+        )
+        config = fn_config if fn_config is not None else httpx.get(self.url + "/config", timeout=30).json()
+        self.config = config
+        self.fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
+        self.params = ["message", "model", "system_prompt", "history", "temperature", "top_p", "top_k",
+                       "max_new_tokens", "repetition_penalty", "seed", "stop", "lang"]  # fmt: skip
+
+    async def chat(self, session: str, **kwargs: Any) -> dict[str, float]:
+        from gradio_client.utils import apply_diff
+
+        data = [kwargs.get(name) for name in self.params]
+        data[self.params.index("lang")] = kwargs.get("lang", "de")
+        start = time.monotonic()
+        join = await self.http.post(
+            self.url + "/gradio_api/queue/join",
+            json={"data": data, "fn_index": self.fn_index, "session_hash": session, "trigger_id": None},
+        )
+        join.raise_for_status()
+        if os.environ.get("BENCH_DUMP"):
+            self.kinds = getattr(self, "kinds", [])
+            self.kinds.append((session, "joined", time.monotonic()))
+        event_id = join.json()["event_id"]
+        output: list[Any] | None = None
+        first = None
+        updates = 0
+        async with self.http.stream(
+            "GET", self.url + "/gradio_api/queue/data", params={"session_hash": session}
+        ) as response:
+            if os.environ.get("BENCH_DUMP"):
+                self.kinds = getattr(self, "kinds", [])
+                self.kinds.append((session, "sse_open", time.monotonic()))
+            buffer = ""
+            chunks = response.aiter_text()
+            try:
+                async for chunk in chunks:
+                    buffer += chunk
+                    while "\n\n" in buffer:
+                        line, buffer = buffer.split("\n\n", 1)
+                        if not line.startswith("data:"):
+                            continue
+                        msg = json.loads(line[5:])
+                        if msg.get("event_id") not in (None, event_id):
+                            continue
+                        kind = msg.get("msg")
+                        if os.environ.get("BENCH_DUMP"):
+                            self.kinds = getattr(self, "kinds", [])
+                            self.kinds.append((session, kind, time.monotonic()))
+                        if kind == "process_generating":
+                            updates += 1
+                            new = msg["output"]["data"]
+                            output = (
+                                new if output is None else [apply_diff(o, d) for o, d in zip(output, new, strict=True)]
+                            )
+                            if first is None and output and output[0][0]:  # one output: (text, info)
+                                first = time.monotonic()
+                        elif kind == "process_completed":
+                            if not msg.get("success", True):
+                                raise RuntimeError(msg.get("output", {}).get("error") or "the request failed")
+                            output = msg["output"]["data"]
+                            end = time.monotonic()
+                            _text, info = output[0]
+                            if info.get("error"):
+                                raise RuntimeError(info["error"])
+                            tokens = info["stats"]["completion_tokens"]
+                            if tokens != kwargs["max_new_tokens"]:
+                                raise RuntimeError(f"expected {kwargs['max_new_tokens']} tokens, got {tokens}")
+                            return {"start": start, "ttft": (first or end) - start, "total": end - start,
+                                    "updates": updates, "end": end, "first_abs": first or end,
+                                    "server_ttft": info["stats"].get("ttft_s") or 0.0}  # fmt: skip
+            finally:
+                await chunks.aclose()  # leaving early must not leave the generator to the GC
+        raise RuntimeError("the stream ended without process_completed")
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def warm_up(client: Any) -> None:
+    client.predict(message="Hi", model=MODEL, max_new_tokens=1, api_name="/chat")
+
+
+def run(users: int, profile: bool, warm: bool = True, client_kind: str = "raw") -> dict[str, Any]:
+    tgi_port, app_port = free_port(), free_port()
+    tgi_args = [
+        sys.executable,
+        "tests/tgi_standin.py",
+        "--port",
+        str(tgi_port),
+        "--tokens-per-s",
+        str(TOKENS_PER_S),
+        "--endless",
+    ]
+    env = app_env(app_port, {"TGI_URL": f"http://127.0.0.1:{tgi_port}", "PLAYGROUND_LOG_LEVEL": "WARNING"})
+    tgi_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with (
+        process(tgi_args, tgi_env, f"http://127.0.0.1:{tgi_port}/health") as tgi_proc,
+        process([sys.executable, "app.py"], env, f"http://127.0.0.1:{app_port}/") as app_proc,
+    ):
+        url = f"http://127.0.0.1:{app_port}"
+        load = RawLoad(url, users) if client_kind == "raw" else ClientLoad(url, users)
+        try:
+            load.single()  # warm-up: first-request costs (imports, /info) are not load
+            singles = [load.single() for _ in range(3)]
+            if warm:
+                # every visitor has the page open already: Gradio builds a session's state on its first
+                # request (a copy of every component's config): a cost of arriving, not of streaming
+                load.warm()
+            app_ps, tgi_ps, me = psutil.Process(app_proc.pid), psutil.Process(tgi_proc.pid), psutil.Process()
+            cpu_before = [sum(p.cpu_times()[:2]) for p in (app_ps, tgi_ps, me)]
+            load_before = os.getloadavg()[0]
+            spy = start_profiler(app_proc.pid) if profile else None
+            results = load.all_at_once()
+            if os.environ.get("BENCH_DUMP"):
+                kinds = [k for c in getattr(load, "chats", []) for k in getattr(c, "kinds", [])]
+                Path(os.environ["BENCH_DUMP"]).write_text(json.dumps({"results": results, "kinds": kinds}))
+            cpu = [sum(p.cpu_times()[:2]) - b for p, b in zip((app_ps, tgi_ps, me), cpu_before, strict=True)]
+            if spy is not None:
+                spy.send_signal(2)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    spy.wait(30)
+        finally:
+            load.close()
+    single = statistics.median(s["total"] for s in singles)
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    return {
+        "users": users,
+        "client": client_kind,
+        "single_s": single,
+        "single_ttft_s": statistics.median(s["ttft"] for s in singles),
+        "wall_s": wall,
+        "ratio": wall / single,
+        "p50_s": statistics.median(r["total"] for r in results),
+        "max_s": max(r["total"] for r in results),
+        "ttft_p50_s": statistics.median(r["ttft"] for r in results),
+        "ttft_max_s": max(r["ttft"] for r in results),
+        "server_ttft_p50_s": statistics.median(r.get("server_ttft", 0.0) for r in results),
+        "updates_p50": statistics.median(r["updates"] for r in results),
+        "warm": warm,
+        "cpu_app_s": cpu[0],
+        "cpu_standin_s": cpu[1],
+        "cpu_clients_s": cpu[2],
+        "load_before": load_before,
+    }
+
+
+def start_profiler(pid: int) -> subprocess.Popen[bytes] | None:
+    if not shutil.which("py-spy"):
+        print("py-spy is not installed (pip install py-spy): no profile")
+        return None
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+         "--output", str(out / "load-profile.txt"), "--duration", "120", "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)
+    return spy
+
+
+async def gather(coros: Iterable[Awaitable[T]]) -> list[T]:
+    return list(await asyncio.gather(*coros))
+
+
+class RawLoad:
+    """The users as RawChat sessions on one event loop."""
+
+    def __init__(self, url: str, users: int) -> None:
+        self.users = users
+        self.loop = asyncio.new_event_loop()
+        # one HTTP client (connection pool) per visitor, as each browser has its own: a single pool shared
+        # by 64 streams costs the client O(connections) per request in httpcore's pool bookkeeping, which
+        # made the load generator, not the app, the bottleneck (first texts read seconds late)
+        self.chat = RawChat(url, 2)
+        self.chats = [RawChat(url, 2, self.chat.config) for _ in range(users)]
+        self.sessions = [uuid.uuid4().hex[:11] for _ in range(users)]
+        self.kwargs = {"message": "Erzähl mir etwas.", "model": MODEL, "max_new_tokens": TOKENS}
+
+    def single(self) -> dict[str, float]:
+        return self.loop.run_until_complete(self.chat.chat(self.sessions[0], **self.kwargs))
+
+    def warm(self) -> None:
+        hello = {"message": "Hi", "model": MODEL, "max_new_tokens": 1}
+        self.loop.run_until_complete(gather(c.chat(s, **hello) for c, s in zip(self.chats, self.sessions, strict=True)))
+
+    def all_at_once(self) -> list[dict[str, float]]:
+        pairs = zip(self.chats, self.sessions, strict=True)
+        return self.loop.run_until_complete(gather(c.chat(s, **self.kwargs) for c, s in pairs))
+
+    def close(self) -> None:
+        for chat in (self.chat, *self.chats):
+            self.loop.run_until_complete(chat.aclose())
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+class ClientLoad:
+    """The users as gradio_client sessions, a thread each (what most API callers use)."""
+
+    def __init__(self, url: str, users: int) -> None:
+        from gradio_client import Client
+
+        # 60 s per HTTP call: the default (5 s) refuses a queue join that waits behind 63 others
+        kwargs = {"verbose": False, "httpx_kwargs": {"timeout": 60}}
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            self.clients = list(pool.map(lambda _: Client(url, **kwargs), range(users)))
+
+    def single(self) -> dict[str, float]:
+        return one_stream(self.clients[0], None)
+
+    def warm(self) -> None:
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            list(pool.map(warm_up, self.clients))
+
+    def all_at_once(self) -> list[dict[str, float]]:
+        gate = threading.Barrier(len(self.clients))
+        with concurrent.futures.ThreadPoolExecutor(len(self.clients)) as pool:
+            return list(pool.map(lambda c: one_stream(c, gate), self.clients))
+
+    def close(self) -> None:
+        for c in self.clients:
+            with contextlib.suppress(Exception):
+                c.close()
+
+
+def summarize_profile(path: Path, top: int = 25) -> str:
+    """py-spy's raw (collapsed stacks) output -> the functions most often on top of the app's stacks."""
+    if not path.exists():
+        return "(no profile written)"
+    self_counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        leaf = frames[-1] if frames else "?"
+        self_counts[leaf] = self_counts.get(leaf, 0) + n
+    rows = sorted(self_counts.items(), key=lambda kv: -kv[1])[:top]
+    return "\n".join(f"{100 * n / max(total, 1):5.1f} %  {frame}" for frame, n in rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=64)
+    parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
+    parser.add_argument("--profile", action="store_true", help="sample the app with py-spy during the run")
+    parser.add_argument("--cold", action="store_true", help="sessions make their first request in the timed run")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "gradio_client"),
+        default="raw",
+        help="raw: Gradio's queue protocol on one asyncio loop (default); gradio_client: a thread per session",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        help="PLAYGROUND_MAX_CONCURRENCY for the app (Gradio's max_threads; needs app.py to pass it to launch)",
+    )
+    args = parser.parse_args()
+    if args.max_concurrency:
+        os.environ["PLAYGROUND_MAX_CONCURRENCY"] = str(args.max_concurrency)
+    r = run(args.users, args.profile, warm=not args.cold, client_kind=args.client)
+    verdict = "met" if r["ratio"] <= TARGET_RATIO else "MISSED"
+    print(f"one user: {r['single_s']:.2f} s for {TOKENS} tokens (first token {r['single_ttft_s'] * 1000:.0f} ms)")
+    print(
+        f"{r['users']} users at once: all done in {r['wall_s']:.2f} s -> ratio {r['ratio']:.2f} "
+        f"(target <= {TARGET_RATIO}: {verdict}); per user p50 {r['p50_s']:.2f} s, max {r['max_s']:.2f} s; "
+        f"first token p50 {r['ttft_p50_s'] * 1000:.0f} ms, max {r['ttft_max_s'] * 1000:.0f} ms; "
+        f"updates per stream p50 {r['updates_p50']:.0f}; first token as the app's engine saw it p50 "
+        f"{r['server_ttft_p50_s'] * 1000:.0f} ms"
+    )
+    print(
+        f"CPU seconds during the concurrent run: app {r['cpu_app_s']:.1f}, stand-in {r['cpu_standin_s']:.1f}, "
+        f"clients {r['cpu_clients_s']:.1f} (of {os.cpu_count()} cores x {r['wall_s']:.1f} s); "
+        f"load average before: {r['load_before']:.1f}"
+    )
+    if args.profile:
+        print("\nwhere the app's time goes (self time, top frames):")
+        print(summarize_profile(ROOT / "bench" / "out" / "load-profile.txt"))
+    wired = "max_concurrent_events" in (ROOT / "app.py").read_text(encoding="utf-8")
+    slots = os.environ.get("PLAYGROUND_MAX_CONCURRENCY") or "256"
+    r["slots"] = f"{slots} (max_threads=max_concurrent_events())" if wired else "40 (Gradio's default max_threads)"
+    if args.record:
+        ttft_ms = f"{r['single_ttft_s'] * 1000:.0f}"
+        cpu = f"{r['cpu_app_s']:.1f} / {r['cpu_standin_s']:.1f} / {r['cpu_clients_s']:.1f}"
+        body = f"""Reproduce: `python bench/bench_load.py --users {r["users"]} --record` ({machine()}; the stand-in,
+the app and the {r["users"]} client sessions ({r["client"]} client) share these cores).
+
+| figure | value |
+|---|---|
+| one user, {TOKENS} tokens at {TOKENS_PER_S:.0f} tok/s via `/chat` | {r["single_s"]:.2f} s (first token {ttft_ms} ms) |
+| {r["users"]} users at once, first request to last answer | {r["wall_s"]:.2f} s |
+| ratio (target ≤ {TARGET_RATIO}) | **{r["ratio"]:.2f}** ({verdict}) |
+| per-user time, median / max | {r["p50_s"]:.2f} s / {r["max_s"]:.2f} s |
+| first token, median / max | {r["ttft_p50_s"] * 1000:.0f} ms / {r["ttft_max_s"] * 1000:.0f} ms |
+| updates received per stream (median) | {r["updates_p50"]:.0f} |
+| CPU seconds in the run: app / stand-in / clients | {cpu} |
+| sessions | {"warm (each had made one request before)" if r["warm"] else "cold (first request in the run)"} |
+| load average before the run (other work on the machine) | {r["load_before"]:.1f} |
+| events Gradio runs at once | {r["slots"]} |
+
+{FINDINGS}"""
+        record_section("Many users (load)", body)
+        print(f"recorded in {(ROOT / 'bench' / 'RESULTS.md').relative_to(ROOT)}")
+    return 0 if verdict == "met" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
