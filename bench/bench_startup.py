@@ -170,10 +170,11 @@ def main() -> int:
 | RSS with the offline model loaded, after that request | {last["rss_loaded_mb"]:.0f} MB |
 
 RSS includes child processes. The offline model's GGUF file is 98 MB; the rest is Python, Gradio
-and llama.cpp's buffers (a 2048-token KV cache). The first request's time depends on what else
-runs on the cores: llama.cpp uses every core (PLAYGROUND_LLAMA_THREADS unset), and when other
-processes hold one its threads wait for each other at every step; on this shared machine the same
-request took between 4.4 s and 25 s (about 0.7 s on a later, warm request)."""
+and llama.cpp's buffers (a 2048-token KV cache). Most of the start is `import gradio` (6.8–7.3 s
+alone on this machine on 2026-11-25, 4–5 s on the machine of 2026-11-22, where the whole start took
+4.9 s): compare the start with `python -c "import gradio"` on the same machine. The first request's
+time depends on what else runs on the cores (on 2026-11-22, with llama.cpp on every core, the same
+request took between 4.4 s and 25 s; llama.cpp now leaves one of two cores free)."""
         record_section("Startup and memory", body)
         print(f"recorded in {RESULTS.relative_to(ROOT)}")
     return 0 if verdict == "met" else 1
