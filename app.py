@@ -32,7 +32,10 @@ from components.ui.status import build_status_tab, endpoints_markdown
 log = logging.getLogger("playground")
 
 CSS = """
-#chat-bot sub { color: var(--body-text-color-subdued); }
+#chat-bot sub, [id^="compare-stats"] sub, #retrieval-status sub, #structured-verdict sub {
+  font-size: 0.85rem; vertical-align: baseline; color: var(--body-text-color); opacity: 0.75;
+}
+#lang .wrap { flex-wrap: nowrap; }
 footer { display: none !important; }
 """
 
@@ -43,17 +46,17 @@ def build_app(playground: Playground) -> gr.Blocks:
     flags = CancelFlags()
     with gr.Blocks(title=t("title"), fill_width=True) as demo:
         lang_state = gr.State("de")
-        with gr.Row():
-            title = tr.add(gr.Markdown(f"# {t('title')}", elem_id="page-title"), "title", "value")
-            language = gr.Radio(
-                [("Deutsch", "de"), ("English", "en")],
-                value="de",
-                label=t("language"),
-                elem_id="lang",
-                scale=0,
-                min_width=220,
-            )
-        subtitle = tr.add(gr.Markdown(t("subtitle"), elem_id="page-subtitle"), "subtitle", "value")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4):
+                title = tr.add(gr.Markdown(f"# {t('title')}", elem_id="page-title"), "title", "value")
+                subtitle = tr.add(gr.Markdown(t("subtitle"), elem_id="page-subtitle"), "subtitle", "value")
+            with gr.Column(scale=1, min_width=300):
+                language = gr.Radio(
+                    [("Deutsch", "de"), ("English", "en")],
+                    value="de",
+                    label=t("language"),
+                    elem_id="lang",
+                )
         with gr.Tabs():
             with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as chat_tab:
                 build_chat_tab(playground, tr, flags, lang_state)

@@ -456,11 +456,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "tab_structured": {"de": "JSON-Ausgabe", "en": "JSON output"},
     "structured_intro": {
         "de": "Strukturierte Ausgabe nach einem JSON-Schema (Draft 2020-12): llama.cpp (GGUF) erzwingt es mit "
-        "einer Grammatik, TGI mit `grammar`, OpenAI-kompatible Server mit `response_format`. Die Antwort wird "
-        "hier gegen das Schema geprüft.",
+        "einer Grammatik, TGI mit `grammar`, OpenAI-kompatible Server mit `response_format`, transformers mit "
+        "xgrammar. Die Antwort wird hier gegen das Schema geprüft.",
         "en": "Structured output following a JSON schema (Draft 2020-12): llama.cpp (GGUF) enforces it with a "
-        "grammar, TGI with `grammar`, OpenAI-compatible servers with `response_format`. The answer is validated "
-        "against the schema here.",
+        "grammar, TGI with `grammar`, OpenAI-compatible servers with `response_format`, transformers with "
+        "xgrammar. The answer is validated against the schema here.",
     },
     "structured_text": {"de": "Text", "en": "Text"},
     "structured_schema": {"de": "JSON-Schema (Draft 2020-12)", "en": "JSON schema (Draft 2020-12)"},

@@ -171,6 +171,12 @@ class Playground:
             await events.aclose()
 
 
+def decimal(value: float, lang: str, places: int = 1) -> str:
+    """A number with the page language's decimal mark: 31,7 in German, 31.7 in English."""
+    text = f"{value:.{places}f}"
+    return text.replace(".", ",") if lang == "de" else text
+
+
 def format_stats(stats: dict[str, Any] | None, lang: str) -> str:
     """The one-line stats under an answer."""
     if not stats:
@@ -182,7 +188,7 @@ def format_stats(stats: dict[str, Any] | None, lang: str) -> str:
         "stats_line",
         lang,
         ttft="–" if ttft is None else f"{ttft * 1000:.0f} ms",
-        rate="–" if rate is None else f"{rate:.1f}",
+        rate="–" if rate is None else decimal(rate, lang),
         tokens=stats.get("completion_tokens", 0),
         reason=t(f"finish_{reason}", lang) if f"finish_{reason}" else reason,
     )
