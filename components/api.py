@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
@@ -9,9 +10,29 @@ import gradio as gr
 from components.engines.base import Failed, Finished, TextDelta
 from components.limits import check_rate
 from components.messages import normalize_language, t
-from components.service import Playground
+from components.service import Playground, Prepared
 from components.streaming import batched
 from components.validation import InputError, parse_history
+
+
+async def answer_stream(
+    playground: Playground, prepared: Prepared, info: dict[str, Any], language: str
+) -> AsyncIterator[str]:
+    """The answer so far, once per batch of events, for the streaming API endpoints; puts `stats` and, on
+    failure, `error` (in `language`) and `error_code` into `info` as they arrive."""
+    text = ""
+    async for batch in batched(playground.stream(prepared)):
+        for event in batch:
+            if isinstance(event, TextDelta):
+                text += event.text
+            elif isinstance(event, Finished):
+                info["stats"] = event.stats.as_dict()
+            elif isinstance(event, Failed):
+                info["error"] = t(event.key, language, **event.params)
+                info["error_code"] = event.key
+                if event.stats:
+                    info["stats"] = event.stats.as_dict()
+        yield text
 
 
 def register_api(playground: Playground) -> None:
@@ -58,19 +79,8 @@ def register_api(playground: Playground) -> None:
             )
         except InputError as exc:
             raise gr.Error(t(exc.key, language, **exc.params)) from None
-        text = ""
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt}
-        async for batch in batched(playground.stream(prepared)):
-            for event in batch:
-                if isinstance(event, TextDelta):
-                    text += event.text
-                elif isinstance(event, Finished):
-                    info["stats"] = event.stats.as_dict()
-                elif isinstance(event, Failed):
-                    info["error"] = t(event.key, language, **event.params)
-                    info["error_code"] = event.key
-                    if event.stats:
-                        info["stats"] = event.stats.as_dict()
+        async for text in answer_stream(playground, prepared, info, language):
             yield text, info
 
     gr.api(chat, api_name="chat", concurrency_limit=None)

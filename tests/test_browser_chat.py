@@ -12,22 +12,14 @@ from typing import Any
 import pytest
 
 from components.catalog import load_catalog
-from components.messages import MESSAGES, t
+from components.messages import t
 from tests.app_server import RunningApp, app_server_fixture
+from tests.browser import browser_fixture, stats_pattern
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "bench" / "out"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SYSTEM_DE = "Du bist ein hilfreicher Assistent."
 QUESTION = "Ein Buch hat 500 Seiten. Jede Seite enthält 300 Wörter. Wie viele Wörter sind im gesamten Buch enthalten?"
 #: greedy, this prompt makes the offline model count for well over 1000 tokens (used for Stop)
@@ -67,14 +59,6 @@ WATCH_SCRIPT = """
 """.replace("__MARKERS__", json.dumps(list(TRACEBACK_MARKERS)))
 
 
-def stats_pattern(lang: str) -> re.Pattern[str]:
-    """The stats line of components/messages.py as a regex with named groups."""
-    pattern = re.escape(MESSAGES["stats_line"][lang])
-    for name in ("ttft", "rate", "tokens", "reason"):
-        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^·\\n]+?)")
-    return re.compile(pattern + r"\s*$")
-
-
 ASSISTANT_OPEN = "<|im_end|>\n<|im_start|>assistant\n"
 STATS_DE = stats_pattern("de")
 STATS_EN = stats_pattern("en")
@@ -92,16 +76,7 @@ def chatml(system: str, turns: list[tuple[str, str]], message: str) -> str:
 live_app = app_server_fixture()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+browser = browser_fixture()
 
 
 class ChatPage:

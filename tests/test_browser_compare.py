@@ -13,22 +13,14 @@ from typing import Any
 import pytest
 
 from components.catalog import Endpoint, Quantization, QuantKind, load_catalog
-from components.messages import MESSAGES, t
+from components.messages import t
+from tests.browser import browser_fixture, stats_pattern
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "bench" / "out"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "/', "gradio.exceptions")
 
 SLOW_REPLY = "Langsam, aber gründlich. "
@@ -46,14 +38,7 @@ SERVERS = {
 FAST_REPLY = "Berlin ist die Hauptstadt von Deutschland."
 
 
-def stats_pattern(lang: str) -> re.Pattern[str]:
-    pattern = re.escape(MESSAGES["stats_line"][lang])
-    for name in ("ttft", "rate", "tokens", "reason"):
-        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^·\\n]+?)")
-    return re.compile(pattern + r"\s*$", re.MULTILINE)
-
-
-STATS_DE = stats_pattern("de")
+STATS_DE = stats_pattern("de", multiline=True)
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------
@@ -102,16 +87,7 @@ def app_url(standins: dict[str, Any], votes_file: Path) -> Iterator[str]:
                 os.environ[key] = value
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+browser = browser_fixture()
 
 
 class ComparePage:

@@ -13,18 +13,10 @@ import pytest
 from components.messages import MESSAGES, t
 from components.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL, RAG_SYSTEM_PROMPT
 from tests.app_server import RunningApp, app_server_fixture
+from tests.browser import browser_fixture
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "/', "gradio.exceptions")
 STATS_START = MESSAGES["stats_line"]["de"].split("{", 1)[0].strip()
 
@@ -49,16 +41,7 @@ WATCH_SCRIPT = """
 live_app = app_server_fixture()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+browser = browser_fixture()
 
 
 class TabPage:

@@ -8,7 +8,6 @@ in a real browser; each answer must stream, and the family's exact prompt must r
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +17,10 @@ import pytest
 import yaml
 
 from components.catalog import load_catalog
-from components.messages import MESSAGES, t
+from components.messages import t
 from components.prompts import get_format
 from tests.app_server import RunningApp, running_app
+from tests.browser import browser_fixture, stats_pattern
 from tests.llama_server import offline_gguf, running_llama_server
 from tests.tgi_standin import StandinServer
 from tests.tiny_models import build_tiny_llama
@@ -28,7 +28,6 @@ from tests.tiny_models import build_tiny_llama
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 QUESTION = "Wie viele Wörter hat ein Buch mit 500 Seiten zu je 300 Wörtern?"
 EM_GERMAN = "em-german-leo-mistral"
 
@@ -39,13 +38,6 @@ MODELS = {
     f"{EM_GERMAN}/tgi": "TGI stand-in",
     f"{EM_GERMAN}/openai": "llama.cpp server (OpenAI-compatible)",
 }
-
-
-def stats_pattern(lang: str) -> re.Pattern[str]:
-    pattern = re.escape(MESSAGES["stats_line"][lang])
-    for name in ("ttft", "rate", "tokens", "reason"):
-        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^·\\n]+?)")
-    return re.compile(pattern + r"\s*$")
 
 
 # ---- servers ------------------------------------------------------------------------------------------
@@ -186,21 +178,18 @@ def test_chat_api_streams_from_every_engine_with_the_exact_prompt(
 
 
 # ---- the chat tab ------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def page(app: RunningApp) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+browser = browser_fixture()
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="de-DE")
-        tab = context.new_page()
-        tab.set_default_timeout(30_000)
-        tab.goto(app.url + "/")
-        tab.locator("#chat-input textarea").wait_for()
-        yield tab
-        browser.close()
+
+@pytest.fixture(scope="module")
+def page(app: RunningApp, browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="de-DE")
+    tab = context.new_page()
+    tab.set_default_timeout(30_000)
+    tab.goto(app.url + "/")
+    tab.locator("#chat-input textarea").wait_for()
+    yield tab
+    context.close()
 
 
 def choose(page: Any, elem_id: str, option: str) -> None:

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from components.messages import MESSAGES, t
 from tests.app_server import RunningApp, free_port, running_app
+from tests.browser import browser_fixture
 from tests.tgi_standin import EOS_ID, EOS_TEXT, Standin, StandinConfig, StandinServer, tokenize
 
 pytestmark = pytest.mark.slow
@@ -32,15 +33,6 @@ pytestmark = pytest.mark.slow
 OFFLINE = "smollm2-135m-instruct/gguf-q4_1"
 TGI_MODEL = "em-german-leo-mistral/tgi"
 MARKER_RE = re.compile(r"MARKER-[0-9a-f]{12}")
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: greedy, this makes the offline model count for well over 1000 tokens (several seconds)
 LONG_PROMPT = "Write the numbers from 1 to 500, separated by commas."
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "/', "Exception:", "Error(")
@@ -373,16 +365,7 @@ def test_cancelled_api_call_closes_the_server_connection_within_a_second(
     assert fresh.active == 0
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+browser = browser_fixture()
 
 
 def open_chat(browser: Any, url: str) -> tuple[Any, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from components.api import answer_stream
 from components.engines.base import Failed, Finished, Status, TextDelta
 from components.limits import check_rate
 from components.messages import normalize_language, t
@@ -759,19 +760,8 @@ def register_retrieval_api(playground: Playground) -> None:
             fit = await check_fit(playground, prepared, checked)
         except InputError as exc:
             raise gr.Error(t(exc.key, language, **exc.params)) from None
-        text = ""
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "fit": fit.as_dict()}
-        async for batch in batched(playground.stream(prepared)):
-            for event in batch:
-                if isinstance(event, TextDelta):
-                    text += event.text
-                elif isinstance(event, Finished):
-                    info["stats"] = event.stats.as_dict()
-                elif isinstance(event, Failed):
-                    info["error"] = t(event.key, language, **event.params)
-                    info["error_code"] = event.key
-                    if event.stats:
-                        info["stats"] = event.stats.as_dict()
+        async for text in answer_stream(playground, prepared, info, language):
             yield text, info
 
     gr.api(retrieve, api_name="retrieve", concurrency_limit=None)
