@@ -407,7 +407,12 @@ async def main_async(args: argparse.Namespace) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2, help="llama.cpp server threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="llama.cpp server threads (1: see bench/RESULTS.md, llama.cpp engine findings)",
+    )
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
     args = parser.parse_args()
