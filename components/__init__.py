@@ -1,0 +1,1 @@
+"""The playground's parts: catalog, prompts, validation, service, engines, UI, API."""
