@@ -1,26 +1,14 @@
-"""Prompt formats reproduce the model cards' example prompts byte for byte (cards read from shared/seeds)."""
+"""Prompt formats reproduce the model cards' example prompts byte for byte (cards: tests/cards/, from shared/seeds)."""
 
 from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
 from components.prompts import PROMPT_FORMATS, Turn
-
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-
-
-def card(prefix: str) -> str:
-    files = sorted(SEEDS.glob(f"{prefix}_*.txt"))
-    assert files, f"model card {prefix}_* not found in {SEEDS}"
-    text = files[0].read_text(encoding="utf-8")
-    # The LeoLM card was stored with UTF-8 read as Mac Roman ("ausf√ºhrliche"); undo that.
-    if "√" in text:
-        text = text.encode("mac_roman").decode("utf-8")
-    return text
+from tests.cards import card
 
 
 def code_blocks(text: str) -> list[str]:

@@ -35,10 +35,11 @@ from components.retrieval import (
 )
 from components.service import EngineRegistry, Playground
 from components.validation import InputError
+from tests.cards import card_path
 from tests.tgi_standin import Standin, StandinServer
 from tests.tgi_standin import tokenize as standin_tokenize
 
-CARD = next((Path(__file__).resolve().parents[2] / "shared" / "seeds").glob("001_*.txt"))
+CARD = card_path("001")
 OFFLINE = "smollm2-135m-instruct/gguf-q4_1"
 
 

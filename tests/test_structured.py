@@ -7,7 +7,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,10 +29,11 @@ from components.structured import (
     prepare_structured,
 )
 from components.validation import InputError
+from tests.cards import card_path
 from tests.conftest import free_port
 from tests.tgi_standin import Standin, StandinServer
 
-CARD = next((Path(__file__).resolve().parents[2] / "shared" / "seeds").glob("001_*.txt"))
+CARD = card_path("001")
 OFFLINE = "smollm2-135m-instruct/gguf-q4_1"
 
 
