@@ -64,7 +64,7 @@ async def merge_streams(
         while remaining:
             batch = [await queue.get()]
             wait = last_yield + interval - loop.time()
-            if wait > 0:
+            if wait > 0 and batch[0][1] is not _DONE:  # an ending stream has nothing to coalesce
                 await asyncio.sleep(wait)
             while not queue.empty():
                 batch.append(queue.get_nowait())

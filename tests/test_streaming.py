@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
+from typing import Any
 
-from components.streaming import batched, merge_streams
+from components.streaming import batched, default_interval_s, merge_streams
 
 
 async def ticker(name: str, n: int, delay: float, log: list[str] | None = None) -> AsyncIterator[str]:
@@ -56,3 +58,42 @@ async def test_closing_cancels_every_stream() -> None:
         break
     await merged.aclose()
     assert sorted(log) == ["a closed", "b closed"]
+
+
+# ---- pacing --------------------------------------------------------------------------------------
+async def test_first_batch_is_immediate_and_later_ones_are_paced() -> None:
+    loop = asyncio.get_running_loop()
+    stamps: list[float] = []
+    sizes: list[int] = []
+    async for batch in batched(ticker("t", 30, 0.02), min_interval_s=0.2):
+        stamps.append(loop.time())
+        sizes.append(len(batch))
+    # the first token is never held back: had it waited out the interval, ~10 events would have piled up
+    assert sizes[0] <= 2
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.18  # at most one update per interval (timer slack allowed)
+    assert sum(sizes) == 30 and len(sizes) < 10  # nothing lost, far fewer updates than events
+
+
+async def test_zero_interval_yields_per_arrival() -> None:
+    sizes = [len(batch) async for batch in batched(ticker("t", 10, 0.01), min_interval_s=0)]
+    assert sizes == [1] * 10
+
+
+async def test_an_ending_stream_is_not_delayed() -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async for _ in batched(ticker("t", 1, 0.0), min_interval_s=0.5):
+        pass
+    assert loop.time() - start < 0.25  # the end of the stream does not wait out the interval
+
+
+def test_interval_from_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.setenv("PLAYGROUND_STREAM_INTERVAL_MS", "120")
+    assert default_interval_s() == 0.12
+    monkeypatch.setenv("PLAYGROUND_STREAM_INTERVAL_MS", "nonsense")
+    assert default_interval_s() == 0.05
+    monkeypatch.setenv("PLAYGROUND_STREAM_INTERVAL_MS", "-5")
+    assert default_interval_s() == 0.0
+    monkeypatch.delenv("PLAYGROUND_STREAM_INTERVAL_MS")
+    assert default_interval_s() == 0.05
