@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,14 @@ from components.engines.base import GenerationRequest
 from components.messages import t
 from components.prompts import get_format
 from components.service import Playground, Prepared
-from components.validation import InputError, build_settings, check_message, check_system_prompt, clean_text
+from components.validation import (
+    InputError,
+    build_settings,
+    check_message,
+    check_system_prompt,
+    clean_text,
+    env_int,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +74,14 @@ COUNT_TIMEOUT_S = 20.0
 UPLOAD_SUFFIXES = (".txt", ".md", ".markdown")
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 @dataclass(frozen=True)
 class SourceLimits:
     """Server-side limits for sources; each can be set through the environment."""
 
-    max_sources: int = _env_int("PLAYGROUND_MAX_SOURCES", 20)
-    max_source_chars: int = _env_int("PLAYGROUND_MAX_SOURCE_CHARS", 200_000)
-    max_total_chars: int = _env_int("PLAYGROUND_MAX_SOURCES_CHARS", 400_000)
-    max_upload_bytes: int = _env_int("PLAYGROUND_MAX_UPLOAD_BYTES", 1_000_000)
+    max_sources: int = env_int("PLAYGROUND_MAX_SOURCES", 20)
+    max_source_chars: int = env_int("PLAYGROUND_MAX_SOURCE_CHARS", 200_000)
+    max_total_chars: int = env_int("PLAYGROUND_MAX_SOURCES_CHARS", 400_000)
+    max_upload_bytes: int = env_int("PLAYGROUND_MAX_UPLOAD_BYTES", 1_000_000)
     max_metadata: int = 10
     max_key_chars: int = 40
     max_value_chars: int = 500

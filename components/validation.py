@@ -22,7 +22,8 @@ class InputError(Exception):
         self.params = params
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """An integer limit from the environment; `default` when unset or not a number."""
     try:
         return int(os.environ.get(name, default))
     except ValueError:
@@ -33,10 +34,10 @@ def _env_int(name: str, default: int) -> int:
 class Limits:
     """Server-side limits; each can be set through the environment (see README)."""
 
-    max_message_chars: int = _env_int("PLAYGROUND_MAX_MESSAGE_CHARS", 20_000)
-    max_system_chars: int = _env_int("PLAYGROUND_MAX_SYSTEM_CHARS", 8_000)
-    max_new_tokens: int = _env_int("PLAYGROUND_MAX_NEW_TOKENS", 2048)
-    max_turns: int = _env_int("PLAYGROUND_MAX_TURNS", 50)
+    max_message_chars: int = env_int("PLAYGROUND_MAX_MESSAGE_CHARS", 20_000)
+    max_system_chars: int = env_int("PLAYGROUND_MAX_SYSTEM_CHARS", 8_000)
+    max_new_tokens: int = env_int("PLAYGROUND_MAX_NEW_TOKENS", 2048)
+    max_turns: int = env_int("PLAYGROUND_MAX_TURNS", 50)
     max_stop_sequences: int = 4
     max_stop_chars: int = 50
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -35,3 +37,27 @@ def catalog():
     from components.catalog import load_catalog
 
     return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def tgi_server() -> Iterator[Any]:
+    """The TGI stand-in on loopback (tests/tgi_standin.py), one per test module."""
+    from tests.tgi_standin import StandinServer
+
+    with StandinServer() as running:
+        yield running
+
+
+@pytest.fixture
+def tgi_playground(tgi_server: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """(stand-in, Playground) with TGI_URL pointing at the stand-in: every German variant gets a `tgi` build."""
+    from components.catalog import load_catalog
+    from components.endpoints import register_env_endpoints
+    from components.service import Playground
+
+    tgi_server.standin.reset()
+    monkeypatch.setenv("TGI_URL", tgi_server.url)
+    monkeypatch.delenv("TGI_TOKEN", raising=False)
+    fresh = load_catalog()
+    register_env_endpoints(fresh)
+    return tgi_server.standin, Playground(fresh)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from components.catalog import Catalog, ModelRef, load_catalog
+from components.catalog import Catalog, ModelRef
 from components.engines.base import Engine, EngineDone, Finished, GenerationRequest, Status, TextDelta
 from components.messages import MESSAGES, t
 from components.retrieval import (
@@ -36,7 +36,7 @@ from components.retrieval import (
 from components.service import EngineRegistry, Playground
 from components.validation import InputError
 from tests.cards import card_path
-from tests.tgi_standin import Standin, StandinServer
+from tests.tgi_standin import Standin
 from tests.tgi_standin import tokenize as standin_tokenize
 
 CARD = card_path("001")
@@ -343,26 +343,8 @@ async def test_a_slow_tokenizer_falls_back_to_the_estimate_and_keeps_loading(
 
 
 # ---- EM German end to end: the exact card prompt reaches a TGI server ------------------------------------
-@pytest.fixture(scope="module")
-def tgi_server() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
-
-
-@pytest.fixture
-def tgi(tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch) -> tuple[Standin, Playground]:
-    from components.endpoints import register_env_endpoints
-
-    tgi_server.standin.reset()
-    monkeypatch.setenv("TGI_URL", tgi_server.url)
-    monkeypatch.delenv("TGI_TOKEN", raising=False)
-    fresh = load_catalog()
-    register_env_endpoints(fresh)
-    return tgi_server.standin, Playground(fresh)
-
-
-async def test_card_prompt_reaches_the_server_byte_for_byte(tgi: tuple[Standin, Playground]) -> None:
-    standin, playground = tgi
+async def test_card_prompt_reaches_the_server_byte_for_byte(tgi_playground: tuple[Standin, Playground]) -> None:
+    standin, playground = tgi_playground
     standin.config.reply = "Das Wetter in Düsseldorf wird heute schön und sonnig! (Quelle: Url: https://www.jph.me)"
     first, second = card_rag_blocks()
     prepared = prepare_retrieval(playground, "em-german-leo-mistral/tgi", CARD_QUESTION, [card_source()])
@@ -378,8 +360,10 @@ async def test_card_prompt_reaches_the_server_byte_for_byte(tgi: tuple[Standin, 
     assert call.body["parameters"].get("grammar") is None
 
 
-async def test_too_large_sources_are_refused_before_the_server_sees_them(tgi: tuple[Standin, Playground]) -> None:
-    standin, playground = tgi
+async def test_too_large_sources_are_refused_before_the_server_sees_them(
+    tgi_playground: tuple[Standin, Playground],
+) -> None:
+    standin, playground = tgi_playground
     big = check_source(" ".join(["Wort"] * 9000))
     prepared = prepare_retrieval(playground, "em-german-leo-mistral/tgi", "Frage?", [big], max_new_tokens=100)
     with pytest.raises(InputError) as refused:
@@ -390,8 +374,8 @@ async def test_too_large_sources_are_refused_before_the_server_sees_them(tgi: tu
     assert standin.generation_calls() == []
 
 
-def test_model_ref_of_remote_build_is_em_german(tgi: tuple[Standin, Playground]) -> None:
-    _, playground = tgi
+def test_model_ref_of_remote_build_is_em_german(tgi_playground: tuple[Standin, Playground]) -> None:
+    _, playground = tgi_playground
     ref: ModelRef = playground.resolve("em-german-leo-mistral/tgi")
     assert ref.family.prompt_format == "em_german"
 

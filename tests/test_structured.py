@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components.catalog import Catalog, load_catalog
+from components.catalog import Catalog
 from components.engines.base import Finished, TextDelta
 from components.messages import MESSAGES, t
 from components.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL
@@ -31,7 +31,7 @@ from components.structured import (
 from components.validation import InputError
 from tests.cards import card_path
 from tests.conftest import free_port
-from tests.tgi_standin import Standin, StandinServer
+from tests.tgi_standin import Standin
 
 CARD = card_path("001")
 OFFLINE = "smollm2-135m-instruct/gguf-q4_1"
@@ -140,26 +140,8 @@ def test_transformers_refusal_has_a_message() -> None:
 
 
 # ---- TGI: the grammar reaches the server as {"type": "json", "value": schema} ----------------------------
-@pytest.fixture(scope="module")
-def tgi_server() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
-
-
-@pytest.fixture
-def tgi(tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch) -> tuple[Standin, Playground]:
-    from components.endpoints import register_env_endpoints
-
-    tgi_server.standin.reset()
-    monkeypatch.setenv("TGI_URL", tgi_server.url)
-    monkeypatch.delenv("TGI_TOKEN", raising=False)
-    fresh = load_catalog()
-    register_env_endpoints(fresh)
-    return tgi_server.standin, Playground(fresh)
-
-
-async def test_tgi_receives_the_schema_as_json_grammar(tgi: tuple[Standin, Playground]) -> None:
-    standin, playground = tgi
+async def test_tgi_receives_the_schema_as_json_grammar(tgi_playground: tuple[Standin, Playground]) -> None:
+    standin, playground = tgi_playground
     standin.config.json_reply = json.dumps(EXAMPLE_CARD_OUTPUT, ensure_ascii=False)
     prepared, schema = prepare_structured(playground, "em-german-leo-mistral/tgi", EXAMPLE_TEXT, EXAMPLE_SCHEMA)
     events = [e async for e in playground.stream(prepared)]
@@ -174,8 +156,8 @@ async def test_tgi_receives_the_schema_as_json_grammar(tgi: tuple[Standin, Playg
     assert check.valid and check.value == EXAMPLE_CARD_OUTPUT
 
 
-async def test_a_server_answer_that_breaks_the_schema_is_reported(tgi: tuple[Standin, Playground]) -> None:
-    standin, playground = tgi
+async def test_a_server_answer_that_breaks_the_schema_is_reported(tgi_playground: tuple[Standin, Playground]) -> None:
+    standin, playground = tgi_playground
     standin.config.json_reply = '{"jahr": "zwanzig", "name": "Paris", "ort": "Frankreich"}'
     prepared, schema = prepare_structured(playground, "em-german-leo-mistral/tgi", EXAMPLE_TEXT, EXAMPLE_SCHEMA)
     answer = "".join([e.text async for e in playground.stream(prepared) if isinstance(e, TextDelta)])
