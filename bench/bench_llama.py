@@ -226,19 +226,10 @@ def finish(timer: Timer, info: dict[str, Any]) -> Sample:
 
 def run_baseline(setup: Setup, prompt: str, settings: Any) -> Sample:
     """llama.cpp alone, with the arguments the engine passes to create_completion."""
+    from components.engines.llama_cpp import completion_kwargs
+
     timer = Timer(None)
-    stream = setup.llm.create_completion(
-        prompt,
-        max_tokens=settings.max_new_tokens,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        top_k=settings.top_k,
-        min_p=0.0,
-        repeat_penalty=settings.repetition_penalty,
-        stop=list(settings.stop) or None,
-        seed=settings.seed,
-        stream=True,
-    )
+    stream = setup.llm.create_completion(prompt, **completion_kwargs(settings), stream=True)
     tokens = 0
     text = ""
     for chunk in stream:

@@ -58,6 +58,20 @@ def default_threads() -> int:
     return max(1, cores - 1) if cores <= 4 else cores
 
 
+def completion_kwargs(settings: Any) -> dict[str, Any]:
+    """create_completion() sampling arguments for SamplingSettings, shared by the engine and the benchmark."""
+    return {
+        "max_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "top_k": settings.top_k,
+        "min_p": 0.0,
+        "repeat_penalty": settings.repetition_penalty,
+        "stop": list(settings.stop) or None,
+        "seed": settings.seed,
+    }
+
+
 def llama_kwargs(context_length: int) -> dict[str, Any]:
     """Llama() arguments shared by the engine and the benchmark baseline, so both run alike."""
     return {
@@ -153,17 +167,7 @@ class LlamaCppEngine(Engine):
             def run() -> None:
                 try:
                     stream = llm.create_completion(
-                        request.prompt,
-                        max_tokens=settings.max_new_tokens,
-                        temperature=settings.temperature,
-                        top_p=settings.top_p,
-                        top_k=settings.top_k,
-                        min_p=0.0,
-                        repeat_penalty=settings.repetition_penalty,
-                        stop=list(settings.stop) or None,
-                        seed=settings.seed,
-                        grammar=grammar,
-                        stream=True,
+                        request.prompt, **completion_kwargs(settings), grammar=grammar, stream=True
                     )
                     reason = "unknown"
                     for chunk in stream:

@@ -810,16 +810,9 @@ def register_retrieval_api(playground: Playground) -> None:
             raise gr.Error(t(exc.key, language, **exc.params)) from None
         answer = ""
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "schema": checked}
-        async for event in playground.stream(prepared):
-            if isinstance(event, TextDelta):
-                answer += event.text
-            elif isinstance(event, Finished):
-                info["stats"] = event.stats.as_dict()
-            elif isinstance(event, Failed):
-                info["error"] = t(event.key, language, **event.params)
-                info["error_code"] = event.key
-                if event.stats:
-                    info["stats"] = event.stats.as_dict()
+        # not streamed: only the whole answer can be checked against the schema
+        async for so_far in answer_stream(playground, prepared, info, language):
+            answer = so_far
         check = check_answer(answer, checked)
         info.update(check.as_info())
         return answer, (check.value if check.parsed else None), info
