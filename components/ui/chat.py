@@ -19,7 +19,7 @@ from components.ui.common import (
     CancelFlags,
     SettingsControls,
     Translations,
-    family_choices,
+    build_pickers,
     first_runnable,
     model_info,
     quant_choices,
@@ -80,31 +80,8 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     default = catalog.default
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            family = tr.add(
-                gr.Dropdown(
-                    family_choices(playground), value=default.family.id, label=t("family"), elem_id="chat-family"
-                ),
-                "family",
-            )
-            variant = tr.add(
-                gr.Dropdown(
-                    variant_choices(playground, default.family.id),
-                    value=default.variant.id,
-                    label=t("variant"),
-                    elem_id="chat-variant",
-                ),
-                "variant",
-            )
-            quant = tr.add(
-                gr.Dropdown(
-                    quant_choices(playground, default.variant.id, "de"),
-                    value=default.quant.id,
-                    label=t("quant"),
-                    elem_id="chat-quant",
-                ),
-                "quant",
-            )
-            info = gr.Markdown(model_info(playground, default, "de"), elem_id="chat-model-info")
+            pickers = build_pickers(playground, tr, "chat")
+            family, variant, quant, info = pickers.family, pickers.variant, pickers.quant, pickers.info
             system = tr.add(
                 gr.Textbox(
                     value=default.family.system_prompt,

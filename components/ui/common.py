@@ -154,6 +154,34 @@ def model_info(playground: Playground, ref: ModelRef, lang: str) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class Pickers:
+    family: Any
+    variant: Any
+    quant: Any
+    info: Any  # the model's description, or None where the tab shows none
+
+
+def build_pickers(
+    playground: Playground, tr: Translations, prefix: str, suffix: str = "", with_info: bool = True
+) -> Pickers:
+    """Family, variant and quantization dropdowns (elem ids `{prefix}-family{suffix}`, ...) on the default model."""
+    default = playground.catalog.default
+
+    def dropdown(key: str, choices: list[tuple[str, str]], value: str) -> Any:
+        return tr.add(gr.Dropdown(choices, value=value, label=t(key), elem_id=f"{prefix}-{key}{suffix}"), key)
+
+    family = dropdown("family", family_choices(playground), default.family.id)
+    variant = dropdown("variant", variant_choices(playground, default.family.id), default.variant.id)
+    quant = dropdown("quant", quant_choices(playground, default.variant.id, "de"), default.quant.id)
+    info = (
+        gr.Markdown(model_info(playground, default, "de"), elem_id=f"{prefix}-model-info{suffix}")
+        if with_info
+        else None
+    )
+    return Pickers(family, variant, quant, info)
+
+
 # ---- settings ------------------------------------------------------------------------------------
 @dataclass
 class SettingsControls:

@@ -43,7 +43,7 @@ from components.ui.common import (
     CancelFlags,
     SettingsControls,
     Translations,
-    family_choices,
+    build_pickers,
     first_runnable,
     quant_choices,
     session_of,
@@ -225,33 +225,8 @@ def build_compare_tab(
                 gr.Column(visible=n <= MIN_PANES, min_width=300, elem_id=f"compare-model-{n}") as picker_column,
                 gr.Accordion(t("compare_pane_settings", n=n), open=True, elem_id=f"compare-box-{n}") as box,
             ):
-                family = tr.add(
-                    gr.Dropdown(
-                        family_choices(playground),
-                        value=default.family.id,
-                        label=t("family"),
-                        elem_id=f"compare-family-{n}",
-                    ),
-                    "family",
-                )
-                variant = tr.add(
-                    gr.Dropdown(
-                        variant_choices(playground, default.family.id),
-                        value=default.variant.id,
-                        label=t("variant"),
-                        elem_id=f"compare-variant-{n}",
-                    ),
-                    "variant",
-                )
-                quant = tr.add(
-                    gr.Dropdown(
-                        quant_choices(playground, default.variant.id, "de"),
-                        value=default.quant.id,
-                        label=t("quant"),
-                        elem_id=f"compare-quant-{n}",
-                    ),
-                    "quant",
-                )
+                built = build_pickers(playground, tr, "compare", suffix=f"-{n}", with_info=False)
+                family, variant, quant = built.family, built.variant, built.quant
                 system = tr.add(
                     gr.Textbox(
                         value="",

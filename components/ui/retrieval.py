@@ -46,9 +46,10 @@ from components.structured import (
 )
 from components.ui.common import (
     CancelFlags,
+    Pickers,
     SettingsControls,
     Translations,
-    family_choices,
+    build_pickers,
     first_runnable,
     inform,
     model_info,
@@ -73,40 +74,6 @@ def _model_id(variant_id: str, quant_id: str) -> str:
 
 
 # ---- model pickers shared by both tabs ----------------------------------------------------------------
-@dataclass
-class Pickers:
-    family: Any
-    variant: Any
-    quant: Any
-    info: Any
-
-
-def build_pickers(playground: Playground, tr: Translations, prefix: str) -> Pickers:
-    default = playground.catalog.default
-    family = tr.add(
-        gr.Dropdown(family_choices(playground), value=default.family.id, label=t("family"), elem_id=f"{prefix}-family"),
-        "family",
-    )
-    variant = tr.add(
-        gr.Dropdown(
-            variant_choices(playground, default.family.id),
-            value=default.variant.id,
-            label=t("variant"),
-            elem_id=f"{prefix}-variant",
-        ),
-        "variant",
-    )
-    quant = tr.add(
-        gr.Dropdown(
-            quant_choices(playground, default.variant.id, "de"),
-            value=default.quant.id,
-            label=t("quant"),
-            elem_id=f"{prefix}-quant",
-        ),
-        "quant",
-    )
-    info = gr.Markdown(model_info(playground, default, "de"), elem_id=f"{prefix}-model-info")
-    return Pickers(family, variant, quant, info)
 
 
 def wire_pickers(
