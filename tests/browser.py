@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,3 +45,18 @@ def stats_pattern(lang: str, multiline: bool = False) -> re.Pattern[str]:
     for name in ("ttft", "rate", "tokens", "reason"):
         pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^·\\n]+?)")
     return re.compile(pattern + r"\s*$", re.MULTILINE if multiline else 0)
+
+
+def set_slider(page: Any, elem_id: str, value: float, timeout_s: float = 20.0) -> None:
+    """Types into a slider's number box until the slider holds the value (a value typed while the
+    accordion's content is still mounting can be reset to the initial one: type it again)."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    track = page.locator(f"#{elem_id} input[type=range]")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        box.fill(str(value))
+        box.press("Enter")
+        time.sleep(0.4)
+        if float(track.input_value()) == float(value) and float(box.input_value()) == float(value):
+            return
+        assert time.monotonic() < deadline, f"{elem_id} did not take {value}"

@@ -14,7 +14,7 @@ import pytest
 from components.catalog import load_catalog
 from components.messages import t
 from tests.app_server import RunningApp, app_server_fixture
-from tests.browser import browser_fixture, stats_pattern
+from tests.browser import browser_fixture, set_slider, stats_pattern
 
 pytestmark = pytest.mark.slow
 
@@ -115,18 +115,7 @@ class ChatPage:
         self.page.locator(f"#{elem_id}").get_by_text(label, exact=True).first.click()
 
     def set_number(self, elem_id: str, value: float) -> None:
-        """Types into a slider's number box until the slider holds the value (a value typed while the
-        accordion's content is still mounting can be reset to the initial one: type it again)."""
-        box = self.page.locator(f"#{elem_id} input[type=number]")
-        track = self.page.locator(f"#{elem_id} input[type=range]")
-        deadline = time.monotonic() + 15
-        while True:
-            box.fill(str(value))
-            box.press("Enter")
-            time.sleep(0.4)
-            if float(track.input_value()) == float(value) and float(box.input_value()) == float(value):
-                return
-            assert time.monotonic() < deadline, f"{elem_id} did not take {value}"
+        set_slider(self.page, elem_id, value)
 
     def choose(self, elem_id: str, option: str) -> None:
         self.page.locator(f"#{elem_id} input").click()

@@ -14,7 +14,7 @@ import pytest
 
 from components.catalog import Endpoint, Quantization, QuantKind, load_catalog
 from components.messages import t
-from tests.browser import browser_fixture, stats_pattern
+from tests.browser import browser_fixture, set_slider, stats_pattern
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
@@ -123,9 +123,7 @@ class ComparePage:
         self.wait_until(lambda: f"Server {server}" in quant.input_value(), f"pane {pane} on server {server}")
 
     def set_number(self, elem_id: str, value: float) -> None:
-        box = self.page.locator(f"#{elem_id} input[type=number]")
-        box.fill(str(value))
-        box.press("Enter")
+        set_slider(self.page, elem_id, value)
 
     def override(self, pane: int, max_new_tokens: int) -> None:
         self.page.locator(f"#compare-override-{pane} input").check()

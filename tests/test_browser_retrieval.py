@@ -13,7 +13,7 @@ import pytest
 from components.messages import MESSAGES, t
 from components.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL, RAG_SYSTEM_PROMPT
 from tests.app_server import RunningApp, app_server_fixture
-from tests.browser import browser_fixture
+from tests.browser import browser_fixture, set_slider
 
 pytestmark = pytest.mark.slow
 
@@ -69,14 +69,7 @@ class TabPage:
         self.page.locator(f"#{elem_id}").get_by_text(label, exact=True).first.click()
 
     def set_number(self, elem_id: str, value: float) -> None:
-        box = self.page.locator(f"#{elem_id} input[type=number]")
-        box.fill(str(value))
-        box.press("Enter")
-        self.wait_until(
-            lambda: float(self.page.locator(f"#{elem_id} input[type=range]").input_value()) == float(value),
-            f"{elem_id} = {value}",
-            20,
-        )
+        set_slider(self.page, elem_id, value)
 
     def toasts(self) -> list[dict[str, str]]:
         return self.page.evaluate("window.__toasts")

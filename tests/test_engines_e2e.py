@@ -20,7 +20,7 @@ from components.catalog import load_catalog
 from components.messages import t
 from components.prompts import get_format
 from tests.app_server import RunningApp, running_app
-from tests.browser import browser_fixture, stats_pattern
+from tests.browser import browser_fixture, set_slider, stats_pattern
 from tests.llama_server import offline_gguf, running_llama_server
 from tests.tgi_standin import StandinServer
 from tests.tiny_models import build_tiny_llama
@@ -219,10 +219,7 @@ def test_chat_tab_streams_from_every_engine(
     )
     if not page.locator("#chat-max-new-tokens input[type=number]").is_visible():
         page.locator("#chat-settings").get_by_text(t("settings", "de"), exact=True).first.click()
-    box = page.locator("#chat-max-new-tokens input[type=number]")
-    box.fill("12")
-    box.press("Enter")
-    time.sleep(0.3)
+    set_slider(page, "chat-max-new-tokens", 12)
     page.locator("#chat-input textarea").fill(QUESTION)
     page.locator("#chat-input textarea").press("Enter")
     pattern = stats_pattern("de")
