@@ -372,6 +372,11 @@ class LlamaCppEngine(Engine):
             except Exception as exc:  # pip missing, no network, not pinned
                 raise EngineError("err_load", model=model.label, detail=str(exc)[:200]) from exc
         assert quant.repo and quant.file
+        if quant.repo.startswith("/"):  # a local directory (models.yaml allows absolute paths)
+            local = Path(quant.repo) / quant.file
+            if not local.is_file():
+                raise EngineError("err_load", model=model.label, detail=f"{local} does not exist")
+            return local
         return await download_file(quant.repo, quant.file, token=self._hf_token, progress=progress)
 
     def plan(self, model: ModelRef, path: Path | None) -> tuple[int, float]:
