@@ -211,7 +211,7 @@ def test_full_width_retrieval_delimiters_are_refused(client: Any) -> None:
 
 def test_ordinary_text_that_mentions_roles_still_goes_through(client: Any, tgi: StandinServer) -> None:
     tgi.standin.reset()
-    text, info = client.predict(
+    _text, info = client.predict(
         message="Der User: schreibt # Antworten und nutzt <b>HTML</b>.",
         model=EM_GERMAN,
         max_new_tokens=4,
