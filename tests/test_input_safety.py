@@ -262,3 +262,34 @@ def test_whatever_is_printed_to_stderr_is_redacted(monkeypatch: pytest.MonkeyPat
     target = io.StringIO()
     RedactingStream(target).write(f"token {secret}\n")
     assert secret not in target.getvalue() and "[REDACTED]" in target.getvalue()
+
+
+def test_a_schema_for_a_local_engine_is_compiled_in_the_worker_first(
+    catalog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.engines import grammar_worker as module
+    from components.engines.base import GenerationRequest, SamplingSettings
+    from components.service import Prepared
+    from components.structured import check_compiles
+
+    worker = GrammarWorker(timeout=1.0)
+    monkeypatch.setattr(module, "_worker", worker)
+    ref = catalog.default
+    assert ref.engine_kind == "llama_cpp"
+
+    def prepared(schema: dict[str, Any]) -> Prepared:
+        request = GenerationRequest(model=ref, prompt="p", messages=[], settings=SamplingSettings(), json_schema=schema)
+        return Prepared(request=request, raw_prompt="p")
+
+    try:
+        asyncio.run(check_compiles(prepared(json.loads(CARD_SCHEMA))))
+        assert worker.compiles == 1
+        pid = worker.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(InputError) as refused:
+            asyncio.run(check_compiles(prepared({"type": "object", "properties": {"b": {"type": "string"}}})))
+        assert refused.value.key == "err_schema_compile_timeout"
+        assert refused.value.params["library"] == "llama.cpp"
+    finally:
+        worker.close()

@@ -19,6 +19,7 @@ Libraries:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -266,13 +267,18 @@ def worker() -> GrammarWorker:
         return _worker
 
 
+#: Threads that wait for the worker: their own, so that compiles waiting in line never hold up the default
+#: executor the rest of the app's checks run in.
+_waiters = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="grammar-wait")
+
+
 async def check_compiles(engine_kind: str, schema_json: str) -> None:
     """Compiles `schema_json` in the worker with the library `engine_kind` uses (off the event loop); nothing
     for engines that compile elsewhere. Raises GrammarRefused."""
     library = LIBRARY_FOR_ENGINE.get(engine_kind)
     if library is None:
         return
-    await asyncio.to_thread(worker().compile, library, schema_json)
+    await asyncio.get_running_loop().run_in_executor(_waiters, worker().compile, library, schema_json)
 
 
 __all__ = ["LIBRARY_FOR_ENGINE", "GrammarRefused", "GrammarWorker", "check_compiles", "worker"]
