@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from components.messages import t
@@ -119,6 +120,7 @@ def test_crashing_and_huge_schemas_are_refused_before_anything_runs(
     live: RunningApp, client: Any, tgi: StandinServer, model: str
 ) -> None:
     tgi.standin.reset()
+    rss_before = psutil.Process(live.process.pid).memory_info().rss
     for name, schema, key in SCHEMA_PROBES:
         started = time.monotonic()
         message = refused(client, "/structured", text="Max ging nach Paris.", schema=schema, model=model)
@@ -127,6 +129,8 @@ def test_crashing_and_huge_schemas_are_refused_before_anything_runs(
     english = refused(client, "/structured", text="x", schema=LEFT_RECURSIVE, model=model, lang="en")
     assert fragment("err_schema_left_recursion", "en") in english
     assert tgi.standin.generation_calls() == []
+    grown = psutil.Process(live.process.pid).memory_info().rss - rss_before
+    assert grown < 100e6, f"the app grew by {grown / 1e6:.0f} MB on the schema probes"
     assert_still_serving(live, client, tgi)
     assert_log_clean(live)
 
