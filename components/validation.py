@@ -64,12 +64,6 @@ def clean_text(value: Any) -> str:
     return unicodedata.normalize("NFC", text)
 
 
-def check_type(name: str, value: Any, expected: type | tuple[type, ...], label: str) -> None:
-    """Refuses a value of the wrong JSON type (`lang=5`, `models=7`) with a message naming what was expected."""
-    if not isinstance(value, expected):
-        raise InputError("err_wrong_type", name=name, kind=type(value).__name__, expected=label)
-
-
 def check_message(value: Any, limit: int | None = None) -> str:
     limit = limit or LIMITS.max_message_chars
     if value is not None and not isinstance(value, str):
