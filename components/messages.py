@@ -653,8 +653,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The JSON schema has too many subschemas (at most {limit}).",
     },
     "err_schema_too_complex": {
-        "de": "Das JSON-Schema ist zu verwickelt: seine Verweise ($ref) bilden Ketten über mehr als {limit} Stufen.",
-        "en": "The JSON schema is too convoluted: its references ($ref) form chains of more than {limit} steps.",
+        "de": "Das JSON-Schema ist zu verwickelt, um es zu prüfen: Seine Verweise ($ref) greifen zu oft ineinander.",
+        "en": "The JSON schema is too convoluted to check: its references ($ref) depend on each other too often.",
     },
     "err_schema_ref_unresolved": {
         "de": "Der Verweis $ref „{ref}“ bei {path} führt ins Leere: Er zeigt auf nichts in diesem Schema.",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -36,7 +37,7 @@ MAX_NODES = 2_000
 CHARS_PER_TOKEN = 8
 #: Sum of every count bound and regex quantifier in one schema (each bound becomes that many grammar symbols).
 MAX_TOTAL_BOUNDS = 100_000
-#: Rounds of the smallest-answer computation (one per chain of references it follows); beyond: too complex.
+#: Recomputations per subschema (on average) the smallest-answer computation may take; beyond: too complex.
 MAX_SIZE_ROUNDS = 64
 
 COUNT_KEYWORDS = (
@@ -337,20 +338,36 @@ def _own_size(node: Any, size: dict[int, float], index: _Index) -> float:
 
 def _check_finite(index: _Index, budget: int, max_new_tokens: int) -> None:
     """Refuses a schema no finite answer satisfies (recursion without a base case) or whose smallest answer
-    exceeds the budget. Sizes are computed as a fixpoint from "infinite" downwards."""
+    exceeds the budget. Sizes are computed as a fixpoint from "infinite" downwards, with a worklist."""
     size: dict[int, float] = {key: _INF for key in index.nodes}
-    order = list(index.nodes.items())[::-1]  # subschemas before the schemas holding them
-    for _ in range(MAX_SIZE_ROUNDS):
-        changed = False
-        for key, node in order:
-            value = min(_own_size(node, size, index), 1e18)
-            if value < size[key]:
-                size[key] = value
-                changed = True
-        if not changed:
-            break
-    else:
-        raise InputError("err_schema_too_complex", limit=MAX_SIZE_ROUNDS)
+    # who has to be recomputed when a subschema's size drops: the schema holding it and every $ref to it
+    dependents: dict[int, list[int]] = {key: [] for key in index.nodes}
+    for key, node in index.nodes.items():
+        if isinstance(node, dict):
+            for _, _, sub in _children(node):
+                if id(sub) in dependents:
+                    dependents[id(sub)].append(key)
+            target = index.target(node)
+            if target is not None and id(target) in dependents:
+                dependents[id(target)].append(key)
+    # a worklist, subschemas first; each size only ever drops, and each recomputation is bounded in number
+    pending = deque(list(index.nodes)[::-1])
+    queued = set(pending)
+    budget_steps = MAX_SIZE_ROUNDS * max(1, len(index.nodes))
+    steps = 0
+    while pending:
+        key = pending.popleft()
+        queued.discard(key)
+        steps += 1
+        if steps > budget_steps:
+            raise InputError("err_schema_too_complex", limit=MAX_SIZE_ROUNDS)
+        value = min(_own_size(index.nodes[key], size, index), 1e18)
+        if value < size[key]:
+            size[key] = value
+            for dependent in dependents[key]:
+                if dependent not in queued:
+                    queued.add(dependent)
+                    pending.append(dependent)
     root = size.get(id(index.root), _INF)
     if root >= 1e18 or root == _INF:
         stuck = [

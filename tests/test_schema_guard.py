@@ -126,3 +126,20 @@ def test_ordinary_schemas_pass_and_the_checks_are_fast() -> None:
     started = time.perf_counter()
     check_schema_safety(wide, 2048)
     assert time.perf_counter() - started < 1.0
+
+
+def test_long_reference_chains_are_checked_quickly() -> None:
+    def chain(n: int, end: dict[str, Any]) -> dict[str, Any]:
+        defs: dict[str, Any] = {
+            f"d{i}": {"type": "object", "properties": {"n": {"$ref": f"#/$defs/d{i + 1}"}}, "required": ["n"]}
+            for i in range(n)
+        }
+        defs[f"d{n}"] = end
+        return {"type": "object", "properties": {"a": {"$ref": "#/$defs/d0"}}, "required": ["a"], "$defs": defs}
+
+    started = time.perf_counter()
+    check_schema_safety(chain(300, {"type": "string"}), 2048)
+    assert time.perf_counter() - started < 2.0
+    with pytest.raises(InputError) as refused:
+        check_schema_safety(chain(300, {"$ref": "#/$defs/d0"}), 2048)
+    assert refused.value.key == "err_schema_no_finite_value"
