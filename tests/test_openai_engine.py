@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from components.catalog import Endpoint, ModelRef, Quantization
@@ -17,11 +18,13 @@ from components.engines.base import (
     Failed,
     Finished,
     GenerationRequest,
+    PromptSent,
     SamplingSettings,
     TextDelta,
 )
 from components.engines.llama_cpp import packaged_gguf
 from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
+from components.messages import MESSAGES, t
 from components.prompts import get_format
 from tests.conftest import free_port
 from tests.llama_server import offline_gguf, running_llama_server
@@ -82,7 +85,8 @@ async def collect(engine: OpenAICompatEngine, request: GenerationRequest) -> tup
 # ---- mode choice and body -------------------------------------------------------------------------
 def test_api_mode_follows_the_prompt_format(catalog: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_MODE", raising=False)
-    assert api_mode_for(remote_ref(catalog, "leolm-chat")) == "chat"
+    # ChatML: chat only where the server's template is shown to render the card's prompt (decided per request)
+    assert api_mode_for(remote_ref(catalog, "leolm-chat")) == "auto"
     assert api_mode_for(remote_ref(catalog, "em-german")) == "completions"
     assert api_mode_for(remote_ref(catalog, "igel")) == "completions"
     monkeypatch.setenv("OPENAI_API_MODE", "chat")
@@ -90,27 +94,80 @@ def test_api_mode_follows_the_prompt_format(catalog: Any, monkeypatch: pytest.Mo
     assert api_mode_for(remote_ref(catalog, "igel"), "completions") == "completions"
 
 
-def test_sampling_fields() -> None:
+def test_sampling_fields_go_where_each_server_reads_them() -> None:
+    settings = SamplingSettings(temperature=0.7, top_p=0.9, top_k=40, seed=5, stop=("a", "b", "c", "d", "e"))
     greedy = openai_sampling(SamplingSettings(temperature=0.0, top_p=0.9, top_k=40, stop=("a", "b", "c", "d", "e")))
     assert greedy["temperature"] == 0.0 and "top_p" not in greedy and "top_k" not in greedy
     assert greedy["stop"] == ["a", "b", "c", "d"]
-    sampled = openai_sampling(SamplingSettings(temperature=0.7, top_p=1.0, top_k=0, seed=5))
-    assert sampled["temperature"] == 0.7 and "top_p" not in sampled and "top_k" not in sampled
-    assert sampled["seed"] == 5 and sampled["repeat_penalty"] == sampled["repetition_penalty"] == 1.1
+    neutral = openai_sampling(SamplingSettings(temperature=0.7, top_p=1.0, top_k=0, seed=5))
+    assert "top_p" not in neutral and "top_k" not in neutral and neutral["seed"] == 5
+    unknown = openai_sampling(settings)
+    assert unknown["repeat_penalty"] == unknown["repetition_penalty"] == 1.1 and unknown["top_k"] == 40
+    # TGI: no top_k anywhere, repetition_penalty only on /v1/completions (router/src/lib.rs); its stop limit
+    tgi_chat = openai_sampling(settings, "tgi", "chat", max_stop=2)
+    assert "top_k" not in tgi_chat and "repetition_penalty" not in tgi_chat and tgi_chat["stop"] == ["a", "b"]
+    tgi_completions = openai_sampling(settings, "tgi", "completions")
+    assert tgi_completions["repetition_penalty"] == 1.1 and "top_k" not in tgi_completions
+    # llama.cpp: its own names, every stop sequence
+    llama = openai_sampling(settings, "llama.cpp")
+    assert llama["repeat_penalty"] == 1.1 and "repetition_penalty" not in llama and llama["top_k"] == 40
+    assert llama["stop"] == ["a", "b", "c", "d", "e"] and llama["min_p"] == 0.0
+    vllm = openai_sampling(settings, "vllm")
+    assert vllm["repetition_penalty"] == 1.1 and "repeat_penalty" not in vllm and len(vllm["stop"]) == 5
 
 
-async def test_chat_mode_streams_and_sends_messages(standin: Standin, endpoint: Endpoint, catalog: Any) -> None:
+async def test_server_detection_tgi(standin: Standin, endpoint: Endpoint) -> None:
+    facts = await OpenAICompatEngine(endpoint).server_facts()
+    assert facts["kind"] == "tgi"  # GET /info says router: text-generation-router
+    assert facts["context"] == 4096 and facts["max_input"] == 4095 and facts["max_stop"] == 4
+    assert facts["models"] == ["standin/em-german-7b"]
+
+
+async def test_leolm_takes_chat_only_when_the_servers_template_renders_the_card(
+    standin: Standin, endpoint: Endpoint, catalog: Any
+) -> None:
     ref = remote_ref(catalog, "leolm-chat")
     request = make_request(ref)
     text, events = await collect(OpenAICompatEngine(endpoint), request)
     assert text == REPLY
     assert isinstance(events[-1], Finished) and events[-1].stats.finish_reason == "stop"
     assert events[-1].stats.completion_tokens == 7  # from the usage chunk
+    (shown,) = standin.calls("/chat_tokenize")
+    assert shown.body["messages"] == request.messages
     (call,) = standin.generation_calls()
-    assert call.path == "/v1/chat/completions"
+    assert call.path == "/v1/chat/completions"  # TGI's ChatML template is the card's format, byte for byte
     assert call.body["messages"] == request.messages
-    assert call.body["model"] == "standin/em-german-7b"  # the first id of GET /v1/models
+    assert call.body["model"] == "tgi"  # TGI reads any other name as a LoRA adapter id
     assert call.body["stream"] is True
+    assert not any(isinstance(e, PromptSent) for e in events)  # the prompt shown is what the model got
+
+    # a template that is not the card's (or none at all): the exact ChatML prompt through completions
+    for template in ("llama2", None):
+        standin.reset(chat_template=template)
+        text, events = await collect(OpenAICompatEngine(endpoint), make_request(ref))
+        assert text == REPLY and isinstance(events[-1], Finished)
+        (call,) = standin.generation_calls()
+        assert call.path == "/v1/completions" and call.body["prompt"] == request.prompt
+
+
+async def test_forced_chat_mode_shows_what_the_server_rendered(
+    standin: Standin, endpoint: Endpoint, catalog: Any
+) -> None:
+    standin.config.chat_template = "llama2"
+    request = make_request(remote_ref(catalog, "leolm-chat"))
+    text, events = await collect(OpenAICompatEngine(endpoint, api_mode="chat"), request)
+    assert text == REPLY
+    (sent,) = [e for e in events if isinstance(e, PromptSent)]
+    assert sent.prompt == standin.render_chat(request.messages) and sent.prompt.startswith("<s>[INST] <<SYS>>")
+    assert standin.generation_calls()[-1].path == "/v1/chat/completions"
+    # a server that cannot show its rendering: a note instead of a prompt that was never sent
+    standin.reset(tokenize_fails=True)
+    engine = OpenAICompatEngine(endpoint, api_mode="chat")
+    engine._can_render = False
+    _, events = await collect(engine, request)
+    (sent,) = [e for e in events if isinstance(e, PromptSent)]
+    assert sent.prompt is None and sent.note == "note_server_template"
+    assert "Chat" in t("note_server_template", "de", endpoint="X") and MESSAGES["note_server_template"]["en"]
 
 
 async def test_completions_mode_sends_the_exact_raw_prompt(standin: Standin, endpoint: Endpoint, catalog: Any) -> None:
@@ -136,14 +193,73 @@ async def test_base_url_with_v1_suffix(
     assert standin.generation_calls()[0].path == "/v1/chat/completions"
 
 
-async def test_response_format_standard_form(standin: Standin, endpoint: Endpoint, catalog: Any) -> None:
+async def test_tgi_messages_api_gets_tgis_grammar_form(standin: Standin, endpoint: Endpoint, catalog: Any) -> None:
     schema = {"type": "object", "properties": {"antwort": {"type": "string"}}}
-    text, _ = await collect(
-        OpenAICompatEngine(endpoint), make_request(remote_ref(catalog, "leolm-chat"), schema=schema)
-    )
+    engine = OpenAICompatEngine(endpoint, api_mode="chat")
+    text, events = await collect(engine, make_request(remote_ref(catalog, "leolm-chat"), schema=schema))
+    assert isinstance(events[-1], Finished), events
     sent = standin.generation_calls()[-1].body["response_format"]
-    assert sent == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    assert sent == {"type": "json_schema", "value": {"name": "answer", "schema": schema}}
     assert json.loads(text)["antwort"] == "Berlin"
+
+
+async def test_strict_standin_refuses_openais_response_format(server: StandinServer, standin: Standin) -> None:
+    schema = {"type": "object", "properties": {"antwort": {"type": "string"}}}
+    messages = [{"role": "user", "content": "Hallo"}]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for form in (
+            {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+            {"type": "json_object", "schema": schema},
+            {"type": "json_object"},
+        ):
+            response = await http.post("/v1/chat/completions", json={"messages": messages, "response_format": form})
+            assert response.status_code == 422 and "Failed to deserialize" in response.text, form
+        array = {"type": "array", "items": {"type": "string"}}
+        response = await http.post(
+            "/v1/chat/completions", json={"messages": messages, "response_format": {"type": "json", "value": array}}
+        )
+        assert "Grammar must have a 'properties' field" in response.json()["error"]
+        bare = await http.post("/v1/completions", json={"prompt": "Hallo", "stop": "USER:"})
+        assert bare.status_code == 422  # stop is a list (router/src/lib.rs)
+
+
+async def test_json_in_completions_mode_on_tgi_goes_to_the_native_route(
+    standin: Standin, endpoint: Endpoint, catalog: Any
+) -> None:
+    """TGI's /v1/completions cannot constrain: the exact prompt goes to TGI's native route with a grammar."""
+    schema = {"type": "object", "properties": {"antwort": {"type": "string"}}, "required": ["antwort"]}
+    request = make_request(remote_ref(catalog, "em-german"), schema=schema, temperature=0.0)
+    text, events = await collect(OpenAICompatEngine(endpoint), request)
+    assert isinstance(events[-1], Finished), events
+    (call,) = standin.generation_calls()
+    assert call.path == "/" and call.body["inputs"] == request.prompt
+    assert call.body["parameters"]["grammar"] == {"type": "json", "value": schema}
+    assert json.loads(text) == {"antwort": "Berlin", "sicher": True}
+
+
+async def test_tgi_refuses_a_schema_without_properties_before_sending(
+    standin: Standin, endpoint: Endpoint, catalog: Any
+) -> None:
+    schema = {"type": "array", "items": {"type": "string"}}
+    for family in ("leolm-chat", "em-german"):
+        _, events = await collect(OpenAICompatEngine(endpoint), make_request(remote_ref(catalog, family), schema=schema))
+        assert isinstance(events[-1], Failed) and events[-1].key == "err_schema_tgi_properties", events
+        assert "array" in t(events[-1].key, "de", **events[-1].params)
+    assert standin.generation_calls() == []
+
+
+async def test_tgi_completions_special_token_text_stays_out_of_the_answer(
+    standin: Standin, endpoint: Endpoint, server: StandinServer, catalog: Any
+) -> None:
+    request = make_request(remote_ref(catalog, "em-german"))
+    text, events = await collect(OpenAICompatEngine(endpoint), request)
+    assert text == REPLY and "</s>" not in text
+    assert isinstance(events[-1], Finished) and events[-1].stats.finish_reason == "eos_token"
+    # the stand-in, like TGI, sends the end-of-sequence token's text in the last chunk
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        raw = await http.post("/v1/completions", json={"prompt": request.prompt, "stream": True})
+    last = json.loads(raw.text.split("\n\n")[-3][6:])
+    assert last["choices"][0] == {"index": 0, "text": "</s>", "logprobs": None, "finish_reason": "eos_token"}
 
 
 # ---- errors -------------------------------------------------------------------------------------
@@ -165,7 +281,8 @@ async def test_error_forms_and_the_next_request_works(
 ) -> None:
     standin.config.fail = fail
     standin.config.keepalive_s = 0.1
-    engine = OpenAICompatEngine(endpoint, first_token_timeout_s=0.6)
+    # TGI's stream errors all say http_status_code 422: the key comes from the message
+    engine = OpenAICompatEngine(endpoint, api_mode="chat", first_token_timeout_s=0.6)
     ref = remote_ref(catalog, "leolm-chat")
     text, events = await collect(engine, make_request(ref))
     assert isinstance(events[-1], Failed), events

@@ -479,9 +479,13 @@ async def test_standin_follows_the_wire_protocol(standin: Standin, server: Stand
         assert streamed.status_code == 200 and '"error_type":"validation"' in streamed.text
         plain = await http.post("/generate", json=bad)
         assert plain.status_code == 422 and plain.json()["error_type"] == "validation"
-        too_long = await http.post("/generate", json={"inputs": "a b c", "parameters": {"max_new_tokens": 5000}})
+        # validation.rs (3.x): max_new_tokens counts up to 1024 for the length check
+        roomy = await http.post("/generate", json={"inputs": "a b c", "parameters": {"max_new_tokens": 5000}})
+        assert roomy.status_code == 200
+        long_input = " ".join(["wort"] * 3100)
+        too_long = await http.post("/generate", json={"inputs": long_input, "parameters": {"max_new_tokens": 5000}})
         assert too_long.status_code == 422
-        assert "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3 `inputs` tokens and 5000" in too_long.text
+        assert "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3100 `inputs` tokens and 1024" in too_long.text
         listed = await http.post("/", json={"inputs": "Hallo", "parameters": {"max_new_tokens": 2}})
         assert listed.json() == [{"generated_text": "Berlin ist"}]
         assert (await http.post("/", content=b"{nope", headers={"content-type": "application/json"})).status_code == 400
