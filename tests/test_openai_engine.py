@@ -242,7 +242,8 @@ async def test_tgi_refuses_a_schema_without_properties_before_sending(
 ) -> None:
     schema = {"type": "array", "items": {"type": "string"}}
     for family in ("leolm-chat", "em-german"):
-        _, events = await collect(OpenAICompatEngine(endpoint), make_request(remote_ref(catalog, family), schema=schema))
+        request = make_request(remote_ref(catalog, family), schema=schema)
+        _, events = await collect(OpenAICompatEngine(endpoint), request)
         assert isinstance(events[-1], Failed) and events[-1].key == "err_schema_tgi_properties", events
         assert "array" in t(events[-1].key, "de", **events[-1].params)
     assert standin.generation_calls() == []

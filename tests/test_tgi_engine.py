@@ -485,7 +485,8 @@ async def test_standin_follows_the_wire_protocol(standin: Standin, server: Stand
         long_input = " ".join(["wort"] * 3100)
         too_long = await http.post("/generate", json={"inputs": long_input, "parameters": {"max_new_tokens": 5000}})
         assert too_long.status_code == 422
-        assert "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3100 `inputs` tokens and 1024" in too_long.text
+        expected = "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3100 `inputs` tokens and 1024"
+        assert expected in too_long.text
         listed = await http.post("/", json={"inputs": "Hallo", "parameters": {"max_new_tokens": 2}})
         assert listed.json() == [{"generated_text": "Berlin ist"}]
         assert (await http.post("/", content=b"{nope", headers={"content-type": "application/json"})).status_code == 400

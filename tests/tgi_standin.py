@@ -488,8 +488,10 @@ class Standin:
             return None, None, refusal
         if self.config.fail == "template" or self.config.chat_template is None:
             # infer/mod.rs apply_chat_template(): a model without a template; an HTTP error, before any stream
-            return None, None, JSONResponse(
-                {"error": "Template error: template not found", "error_type": "template_error"}, 422
+            return (
+                None,
+                None,
+                JSONResponse({"error": "Template error: template not found", "error_type": "template_error"}, 422),
             )
         return self.render_chat(messages), grammar, None
 
