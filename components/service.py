@@ -76,6 +76,17 @@ class EngineRegistry:
         return dict(self._engines)
 
 
+def history_turns(history: list[Turn] | None) -> list[Turn]:
+    """Earlier answers as the next prompt's history: stripped of leading and trailing whitespace.
+
+    SentencePiece models (Llama, Mistral: EM German, LeoLM) stream the first word with its leading space
+    (" Das"); kept, the next EM German prompt would read `ASSISTANT:  Das …` where the model was trained on one
+    space. FastChat strips answers before storing them (fastchat/serve/inference.py); the page may still show
+    them as streamed.
+    """
+    return [Turn(turn.user, turn.assistant.strip()) for turn in history or []]
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A checked request, ready for an engine, plus what the page shows about it."""
@@ -132,7 +143,7 @@ class Playground:
         family = ref.family
         fmt = get_format(family.prompt_format)
         system = check_system_prompt(system_prompt, family.system_prompt)
-        turns = list(history or [])
+        turns = history_turns(history)
         sampling = build_settings(family, fmt.stop, **settings)
         raw = fmt.render(system, turns, text)
         request = GenerationRequest(
@@ -149,7 +160,7 @@ class Playground:
         ref = self.catalog.get(model_id) or self.catalog.default
         fmt = get_format(ref.family.prompt_format)
         system = ref.family.system_prompt if system_prompt is None else system_prompt
-        return fmt.render(system, history, message)
+        return fmt.render(system, history_turns(history), message)
 
     async def stream(self, prepared: Prepared, source: str = "", session: str | None = None) -> AsyncIterator[Event]:
         """The engine's event stream for a prepared request. Closing it cancels the work.

@@ -516,3 +516,43 @@ async def test_standin_serves_many_concurrent_streams(standin: Standin, endpoint
     results = await asyncio.gather(*(collect(engine, make_request(ref)) for _ in range(32)))
     assert all(text == REPLY for text, _ in results)
     assert time.monotonic() - started < 5
+
+
+# ---- multi-turn history through TGI ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("family", "turn_text"),
+    [
+        ("em-german", "USER: Ein Buch hat 500 Seiten. ASSISTANT: Das Buch hat 150.000 Wörter.</s>USER: Und zwei?"),
+        ("igel", "### Anweisung:\nEin Buch hat 500 Seiten.\n\n### Antwort:\nDas Buch hat 150.000 Wörter.\n\n"),
+        (
+            "leolm-chat",
+            "<|im_start|>user\nEin Buch hat 500 Seiten.<|im_end|>\n"
+            "<|im_start|>assistant\nDas Buch hat 150.000 Wörter.<|im_end|>\n<|im_start|>user\nUnd zwei?",
+        ),
+    ],
+)
+async def test_second_turn_reads_the_stored_answer_stripped(
+    tgi_playground: tuple[Standin, Any], family: str, turn_text: str
+) -> None:
+    """The server streams " Das" (SentencePiece's leading space); the next prompt has the trained format's one
+    space (EM German `ASSISTANT: Das …</s>USER:`), newline (IGEL) or none (ChatML) before it."""
+    from components.api import answer_stream
+    from components.prompts import Turn
+
+    standin, playground = tgi_playground
+    standin.config.reply = " Das Buch hat 150.000 Wörter. \n"
+    model = next(r.id for r in playground.catalog.refs() if r.family.id == family and r.quant.id == "tgi")
+    first = playground.prepare(model, "Ein Buch hat 500 Seiten.", max_new_tokens=32)
+    info: dict[str, Any] = {}
+    answer = ""
+    async for so_far in answer_stream(playground, first, info, "de"):
+        answer = so_far
+    assert answer.startswith(" Das Buch") and "error" not in info  # stored as streamed
+    second = playground.prepare(model, "Und zwei?", history=[Turn("Ein Buch hat 500 Seiten.", answer)])
+    assert turn_text in second.raw_prompt
+    assert playground.render_prompt(model, "Und zwei?", None, [Turn("Ein Buch hat 500 Seiten.", answer)]) == (
+        second.raw_prompt
+    )
+    async for _ in answer_stream(playground, second, info, "de"):
+        pass
+    assert turn_text in standin.generation_calls()[-1].body["inputs"]  # what the model got
