@@ -528,3 +528,29 @@ async def test_llama_server_health(llama_endpoint: Endpoint) -> None:
     assert health["ok"] is True and health["error"] is None
     assert health["model_id"] and health["model_id"].endswith(".gguf")
     assert health["max_total_tokens"] == 2048
+
+
+async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
+    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/chat's and /structured's info["prompt"]: the server's rendering in chat mode, else a note next to ours."""
+    from components.api import answer_stream
+    from components.catalog import load_catalog
+    from components.endpoints import register_env_endpoints
+    from components.service import Playground
+
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("OPENAI_API_MODE", "chat")
+    for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "TGI_URL"):
+        monkeypatch.delenv(name, raising=False)
+    standin.config.chat_template = "llama2"
+    catalog = load_catalog()
+    register_env_endpoints(catalog)
+    playground = Playground(catalog)
+    model = next(r.id for r in catalog.refs() if r.family.id == "leolm-chat" and r.quant.id == "openai")
+    prepared = playground.prepare(model, QUESTION, max_new_tokens=16)
+    info: dict[str, Any] = {"prompt": prepared.raw_prompt}
+    async for _ in answer_stream(playground, prepared, info, "en"):
+        pass
+    assert info["prompt"] == standin.render_chat(prepared.request.messages) != prepared.raw_prompt
+    assert "prompt_note" not in info

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.engines.base import Failed, Finished, Status, TextDelta
+from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
 from components.limits import check_rate
 from components.messages import t
 from components.prompts import Turn
@@ -250,10 +250,16 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         yield [render(conv, lang), conv, "", prepared.raw_prompt]
         try:
             async for batch in batched(playground.stream(prepared)):
+                shown: Any = gr.update()
                 for event in batch:
                     if isinstance(event, TextDelta):
                         entry["assistant"] += event.text
                         entry.pop("status", None)
+                    elif isinstance(event, PromptSent):
+                        # the server built the prompt: show its rendering, or say that it cannot be shown
+                        shown = event.prompt
+                        if shown is None:
+                            shown = f"{prepared.raw_prompt}\n\n⚠️ {t(event.note or '', lang, **event.params)}"
                     elif isinstance(event, Status):
                         entry["status"] = t(event.key, lang, **event.params)
                     elif isinstance(event, Finished):
@@ -266,7 +272,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                     break
                 if entry.get("assistant"):
                     entry.pop("status", None)
-                yield [render(conv, lang), conv, gr.update(), gr.update()]
+                yield [render(conv, lang), conv, gr.update(), shown]
         finally:
             flags.finish(session, SLOT, flag)
         if getattr(flag, "reason", None) == "clear":
