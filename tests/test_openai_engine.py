@@ -554,3 +554,41 @@ async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
         pass
     assert info["prompt"] == standin.render_chat(prepared.request.messages) != prepared.raw_prompt
     assert "prompt_note" not in info
+
+
+async def test_structured_on_leolm_through_tgis_messages_api(
+    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/structured's path on LeoLM with OPENAI_BASE_URL at TGI: chat (TGI's ChatML template renders the card's
+    prompt), response_format in TGI's grammar form, accepted, and the answer validates against the card's schema."""
+    from components.api import answer_stream
+    from components.catalog import load_catalog
+    from components.endpoints import register_env_endpoints
+    from components.service import Playground
+    from components.structured import (
+        EXAMPLE_CARD_OUTPUT,
+        EXAMPLE_SCHEMA,
+        EXAMPLE_TEXT,
+        check_answer,
+        prepare_structured,
+    )
+
+    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
+        monkeypatch.delenv(name, raising=False)
+    standin.config.json_reply = json.dumps(EXAMPLE_CARD_OUTPUT, ensure_ascii=False)
+    catalog = load_catalog()
+    register_env_endpoints(catalog)
+    playground = Playground(catalog)
+    model = next(r.id for r in catalog.refs() if r.family.id == "leolm-chat" and r.quant.id == "openai")
+    prepared, schema = prepare_structured(playground, model, EXAMPLE_TEXT, EXAMPLE_SCHEMA, temperature=0.0)
+    info: dict[str, Any] = {}
+    answer = ""
+    async for so_far in answer_stream(playground, prepared, info, "de"):
+        answer = so_far
+    assert "error" not in info, info
+    (call,) = standin.generation_calls()
+    assert call.path == "/v1/chat/completions" and call.body["messages"] == prepared.request.messages
+    assert call.body["response_format"] == {"type": "json_schema", "value": {"name": "answer", "schema": schema}}
+    check = check_answer(answer, schema)
+    assert check.valid and check.value == EXAMPLE_CARD_OUTPUT

@@ -308,6 +308,34 @@ async def test_grammar_is_sent_as_tgi_json_grammar(standin: Standin, endpoint: E
     assert json.loads(text) == {"antwort": "Berlin", "sicher": True}
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "object", "additionalProperties": {"type": "integer"}},
+        {"$defs": {"a": {"type": "object", "properties": {"x": {"type": "string"}}}}, "$ref": "#/$defs/a"},
+    ],
+)
+async def test_a_schema_without_top_level_properties_is_refused_before_sending(
+    standin: Standin, endpoint: Endpoint, ref: ModelRef, server: StandinServer, schema: dict[str, Any]
+) -> None:
+    """router/src/validation.rs refuses it ("Grammar must have a 'properties' field"); the engine says why first."""
+    _, events = await collect(TgiEngine(endpoint), make_request(ref, schema=schema))
+    assert isinstance(events[-1], Failed) and events[-1].key == "err_schema_tgi_properties", events
+    assert "properties" in t(events[-1].key, "en", **events[-1].params)
+    assert standin.generation_calls() == []
+    # what TGI itself answers to it (the stand-in is as strict)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        refused = await http.post(
+            "/generate", json={"inputs": "Hallo", "parameters": {"grammar": {"type": "json", "value": schema}}}
+        )
+    assert refused.status_code == 422
+    assert (
+        refused.json()["error"]
+        == "Input validation error: grammar is not valid: Grammar must have a 'properties' field"
+    )
+
+
 # ---- context ----------------------------------------------------------------------------------
 async def test_too_long_prompt_is_refused_before_sending(standin: Standin, endpoint: Endpoint, ref: ModelRef) -> None:
     standin.config.max_total_tokens = 60
