@@ -388,7 +388,7 @@ async def main_async(args: argparse.Namespace) -> list[str]:
             "",
             f"OpenAICompatEngine / direct: tokens/s ratio {oai_figures['openai_tokens_per_s_ratio']:.3f}. The server's "
             "speed dominates and swings with the machine's load; the ratio is the figure to read. The engine "
-            "sends two side requests first (POST /tokenize for the context check; the server facts are cached), "
+            "sends one side request first (POST /tokenize for the context check; the server facts are cached), "
             "which on loopback are within the first token's noise.",
             "",
         ]
