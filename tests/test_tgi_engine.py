@@ -516,7 +516,9 @@ async def test_standin_follows_the_wire_protocol(standin: Standin, server: Stand
         expected = "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3100 `inputs` tokens and 1024"
         assert expected in too_long.text
         listed = await http.post("/", json={"inputs": "Hallo", "parameters": {"max_new_tokens": 2}})
-        assert listed.json() == [{"generated_text": "Berlin ist"}]
+        assert listed.json() == [{"generated_text": "HalloBerlin ist"}]  # return_full_text defaults to true on /
+        alone = await http.post("/generate", json={"inputs": "Hallo", "parameters": {"max_new_tokens": 2}})
+        assert alone.json() == {"generated_text": "Berlin ist"}
         assert (await http.post("/", content=b"{nope", headers={"content-type": "application/json"})).status_code == 400
         assert (await http.get("/health")).content == b""
         standin.config.api_key = "k"

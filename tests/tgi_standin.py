@@ -343,6 +343,13 @@ class Standin:
         body, refusal = await self._record(request)
         if refusal:
             return refusal
+        # server.rs compat_generate(): return_full_text defaults to true for a text-generation model
+        # (pipeline_tag), so generated_text starts with the prompt; token events are unaffected
+        parameters = body.get("parameters")
+        if isinstance(parameters, dict) and parameters.get("return_full_text") is None:
+            body = {**body, "parameters": {**parameters, "return_full_text": True}}
+        elif parameters is None:
+            body = {**body, "parameters": {"return_full_text": True}}
         if body.get("stream"):
             return self._stream_native(body, request.url.path)
         result = await self._generate_once(body)
@@ -381,6 +388,8 @@ class Standin:
                 text += piece
             reason = finish or reason
         self.completed += 1
+        if (body.get("parameters") or {}).get("return_full_text"):
+            text = body["inputs"] + text
         out: dict[str, Any] = {"generated_text": text}
         if norm["details"]:
             out["details"] = {
@@ -414,7 +423,8 @@ class Standin:
                 yield event({"error": error, "error_type": "validation"})
                 return
             mid = fail in ("generation", "incomplete", "unknown", "cut", "malformed")
-            text = ""
+            # server.rs generate_stream_internal(): with return_full_text the last event's text has the prompt
+            text = body["inputs"] if (body.get("parameters") or {}).get("return_full_text") else ""
             index = 0
             async for tid, piece, special, finish in self.tokens(norm, cfg.fail_after if mid else None):
                 index += 1
