@@ -592,3 +592,28 @@ async def test_structured_on_leolm_through_tgis_messages_api(
     assert call.body["response_format"] == {"type": "json_schema", "value": {"name": "answer", "schema": schema}}
     check = check_answer(answer, schema)
     assert check.valid and check.value == EXAMPLE_CARD_OUTPUT
+
+
+def test_json_fields_per_server_and_mode(endpoint: Endpoint, catalog: Any) -> None:
+    """Where each server reads a schema (the module docstring); TGI and llama.cpp are also tested live above."""
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    engine = OpenAICompatEngine(endpoint)
+    request = make_request(remote_ref(catalog, "em-german"), schema=schema)
+
+    def body(kind: str, mode: str, version: str | None = None) -> dict[str, Any]:
+        facts = {"kind": kind, "version": version, "max_stop": None}
+        return {k: v for k, v in engine._body(request, mode, "m", facts).items() if k in JSON_FIELDS}
+
+    openai_form = {"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}}
+    assert body("tgi", "chat") == {
+        "response_format": {"type": "json_schema", "value": {"name": "answer", "schema": schema}}
+    }
+    assert body("llama.cpp", "chat") == openai_form
+    assert body("llama.cpp", "completions") == {"json_schema": schema}
+    assert body("vllm", "chat", "0.11.0") == openai_form
+    assert body("vllm", "completions", "0.11.2") == {"guided_json": schema}
+    assert body("vllm", "completions", "0.12.0rc1") == {"structured_outputs": {"json": schema}}
+    assert body("openai", "completions") == openai_form
+
+
+JSON_FIELDS = ("response_format", "json_schema", "guided_json", "structured_outputs", "grammar")

@@ -25,7 +25,9 @@ JSON output (request.json_schema), by server and mode:
   Either way a schema without top-level `properties` is refused before sending (TGI refuses it).
 - llama.cpp: chat reads `response_format` (OpenAI's `json_schema` form); /v1/completions ignores it and reads a
   top-level `json_schema` (server-common.cpp / server-task.cpp), which is what it gets there.
-- vLLM and unknown servers: OpenAI's `response_format: {"type": "json_schema", "json_schema": {...}}`.
+- vLLM: chat gets OpenAI's `response_format`; /v1/completions gets vLLM's own field (`guided_json` up to
+  0.11, `structured_outputs: {"json": ...}` from 0.12; version from GET /version).
+- unknown servers: OpenAI's `response_format: {"type": "json_schema", "json_schema": {...}}`.
   llama-cpp-python's server only knows `{"type": "json_object", "schema": ...}` and answers the standard form
   with an error naming response_format; the engine then switches to that form for this endpoint and retries
   once. OPENAI_JSON_FORMAT=json_schema|json_object fixes the form.
@@ -150,6 +152,17 @@ def openai_sampling(
         if stops:
             body["stop"] = stops
     return body
+
+
+def _version(text: Any) -> tuple[int, ...]:
+    """(major, minor, ...) of a version string like "0.11.2" or "0.12.0rc1"; () when it is not one."""
+    parts: list[int] = []
+    for piece in str(text or "").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
 
 
 def _int(value: Any) -> int | None:
@@ -374,6 +387,13 @@ class OpenAICompatEngine(Engine):
                 body["response_format"] = response_format(schema, "tgi")
             elif kind == LLAMA_CPP and mode == "completions":
                 body["json_schema"] = schema  # llama.cpp's /v1/completions ignores response_format
+            elif kind == VLLM and mode == "completions":
+                # vLLM's completions constrain through its own extra field: guided_json up to 0.11,
+                # structured_outputs.json from 0.12 (where guided_json was removed)
+                if _version(facts.get("version")) >= (0, 12):
+                    body["structured_outputs"] = {"json": schema}
+                else:
+                    body["guided_json"] = schema
             else:
                 body["response_format"] = response_format(schema, self.json_dialect())
         return body
