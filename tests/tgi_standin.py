@@ -198,8 +198,9 @@ class Standin:
         # server.rs: --api-key guards the generation routes and /tokenize; /chat_tokenize, /info, /health,
         # /metrics and /v1/models are in `info_routes`, which stay open
         if request.method == "POST" and request.url.path != "/chat_tokenize" and self._unauthorized(headers):
-            return body, Response(status_code=401)  # TGI: a bare 401, no JSON body
+            return body, Response(status_code=401)  # server.rs: Err(StatusCode::UNAUTHORIZED), no body
         if request.method == "POST":
+            # server.rs handlers take axum's Json<...>: its rejections are plain text (415, 400, 422)
             if "json" not in headers.get("content-type", ""):
                 return body, PlainTextResponse("Expected request with `Content-Type: application/json`", 415)
             if not isinstance(body, dict):
@@ -706,6 +707,7 @@ class Standin:
             return refusal
         if self.config.tokenize_fails:
             return PlainTextResponse("Not Found", 404)
+        # server.rs tokenize(): a GenerateRequest (`inputs` required); [{id, text, start, stop}] (lib.rs SimpleToken)
         inputs = body.get("inputs")
         if not isinstance(inputs, str):
             return PlainTextResponse("Failed to deserialize the JSON body into the target type: inputs", 422)
@@ -714,6 +716,7 @@ class Standin:
         )
 
     async def info(self, request: Request) -> Response:
+        """server.rs get_model_info(): lib.rs Info (before 2.1 `max_input_length`)."""
         await self._record(request)
         cfg = self.config
         info: dict[str, Any] = {
@@ -737,12 +740,14 @@ class Standin:
         return JSONResponse(info)
 
     async def health(self, request: Request) -> Response:
+        """server.rs health(): an empty 200, or 503 {"error": "unhealthy", "error_type": "healthcheck"}."""
         await self._record(request)
         if not self.config.healthy:
             return JSONResponse({"error": "unhealthy", "error_type": "healthcheck"}, 503)
         return Response(status_code=200)
 
     async def models(self, request: Request) -> Response:
+        """server.rs openai_get_model_info(): the one model, `created` 0."""
         await self._record(request)
         model = self.config.model_id
         return JSONResponse(

@@ -302,6 +302,8 @@ class OpenAICompatEngine(Engine):
 
     async def _count(self, text: str, model_name: str, kind: str) -> int | None:
         """The server's own token count of `text` (module docstring), or None when no route works."""
+        if not text:
+            return 0  # llama.cpp answers [] for it, which must not read as "this route cannot count"
         if self._count_route == "":
             return None
         root, _ = self._urls()
