@@ -1,4 +1,4 @@
-"""OpenAICompatEngine: fast tests against the TGI stand-in's /v1 routes, slow ones against a real llama.cpp server."""
+"""OpenAICompatEngine: fast tests on the strict TGI stand-in, slow ones on llama.cpp's own C++ server (xllamacpp)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TgiEngine against the TGI stand-in on loopback: streaming, settings, every error form, Stop, tokens, offline."""
+"""TgiEngine on the strict TGI stand-in (loopback): streaming, settings, every error form, Stop, tokens, history."""
 
 from __future__ import annotations
 
