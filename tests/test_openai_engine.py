@@ -527,7 +527,7 @@ async def test_llama_server_health(llama_endpoint: Endpoint) -> None:
     health = await OpenAICompatEngine(llama_endpoint).health()
     assert health["ok"] is True and health["error"] is None
     assert health["model_id"] and health["model_id"].endswith(".gguf")
-    assert health["max_total_tokens"] == 2048
+    assert health["max_total_tokens"] == 2048 and health["server"] == "llama.cpp"
 
 
 async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(

@@ -620,6 +620,7 @@ class OpenAICompatEngine(Engine):
             "error": None,
             "error_params": {},
             "api_mode": (os.environ.get("OPENAI_API_MODE") or self.api_mode or "auto").strip().lower(),
+            "server": None,
         }
         name = endpoint_name(self.endpoint)
         if not self.endpoint.url():
@@ -649,6 +650,7 @@ class OpenAICompatEngine(Engine):
             out["models"] = list(facts["models"])
             out["max_total_tokens"] = facts["context"]
             out["version"] = facts["version"]
+            out["server"] = facts["kind"]  # tgi, llama.cpp, vllm or openai
         out["model_id"] = out["models"][0] if out["models"] else None
         if health.status_code in (200, 404, 405):  # llama-cpp-python has no /health
             out["ok"] = True
