@@ -13,7 +13,7 @@ from components.engines.base import Failed, Finished, PromptSent, Status, TextDe
 from components.limits import check_rate
 from components.messages import t
 from components.prompts import Turn
-from components.service import Playground, format_stats
+from components.service import Playground, format_stats, prompt_shown
 from components.streaming import batched
 from components.ui.common import (
     CancelFlags,
@@ -257,9 +257,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                         entry.pop("status", None)
                     elif isinstance(event, PromptSent):
                         # the server built the prompt: show its rendering, or say that it cannot be shown
-                        shown = event.prompt
-                        if shown is None:
-                            shown = f"{prepared.raw_prompt}\n\n⚠️ {t(event.note or '', lang, **event.params)}"
+                        shown = prompt_shown(event, prepared.raw_prompt, lang)
                     elif isinstance(event, Status):
                         entry["status"] = t(event.key, lang, **event.params)
                     elif isinstance(event, Finished):
