@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.engines.base import Failed, Finished, TextDelta
+from components.engines.base import Failed, Finished, PromptSent, TextDelta
 from components.limits import check_rate
 from components.messages import normalize_language, t
 from components.service import Playground, Prepared
@@ -23,12 +23,18 @@ async def answer_stream(
     playground: Playground, prepared: Prepared, info: dict[str, Any], language: str
 ) -> AsyncIterator[str]:
     """The answer so far, once per batch of events, for the streaming API endpoints; puts `stats` and, on
-    failure, `error` (in `language`) and `error_code` into `info` as they arrive."""
+    failure, `error` (in `language`) and `error_code` into `info` as they arrive. Where a server built the
+    prompt (chat mode), `prompt` becomes the server's rendering, or `prompt_note` says it cannot be shown."""
     text = ""
     async for batch in batched(playground.stream(prepared)):
         for event in batch:
             if isinstance(event, TextDelta):
                 text += event.text
+            elif isinstance(event, PromptSent):
+                if event.prompt is not None:
+                    info["prompt"] = event.prompt
+                if event.note:
+                    info["prompt_note"] = t(event.note, language, **event.params)
             elif isinstance(event, Finished):
                 info["stats"] = event.stats.as_dict()
             elif isinstance(event, Failed):

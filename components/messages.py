@@ -246,6 +246,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Server {endpoint} meldet sich als nicht betriebsbereit (HTTP {status}).",
         "en": "The server {endpoint} reports that it is not ready (HTTP {status}).",
     },
+    # issue 11: what each remote server accepts
+    "err_schema_tgi_properties": {
+        "de": "Der TGI-Server {endpoint} erzwingt nur JSON-Schemas mit „properties“ auf oberster Ebene (ein "
+        "Objekt mit benannten Feldern); dieses Schema (type: {kind}) lehnt er ab. Beschreibe die Antwort als "
+        'Objekt, z. B. {{"type": "object", "properties": {{"liste": …}}}}.',
+        "en": "The TGI server {endpoint} only enforces JSON schemas with top-level 'properties' (an object with "
+        "named fields); it refuses this schema (type: {kind}). Describe the answer as an object, e.g. "
+        '{{"type": "object", "properties": {{"list": …}}}}.',
+    },
+    "note_server_template": {
+        "de": "Im Chat-Modus setzt der Server {endpoint} den Prompt mit seiner eigenen Chatvorlage zusammen und "
+        "kann ihn nicht zeigen; der angezeigte Prompt ist das Format der Modellkarte, nicht unbedingt das, was "
+        "das Modell bekommt (OPENAI_API_MODE=completions schickt genau diesen Prompt).",
+        "en": "In chat mode the server {endpoint} builds the prompt with its own chat template and cannot show "
+        "it; the prompt shown is the model card's format, not necessarily what the model gets "
+        "(OPENAI_API_MODE=completions sends exactly this prompt).",
+    },
     "endpoints_title": {"de": "Entfernte Server", "en": "Remote servers"},
     "endpoint_ok": {"de": "erreichbar", "en": "reachable"},
     "endpoint_down": {"de": "gestört", "en": "failing"},

@@ -16,6 +16,7 @@ from components.engines.base import (
     Failed,
     Finished,
     GenerationRequest,
+    PromptSent,
     Status,
     TextDelta,
 )
@@ -78,6 +79,17 @@ class EngineRegistry:
         return dict(self._engines)
 
 
+def history_turns(history: list[Turn] | None) -> list[Turn]:
+    """Earlier answers as the next prompt's history: stripped of leading and trailing whitespace.
+
+    SentencePiece models (Llama, Mistral: EM German, LeoLM) stream the first word with its leading space
+    (" Das"); kept, the next EM German prompt would read `ASSISTANT:  Das …` where the model was trained on one
+    space. FastChat strips answers before storing them (fastchat/serve/inference.py); the page may still show
+    them as streamed.
+    """
+    return [Turn(turn.user, turn.assistant.strip()) for turn in history or []]
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A checked request, ready for an engine, plus what the page shows about it."""
@@ -134,7 +146,7 @@ class Playground:
         family = ref.family
         fmt = get_format(family.prompt_format)
         system = check_system_prompt(system_prompt, family.system_prompt)
-        turns = list(history or [])
+        turns = history_turns(history)
         # user text never becomes the format's control markup (components/markers.py)
         check_prompt_parts(fmt.name, text, system, turns)
         sampling = build_settings(family, fmt.stop, **settings)
@@ -156,11 +168,12 @@ class Playground:
         ref = self.catalog.get(model_id) or self.catalog.default
         fmt = get_format(ref.family.prompt_format)
         system = ref.family.system_prompt if system_prompt is None else system_prompt
+        turns = history_turns(history)
         try:
-            check_prompt_parts(fmt.name, clean_text(message), clean_text(system), history)
+            check_prompt_parts(fmt.name, clean_text(message), clean_text(system), turns)
         except InputError as exc:
             return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))
-        return fmt.render(system, history, message)
+        return fmt.render(system, turns, message)
 
     async def stream(self, prepared: Prepared, source: str = "", session: str | None = None) -> AsyncIterator[Event]:
         """The engine's event stream for a prepared request. Closing it cancels the work.
@@ -205,6 +218,14 @@ def format_stats(stats: dict[str, Any] | None, lang: str) -> str:
     )
 
 
+def prompt_shown(event: PromptSent, raw_prompt: str, lang: str) -> str:
+    """The raw prompt to show once a server reports what it built (chat mode on a remote server): its own
+    rendering, else the card's prompt with the note that the server applies its own template."""
+    if event.prompt is not None:
+        return event.prompt
+    return f"{raw_prompt}\n\n⚠️ {t(event.note or '', lang, **event.params)}"
+
+
 def event_message(event: Failed | Status, lang: str) -> str:
     return t(event.key, lang, **event.params)
 
@@ -215,8 +236,10 @@ __all__ = [
     "Finished",
     "Playground",
     "Prepared",
+    "PromptSent",
     "Status",
     "TextDelta",
     "event_message",
     "format_stats",
+    "prompt_shown",
 ]

@@ -21,7 +21,7 @@ from components.messages import t
 from components.prompts import get_format
 from tests.app_server import RunningApp, running_app
 from tests.browser import browser_fixture, set_slider, stats_pattern
-from tests.llama_server import offline_gguf, running_llama_server
+from tests.llama_server import greedy_completion, offline_gguf, running_llama_server
 from tests.tgi_standin import StandinServer
 from tests.tiny_models import build_tiny_llama
 
@@ -112,20 +112,6 @@ def client(app: RunningApp) -> Any:
     return Client(app.url, verbose=False, ssl_verify=False)
 
 
-def greedy_llama(prompt: str, max_tokens: int, stop: list[str]) -> str:
-    """llama-cpp-python's own greedy completion of `prompt` on the offline GGUF, as the server runs it."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=str(offline_gguf()), n_ctx=2048, n_threads=1, verbose=False)
-    try:
-        out = llm.create_completion(
-            prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.1, min_p=0.0, stop=stop
-        )
-    finally:
-        llm.close()
-    return str(out["choices"][0]["text"])
-
-
 def greedy_tiny(tiny_dir: Path, prompt: str, max_new_tokens: int) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -141,7 +127,7 @@ def greedy_tiny(tiny_dir: Path, prompt: str, max_new_tokens: int) -> str:
 # ---- /chat ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", list(MODELS))
 def test_chat_api_streams_from_every_engine_with_the_exact_prompt(
-    model: str, client: Any, standin: StandinServer, tiny_dir: Path
+    model: str, client: Any, standin: StandinServer, tiny_dir: Path, llama_server: str
 ) -> None:
     standin.standin.reset()
     job = client.submit(
@@ -172,7 +158,8 @@ def test_chat_api_streams_from_every_engine_with_the_exact_prompt(
     elif model.endswith("/openai"):
         family = load_catalog().family("em-german")
         stop = list(dict.fromkeys((*get_format(family.prompt_format).stop, *family.stop)))
-        assert text == greedy_llama(prompt, 16, stop)  # same greedy answer: the server got this prompt
+        # same greedy answer as the server's own on this prompt: the server got exactly this prompt
+        assert text == greedy_completion(llama_server, prompt, 16, stop)
     elif model.startswith("tiny"):
         assert text == greedy_tiny(tiny_dir, prompt, 16)
 

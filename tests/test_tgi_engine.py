@@ -1,4 +1,4 @@
-"""TgiEngine against the TGI stand-in on loopback: streaming, settings, every error form, Stop, tokens, offline."""
+"""TgiEngine on the strict TGI stand-in (loopback): streaming, settings, every error form, Stop, tokens, history."""
 
 from __future__ import annotations
 
@@ -308,6 +308,34 @@ async def test_grammar_is_sent_as_tgi_json_grammar(standin: Standin, endpoint: E
     assert json.loads(text) == {"antwort": "Berlin", "sicher": True}
 
 
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "object", "additionalProperties": {"type": "integer"}},
+        {"$defs": {"a": {"type": "object", "properties": {"x": {"type": "string"}}}}, "$ref": "#/$defs/a"},
+    ],
+)
+async def test_a_schema_without_top_level_properties_is_refused_before_sending(
+    standin: Standin, endpoint: Endpoint, ref: ModelRef, server: StandinServer, schema: dict[str, Any]
+) -> None:
+    """router/src/validation.rs refuses it ("Grammar must have a 'properties' field"); the engine says why first."""
+    _, events = await collect(TgiEngine(endpoint), make_request(ref, schema=schema))
+    assert isinstance(events[-1], Failed) and events[-1].key == "err_schema_tgi_properties", events
+    assert "properties" in t(events[-1].key, "en", **events[-1].params)
+    assert standin.generation_calls() == []
+    # what TGI itself answers to it (the stand-in is as strict)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        refused = await http.post(
+            "/generate", json={"inputs": "Hallo", "parameters": {"grammar": {"type": "json", "value": schema}}}
+        )
+    assert refused.status_code == 422
+    assert (
+        refused.json()["error"]
+        == "Input validation error: grammar is not valid: Grammar must have a 'properties' field"
+    )
+
+
 # ---- context ----------------------------------------------------------------------------------
 async def test_too_long_prompt_is_refused_before_sending(standin: Standin, endpoint: Endpoint, ref: ModelRef) -> None:
     standin.config.max_total_tokens = 60
@@ -479,11 +507,18 @@ async def test_standin_follows_the_wire_protocol(standin: Standin, server: Stand
         assert streamed.status_code == 200 and '"error_type":"validation"' in streamed.text
         plain = await http.post("/generate", json=bad)
         assert plain.status_code == 422 and plain.json()["error_type"] == "validation"
-        too_long = await http.post("/generate", json={"inputs": "a b c", "parameters": {"max_new_tokens": 5000}})
+        # validation.rs (3.x): max_new_tokens counts up to 1024 for the length check
+        roomy = await http.post("/generate", json={"inputs": "a b c", "parameters": {"max_new_tokens": 5000}})
+        assert roomy.status_code == 200
+        long_input = " ".join(["wort"] * 3100)
+        too_long = await http.post("/generate", json={"inputs": long_input, "parameters": {"max_new_tokens": 5000}})
         assert too_long.status_code == 422
-        assert "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3 `inputs` tokens and 5000" in too_long.text
+        expected = "`inputs` tokens + `max_new_tokens` must be <= 4096. Given: 3100 `inputs` tokens and 1024"
+        assert expected in too_long.text
         listed = await http.post("/", json={"inputs": "Hallo", "parameters": {"max_new_tokens": 2}})
-        assert listed.json() == [{"generated_text": "Berlin ist"}]
+        assert listed.json() == [{"generated_text": "HalloBerlin ist"}]  # return_full_text defaults to true on /
+        alone = await http.post("/generate", json={"inputs": "Hallo", "parameters": {"max_new_tokens": 2}})
+        assert alone.json() == {"generated_text": "Berlin ist"}
         assert (await http.post("/", content=b"{nope", headers={"content-type": "application/json"})).status_code == 400
         assert (await http.get("/health")).content == b""
         standin.config.api_key = "k"
@@ -511,3 +546,43 @@ async def test_standin_serves_many_concurrent_streams(standin: Standin, endpoint
     results = await asyncio.gather(*(collect(engine, make_request(ref)) for _ in range(32)))
     assert all(text == REPLY for text, _ in results)
     assert time.monotonic() - started < 5
+
+
+# ---- multi-turn history through TGI ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("family", "turn_text"),
+    [
+        ("em-german", "USER: Ein Buch hat 500 Seiten. ASSISTANT: Das Buch hat 150.000 Wörter.</s>USER: Und zwei?"),
+        ("igel", "### Anweisung:\nEin Buch hat 500 Seiten.\n\n### Antwort:\nDas Buch hat 150.000 Wörter.\n\n"),
+        (
+            "leolm-chat",
+            "<|im_start|>user\nEin Buch hat 500 Seiten.<|im_end|>\n"
+            "<|im_start|>assistant\nDas Buch hat 150.000 Wörter.<|im_end|>\n<|im_start|>user\nUnd zwei?",
+        ),
+    ],
+)
+async def test_second_turn_reads_the_stored_answer_stripped(
+    tgi_playground: tuple[Standin, Any], family: str, turn_text: str
+) -> None:
+    """The server streams " Das" (SentencePiece's leading space); the next prompt has the trained format's one
+    space (EM German `ASSISTANT: Das …</s>USER:`), newline (IGEL) or none (ChatML) before it."""
+    from components.api import answer_stream
+    from components.prompts import Turn
+
+    standin, playground = tgi_playground
+    standin.config.reply = " Das Buch hat 150.000 Wörter. \n"
+    model = next(r.id for r in playground.catalog.refs() if r.family.id == family and r.quant.id == "tgi")
+    first = playground.prepare(model, "Ein Buch hat 500 Seiten.", max_new_tokens=32)
+    info: dict[str, Any] = {}
+    answer = ""
+    async for so_far in answer_stream(playground, first, info, "de"):
+        answer = so_far
+    assert answer.startswith(" Das Buch") and "error" not in info  # stored as streamed
+    second = playground.prepare(model, "Und zwei?", history=[Turn("Ein Buch hat 500 Seiten.", answer)])
+    assert turn_text in second.raw_prompt
+    assert playground.render_prompt(model, "Und zwei?", None, [Turn("Ein Buch hat 500 Seiten.", answer)]) == (
+        second.raw_prompt
+    )
+    async for _ in answer_stream(playground, second, info, "de"):
+        pass
+    assert turn_text in standin.generation_calls()[-1].body["inputs"]  # what the model got

@@ -1,5 +1,10 @@
 """A protocol-faithful TGI stand-in on loopback for tests and benchmarks (see shared/docs/tgi-protocol.md).
 
+It is as strict as TGI 3.3.x where the playground's requests could differ; each rule names the file of TGI's
+router it comes from (github.com/huggingface/text-generation-inference, router/src/): server.rs (routes,
+stream forms), lib.rs (request types: what deserialises, what is ignored), validation.rs (parameter and
+grammar checks), infer/mod.rs (error messages and types), chat.rs (chat stream chunks).
+
 Starlette app served by uvicorn in a background thread; every stream is a coroutine (no thread per
 stream), so 64+ concurrent streams are fine. Behaviour is switched per test through `StandinConfig`;
 every request (body and headers) and every early client disconnect is recorded.
@@ -25,7 +30,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
 import uvicorn
+from jsonschema import Draft202012Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -37,7 +44,7 @@ FAILURES = (
     "overloaded",  # 429 / stream error event, before any token
     "validation",  # 422 / stream error event, before any token
     "generation",  # 424 / stream error event after `fail_after` tokens
-    "incomplete",  # 500 incomplete_generation after `fail_after` tokens
+    "incomplete",  # after `fail_after` tokens: incomplete_generation_stream (streams), incomplete_generation (500)
     "unknown",  # an error_type the client does not know
     "cut",  # the connection is dropped after `fail_after` tokens (no last event)
     "malformed",  # an event that is not JSON after `fail_after` tokens
@@ -53,13 +60,20 @@ ERROR_TYPE_OF = {
     "incomplete": "incomplete_generation",
     "unknown": "mystery",
 }
+# infer/mod.rs, `impl Display for InferError`
 MESSAGE_OF = {
     "overloaded": "Model is overloaded",
     "validation": "Input validation error: `temperature` must be strictly positive",
     "generation": "Request failed during generation: Server error: CUDA out of memory",
-    "incomplete": "Request failed during generation: incomplete generation",
+    "incomplete": "Incomplete generation",
     "unknown": "Something unexpected happened",
 }
+#: server.rs generate_stream_internal(): a stream that ends without its last token (since TGI 2.3)
+INCOMPLETE_STREAM = {"error": "Incomplete generation stream", "error_type": "incomplete_generation_stream"}
+#: validation.rs: a request's max_new_tokens counts for the length check only up to this chunk size
+DEFAULT_GENERATION_LENGTH = 1024
+#: the chat templates the stand-in can apply (StandinConfig.chat_template); None: the model has none
+CHAT_TEMPLATES = ("chatml", "llama2")
 EOS_TEXT = "</s>"
 EOS_ID = 2
 TOKEN_RE = re.compile(r"\s*\S+|\s+")
@@ -100,6 +114,11 @@ class StandinConfig:
     fail_after: int = 2
     healthy: bool = True
     tokenize_fails: bool = False
+    #: the model's chat template: "chatml" (LeoLM's, the card's format), "llama2" (a template that is not the
+    #: card's), or None (the model has none: chat requests fail with a template error)
+    chat_template: str | None = "chatml"
+    #: --disable-grammar-support: every grammar is refused (validation.rs)
+    grammar_support: bool = True
 
 
 @dataclass
@@ -136,6 +155,7 @@ class Standin:
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/tokenize", self.tokenize, methods=["POST"]),
+                Route("/chat_tokenize", self.chat_tokenize, methods=["POST"]),
                 Route("/info", self.info, methods=["GET"]),
                 Route("/health", self.health, methods=["GET"]),
                 Route("/v1/models", self.models, methods=["GET"]),
@@ -175,10 +195,12 @@ class Standin:
         except ValueError:
             body = raw.decode("utf-8", "replace")
         self.requests.append(Recorded(request.method, request.url.path, headers, body))
-        # --api-key guards the generation routes and /tokenize; /info, /health, /metrics stay open
-        if request.method == "POST" and self._unauthorized(headers):
-            return body, Response(status_code=401)  # TGI: a bare 401, no JSON body
+        # server.rs: --api-key guards the generation routes and /tokenize; /chat_tokenize, /info, /health,
+        # /metrics and /v1/models are in `info_routes`, which stay open
+        if request.method == "POST" and request.url.path != "/chat_tokenize" and self._unauthorized(headers):
+            return body, Response(status_code=401)  # server.rs: Err(StatusCode::UNAUTHORIZED), no body
         if request.method == "POST":
+            # server.rs handlers take axum's Json<...>: its rejections are plain text (415, 400, 422)
             if "json" not in headers.get("content-type", ""):
                 return body, PlainTextResponse("Expected request with `Content-Type: application/json`", 415)
             if not isinstance(body, dict):
@@ -227,27 +249,22 @@ class Standin:
             return err(f"`stop` supports up to {cfg.max_stop_sequences} stop sequences. Given: {len(stop)}")
         grammar = params.get("grammar")
         if grammar is not None:
-            if not isinstance(grammar, dict) or grammar.get("type") not in ("json", "regex", "json_schema"):
-                return err("grammar is not supported")
-            if grammar["type"] == "json":
-                value = grammar.get("value")
-                if isinstance(value, str):
-                    try:
-                        value = json.loads(value)
-                    except ValueError:
-                        return err("Grammar is not valid JSON")
-                if not isinstance(value, dict) or "properties" not in value:
-                    return err("Grammar JSON Schema is missing `properties` field")
+            problem = self.check_grammar(grammar)
+            if problem:
+                return err(problem)
         input_length = len(tokenize(inputs))
-        if input_length > cfg.max_input_tokens:
-            return err(f"`inputs` must have less than {cfg.max_input_tokens} tokens. Given: {input_length}")
+        # validation.rs validate_input(): max_new_tokens counts up to DEFAULT_GENERATION_LENGTH; unset, it is
+        # what is left of max_total_tokens
         if max_new is None:
-            max_new = cfg.max_total_tokens - input_length
-        if input_length + max_new > cfg.max_total_tokens:
+            max_new = max(1, cfg.max_total_tokens - input_length)
+        chunk = min(max_new, DEFAULT_GENERATION_LENGTH)
+        if input_length + chunk > cfg.max_total_tokens:
             return err(
                 f"`inputs` tokens + `max_new_tokens` must be <= {cfg.max_total_tokens}. "
-                f"Given: {input_length} `inputs` tokens and {max_new} `max_new_tokens`"
+                f"Given: {input_length} `inputs` tokens and {chunk} `max_new_tokens`"
             )
+        if input_length > cfg.max_input_tokens:
+            return err(f"`inputs` must have less than {cfg.max_input_tokens} tokens. Given: {input_length}")
         sampling = bool(params.get("do_sample")) or any(
             params.get(k) is not None for k in ("temperature", "top_k", "top_p", "typical_p")
         )
@@ -262,6 +279,36 @@ class Standin:
             "input_length": input_length,
             "json": grammar is not None,
         }
+
+    def check_grammar(self, grammar: Any) -> str | None:
+        """validation.rs: what is wrong with a grammar (`Input validation error: ` follows), or None.
+
+        A `json` (alias `json_object`, lib.rs GrammarType) value may be a JSON string; it and a `json_schema`
+        value's `schema` must validate against the 2020-12 meta-schema and have a top-level `properties`.
+        """
+        if not self.config.grammar_support:
+            return "grammar is not supported"
+        if not isinstance(grammar, dict) or grammar.get("type") not in ("json", "json_object", "regex", "json_schema"):
+            return "grammar is not supported"
+        value = grammar.get("value")
+        if grammar["type"] == "regex":
+            return None if isinstance(value, str) else "grammar is not supported"
+        if grammar["type"] == "json_schema":
+            value = value.get("schema") if isinstance(value, dict) else None
+        elif isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                return f"grammar is not valid: {exc}"
+        if not isinstance(value, dict):
+            return "grammar is not supported"
+        try:
+            Draft202012Validator.check_schema(value)
+        except jsonschema.SchemaError as exc:
+            return f"grammar is not valid: {exc.message}"
+        if "properties" not in value:
+            return "grammar is not valid: Grammar must have a 'properties' field"
+        return None
 
     # ---- the token source ------------------------------------------------------------------------
     async def tokens(
@@ -297,6 +344,13 @@ class Standin:
         body, refusal = await self._record(request)
         if refusal:
             return refusal
+        # server.rs compat_generate(): return_full_text defaults to true for a text-generation model
+        # (pipeline_tag), so generated_text starts with the prompt; token events are unaffected
+        parameters = body.get("parameters")
+        if isinstance(parameters, dict) and parameters.get("return_full_text") is None:
+            body = {**body, "parameters": {**parameters, "return_full_text": True}}
+        elif parameters is None:
+            body = {**body, "parameters": {"return_full_text": True}}
         if body.get("stream"):
             return self._stream_native(body, request.url.path)
         result = await self._generate_once(body)
@@ -335,6 +389,8 @@ class Standin:
                 text += piece
             reason = finish or reason
         self.completed += 1
+        if (body.get("parameters") or {}).get("return_full_text"):
+            text = body["inputs"] + text
         out: dict[str, Any] = {"generated_text": text}
         if norm["details"]:
             out["details"] = {
@@ -368,7 +424,8 @@ class Standin:
                 yield event({"error": error, "error_type": "validation"})
                 return
             mid = fail in ("generation", "incomplete", "unknown", "cut", "malformed")
-            text = ""
+            # server.rs generate_stream_internal(): with return_full_text the last event's text has the prompt
+            text = body["inputs"] if (body.get("parameters") or {}).get("return_full_text") else ""
             index = 0
             async for tid, piece, special, finish in self.tokens(norm, cfg.fail_after if mid else None):
                 index += 1
@@ -392,7 +449,9 @@ class Standin:
                         "details": details,
                     }
                 )
-            if fail in ("generation", "incomplete", "unknown"):
+            if fail == "incomplete":
+                yield event(INCOMPLETE_STREAM)  # server.rs generate_stream_internal(): no End from the model server
+            elif fail in ("generation", "unknown"):
                 yield event({"error": MESSAGE_OF[fail], "error_type": ERROR_TYPE_OF[fail]})
             elif fail == "malformed":
                 yield f'{prefix}{{"index":{index + 1},"token":{{"id":'.encode() + b"\n\n"
@@ -410,57 +469,111 @@ class Standin:
     async def completions(self, request: Request) -> Response:
         return await self._openai(request, chat=False)
 
+    def render_chat(self, messages: list[Any]) -> str | None:
+        """The model's chat template applied to `messages` (infer/chat_template.rs), None without a template."""
+        template = self.config.chat_template
+        if template == "chatml":
+            text = "".join(f"<|im_start|>{m.get('role')}\n{m.get('content')}<|im_end|>\n" for m in messages)
+            return text + "<|im_start|>assistant\n"
+        if template == "llama2":
+            system = next((m.get("content") for m in messages if m.get("role") == "system"), None)
+            text = ""
+            for m in messages:
+                if m.get("role") == "user":
+                    content = m.get("content")
+                    if system is not None and not text:
+                        content = f"<<SYS>>\n{system}\n<</SYS>>\n\n{content}"
+                    text += f"<s>[INST] {content} [/INST]"
+                elif m.get("role") == "assistant":
+                    text += f" {m.get('content')} </s>"
+            return text
+        return None
+
+    def _chat_request(self, body: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None, Response | None]:
+        """(templated inputs, grammar, refusal) of a ChatRequest (lib.rs ChatRequest::try_into_generate)."""
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return None, None, _undeserializable("messages: invalid type")
+        grammar, refusal = _grammar_of(body.get("response_format"))
+        if refusal:
+            return None, None, refusal
+        if self.config.fail == "template" or self.config.chat_template is None:
+            # infer/mod.rs apply_chat_template(): a model without a template; an HTTP error, before any stream
+            return (
+                None,
+                None,
+                JSONResponse({"error": "Template error: template not found", "error_type": "template_error"}, 422),
+            )
+        return self.render_chat(messages), grammar, None
+
     async def _openai(self, request: Request, chat: bool) -> Response:
         body, refusal = await self._record(request)
         if refusal:
             return refusal
         cfg = self.config
+        stop = body.get("stop")
+        # lib.rs: ChatRequest.stop and CompletionRequest.stop are Option<Vec<String>>: a bare string does not
+        # deserialise
+        if stop is not None and not (isinstance(stop, list) and all(isinstance(x, str) for x in stop)):
+            return _undeserializable("stop: invalid type: string, expected a sequence")
+        grammar: dict[str, Any] | None = None
         if chat:
-            messages = body.get("messages")
-            if not isinstance(messages, list):
-                return PlainTextResponse("Failed to deserialize the JSON body into the target type: messages", 422)
-            if cfg.fail == "template":
-                return JSONResponse(
-                    {"error": "Template error: template not found", "error_type": "template_error"}, 422
-                )
-            inputs = "".join(f"<|im_start|>{m.get('role')}\n{m.get('content')}<|im_end|>\n" for m in messages)
-            inputs += "<|im_start|>assistant\n"
+            inputs, grammar, refusal = self._chat_request(body)
+            if refusal:
+                return refusal
+            assert inputs is not None
         else:
+            # lib.rs CompletionRequest: no response_format, no top_k (both ignored); `prompt` is a string or a
+            # list of strings (one request each); server.rs completions() refuses a suffix
             inputs = body.get("prompt")
             if isinstance(inputs, list):
+                if len(inputs) > 4:  # info.max_client_batch_size
+                    return JSONResponse(
+                        {
+                            "error": "Number of prompts exceeds the maximum allowed batch size of 4",
+                            "error_type": "batch size exceeded",
+                        },
+                        422,
+                    )
                 inputs = inputs[0] if inputs else ""
             if not isinstance(inputs, str):
-                return PlainTextResponse("Failed to deserialize the JSON body into the target type: prompt", 422)
+                return _undeserializable("prompt: invalid type")
+            if body.get("suffix") is not None:
+                return JSONResponse(
+                    {
+                        "error": "Suffix is not supported and can be achieved by preprocessing the prompt.",
+                        "error_type": "suffix not supported",
+                    },
+                    422,
+                )
         temperature = body.get("temperature")
-        stop = body.get("stop")
         params = {
-            # TGI's chat route: temperature 0 means greedy
+            # lib.rs / server.rs: temperature 0 means greedy (do_sample false, no temperature)
             "temperature": temperature if temperature not in (0, 0.0) else None,
             "top_p": body.get("top_p"),
             "max_new_tokens": body.get("max_tokens"),
-            "stop": [stop] if isinstance(stop, str) else stop,
+            "stop": stop,
             "seed": body.get("seed"),
-            "grammar": _grammar_of(body.get("response_format")),
+            "grammar": grammar,
+            # chat: repetition_penalty comes from presence_penalty + 2 (lib.rs); completions reads it as is
+            "repetition_penalty": None if chat else body.get("repetition_penalty"),
         }
         created = int(time.time())
-        model = body.get("model") or cfg.model_id
+        # server.rs: the chunks name the model asked for, "tgi" (or none) meaning the server's own
+        model = body.get("model") if body.get("model") not in (None, "tgi") else cfg.model_id
         kind = "chat.completion.chunk" if chat else "text_completion"
+        fingerprint = f"{cfg.version}-native"
 
-        def chunk(content: str | None, finish: str | None, role: bool = False) -> dict[str, Any]:
+        def chunk(content: str | None, finish: str | None) -> dict[str, Any]:
             if chat:
                 delta: dict[str, Any] = {"role": "assistant", "content": content or ""}
                 choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            else:
-                choice = {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish}
-            return {
-                "object": kind,
-                "id": "",
-                "created": created,
-                "model": model,
-                "system_fingerprint": cfg.version,
-                "choices": [choice],
-                "usage": None,
-            }
+                out = {"object": kind, "id": "", "created": created, "model": model}
+                return {**out, "system_fingerprint": fingerprint, "choices": [choice], "usage": None}
+            # server.rs completions(): `finish_reason` is "" until the last chunk
+            choice = {"index": 0, "text": content or "", "logprobs": None, "finish_reason": finish or ""}
+            out = {"object": kind, "id": "", "created": created, "choices": [choice], "model": model}
+            return {**out, "system_fingerprint": fingerprint}
 
         if cfg.fail in ("overloaded", "validation") and not body.get("stream"):
             return JSONResponse(
@@ -477,7 +590,8 @@ class Standin:
                 text += "" if special else piece
                 reason = finish or reason
             self.completed += 1
-            reason = {"eos_token": "stop"}.get(reason, reason)
+            if chat:
+                reason = {"eos_token": "stop"}.get(reason, reason)
             choice = (
                 {
                     "index": 0,
@@ -494,7 +608,7 @@ class Standin:
                     "id": "",
                     "created": created,
                     "model": model,
-                    "system_fingerprint": cfg.version,
+                    "system_fingerprint": fingerprint,
                     "choices": [choice],
                     "usage": {
                         "prompt_tokens": norm["input_length"],
@@ -507,21 +621,25 @@ class Standin:
         def event(obj: Any) -> bytes:
             return f"data: {compact(obj) if not isinstance(obj, str) else obj}\n\n".encode()
 
-        def error_event(message: str, status: int) -> bytes:
-            return event({"error": {"message": message, "http_status_code": status}})
+        def error_event(message: str) -> bytes:
+            # infer/mod.rs InferError::into_openai_event(): always 422, whatever the cause; the cause is only
+            # in the message
+            return event({"error": {"message": message, "http_status_code": 422}})
 
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # lib.rs StreamOptions: chat only; CompletionRequest has no stream_options (its last chunk has usage)
+        include_usage = chat and bool((body.get("stream_options") or {}).get("include_usage"))
 
         async def produce(state: dict[str, int]) -> AsyncIterator[bytes]:
             fail = cfg.fail
             if fail == "stall":
                 await asyncio.Event().wait()  # queued forever; EventStream sends the keep-alive comments
+            # server.rs generate_stream_internal(): errors before the first token are stream events too
             if fail in ("overloaded", "validation"):
-                yield error_event(MESSAGE_OF[fail], STATUS_OF[fail])
+                yield error_event(MESSAGE_OF[fail])
                 yield event("[DONE]")
                 return
             if error:
-                yield error_event(error, 422)
+                yield error_event(error)
                 yield event("[DONE]")
                 return
             mid = fail in ("generation", "incomplete", "unknown", "cut", "malformed")
@@ -529,10 +647,28 @@ class Standin:
             async for _tid, piece, special, finish in self.tokens(norm, cfg.fail_after if mid else None):
                 index += 1
                 state["tokens"] = index
-                reason = {"eos_token": "stop"}.get(finish or "", finish)
-                yield event(chunk("" if special else piece, reason))
-            if fail in ("generation", "incomplete", "unknown"):
-                yield error_event(MESSAGE_OF[fail], STATUS_OF[fail])
+                if chat:
+                    # chat.rs create_event_from_stream_token(): special tokens have no content; eos -> "stop"
+                    reason = {"eos_token": "stop"}.get(finish or "", finish)
+                    yield event(chunk("" if special else piece, reason))
+                elif finish is None:
+                    yield event(chunk(piece, None))
+                else:
+                    # server.rs completions(): the last chunk is the last token's text, special or not (`</s>`),
+                    # with the finish reason as TGI names it and the usage
+                    last = chunk(piece, finish)
+                    usage = {
+                        "prompt_tokens": norm["input_length"],
+                        "completion_tokens": index,
+                        "total_tokens": norm["input_length"] + index,
+                    }
+                    yield event({**last, "usage": usage})
+            if fail == "incomplete":
+                yield error_event(INCOMPLETE_STREAM["error"])
+                yield event("[DONE]")
+                return
+            if fail in ("generation", "unknown"):
+                yield error_event(MESSAGE_OF[fail])
                 yield event("[DONE]")
                 return
             if fail == "malformed":
@@ -552,6 +688,18 @@ class Standin:
 
         return EventStream(produce, request.url.path, self, cfg.keepalive_s)
 
+    async def chat_tokenize(self, request: Request) -> Response:
+        """server.rs get_chat_tokenize(): the templated ChatRequest and its tokens."""
+        body, refusal = await self._record(request)
+        if refusal:
+            return refusal
+        inputs, _grammar, refusal = self._chat_request(body)
+        if refusal:
+            return refusal
+        assert inputs is not None
+        tokens = [{"id": tid, "text": text, "start": a, "stop": b} for tid, text, a, b in tokenize(inputs)]
+        return JSONResponse({"tokenize_response": tokens, "templated_text": inputs})
+
     # ---- facts -------------------------------------------------------------------------------------
     async def tokenize(self, request: Request) -> Response:
         body, refusal = await self._record(request)
@@ -559,6 +707,7 @@ class Standin:
             return refusal
         if self.config.tokenize_fails:
             return PlainTextResponse("Not Found", 404)
+        # server.rs tokenize(): a GenerateRequest (`inputs` required); [{id, text, start, stop}] (lib.rs SimpleToken)
         inputs = body.get("inputs")
         if not isinstance(inputs, str):
             return PlainTextResponse("Failed to deserialize the JSON body into the target type: inputs", 422)
@@ -567,6 +716,7 @@ class Standin:
         )
 
     async def info(self, request: Request) -> Response:
+        """server.rs get_model_info(): lib.rs Info (before 2.1 `max_input_length`)."""
         await self._record(request)
         cfg = self.config
         info: dict[str, Any] = {
@@ -590,12 +740,14 @@ class Standin:
         return JSONResponse(info)
 
     async def health(self, request: Request) -> Response:
+        """server.rs health(): an empty 200, or 503 {"error": "unhealthy", "error_type": "healthcheck"}."""
         await self._record(request)
         if not self.config.healthy:
             return JSONResponse({"error": "unhealthy", "error_type": "healthcheck"}, 503)
         return Response(status_code=200)
 
     async def models(self, request: Request) -> Response:
+        """server.rs openai_get_model_info(): the one model, `created` 0."""
         await self._record(request)
         model = self.config.model_id
         return JSONResponse(
@@ -607,18 +759,32 @@ class Standin:
         return PlainTextResponse(f"tgi_request_success {self.completed}\n", media_type="text/plain; version=0.0.4")
 
 
-def _grammar_of(response_format: Any) -> dict[str, Any] | None:
+def _undeserializable(detail: str) -> Response:
+    """axum's Json extractor: a body that does not deserialise into the request type is a plain-text 422."""
+    return PlainTextResponse(f"Failed to deserialize the JSON body into the target type: {detail}", 422)
+
+
+def _grammar_of(response_format: Any) -> tuple[dict[str, Any] | None, Response | None]:
+    """(grammar, refusal) of a chat `response_format`: lib.rs GrammarType, `#[serde(tag = "type", content =
+    "value")]` with `json` (alias `json_object`), `regex` and `json_schema` ({name?, schema}). OpenAI's forms
+    (`{"type": "json_schema", "json_schema": {...}}`, `{"type": "json_object"}`) lack `value`: refused."""
+    if response_format is None:
+        return None, None
     if not isinstance(response_format, dict):
-        return None
-    if response_format.get("type") == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema") or response_format.get("value")
-        return {"type": "json", "value": schema}
-    if response_format.get("type") in ("json_object", "json"):
-        return {
-            "type": "json",
-            "value": response_format.get("schema") or response_format.get("value") or {"properties": {}},
-        }
-    return None
+        return None, _undeserializable("response_format: invalid type")
+    kind = response_format.get("type")
+    if kind not in ("json", "json_object", "regex", "json_schema"):
+        return None, _undeserializable(
+            f"response_format: unknown variant `{kind}`, expected one of `json`, `json_object`, `regex`, `json_schema`"
+        )
+    if "value" not in response_format:
+        return None, _undeserializable("response_format: missing field `value`")
+    value = response_format["value"]
+    if kind == "json_schema" and not (isinstance(value, dict) and "schema" in value):
+        return None, _undeserializable("response_format: missing field `schema`")
+    if kind == "regex" and not isinstance(value, str):
+        return None, _undeserializable("response_format: invalid type, expected a string")
+    return {"type": kind, "value": value}, None
 
 
 class _AbortConnection(Exception):

@@ -61,6 +61,17 @@ class Status:
 
 
 @dataclass(frozen=True)
+class PromptSent:
+    """What the model got when a server, not the playground, built the prompt (chat mode on a remote server):
+    `prompt` is the server's own rendering, or None when the server cannot show it; `note` is a message key
+    (components/messages.py) with its `params`, shown next to the raw prompt."""
+
+    prompt: str | None
+    note: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class EngineDone:
     """Last item of a generate(): why it ended and the token counts the engine knows."""
 
@@ -104,7 +115,7 @@ class Failed:
     stats: GenerationStats | None = None
 
 
-Event = TextDelta | Status | Finished | Failed
+Event = TextDelta | Status | PromptSent | Finished | Failed
 
 
 class EngineError(Exception):
@@ -151,8 +162,9 @@ class Engine(ABC):
     name: str = "engine"
 
     @abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Status | EngineDone]:
-        """Yields text and status, then one EngineDone; raises EngineError on failure.
+    def generate(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Status | PromptSent | EngineDone]:
+        """Yields text and status (and PromptSent where the server built the prompt), then one EngineDone;
+        raises EngineError on failure.
 
         Must stop promptly when `request.cancel` is set or when the consumer closes the iterator
         (Stop, closed tab): the work underneath ends, not only the display.
@@ -167,7 +179,7 @@ class Engine(ABC):
                 if isinstance(item, TextDelta):
                     clock.on_text(item.tokens)
                     yield item
-                elif isinstance(item, Status):
+                elif isinstance(item, Status | PromptSent):
                     yield item
                 elif isinstance(item, EngineDone):
                     reason = "stopped" if request.cancel.is_set() else item.finish_reason

@@ -1,26 +1,46 @@
 """OpenAI-compatible engine: streamed chat or raw completions from TGI's Messages API, vLLM or llama.cpp's server.
 
+The engine first asks the server what it is (cached for a few minutes), because these servers differ where it
+matters (README, "What each server gets"):
+- `GET /info` answering `router: "text-generation-router"`: TGI (router/src/server.rs, lib.rs).
+- `GET /props` answering `default_generation_settings`: llama.cpp's C++ server (`llama-server`, xllamacpp).
+- `GET /version` answering `{"version": ...}`: vLLM.
+- anything else: a plain OpenAI-compatible server, sent OpenAI's documented form.
+
 Two API modes per request:
-- `chat` (/v1/chat/completions with `request.messages`): the server applies the model's chat template.
-  Default for ChatML families, whose template servers know.
-- `completions` (/v1/completions with `request.prompt`): the family's exact raw prompt. Default for
-  every other family (IGEL, EM German), whose formats no server template reproduces.
+- `completions` (/v1/completions with `request.prompt`): the family's exact raw prompt. Default for every
+  family, LeoLM's ChatML included: no server template is trusted to reproduce a card's format.
+- `chat` (/v1/chat/completions with `request.messages`): the server applies the model's chat template. Taken
+  for a ChatML family only when the server can show its rendering (llama.cpp `POST /apply-template`, TGI
+  `POST /chat_tokenize`) and that rendering is byte for byte the card's prompt. With OPENAI_API_MODE=chat
+  the engine reports what the server rendered (a PromptSent event), or, where the server cannot show it,
+  says so (`note_server_template`).
 OPENAI_API_MODE=chat|completions overrides the choice for all requests.
 
-The endpoint URL may end in /v1 (OpenAI convention: OPENAI_BASE_URL=http://host:8000/v1) or not (TGI
-convention: http://host:8080); routes are built for both. The model name sent is the build's
-`served_model`, else the first id of GET /v1/models.
+JSON output (request.json_schema), by server and mode:
+- TGI chat: TGI's own grammar type `response_format: {"type": "json_schema", "value": {"name", "schema"}}`
+  (router/src/lib.rs GrammarType; OpenAI's form fails deserialisation there). TGI /v1/completions has no
+  constraint at all (lib.rs CompletionRequest has no response_format), so a JSON request in completions mode
+  goes to TGI's native route (`/` with `grammar`, components/engines/tgi.py) with the same exact prompt.
+  Either way a schema without top-level `properties` is refused before sending (TGI refuses it).
+- llama.cpp: chat reads `response_format` (OpenAI's `json_schema` form); /v1/completions ignores it and reads a
+  top-level `json_schema` (server-common.cpp / server-task.cpp), which is what it gets there.
+- vLLM: chat gets OpenAI's `response_format`; /v1/completions gets vLLM's own field (`guided_json` up to
+  0.11, `structured_outputs: {"json": ...}` from 0.12; version from GET /version).
+- unknown servers: OpenAI's `response_format: {"type": "json_schema", "json_schema": {...}}`.
+  llama-cpp-python's server only knows `{"type": "json_object", "schema": ...}` and answers the standard form
+  with an error naming response_format; the engine then switches to that form for this endpoint and retries
+  once. OPENAI_JSON_FORMAT=json_schema|json_object fixes the form.
+Whatever comes back is validated against the schema by components/structured.py.
 
-JSON output (request.json_schema) is sent in the OpenAI standard form
-`response_format: {"type": "json_schema", "json_schema": {"name": "answer", "schema": ...}}` (vLLM, TGI,
-llama.cpp's C++ server). llama-cpp-python's server only knows `{"type": "json_object", "schema": ...}` and
-answers the standard form with an error naming response_format (HTTP 500); the engine then switches to
-that form for this endpoint and retries once. OPENAI_JSON_FORMAT=json_schema|json_object fixes the form.
-llama-cpp-python ignores response_format on /v1/completions, so JSON output from it needs chat mode.
+Token counts (for refusing a prompt too long for the server before sending): TGI `POST /tokenize {"inputs"}`,
+llama.cpp `POST /tokenize {"content", "add_special": true}`, vLLM `POST /tokenize {"model", "prompt"}`
+(`count`), llama-cpp-python `POST /extras/tokenize/count`; else an estimate that errs high.
 
-Sampling fields beyond OpenAI's (top_k, repetition_penalty for vLLM, repeat_penalty and min_p for
-llama.cpp) are sent because these servers honour them and the others ignore unknown fields. top_p is
-left out at 1.0 (TGI refuses 1.0); temperature 0 means greedy on all of them.
+Sampling fields go where each server reads them: llama.cpp `top_k`, `repeat_penalty`, `min_p`; vLLM `top_k`,
+`repetition_penalty`, `min_p`; TGI `repetition_penalty` on /v1/completions only and neither on chat (its
+chat route has no such fields). top_p is left out at 1.0 (TGI refuses 1.0); temperature 0 means greedy on all.
+TGI's /v1/completions streams the end-of-sequence token's text (`</s>`) in its last chunk; it is dropped.
 """
 
 from __future__ import annotations
@@ -43,6 +63,7 @@ from components.engines.base import (
     EngineDone,
     EngineError,
     GenerationRequest,
+    PromptSent,
     SamplingSettings,
     Status,
     TextDelta,
@@ -58,6 +79,7 @@ from components.engines.remote import (
     auth_hook,
     classify_error,
     endpoint_name,
+    error_type_from_message,
     estimate_tokens,
     read_error_payload,
     remote_timeout_s,
@@ -67,44 +89,80 @@ log = logging.getLogger(__name__)
 
 API_MODES = ("chat", "completions")
 JSON_FORMATS = ("json_schema", "json_object")
+#: What server_facts() can tell a server to be.
+TGI, LLAMA_CPP, VLLM, OPENAI = "tgi", "llama.cpp", "vllm", "openai"
 #: OpenAI's documented maximum number of stop sequences (TGI's default too).
 MAX_STOP_SEQUENCES = 4
 
 
 def api_mode_for(model: ModelRef, override: str | None = None) -> str:
-    """`chat` or `completions` for this build: override, then OPENAI_API_MODE, then the family's format."""
+    """`chat`, `completions` or `auto` for this build: override, then OPENAI_API_MODE, then the family.
+
+    `auto` (ChatML families): completions with the exact prompt unless the server's own chat template is
+    shown to render the card's prompt (OpenAICompatEngine decides per request); other families always get
+    completions, because no server template has their format.
+    """
     for choice in (override, os.environ.get("OPENAI_API_MODE")):
         mode = (choice or "").strip().lower()
         if mode in API_MODES:
             return mode
-    return "chat" if model.family.prompt_format == "chatml" else "completions"
+    return "auto" if model.family.prompt_format == "chatml" else "completions"
 
 
 def response_format(schema: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """OpenAI-style `response_format` for a schema. `tgi` is TGI's own grammar type (router/src/lib.rs
+    GrammarType: adjacently tagged, `{"type": "json_schema", "value": {"name", "schema"}}`)."""
+    if dialect == "tgi":
+        return {"type": "json_schema", "value": {"name": "answer", "schema": schema}}
     if dialect == "json_object":
         return {"type": "json_object", "schema": schema}
     return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 
 
-def openai_sampling(settings: SamplingSettings) -> dict[str, Any]:
-    """Sampling fields of a chat/completions body (see the module docstring for the choices)."""
+def openai_sampling(
+    settings: SamplingSettings, server: str = OPENAI, mode: str = "completions", max_stop: int | None = None
+) -> dict[str, Any]:
+    """Sampling fields of a chat/completions body, in the fields `server` reads (module docstring)."""
     sampling = settings.temperature > 0
     body: dict[str, Any] = {
         "max_tokens": settings.max_new_tokens,
         "temperature": settings.temperature if sampling else 0.0,
-        "repetition_penalty": settings.repetition_penalty,
-        "repeat_penalty": settings.repetition_penalty,
-        "min_p": 0.0,
     }
     if sampling and 0 < settings.top_p < 1:
         body["top_p"] = settings.top_p
-    if sampling and settings.top_k > 0:
+    if server == TGI:
+        # router/src/lib.rs: CompletionRequest has repetition_penalty, ChatRequest neither it nor top_k
+        if mode == "completions":
+            body["repetition_penalty"] = settings.repetition_penalty
+    elif server == LLAMA_CPP:
+        body["repeat_penalty"] = settings.repetition_penalty
+        body["min_p"] = 0.0
+    else:
+        body["repetition_penalty"] = settings.repetition_penalty
+        if server == OPENAI:
+            body["repeat_penalty"] = settings.repetition_penalty  # llama-cpp-python's name
+        body["min_p"] = 0.0
+    if sampling and settings.top_k > 0 and server != TGI:
         body["top_k"] = settings.top_k
     if settings.seed is not None:
         body["seed"] = settings.seed
     if settings.stop:
-        body["stop"] = list(settings.stop[:MAX_STOP_SEQUENCES])
+        limit = max_stop if max_stop is not None else MAX_STOP_SEQUENCES
+        stops = list(settings.stop) if server in (LLAMA_CPP, VLLM) else list(settings.stop[: max(0, limit)])
+        if stops:
+            body["stop"] = stops
     return body
+
+
+def _version(text: Any) -> tuple[int, ...]:
+    """(major, minor, ...) of a version string like "0.11.2" or "0.12.0rc1"; () when it is not one."""
+    parts: list[int] = []
+    for piece in str(text or "").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
 
 
 def _int(value: Any) -> int | None:
@@ -128,6 +186,9 @@ class OpenAICompatEngine(Engine):
         self._facts_at = 0.0
         #: which token-counting route works here: None not tried yet, "" none does
         self._count_route: str | None = None
+        #: whether the server can show its chat-template rendering: None not tried yet
+        self._can_render: bool | None = None
+        self._native: Any = None
 
     # ---- plumbing ----------------------------------------------------------------------------
     @property
@@ -161,18 +222,35 @@ class OpenAICompatEngine(Engine):
             return env
         return self._json_dialect or "json_schema"
 
+    def native_tgi(self) -> Any:
+        """TGI's native route on the same server, endpoint and token (JSON output in completions mode)."""
+        if self._native is None:
+            from components.engines.tgi import TgiEngine
+
+            self._native = TgiEngine(self.endpoint, first_token_timeout_s=self._timeout_override, strip_v1=True)
+        return self._native
+
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._native is not None:
+            await self._native.aclose()
 
     # ---- server facts ------------------------------------------------------------------------
     async def server_facts(self) -> dict[str, Any]:
-        """Model ids, context limit and version, from whichever of /v1/models (vLLM: max_model_len),
-        /info (TGI) and /props (llama.cpp's C++ server) the server has. Cached for a few minutes."""
+        """What the server is (`kind`: tgi, llama.cpp, vllm or openai), its model ids, context limit, input
+        limit, stop-sequence limit and version. Cached for a few minutes."""
         if self._facts is not None and time.monotonic() - self._facts_at < INFO_TTL_S:
             return self._facts
         root, api = self._urls()
         http = self._http.get()
-        facts: dict[str, Any] = {"models": [], "context": None, "version": None}
+        facts: dict[str, Any] = {
+            "kind": OPENAI,
+            "models": [],
+            "context": None,
+            "max_input": None,
+            "max_stop": None,
+            "version": None,
+        }
 
         async def get_json(url: str) -> Any:
             try:
@@ -189,50 +267,74 @@ class OpenAICompatEngine(Engine):
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     facts["models"].append(item["id"])
                     facts["context"] = facts["context"] or _int(item.get("max_model_len"))
-        if facts["context"] is None:
-            info = await get_json(root + "/info")
-            if isinstance(info, dict) and info.get("router") == "text-generation-router":
-                facts["context"] = _int(info.get("max_total_tokens"))
-                facts["version"] = info.get("version")
-        if facts["context"] is None:
+        info = await get_json(root + "/info")
+        if isinstance(info, dict) and info.get("router") == "text-generation-router":
+            facts["kind"] = TGI
+            facts["context"] = _int(info.get("max_total_tokens")) or facts["context"]
+            # servers before 2.1 call it max_input_length
+            facts["max_input"] = _int(info.get("max_input_tokens")) or _int(info.get("max_input_length"))
+            facts["max_stop"] = _int(info.get("max_stop_sequences"))
+            facts["version"] = info.get("version")
+        else:
             props = await get_json(root + "/props")
-            if isinstance(props, dict):
-                settings = props.get("default_generation_settings")
-                n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else props.get("n_ctx")
-                facts["context"] = _int(n_ctx)
+            if isinstance(props, dict) and isinstance(props.get("default_generation_settings"), dict):
+                facts["kind"] = LLAMA_CPP
+                settings = props["default_generation_settings"]
+                # n_ctx of one slot: what one request can use
+                facts["context"] = _int(settings.get("n_ctx")) or _int(props.get("n_ctx")) or facts["context"]
+                facts["version"] = props.get("build_info")
+            else:
+                version = await get_json(root + "/version")
+                if isinstance(version, dict) and isinstance(version.get("version"), str):
+                    facts["kind"] = VLLM
+                    facts["version"] = version["version"]
         self._facts, self._facts_at = facts, time.monotonic()
         return facts
 
-    async def _model_name(self, model: ModelRef) -> str:
+    async def _model_name(self, model: ModelRef, kind: str) -> str:
         if model.quant.served_model:
             return model.quant.served_model
+        if kind == TGI:
+            # TGI reads any other `model` as a LoRA adapter id (router/src/lib.rs, server.rs: adapter_id)
+            return "tgi"
         models = (await self.server_facts())["models"]
         return models[0] if models else "default"
 
-    async def _count(self, text: str, model_name: str) -> int | None:
-        """The server's own token count: vLLM and TGI answer POST /tokenize (each reads its own fields of
-        one body), llama-cpp-python POST /extras/tokenize/count. None when no route works."""
+    async def _count(self, text: str, model_name: str, kind: str) -> int | None:
+        """The server's own token count of `text` (module docstring), or None when no route works."""
+        if not text:
+            return 0  # llama.cpp answers [] for it, which must not read as "this route cannot count"
         if self._count_route == "":
             return None
         root, _ = self._urls()
-        routes = [self._count_route] if self._count_route else ["/tokenize", "/extras/tokenize/count"]
         http = self._http.get()
-        for route in routes:
-            if route == "/tokenize":
-                body: dict[str, Any] = {"model": model_name, "prompt": text, "inputs": text}
-            else:
-                body = {"input": text}
+        bodies: list[tuple[str, dict[str, Any]]]
+        if kind == TGI:
+            bodies = [("/tokenize", {"inputs": text})]
+        elif kind == LLAMA_CPP:
+            # llama.cpp reads `content`; without add_special it leaves out the BOS token a completion gets
+            bodies = [("/tokenize", {"content": text, "add_special": True})]
+        elif kind == VLLM:
+            bodies = [("/tokenize", {"model": model_name, "prompt": text})]
+        else:
+            bodies = [
+                ("/tokenize", {"model": model_name, "prompt": text, "content": text, "inputs": text}),
+                ("/extras/tokenize/count", {"input": text}),
+            ]
+        if self._count_route:
+            bodies = [b for b in bodies if b[0] == self._count_route] or bodies
+        for route, body in bodies:
             try:
                 response = await http.post(root + route, json=body, timeout=SIDE_TIMEOUT_S)
                 data = response.json() if response.status_code == 200 else None
             except (httpx.HTTPError, ValueError):
                 return None  # the server is unhappy now; ask again next time
             count: int | None = None
-            if isinstance(data, list):
+            if isinstance(data, list) and data:
                 count = len(data)
             elif isinstance(data, dict):
                 count = _int(data.get("count"))
-                if count is None and isinstance(data.get("tokens"), list):
+                if count is None and isinstance(data.get("tokens"), list) and data["tokens"]:
                     count = len(data["tokens"])
             if count is not None:
                 self._count_route = route
@@ -241,26 +343,61 @@ class OpenAICompatEngine(Engine):
         return None
 
     async def count_tokens(self, model: ModelRef, text: str) -> int | None:
-        return await self._count(text, await self._model_name(model))
+        kind = (await self.server_facts())["kind"]
+        return await self._count(text, await self._model_name(model, kind), kind)
 
     def context_length(self, model: ModelRef) -> int:
         facts = self._facts or {}
         return facts.get("context") or model.variant.context_length
+
+    async def server_rendering(self, messages: list[dict[str, str]], model_name: str, kind: str) -> str | None:
+        """The prompt the server's chat template makes of `messages` (llama.cpp /apply-template, TGI
+        /chat_tokenize), or None when the server cannot show it."""
+        if kind not in (LLAMA_CPP, TGI) or self._can_render is False:
+            return None
+        root, _ = self._urls()
+        if kind == LLAMA_CPP:
+            route, body, field = "/apply-template", {"messages": messages}, "prompt"
+        else:
+            route, body, field = "/chat_tokenize", {"model": model_name, "messages": messages}, "templated_text"
+        try:
+            response = await self._http.get().post(root + route, json=body, timeout=SIDE_TIMEOUT_S)
+            data = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        rendered = data.get(field) if isinstance(data, dict) else None
+        if response.status_code in (404, 405):
+            self._can_render = False
+        return rendered if isinstance(rendered, str) else None
 
     # ---- generation --------------------------------------------------------------------------
     def _timeout_error(self, first: bool) -> EngineError:
         key = "err_remote_timeout" if first else "err_remote_stalled"
         return EngineError(key, endpoint=endpoint_name(self.endpoint), seconds=round(self.timeout_s, 1))
 
-    def _body(self, request: GenerationRequest, mode: str, model_name: str) -> dict[str, Any]:
+    def _body(self, request: GenerationRequest, mode: str, model_name: str, facts: dict[str, Any]) -> dict[str, Any]:
+        kind = facts["kind"]
         body: dict[str, Any] = {"model": model_name, "stream": True, "stream_options": {"include_usage": True}}
         if mode == "chat":
             body["messages"] = request.messages
         else:
             body["prompt"] = request.prompt
-        body.update(openai_sampling(request.settings))
-        if request.json_schema:
-            body["response_format"] = response_format(request.json_schema, self.json_dialect())
+        body.update(openai_sampling(request.settings, kind, mode, facts.get("max_stop")))
+        schema = request.json_schema
+        if schema:
+            if kind == TGI:
+                body["response_format"] = response_format(schema, "tgi")
+            elif kind == LLAMA_CPP and mode == "completions":
+                body["json_schema"] = schema  # llama.cpp's /v1/completions ignores response_format
+            elif kind == VLLM and mode == "completions":
+                # vLLM's completions constrain through its own extra field: guided_json up to 0.11,
+                # structured_outputs.json from 0.12 (where guided_json was removed)
+                if _version(facts.get("version")) >= (0, 12):
+                    body["structured_outputs"] = {"json": schema}
+                else:
+                    body["guided_json"] = schema
+            else:
+                body["response_format"] = response_format(schema, self.json_dialect())
         return body
 
     async def _open(self, url: str, body: dict[str, Any], has_schema: bool) -> httpx.Response:
@@ -283,7 +420,7 @@ class OpenAICompatEngine(Engine):
                 and attempt == 0
                 # llama-cpp-python says so with a 500 carrying pydantic's literal_error
                 and response.status_code in (400, 422, 500)
-                and body.get("response_format", {}).get("type") == "json_schema"
+                and "json_schema" in body.get("response_format", {})
                 and "response_format" in raw
                 and not os.environ.get("OPENAI_JSON_FORMAT")
             )
@@ -310,28 +447,82 @@ class OpenAICompatEngine(Engine):
             return EngineError("err_remote_malformed", endpoint=name, kind="OpenAI-API")
         return EngineError("err_internal", detail=type(exc).__name__)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Status | EngineDone]:
+    def _check_fits(self, request: GenerationRequest, prompt_tokens: int, facts: dict[str, Any]) -> None:
+        """Refuses, before sending, a prompt the server would refuse (or cut) for length."""
+        max_new = request.settings.max_new_tokens
+        check_context(prompt_tokens, max_new, facts["context"] or request.model.variant.context_length)
+        max_input = facts.get("max_input")
+        if max_input and prompt_tokens > max_input:
+            raise EngineError(
+                "err_context",
+                prompt_tokens=prompt_tokens,
+                max_new_tokens=max_new,
+                total=prompt_tokens + max_new,
+                context=max_input,
+            )
+
+    async def _plan(
+        self, request: GenerationRequest, wanted: str, watchdog: Watchdog
+    ) -> tuple[dict[str, Any], str, str, str | None, bool, int | None]:
+        """(server facts, model name, API mode, the server's rendering or None, whether TGI's native route
+        takes the request, the server's token count of the prompt or None)."""
+        facts = await watchdog.guard(self.server_facts(), None)
+        kind = facts["kind"]
+        model_name = await watchdog.guard(self._model_name(request.model, kind), None)
+        rendered: str | None = None
+        if wanted in ("auto", "chat"):
+            rendered = await watchdog.guard(self.server_rendering(request.messages, model_name, kind), None)
+        if wanted == "auto":
+            # the server's template is trusted only when it renders the card's prompt byte for byte
+            mode = "chat" if rendered is not None and rendered == request.prompt else "completions"
+        else:
+            mode = wanted
+        delegate = False
+        if kind == TGI and request.json_schema:
+            from components.engines.tgi import check_tgi_grammar
+
+            check_tgi_grammar(request.json_schema, self.endpoint)
+            # TGI's /v1/completions cannot constrain: its native route takes the exact prompt and a grammar
+            delegate = mode == "completions"
+        counted = None if delegate else await watchdog.guard(self._count(request.prompt, model_name, kind), None)
+        return facts, model_name, mode, rendered, delegate, counted
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Status | PromptSent | EngineDone]:
         _root, api = self._urls()
         settings = request.settings
-        mode = api_mode_for(request.model, self.api_mode)
+        wanted = api_mode_for(request.model, self.api_mode)
         loop = asyncio.get_running_loop()
         timeout = self.timeout_s
         got_event = False
         watchdog = Watchdog(request.cancel, lambda: self._timeout_error(first=not got_event))
         try:
-            try:
-                model_name = await watchdog.guard(self._model_name(request.model), None)
-                counted = await watchdog.guard(self._count(request.prompt, model_name), None)
-                facts = await watchdog.guard(self.server_facts(), None)
-            except Stopped:
-                yield EngineDone("stopped", None, 0)
-                return
+            facts, model_name, mode, rendered, delegate, counted = await self._plan(request, wanted, watchdog)
+        except Stopped:
+            watchdog.close()
+            yield EngineDone("stopped", None, 0)
+            return
+        except BaseException:
+            watchdog.close()
+            raise
+        kind = facts["kind"]
+        if delegate:
+            watchdog.close()
+            # closing this stream (Stop, a closed tab) closes the native one and with it the HTTP connection
+            async with contextlib.aclosing(self.native_tgi().generate(request)) as native:
+                async for item in native:
+                    yield item
+            return
+        try:
+            if mode == "chat" and wanted == "chat":
+                if rendered is not None:
+                    yield PromptSent(rendered)
+                else:
+                    yield PromptSent(None, "note_server_template", {"endpoint": endpoint_name(self.endpoint)})
             prompt_tokens = counted if counted is not None else estimate_tokens(request.prompt)
-            context = facts["context"] or request.model.variant.context_length
-            check_context(prompt_tokens, settings.max_new_tokens, context)
+            self._check_fits(request, prompt_tokens, facts)
 
             url = api + ("/chat/completions" if mode == "chat" else "/completions")
-            body = self._body(request, mode, model_name)
+            body = self._body(request, mode, model_name, facts)
             trimmer = StopTrimmer(settings.stop)
             first_deadline = loop.time() + timeout
             response: httpx.Response | None = None
@@ -363,6 +554,8 @@ class OpenAICompatEngine(Engine):
                             raise ValueError("event is not an object")
                         if event.get("error") is not None:
                             message, error_type, status = read_error_payload(event)
+                            # TGI: http_status_code is always 422, the cause is in the message
+                            error_type = error_type or error_type_from_message(message)
                             raise classify_error(self.endpoint, status, message, error_type)
                         got_event = True
                         usage = event.get("usage")
@@ -374,6 +567,11 @@ class OpenAICompatEngine(Engine):
                             continue
                         choice = choices[0]
                         piece = choice["delta"].get("content") if mode == "chat" else choice.get("text")
+                        reason = choice.get("finish_reason")
+                        if kind == TGI and mode == "completions" and reason == "eos_token":
+                            # router/src/server.rs completions(): the last chunk carries the last token's text,
+                            # here the end-of-sequence token (`</s>`, `<|im_end|>`), which is no answer text
+                            piece = ""
                         if piece:
                             seen += 1
                             unshown += 1
@@ -381,8 +579,8 @@ class OpenAICompatEngine(Engine):
                             if text:
                                 yield TextDelta(text, unshown)
                                 unshown = 0
-                        if choice.get("finish_reason"):
-                            finish = str(choice["finish_reason"])
+                        if reason:
+                            finish = str(reason)
                         elif trimmer.hit:
                             finish = "stop_sequence"  # enforced here: closing the stream ends the generation
                             break
@@ -422,6 +620,7 @@ class OpenAICompatEngine(Engine):
             "error": None,
             "error_params": {},
             "api_mode": (os.environ.get("OPENAI_API_MODE") or self.api_mode or "auto").strip().lower(),
+            "server": None,
         }
         name = endpoint_name(self.endpoint)
         if not self.endpoint.url():
@@ -451,6 +650,7 @@ class OpenAICompatEngine(Engine):
             out["models"] = list(facts["models"])
             out["max_total_tokens"] = facts["context"]
             out["version"] = facts["version"]
+            out["server"] = facts["kind"]  # tgi, llama.cpp, vllm or openai
         out["model_id"] = out["models"][0] if out["models"] else None
         if health.status_code in (200, 404, 405):  # llama-cpp-python has no /health
             out["ok"] = True

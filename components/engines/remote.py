@@ -249,6 +249,32 @@ def read_error_payload(payload: Any) -> tuple[str, str | None, int | None]:
     return str(payload), None, None
 
 
+#: How TGI words each of its errors (router/src/infer/mod.rs, `impl Display for InferError`): the start of the
+#: message and the error_type it belongs to. TGI's OpenAI-style streams (/v1/chat/completions, /v1/completions)
+#: send every error as {"error": {"message", "http_status_code": 422}} (InferError::into_openai_event): the
+#: cause is only in the message.
+TGI_ERROR_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("Model is overloaded", "overloaded"),
+    ("Input validation error", "validation"),
+    ("Request failed during generation", "generation"),
+    ("Incomplete generation stream", "incomplete_generation_stream"),
+    ("Incomplete generation", "incomplete_generation"),
+    ("Template error", "template_error"),
+    ("Missing template vatiable", "missing_template_variable"),  # sic, TGI's spelling
+    ("Missing template variable", "missing_template_variable"),
+    ("Tool error", "validation"),
+)
+
+
+def error_type_from_message(message: str) -> str | None:
+    """TGI's error_type for one of its error messages, or None for a message TGI does not write."""
+    text = (message or "").strip()
+    for prefix, kind in TGI_ERROR_PREFIXES:
+        if text.startswith(prefix):
+            return kind
+    return None
+
+
 def classify_error(endpoint: Endpoint, status: int | None, message: str, error_type: str | None = None) -> EngineError:
     """One EngineError for a server's error, whether it came as an HTTP status or as a stream event."""
     name = endpoint_name(endpoint)
@@ -260,7 +286,10 @@ def classify_error(endpoint: Endpoint, status: int | None, message: str, error_t
         "validation": "err_remote_validation",
         "generation": "err_remote_generation",
         "incomplete_generation": "err_remote_incomplete",
+        # TGI >= 2.3 (router/src/infer/mod.rs, InferError::IncompleteGenerationStream)
+        "incomplete_generation_stream": "err_remote_incomplete",
         "template_error": "err_remote_template",
+        "missing_template_variable": "err_remote_template",
     }
     key = by_type.get(error_type or "")
     if key is None and status is not None:

@@ -55,6 +55,7 @@ from components.engines.remote import (
     auth_hook,
     classify_error,
     endpoint_name,
+    error_type_from_message,
     estimate_tokens,
     remote_timeout_s,
     scrub,
@@ -89,6 +90,22 @@ def tgi_parameters(
     }
 
 
+def check_tgi_grammar(schema: dict[str, Any] | None, endpoint: Endpoint) -> None:
+    """Refuses, before sending, a JSON schema that TGI's grammar validation refuses.
+
+    router/src/validation.rs (from 2.3.0): a `json` / `json_schema` grammar must validate against the
+    2020-12 meta-schema (checked when the schema is read) and have a top-level `properties` key, so an
+    array schema, or an object described only by `$ref`, `anyOf` or `additionalProperties`, is refused.
+    """
+    if schema is not None and "properties" not in schema:
+        kind = schema.get("type")
+        raise EngineError(
+            "err_schema_tgi_properties",
+            endpoint=endpoint_name(endpoint),
+            kind=kind if isinstance(kind, str) else "–",
+        )
+
+
 async def _read_error_body(response: httpx2.Response) -> None:
     # hf_raise_for_status() quotes the body of a failed response; a streamed one must be read first.
     if response.status_code >= 400:
@@ -104,8 +121,10 @@ class TgiEngine(Engine):
 
     name = "tgi"
 
-    def __init__(self, endpoint: Endpoint, first_token_timeout_s: float | None = None) -> None:
+    def __init__(self, endpoint: Endpoint, first_token_timeout_s: float | None = None, strip_v1: bool = False) -> None:
         self.endpoint = endpoint
+        #: the endpoint's URL may end in /v1 (an OpenAI-compatible endpoint that turned out to be TGI)
+        self._strip_v1 = strip_v1
         self._timeout_override = first_token_timeout_s
         self._http = LoopBound(self._new_http)
         self._info: dict[str, Any] | None = None
@@ -132,6 +151,9 @@ class TgiEngine(Engine):
             raise EngineError(
                 "err_remote_not_configured", endpoint=endpoint_name(self.endpoint), env=self.endpoint.url_env
             )
+        if self._strip_v1:
+            url = url.split("?", 1)[0].rstrip("/")
+            url = url[: -len("/v1")] if url.endswith("/v1") else url
         return url
 
     def _route(self, url: str, path: str) -> str:
@@ -212,6 +234,10 @@ class TgiEngine(Engine):
                 IncompleteGenerationError: "incomplete_generation",
                 UnknownError: "unknown",
             }.get(type(exc), "unknown")
+            if kind == "unknown":
+                # huggingface_hub 2.4 maps error types it does not know (TGI >= 2.3's
+                # incomplete_generation_stream) to UnknownError; TGI's wording still says which it was
+                kind = error_type_from_message(str(exc)) or kind
             return classify_error(self.endpoint, None, str(exc), kind)
         if isinstance(exc, HfHubHTTPError) and exc.response is not None:
             status = exc.response.status_code
@@ -239,6 +265,7 @@ class TgiEngine(Engine):
         loop = asyncio.get_running_loop()
         timeout = self.timeout_s
         got_token = False
+        check_tgi_grammar(request.json_schema, self.endpoint)
         watchdog = Watchdog(request.cancel, lambda: self._timeout_error(first=not got_token))
         try:
             try:

@@ -9,11 +9,11 @@ from typing import Any
 
 import gradio as gr
 
-from components.engines.base import Failed, Finished, Status, TextDelta
+from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
 from components.limits import check_rate
 from components.messages import t
 from components.prompts import Turn
-from components.service import Playground, format_stats
+from components.service import Playground, format_stats, prompt_shown
 from components.streaming import batched
 from components.ui.common import (
     CancelFlags,
@@ -255,10 +255,14 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         yield [render(conv, lang), conv, "", prepared.raw_prompt]
         try:
             async for batch in batched(playground.stream(prepared)):
+                shown: Any = gr.update()
                 for event in batch:
                     if isinstance(event, TextDelta):
                         entry["assistant"] += event.text
                         entry.pop("status", None)
+                    elif isinstance(event, PromptSent):
+                        # the server built the prompt: show its rendering, or say that it cannot be shown
+                        shown = prompt_shown(event, prepared.raw_prompt, lang)
                     elif isinstance(event, Status):
                         entry["status"] = t(event.key, lang, **event.params)
                     elif isinstance(event, Finished):
@@ -271,7 +275,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                     break
                 if entry.get("assistant"):
                     entry.pop("status", None)
-                yield [render(conv, lang), conv, gr.update(), gr.update()]
+                yield [render(conv, lang), conv, gr.update(), shown]
         finally:
             flags.finish(session, SLOT, flag)
         if getattr(flag, "reason", None) == "clear":

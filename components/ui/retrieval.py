@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from components.api import answer_stream, api_language, failed, refused
-from components.engines.base import Failed, Finished, Status, TextDelta
+from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
 from components.limits import check_rate
 from components.messages import normalize_language, t
 from components.retrieval import (
@@ -35,7 +35,7 @@ from components.retrieval import (
     read_upload,
     sources_from_state,
 )
-from components.service import Playground, format_stats
+from components.service import Playground, format_stats, prompt_shown
 from components.streaming import batched
 from components.structured import (
     EXAMPLE_TEXT,
@@ -469,10 +469,13 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
             parts = {"fit": f"<sub>{fit.describe(lang)}</sub>"}
             yield [gr.update(), _status_markdown(parts), gr.update()]
             async for batch in batched(playground.stream(prepared)):
+                prompt_update: Any = gr.update()
                 for event in batch:
                     if isinstance(event, TextDelta):
                         answer_text += event.text
                         parts.pop("status", None)
+                    elif isinstance(event, PromptSent):  # the server built the prompt (chat mode)
+                        prompt_update = prompt_shown(event, prepared.raw_prompt, lang)
                     elif isinstance(event, Status):
                         parts["status"] = f"*{t(event.key, lang, **event.params)}*"
                     elif isinstance(event, Finished):
@@ -481,7 +484,7 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
                         parts["error"] = t("err_prefix", lang) + t(event.key, lang, **event.params)
                         if event.stats:
                             parts["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
-                yield [answer_text, _status_markdown(parts), gr.update()]
+                yield [answer_text, _status_markdown(parts), prompt_update]
         finally:
             flags.finish(session, RETRIEVAL_SLOT, flag)
         parts.pop("status", None)
@@ -661,10 +664,13 @@ def build_structured_tab(
         yield ["", None, "", prepared.raw_prompt]
         try:
             async for batch in batched(playground.stream(prepared)):
+                prompt_update: Any = gr.update()
                 for event in batch:
                     if isinstance(event, TextDelta):
                         answer_text += event.text
                         notes.pop("status", None)
+                    elif isinstance(event, PromptSent):  # the server built the prompt (chat mode)
+                        prompt_update = prompt_shown(event, prepared.raw_prompt, lang)
                     elif isinstance(event, Status):
                         notes["status"] = f"*{t(event.key, lang, **event.params)}*"
                     elif isinstance(event, Finished):
@@ -673,7 +679,7 @@ def build_structured_tab(
                         notes["error"] = t("err_prefix", lang) + t(event.key, lang, **event.params)
                         if event.stats:
                             notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
-                yield [answer_text, gr.update(), _status_markdown(notes), gr.update()]
+                yield [answer_text, gr.update(), _status_markdown(notes), prompt_update]
         finally:
             flags.finish(session, STRUCTURED_SLOT, flag)
         notes.pop("status", None)
