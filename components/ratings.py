@@ -5,9 +5,12 @@ The method is that of FastChat's arena (fastchat/serve/monitor/rating_systems.py
 counts as half a win for each side), the ratings r maximise the Bradley-Terry likelihood
 P(a beats b) = 1 / (1 + 10 ** ((R_b - R_a) / 400)) over all battles (scipy's L-BFGS-B), and they are
 shown on an Elo-like scale (mean 1000, 400 points = odds of 10 : 1). 95 % intervals come from
-refitting on bootstrap samples of the votes. One difference: a weak normal prior on the ratings
-(standard deviation PRIOR_SD_POINTS) keeps them finite when a model won or lost every battle, where
-the plain maximum does not exist (FastChat stops the optimiser after 100 steps instead); with
+refitting on bootstrap samples of the votes, widened where the normal approximation from the
+likelihood's curvature is wider (a few identical votes give identical bootstrap samples and an
+interval of no width, which would call two models separable after two votes). One more difference:
+a weak normal prior on the ratings (standard deviation PRIOR_SD_POINTS) keeps them finite when a
+model won or lost every battle, where the plain maximum does not exist (FastChat stops the
+optimiser after 100 steps instead); with
 hundreds of battles it moves a rating by well under a point.
 
 A vote with more than two answers is a set of battles: the winner beats each other model of the
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
+from scipy.stats import norm
 
 #: The vote file's schema this code writes; records without "schema" are version 1 (the first blind mode).
 VOTE_SCHEMA = 2
@@ -268,6 +272,20 @@ def fit(
     return x - x.mean(axis=1, keepdims=True)
 
 
+def _covariance(point: np.ndarray, pairs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Covariance of the centred ratings (natural scale) from the inverse Hessian of the penalised likelihood."""
+    n = len(point)
+    p = expit(ALPHA * (point[pairs[:, 0]] - point[pairs[:, 1]]))
+    info = ALPHA**2 * weights * p * (1.0 - p)
+    hessian = np.eye(n) * (SCALE / PRIOR_SD_POINTS) ** 2
+    np.add.at(hessian, (pairs[:, 0], pairs[:, 0]), info)
+    np.add.at(hessian, (pairs[:, 1], pairs[:, 1]), info)
+    np.add.at(hessian, (pairs[:, 0], pairs[:, 1]), -info)
+    np.add.at(hessian, (pairs[:, 1], pairs[:, 0]), -info)
+    centre = np.eye(n) - 1.0 / n
+    return centre @ np.linalg.inv(hessian) @ centre
+
+
 def to_points(natural: np.ndarray) -> np.ndarray:
     return INIT_RATING + SCALE * natural
 
@@ -383,11 +401,18 @@ def compute(
     draws = rng.multinomial(n_votes, counts / counts.sum(), size=max(rounds, 0))
     boot = fit(n, pairs, scores, draws @ contrib, start=point) if rounds > 0 else point[None, :]
     tail = (1.0 - CONFIDENCE) / 2.0
-    lower = to_points(np.quantile(boot, tail, axis=0))
-    upper = to_points(np.quantile(boot, 1.0 - tail, axis=0))
+    # the normal approximation from the curvature at the maximum: with a handful of identical votes
+    # every bootstrap sample is the same and its interval has no width; the interval is never narrower
+    z = float(norm.ppf(1.0 - tail))
+    cov = _covariance(point, pairs, weights)
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    d_sd = np.sqrt(np.clip(np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2.0 * cov, 0.0, None))
+    lower = to_points(np.minimum(np.quantile(boot, tail, axis=0), point - z * sd))
+    upper = to_points(np.maximum(np.quantile(boot, 1.0 - tail, axis=0), point + z * sd))
     diffs = boot[:, :, None] - boot[:, None, :]
-    d_low = SCALE * np.quantile(diffs, tail, axis=0)
-    d_up = SCALE * np.quantile(diffs, 1.0 - tail, axis=0)
+    point_diff = point[:, None] - point[None, :]
+    d_low = SCALE * np.minimum(np.quantile(diffs, tail, axis=0), point_diff - z * d_sd)
+    d_up = SCALE * np.maximum(np.quantile(diffs, 1.0 - tail, axis=0), point_diff + z * d_sd)
     rating = to_points(point)
 
     wins = np.zeros((n, n))
