@@ -20,6 +20,7 @@ import gradio as gr
 
 from components import ratings
 from components.batch import CATEGORIES, EvalPrompt, prompt_sets
+from components.catalog import QuantKind
 from components.compare import (
     LETTERS,
     TIE,
@@ -327,7 +328,21 @@ class SessionRun:
 
 
 def runnable_models(playground: Playground) -> list[tuple[str, str]]:
-    return [(ref.label, ref.id) for ref in playground.catalog.refs() if playground.availability(ref).ok]
+    """(label, id) of every build that runs here: servers and builds shipped in a package first (no download)."""
+    refs = [ref for ref in playground.catalog.refs() if playground.availability(ref).ok]
+    refs.sort(key=lambda ref: 0 if ref.quant.kind is QuantKind.remote else 1 if ref.quant.package else 2)
+    return [(ref.label, ref.id) for ref in refs]
+
+
+def default_pair(models: list[tuple[str, str]]) -> list[str]:
+    """The first two runnable builds of two different variants (a pair of one variant compares quantizations)."""
+    chosen: list[str] = []
+    for _, model_id in models:
+        if all(ratings.variant_of(model_id) != ratings.variant_of(c) for c in chosen):
+            chosen.append(model_id)
+        if len(chosen) == 2:
+            break
+    return chosen
 
 
 def check_session(
@@ -434,7 +449,7 @@ def build_blind_session(
         chosen = tr.add(
             gr.Dropdown(
                 models,
-                value=[m for _, m in models[:2]],
+                value=default_pair(models),
                 multiselect=True,
                 label=t("session_models"),
                 elem_id="session-models",
