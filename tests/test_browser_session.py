@@ -101,7 +101,7 @@ def test_blind_session_of_three_prompts_ends_with_its_leaderboard(session_app: A
                 page.locator("#session-next").click()
         wait_until(lambda: t("session_board_title", "de", n=3) in board.inner_text(), "the session's leaderboard")
         text = board.inner_text()
-        assert "Gezählt: 3 Stimmen, 3 Vergleiche" in text
+        assert "Gezählte Stimmen: 3 · Vergleiche: 3" in text
         assert "other-variant" not in text, "another session's votes are not on this board"
         assert t("session_done", "de", n=3) in reveal.inner_text()
         assert not page.locator("#session-next").is_enabled() and not vote_a.is_enabled()

@@ -407,7 +407,7 @@ async def test_blind_pane_view_hides_status_and_names(playground: Playground) ->
     text = reveal_text(r, "de")
     assert "Modell A" in text and "Fast · Q" in text and "`echo/q`" in text
     value = leaderboard_html(leaderboard([vote("A", "m1", "m2")], rounds=50), "en")
-    assert "<code>m1</code>" in value and "100 %" in value and "Counted: 1 votes, 1 battles, 2 models." in value
+    assert "<code>m1</code>" in value and "100 %" in value and "Votes counted: 1 · battles: 1 · models: 2." in value
 
 
 async def test_compare_api_function(playground: Playground) -> None:

@@ -279,7 +279,7 @@ def test_exports_of_votes_and_leaderboard(tmp_path: Path) -> None:
     data = json.loads(paths[3].read_text(encoding="utf-8"))
     assert data["ratings"][0]["model"] == board.models[0] and data["counted"]["not_counted"]["same_model"] == 1
     page = leaderboard_html(board, "de")
-    assert "1 mit demselben Modell auf beiden Seiten" in page and "Gezählt: 40 Stimmen" in page
+    assert "dasselbe Modell auf beiden Seiten (kein Vergleich): 1" in page and "Gezählte Stimmen: 40 ·" in page
 
 
 def test_empty_leaderboard_says_what_it_counts_and_why_votes_did_not_count() -> None:
@@ -292,8 +292,18 @@ def test_empty_leaderboard_says_what_it_counts_and_why_votes_did_not_count() -> 
         for w in ("A", "tie")
     ]
     for lang, counted, reason, empty in (
-        ("de", "Gezählt: 0 Stimmen", "Nicht gezählt: 2 mit demselben Modell auf beiden Seiten", "Noch keine Rangliste"),
-        ("en", "Counted: 0 votes", "Not counted: 2 with the same model on both sides", "No leaderboard yet"),
+        (
+            "de",
+            "Gezählte Stimmen: 0 ·",
+            "Nicht gezählt: dasselbe Modell auf beiden Seiten (kein Vergleich): 2.",
+            "Noch keine Rangliste",
+        ),
+        (
+            "en",
+            "Votes counted: 0 ·",
+            "Not counted: the same model on both sides (no comparison): 2.",
+            "No leaderboard yet",
+        ),
     ):
         page = leaderboard_html(leaderboard(same), lang)
         assert counted in page and reason in page and empty in page
