@@ -107,6 +107,13 @@ def test_blind_session_of_three_prompts_ends_with_its_leaderboard(session_app: A
         assert not page.locator("#session-next").is_enabled() and not vote_a.is_enabled()
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "blind_session_de.png"), full_page=True)
+        # the same board in English
+        page.locator("#lang").get_by_text("English").click()
+        wait_until(lambda: t("session_board_title", "en", n=3) in board.inner_text(), "the English board")
+        assert "Votes counted: 3 · battles: 3" in board.inner_text()
+        assert t("session_done", "en", n=3) in reveal.inner_text()
+        assert "Prompt 3 of 3" in progress.inner_text()
+        page.screenshot(path=str(SHOTS / "blind_session_en.png"), full_page=True)
     finally:
         context.close()
 

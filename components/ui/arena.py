@@ -299,8 +299,13 @@ def build_leaderboard_view(tr: Translations, vote_log: VoteLog, lang_state: Any)
     refresh.click(update, inputs, view.outputs, api_visibility="private")
     for control in view.inputs:
         control.input(update, inputs, view.outputs, api_visibility="private")
-    # on page load and whenever the language changes
-    gr.on(None, update, inputs, view.outputs, api_visibility="private")
+
+    async def initial(lang: str) -> list[Any]:
+        return await update(lang, ALL, ALL, ALL, ALL)
+
+    # on page load and whenever the language changes (only lang_state as input: a filter's own change
+    # is handled by its .input above)
+    gr.on(None, initial, [lang_state], view.outputs, api_visibility="private")
     return view
 
 
@@ -591,11 +596,7 @@ def build_blind_session(
                 warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
                 return [gr.update()] * len(outputs)
             assert run is not None
-            board_html = None
-            if run.finished:
-                result = await vote_log.leaderboard(Selection(session=run.id))
-                title = t("session_board_title", lang, n=len(run.rounds))
-                board_html = f"<h3>{html.escape(title)}</h3>" + leaderboard_html(result, lang)
+            board_html = await session_board(run, lang) if run.finished else None
             return view(run, lang, board_html)
 
         return vote
@@ -615,6 +616,18 @@ def build_blind_session(
         return gr.update(choices=runnable_models(playground))
 
     gr.on(None, refresh_models, None, [chosen], api_visibility="private")
+
+    async def session_board(run: SessionRun, lang: str) -> str:
+        result = await vote_log.leaderboard(Selection(session=run.id))
+        title = t("session_board_title", lang, n=len(run.rounds))
+        return f"<h3>{html.escape(title)}</h3>" + leaderboard_html(result, lang)
+
+    async def on_lang(run: SessionRun | None, lang: str, cat_in: Any) -> list[Any]:
+        cats = [(t("lb_all", lang), ALL), *[(t(f"category_{c}", lang), c) for c in CATEGORIES]]
+        board_html = await session_board(run, lang) if run is not None and run.finished else None
+        return [*view(run, lang, board_html), gr.update(choices=cats, value=cat_in)]
+
+    lang_state.change(on_lang, [state, lang_state, category], [*outputs, category], api_visibility="private")
     return SessionView(start, panes, votes, next_button, board)
 
 
