@@ -28,8 +28,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import expit, log_expit
-from scipy.stats import norm
+from scipy.special import expit, log_expit, ndtri
 
 #: The vote file's schema this code writes; records without "schema" are version 1 (the first blind mode).
 VOTE_SCHEMA = 2
@@ -403,7 +402,7 @@ def compute(
     tail = (1.0 - CONFIDENCE) / 2.0
     # the normal approximation from the curvature at the maximum: with a handful of identical votes
     # every bootstrap sample is the same and its interval has no width; the interval is never narrower
-    z = float(norm.ppf(1.0 - tail))
+    z = float(ndtri(1.0 - tail))
     cov = _covariance(point, pairs, weights)
     sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     d_sd = np.sqrt(np.clip(np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2.0 * cov, 0.0, None))
