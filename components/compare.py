@@ -616,6 +616,19 @@ class VoteLog:
         with self._claims_lock:
             self._claims.discard((round_id, viewer))
 
+    def start_hub_push(self) -> threading.Thread | None:
+        """Starts the optional push to a dataset repository (hub_scheduler) in the background: reaching the
+        Hub can take half a minute of retries, which must not hold up the app's start."""
+        if not (os.environ.get("PLAYGROUND_VOTES_HF_REPO") or "").strip() or self.scheduler is not None:
+            return None
+
+        def start() -> None:
+            self.scheduler = hub_scheduler(self.path)
+
+        thread = threading.Thread(target=start, name="votes-hub-push", daemon=True)
+        thread.start()
+        return thread
+
     async def add(self, record: dict[str, Any]) -> None:
         # file I/O off the event loop: a slow disk must not stall every stream of the server
         await asyncio.to_thread(self.append, record)
@@ -682,7 +695,7 @@ def hub_scheduler(path: Path | None = None) -> Any:
     path = path or votes_path()
     try:
         from huggingface_hub import CommitScheduler, hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError:
         log.warning("PLAYGROUND_VOTES_HF_REPO is set but huggingface_hub is missing: votes stay local")
         return None
@@ -696,18 +709,27 @@ def hub_scheduler(path: Path | None = None) -> Any:
             downloaded = hf_hub_download(repo, f"{path_in_repo}/{path.name}", repo_type="dataset")
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(downloaded, path)
+        except LocalEntryNotFoundError as exc:
+            # offline or no network: huggingface_hub raises this subclass of EntryNotFoundError, which
+            # must not pass for "no votes there yet"
+            log.warning("votes not pushed to %s: the Hub cannot be reached (%s)", repo, type(exc).__name__)
+            return None
         except (EntryNotFoundError, RepositoryNotFoundError):
             pass  # a new repository or no votes yet: the scheduler creates them
-        except Exception as exc:  # no network, no permission, ...: never overwrite the Hub's votes
+        except Exception as exc:  # no permission, ...: never overwrite the Hub's votes
             log.warning("votes not pushed to %s: could not read its votes first (%s)", repo, type(exc).__name__)
             return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    return CommitScheduler(
-        repo_id=repo,
-        repo_type="dataset",
-        folder_path=path.parent,
-        path_in_repo=path_in_repo,
-        allow_patterns=[path.name],
-        every=every,
-        private=True,
-    )
+    try:
+        return CommitScheduler(
+            repo_id=repo,
+            repo_type="dataset",
+            folder_path=path.parent,
+            path_in_repo=path_in_repo,
+            allow_patterns=[path.name],
+            every=every,
+            private=True,
+        )
+    except Exception as exc:  # creating the repository needs the Hub too
+        log.warning("votes not pushed to %s: %s", repo, type(exc).__name__)
+        return None

@@ -203,3 +203,34 @@ def test_appends_hold_the_hub_schedulers_lock(tmp_path: Path) -> None:
         assert writer.is_alive() and not log.path.exists(), "the append waited for the upload"
     writer.join(5)
     assert len(log.read()) == 1
+
+
+HUB_CHECK = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[1])
+    from pathlib import Path
+    from components.compare import hub_scheduler
+    start = time.monotonic()
+    print(hub_scheduler(Path(sys.argv[2])), round(time.monotonic() - start, 1))
+    """
+)
+
+
+@pytest.mark.parametrize("local_file", [False, True])
+def test_without_the_hub_votes_stay_local_and_nothing_is_overwritten(tmp_path: Path, local_file: bool) -> None:
+    """Offline, huggingface_hub raises LocalEntryNotFoundError, a subclass of EntryNotFoundError: it must not pass
+    for "no votes in the repository yet" (the scheduler would then replace the repository's votes with this
+    empty file), and the scheduler's own repository check must not crash the start either."""
+    path = tmp_path / "votes.jsonl"
+    if local_file:
+        VoteLog(path).append({"schema": 2, "panes": [], "winner": "A"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PLAYGROUND_VOTES_HF_REPO": "someone/playground-votes"}
+    result = subprocess.run(
+        [sys.executable, "-c", HUB_CHECK, str(ROOT), str(path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    scheduler, _seconds = result.stdout.split()
+    assert scheduler == "None"
+    assert "votes not pushed to someone/playground-votes" in result.stderr
+    assert path.exists() == local_file

@@ -200,6 +200,7 @@ def build_compare_tab(
     catalog = playground.catalog
     default = catalog.default
     vote_log = votes or VoteLog()
+    vote_log.start_hub_push()  # only with PLAYGROUND_VOTES_HF_REPO (README, blind leaderboard)
     tr.add(gr.Markdown(t("compare_intro"), elem_id="compare-intro"), "compare_intro", "value")
     with gr.Row():
         pane_count = tr.add(
