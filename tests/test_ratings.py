@@ -324,3 +324,45 @@ def test_bootstrap_is_reproducible_and_cached(tmp_path: Path) -> None:
     assert [r.as_dict() for r in again.rows] == [r.as_dict() for r in first.rows]
     log.append(bt_votes(seed=12, n=1)[0] | {"round_id": "new"})
     assert log.board(rounds=200) is not first and log.board(rounds=200).tally.votes == 61
+
+
+def test_votes_api_lists_votes_without_texts(leaderboard_api: Any) -> None:
+    path, client = leaderboard_api
+    records = bt_votes(seed=2, n=5)
+    records.append({**records[0], "round_id": records[0]["round_id"]})  # the same viewer again: a duplicate
+    write_votes(path, records)
+    rows = client.predict(api_name="/votes")
+    assert len(rows) == 6 and set(rows[0]) == set(ratings.VOTE_COLUMNS)
+    assert [r["counted"] for r in rows] == [True] * 5 + [False] and rows[-1]["reason"] == "duplicate"
+    assert all(r["model_a"] and r["model_b"] and r["model_c"] is None for r in rows)
+
+
+def test_a_typed_prompt_of_a_prompt_set_counts_for_its_category() -> None:
+    from components.batch import load_prompts
+    from components.compare import PaneResult, Round
+    from components.ui.arena import tag_prompt
+
+    prompts = load_prompts(Path(__file__).resolve().parent.parent / "prompts" / "german_eval.yaml")
+    assert {p.category for p in prompts} == {"reasoning", "explanation", "writing", "retrieval", "known_limitations"}
+    typed = Round(f"  {prompts[5].text}\n", [PaneResult(0, "a/q"), PaneResult(1, "b/q")], blind=True)
+    tag_prompt(typed)
+    assert (typed.prompt_set, typed.prompt_id, typed.category) == ("german_eval", "bundeskanzler", "known_limitations")
+    free = Round("Wie geht es dir?", [PaneResult(0, "a/q"), PaneResult(1, "b/q")], blind=True)
+    tag_prompt(free)
+    assert free.prompt_id is None and free.category is None
+
+
+def test_every_message_of_the_leaderboard_and_session_exists_in_both_languages() -> None:
+    import re
+
+    from components.batch import CATEGORIES
+    from components.messages import MESSAGES
+
+    root = Path(__file__).resolve().parent.parent / "components"
+    keys = set()
+    for name in ("ui/arena.py", "compare_api.py"):
+        keys |= set(re.findall(r"\bt\(\s*\"([a-z0-9_]+)\"", (root / name).read_text(encoding="utf-8")))
+    keys |= {f"lb_reason_{r}" for r in ratings.REASONS} | {f"category_{c}" for c in (*CATEGORIES, "free")}
+    assert len(keys) > 40
+    missing = sorted(k for k in keys if set(MESSAGES.get(k, {})) != {"de", "en"})
+    assert not missing, missing
