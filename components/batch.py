@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,6 +30,9 @@ from components.service import Playground
 from components.validation import InputError, build_settings, check_message
 
 MAX_MODELS = len(LETTERS)
+#: What a prompt of a prompt set tests (the blind leaderboard filters by it).
+CATEGORIES = ("reasoning", "explanation", "writing", "retrieval", "known_limitations")
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
 
 class EvalPrompt(BaseModel):
@@ -41,6 +44,7 @@ class EvalPrompt(BaseModel):
     title: str = Field(min_length=1)
     text: str = Field(min_length=1)
     system_prompt: str | None = None
+    category: Literal["reasoning", "explanation", "writing", "retrieval", "known_limitations"] | None = None
     source: str | None = None
     note: str | None = None
 
@@ -74,6 +78,17 @@ def load_prompts(path: str | os.PathLike[str], lang: str = "de") -> list[EvalPro
         detail = t("batch_duplicate_ids", lang, ids=", ".join(duplicates))
         raise BatchError(t("err_batch_prompts", lang, path=file, detail=detail))
     return prompts
+
+
+def prompt_sets(folder: str | os.PathLike[str] | None = None) -> dict[str, list[EvalPrompt]]:
+    """Every readable prompt file of `prompts/` by its name (the file name without `.yaml`)."""
+    out: dict[str, list[EvalPrompt]] = {}
+    for file in sorted(Path(folder or PROMPTS_DIR).glob("*.yaml")):
+        try:
+            out[file.stem] = load_prompts(file)
+        except BatchError:
+            continue
+    return out
 
 
 def create_playground() -> Playground:

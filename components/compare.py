@@ -5,21 +5,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import json
+import logging
 import os
 import random
+import shutil
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components import ratings
 from components.engines.base import Failed, Finished, Status, TextDelta
 from components.messages import t
 from components.prompts import Turn
+from components.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
 from components.service import Playground, Prepared, format_stats
 from components.validation import InputError, check_message
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: the thread lock still serializes one process
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 MAX_PANES = 4
 MIN_PANES = 2
@@ -84,6 +97,10 @@ class Round:
     finish_order: list[int] = field(default_factory=list)
     prompt_id: str | None = None
     title: str | None = None
+    round_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    session: str | None = None  # a blind session's id (components/ui/compare.py, session mode)
+    prompt_set: str | None = None
+    category: str | None = None
 
     @property
     def done(self) -> bool:
@@ -433,17 +450,34 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
 
 
 # ---- blind votes ---------------------------------------------------------------------------------
+# The votes file: one JSON object per line, schema VOTE_SCHEMA (components/ratings.py reads every
+# version). Each line is appended with a single O_APPEND write and fsync while an exclusive file lock
+# is held, so that concurrent visitors (threads or processes) never interleave, and a killed process
+# leaves at most its own last line torn: the reader skips it, and the next writer ends it first.
 def votes_path() -> Path:
     return Path(os.environ.get("PLAYGROUND_VOTES_FILE") or DEFAULT_VOTES_FILE)
 
 
-def vote_record(round_: Round, winner: str) -> dict[str, Any]:
+def viewer_of(session_hash: str | None) -> str:
+    """A pseudonym for one page session (the votes file never holds Gradio's session hash itself)."""
+    digest = hashlib.sha256(f"playground-viewer:{session_hash or 'anonymous'}".encode()).hexdigest()
+    return digest[:16]
+
+
+def vote_record(round_: Round, winner: str, viewer: str | None = None) -> dict[str, Any]:
     """The JSONL line of one vote: when, what was asked with which settings, who answered what, who won."""
     winner_model = None
     if winner != TIE:
         winner_model = round_.panes[LETTERS.index(winner)].model_id
     return {
+        "schema": VOTE_SCHEMA,
         "ts": now_iso(),
+        "round_id": round_.round_id,
+        "viewer": viewer,
+        "session": round_.session,
+        "prompt_set": round_.prompt_set,
+        "prompt_id": round_.prompt_id,
+        "category": round_.category,
         "prompt": round_.prompt,
         "lang": round_.lang,
         "shared_settings": round_.shared_settings,
@@ -481,108 +515,221 @@ def check_vote(round_: Round | None, winner: Any) -> str:
     return value
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """One write() for the whole line (O_APPEND puts it at the end atomically); a short write goes on."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
 class VoteLog:
-    """Votes as JSON lines in one file; appends hold a lock (threads) and an advisory file lock (processes)."""
+    """The votes file: safe appends (thread lock + exclusive file lock + O_APPEND + fsync), torn-line-proof reads.
 
-    _lock = threading.Lock()
+    `scheduler` is an optional huggingface_hub CommitScheduler whose lock every append also holds, so
+    that a push to the Hub never reads a half-written line (see hub_scheduler()).
+    """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    _lock = threading.Lock()  # shared by every VoteLog of the process
+    _cache = LeaderboardCache()
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, scheduler: Any = None) -> None:
         self._path = Path(path) if path else None
+        self.scheduler = scheduler
+        self._claims: set[tuple[str, str]] = set()
+        self._claims_lock = threading.Lock()
 
     @property
     def path(self) -> Path:
         return self._path or votes_path()
 
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         path = self.path
-        with self._lock:
+        hub_lock = getattr(self.scheduler, "lock", None) or contextlib.nullcontext()
+        with self._lock, hub_lock:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as fh:
-                try:
-                    import fcntl
-                except ImportError:  # not on Windows; the thread lock still serializes this process
-                    fcntl = None  # type: ignore[assignment]
-                if fcntl is not None:
-                    fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    fh.write(line)
-                    fh.flush()
-                finally:
-                    if fcntl is not None:
-                        fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def read(self) -> list[dict[str, Any]]:
-        """Every readable vote; a broken line (a crash mid-write, a hand edit) is skipped."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in text.splitlines():
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # other processes writing the same file wait here
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # a writer was killed mid-line: that torn line ends here, not in ours
+                _write_all(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)  # closing releases the file lock
+
+    def read_lines(self) -> tuple[list[dict[str, Any]], int]:
+        """Every readable record, and how many lines could not be read (torn by a crash, edited by hand)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return [], 0
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_SH)  # never a line that a writer is still writing
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                raw = fh.read()
+        finally:
+            os.close(fd)
+        out: list[dict[str, Any]] = []
+        broken = 0
+        lines = raw.split(b"\n")
+        # a last line whose newline never made it is still a whole vote when it parses
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                broken += 1
                 continue
             if isinstance(item, dict):
                 out.append(item)
-        return out
+            else:
+                broken += 1
+        return out, broken
+
+    def read(self) -> list[dict[str, Any]]:
+        """Every readable vote; a broken line (a crash mid-write, a hand edit) is skipped."""
+        return self.read_lines()[0]
+
+    def _state(self) -> tuple[int, int]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_size, st.st_mtime_ns)
+
+    def claim(self, round_id: str, viewer: str) -> bool:
+        """Reserves the one vote of this viewer for this round; False when it is taken (a second click)."""
+        key = (round_id, viewer)
+        with self._claims_lock:
+            if key in self._claims:
+                return False
+            self._claims.add(key)
+            return True
+
+    def release(self, round_id: str, viewer: str) -> None:
+        with self._claims_lock:
+            self._claims.discard((round_id, viewer))
+
+    def start_hub_push(self) -> threading.Thread | None:
+        """Starts the optional push to a dataset repository (hub_scheduler) in the background: reaching the
+        Hub can take half a minute of retries, which must not hold up the app's start."""
+        if not (os.environ.get("PLAYGROUND_VOTES_HF_REPO") or "").strip() or self.scheduler is not None:
+            return None
+
+        def start() -> None:
+            self.scheduler = hub_scheduler(self.path)
+
+        thread = threading.Thread(target=start, name="votes-hub-push", daemon=True)
+        thread.start()
+        return thread
 
     async def add(self, record: dict[str, Any]) -> None:
         # file I/O off the event loop: a slow disk must not stall every stream of the server
         await asyncio.to_thread(self.append, record)
 
-    async def leaderboard(self) -> list[LeaderRow]:
-        return leaderboard(await asyncio.to_thread(self.read))
+    async def vote(self, round_: Round | None, choice: Any, viewer: str) -> str:
+        """Checks, claims and stores one vote; the round is revealed only once the line is on disk.
+
+        Raises InputError (err_vote_twice for a second click, even one that arrives while the first is
+        being written), or OSError when the file cannot be written (the claim is released: try again).
+        """
+        winner = check_vote(round_, choice)
+        assert round_ is not None
+        if not self.claim(round_.round_id, viewer):
+            raise InputError("err_vote_twice")
+        try:
+            await self.add(vote_record(round_, winner, viewer))
+        except BaseException:
+            self.release(round_.round_id, viewer)
+            raise
+        round_.winner = winner
+        round_.revealed = True
+        return winner
+
+    def board(self, selection: Selection | None = None, rounds: int | None = None) -> Leaderboard:
+        """The leaderboard of the file as it is now (cached per file state, selection and rounds)."""
+        sel = selection or Selection()
+        n = bootstrap_rounds() if rounds is None else rounds
+
+        def make() -> Leaderboard:
+            records, broken = self.read_lines()
+            return ratings.leaderboard(records, sel, n, unreadable=broken)
+
+        return self._cache.get((str(self.path), self._state(), sel, n), make)
+
+    async def leaderboard(self, selection: Selection | None = None, rounds: int | None = None) -> Leaderboard:
+        return await asyncio.to_thread(self.board, selection, rounds)
+
+    async def records(self) -> tuple[list[dict[str, Any]], int]:
+        return await asyncio.to_thread(self.read_lines)
 
 
-@dataclass(frozen=True)
-class LeaderRow:
-    model: str
-    wins: int
-    losses: int
-    ties: int
-
-    @property
-    def games(self) -> int:
-        return self.wins + self.losses + self.ties
-
-    @property
-    def win_rate(self) -> float:
-        """Wins over all games (a tie counts as a game without a win)."""
-        return self.wins / self.games if self.games else 0.0
+def bootstrap_rounds() -> int:
+    """PLAYGROUND_BOOTSTRAP_ROUNDS (default 1000, 50..10000): bootstrap samples behind each interval."""
+    try:
+        value = int(os.environ.get("PLAYGROUND_BOOTSTRAP_ROUNDS") or ratings.DEFAULT_ROUNDS)
+    except ValueError:
+        value = ratings.DEFAULT_ROUNDS
+    return max(50, min(10000, value))
 
 
-def leaderboard(records: Sequence[dict[str, Any]]) -> list[LeaderRow]:
-    """Wins, losses and ties per model. The winner beats every other model of its vote; a tie is a tie
-    for every model of its vote; a model that sat in two panes of one vote counts once."""
-    wins: dict[str, int] = {}
-    losses: dict[str, int] = {}
-    ties: dict[str, int] = {}
-    for rec in records:
-        panes = rec.get("panes")
-        winner = rec.get("winner")
-        if not isinstance(panes, list) or not isinstance(winner, str):
-            continue
-        models = list(dict.fromkeys(str(p.get("model")) for p in panes if isinstance(p, dict) and p.get("model")))
-        if len(models) < 2 and winner == TIE:
-            continue
-        if winner == TIE:
-            for m in models:
-                ties[m] = ties.get(m, 0) + 1
-            continue
-        winner_model = rec.get("winner_model")
-        if not winner_model:
-            letters = {p.get("letter"): p.get("model") for p in panes if isinstance(p, dict)}
-            winner_model = letters.get(winner)
-        if winner_model not in models:
-            continue
-        others = [m for m in models if m != winner_model]
-        if not others:
-            continue
-        wins[winner_model] = wins.get(winner_model, 0) + 1
-        for m in others:
-            losses[m] = losses.get(m, 0) + 1
-    names = set(wins) | set(losses) | set(ties)
-    rows = [LeaderRow(m, wins.get(m, 0), losses.get(m, 0), ties.get(m, 0)) for m in names]
-    return sorted(rows, key=lambda r: (-r.win_rate, -r.wins, -r.games, r.model))
+def hub_scheduler(path: Path | None = None) -> Any:
+    """A huggingface_hub CommitScheduler that pushes the votes file to a dataset repository, or None.
+
+    On when PLAYGROUND_VOTES_HF_REPO names a dataset (`user/name`); HF_TOKEN must be allowed to write
+    to it; PLAYGROUND_VOTES_HF_EVERY is the interval in minutes (default 5). A Space's disk is empty
+    after a restart, and the scheduler uploads the local file as it is: so the repository's file is
+    downloaded first, and when that fails for any reason but "not there yet", nothing is pushed (the
+    votes stay local) rather than overwriting the repository's votes with fewer.
+    Untested against the Hub from this machine (no network).
+    """
+    repo = (os.environ.get("PLAYGROUND_VOTES_HF_REPO") or "").strip()
+    if not repo:
+        return None
+    path = path or votes_path()
+    try:
+        from huggingface_hub import CommitScheduler, hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
+    except ImportError:
+        log.warning("PLAYGROUND_VOTES_HF_REPO is set but huggingface_hub is missing: votes stay local")
+        return None
+    try:
+        every = float(os.environ.get("PLAYGROUND_VOTES_HF_EVERY") or 5)
+    except ValueError:
+        every = 5.0
+    path_in_repo = "votes"
+    if not path.exists():
+        try:
+            downloaded = hf_hub_download(repo, f"{path_in_repo}/{path.name}", repo_type="dataset")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(downloaded, path)
+        except LocalEntryNotFoundError as exc:
+            # offline or no network: huggingface_hub raises this subclass of EntryNotFoundError, which
+            # must not pass for "no votes there yet"
+            log.warning("votes not pushed to %s: the Hub cannot be reached (%s)", repo, type(exc).__name__)
+            return None
+        except (EntryNotFoundError, RepositoryNotFoundError):
+            pass  # a new repository or no votes yet: the scheduler creates them
+        except Exception as exc:  # no permission, ...: never overwrite the Hub's votes
+            log.warning("votes not pushed to %s: could not read its votes first (%s)", repo, type(exc).__name__)
+            return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return CommitScheduler(
+            repo_id=repo,
+            repo_type="dataset",
+            folder_path=path.parent,
+            path_in_repo=path_in_repo,
+            allow_patterns=[path.name],
+            every=every,
+            private=True,
+        )
+    except Exception as exc:  # creating the repository needs the Hub too
+        log.warning("votes not pushed to %s: %s", repo, type(exc).__name__)
+        return None

@@ -775,6 +775,133 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Die Anfrage konnte nicht bearbeitet werden ({detail}). Der Playground läuft weiter.",
         "en": "The request could not be processed ({detail}). The playground keeps running.",
     },
+    # ---- blind leaderboard (ratings) and blind session mode (issue 14) -----------------------------
+    "lb_method": {
+        "de": "Bradley-Terry-Wertung aus allen gezählten Blindstimmen (Elo-Skala, Mittel 1000; 400 Punkte "
+        "Abstand = 10 : 1 Gewinnchance); Unentschieden zählt für beide halb; 95-%-Intervall aus {rounds} "
+        "Bootstrap-Stichproben. Modelle mit überlappenden Intervallen sind nicht trennbar.",
+        "en": "Bradley-Terry rating from every counted blind vote (Elo-like scale, mean 1000; 400 points apart = "
+        "odds of 10 : 1); a tie counts half for each side; 95 % interval from {rounds} bootstrap samples. Models "
+        "whose intervals overlap are not separable.",
+    },
+    "lb_counted": {
+        "de": "Gezählte Stimmen: {votes} · Vergleiche: {battles} · Modelle: {models}.",
+        "en": "Votes counted: {votes} · battles: {battles} · models: {models}.",
+    },
+    "lb_not_counted": {"de": "Nicht gezählt: {reasons}.", "en": "Not counted: {reasons}."},
+    "lb_outside": {
+        "de": "Stimmen außerhalb der gewählten Filter: {n}.",
+        "en": "Votes outside the chosen filters: {n}.",
+    },
+    "lb_reason_unreadable": {
+        "de": "unlesbare Zeilen (abgebrochenes Schreiben): {n}",
+        "en": "unreadable lines (a write cut off): {n}",
+    },
+    "lb_reason_newer_schema": {
+        "de": "aus einer neueren Version des Playgrounds: {n}",
+        "en": "from a newer version of the playground: {n}",
+    },
+    "lb_reason_incomplete": {"de": "unvollständig: {n}", "en": "incomplete: {n}"},
+    "lb_reason_same_model": {
+        "de": "dasselbe Modell auf beiden Seiten (kein Vergleich): {n}",
+        "en": "the same model on both sides (no comparison): {n}",
+    },
+    "lb_reason_duplicate": {
+        "de": "zweite Stimme derselben Person für dieselbe Runde: {n}",
+        "en": "a second vote of the same viewer for the same round: {n}",
+    },
+    "lb_empty": {
+        "de": "Noch keine Rangliste: es braucht mindestens eine gezählte Stimme zwischen zwei verschiedenen Modellen.",
+        "en": "No leaderboard yet: it needs at least one counted vote between two different models.",
+    },
+    "lb_vote_not_counted_same": {
+        "de": "Diese Stimme zählt nicht für die Rangliste: in allen Feldern lief dasselbe Modell.",
+        "en": "This vote does not count for the leaderboard: every pane ran the same model.",
+    },
+    "lb_rank": {"de": "Rang", "en": "Rank"},
+    "lb_rating": {"de": "Wertung", "en": "Rating"},
+    "lb_interval": {"de": "95-%-Intervall", "en": "95 % interval"},
+    "lb_battles": {"de": "Vergleiche", "en": "Battles"},
+    "lb_record": {"de": "S / N / U", "en": "W / L / T"},
+    "lb_record_value": {"de": "{wins} / {losses} / {ties}", "en": "{wins} / {losses} / {ties}"},
+    "lb_not_separable": {"de": "Nicht trennbar von", "en": "Not separable from"},
+    "lb_separable_all": {"de": "– (von allen trennbar)", "en": "– (separable from all)"},
+    "lb_matrix": {
+        "de": "Siegquote der Zeile gegen die Spalte (Anzahl Vergleiche)",
+        "en": "Win rate of the row against the column (number of battles)",
+    },
+    "lb_matrix_corner": {"de": "Zeile gegen Spalte", "en": "Row against column"},
+    "lb_no_battles": {"de": "keine", "en": "none"},
+    "lb_pair_battles": {"de": "{n}", "en": "{n}"},
+    "lb_matrix_note": {
+        "de": "Unentschieden zählt als halber Sieg. Blau: die Zeile gewinnt meist, rot: sie verliert meist.",
+        "en": "A tie counts as half a win. Blue: the row mostly wins, red: it mostly loses.",
+    },
+    "lb_all": {"de": "Alle", "en": "All"},
+    "lb_filter_set": {"de": "Prompt-Set", "en": "Prompt set"},
+    "lb_filter_category": {"de": "Kategorie", "en": "Category"},
+    "lb_filter_session": {"de": "Sitzung", "en": "Session"},
+    "lb_filter_variant": {
+        "de": "Quantisierungen einer Variante",
+        "en": "Quantizations of one variant",
+    },
+    "lb_session_choice": {"de": "{ts} · {id} (Stimmen: {n})", "en": "{ts} · {id} (votes: {n})"},
+    "lb_export_votes_csv": {"de": "Stimmen (CSV)", "en": "Votes (CSV)"},
+    "lb_export_votes_json": {"de": "Stimmen (JSON)", "en": "Votes (JSON)"},
+    "lb_export_board_csv": {"de": "Rangliste (CSV)", "en": "Leaderboard (CSV)"},
+    "lb_export_board_json": {"de": "Rangliste (JSON)", "en": "Leaderboard (JSON)"},
+    "category_reasoning": {"de": "Logik und Rechnen", "en": "Reasoning"},
+    "category_explanation": {"de": "Erklären", "en": "Explanation"},
+    "category_writing": {"de": "Schreiben", "en": "Writing"},
+    "category_retrieval": {"de": "Antworten aus Quellen", "en": "Retrieval"},
+    "category_known_limitations": {"de": "Bekannte Schwächen", "en": "Known limitations"},
+    "category_free": {"de": "Eigene Prompts", "en": "Typed prompts"},
+    "err_lb_filter": {"de": "Der Filter „{name}“ muss ein Text sein.", "en": "The filter '{name}' must be a text."},
+    "err_lb_rounds": {
+        "de": "rounds muss eine ganze Zahl von {low} bis {high} sein.",
+        "en": "rounds must be a whole number from {low} to {high}.",
+    },
+    "session_title": {"de": "Blindsitzung (für Meetings)", "en": "Blind session (for meetings)"},
+    "session_intro": {
+        "de": "Eine feste Liste von Prompts aus einem Prompt-Set, einer nach dem anderen, jeder an ein zufälliges "
+        "Paar der gewählten Modelle, ohne Namen. Nach jeder Stimme werden die Namen gezeigt; nach der letzten "
+        "erscheint die Rangliste dieser Sitzung.",
+        "en": "A fixed list of prompts from a prompt set, one after the other, each to a random pair of the chosen "
+        "models, without names. The names are shown after each vote; after the last one, this session's "
+        "leaderboard appears.",
+    },
+    "session_set": {"de": "Prompt-Set", "en": "Prompt set"},
+    "session_category": {"de": "Kategorie", "en": "Category"},
+    "session_count": {"de": "Anzahl Prompts", "en": "Number of prompts"},
+    "session_models": {"de": "Modelle (mindestens zwei)", "en": "Models (at least two)"},
+    "session_start": {"de": "Sitzung starten", "en": "Start session"},
+    "session_next": {"de": "Nächster Prompt", "en": "Next prompt"},
+    "session_progress": {"de": "Prompt {n} von {total}: {title}", "en": "Prompt {n} of {total}: {title}"},
+    "session_done": {
+        "de": "Sitzung beendet: {n} Prompts bewertet. Die Rangliste dieser Sitzung steht unten.",
+        "en": "Session finished: {n} prompts judged. This session's leaderboard is below.",
+    },
+    "session_board_title": {
+        "de": "Rangliste dieser Sitzung ({n} Prompts)",
+        "en": "Leaderboard of this session ({n} prompts)",
+    },
+    "err_session_set": {"de": "Bitte ein Prompt-Set wählen.", "en": "Please choose a prompt set."},
+    "err_session_no_prompts": {
+        "de": "Dieses Prompt-Set hat keine Prompts dieser Kategorie.",
+        "en": "This prompt set has no prompts of this category.",
+    },
+    "err_session_models": {
+        "de": "Bitte mindestens zwei verschiedene Modelle wählen.",
+        "en": "Please choose at least two different models.",
+    },
+    "err_session_model_unavailable": {
+        "de": "{model} läuft hier nicht; bitte ein anderes Modell wählen.",
+        "en": "{model} cannot run here; please choose another model.",
+    },
+    "err_session_next": {
+        "de": "Erst abstimmen, dann kommt der nächste Prompt.",
+        "en": "Vote first, then the next prompt comes.",
+    },
     # ---- space, limits, reliability -----------------------------------------------------------
     # (keys for limits and the Space go here)
     "err_rate_limited": {

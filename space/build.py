@@ -17,9 +17,9 @@ SPACE_DIR = ROOT / "space"
 DEFAULT_OUT = SPACE_DIR / "build"
 MARKER = ".space-build"  # marks a folder this script may wipe; never uploaded
 
-#: what the app needs at run time, relative to the project root (components/ is walked)
+#: what the app needs at run time, relative to the project root (components/ and prompts/ are walked)
 APP_FILES = ("app.py", "models.yaml", "requirements-offline.txt")  # the pin of the offline model's wheel
-PACKAGE_DIRS = ("components",)
+PACKAGE_DIRS = ("components", "prompts")  # prompts/: the blind session mode's prompt sets
 #: never copied, wherever they turn up
 EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".git", "tests", "bench", "build"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".log", ".env", ".gguf", ".safetensors", ".bin")

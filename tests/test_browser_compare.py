@@ -282,6 +282,15 @@ def test_blind_vote_reveals_names_and_fills_the_leaderboard(open_compare: Any, v
     board = cp.page.locator("#compare-leaderboard")
     cp.wait_until(lambda: models[0] in board.inner_text(), "the leaderboard")
     assert "100 %" in board.inner_text()
+    assert "Gezählte Stimmen: 1 · Vergleiche: 1 · Modelle: 2." in board.inner_text()
+    # issue 13: votes of one model against itself left "– 0 0 0 0 –" with no reason, also after a refresh
+    same = {**record, "round_id": "same", "panes": [record["panes"][0], {**record["panes"][0], "letter": "B"}]}
+    with votes_file.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(same) + "\n")
+    cp.page.locator("#compare-leaderboard-refresh").click()
+    reason = "Nicht gezählt: dasselbe Modell auf beiden Seiten (kein Vergleich): 1."
+    cp.wait_until(lambda: reason in board.inner_text(), "the reason a vote did not count")
+    assert "Gezählte Stimmen: 1 ·" in board.inner_text()
 
 
 def test_export_downloads_markdown_and_json(open_compare: Any) -> None:

@@ -25,7 +25,6 @@ from components.compare import (
     export_dict,
     export_json,
     export_markdown,
-    leaderboard,
     pane_history,
     pane_settings,
     run_round,
@@ -33,6 +32,7 @@ from components.compare import (
     vote_record,
 )
 from components.engines.base import Engine, EngineDone, EngineError, GenerationRequest, TextDelta
+from components.ratings import leaderboard
 from components.service import EngineRegistry, Playground
 from components.validation import InputError
 
@@ -341,18 +341,20 @@ def test_leaderboard_math() -> None:
         {"panes": "broken", "winner": "A"},
         {"winner": "A"},
     ]
-    rows = {r.model: r for r in leaderboard(records)}
+    board = leaderboard(records, rounds=50)
+    rows = {r.model: r for r in board.rows}
     assert (rows["m1"].wins, rows["m1"].losses, rows["m1"].ties) == (2, 2, 1)
     assert (rows["m2"].wins, rows["m2"].losses, rows["m2"].ties) == (1, 3, 0)
-    assert (rows["m3"].wins, rows["m3"].losses, rows["m3"].ties) == (1, 0, 1)
-    assert rows["m1"].games == 5 and rows["m1"].win_rate == pytest.approx(0.4)
-    assert rows["m3"].win_rate == pytest.approx(0.5)
-    assert [r.model for r in leaderboard(records)] == ["m3", "m1", "m2"]
+    assert (rows["m3"].wins, rows["m3"].losses, rows["m3"].ties) == (2, 0, 1)  # beat m1 and m2 in one vote
+    assert rows["m1"].battles == 5
+    # the vote with the same model twice and the two broken records are counted as not counted, with reasons
+    assert board.tally.votes == 5 and board.tally.battles == 6
+    assert board.tally.not_counted["same_model"] == 1 and board.tally.not_counted["incomplete"] == 2
     # a record without winner_model (older file) finds the winner through the letters
     legacy = vote("B", "x", "y")
     del legacy["winner_model"]
-    assert [(r.model, r.wins) for r in leaderboard([legacy])] == [("y", 1), ("x", 0)]
-    assert leaderboard([]) == []
+    assert [(r.model, r.wins) for r in leaderboard([legacy], rounds=50).rows] == [("y", 1), ("x", 0)]
+    assert leaderboard([]).rows == []
 
 
 async def test_vote_log_appends_lines_and_feeds_the_leaderboard(
@@ -373,7 +375,8 @@ async def test_vote_log_appends_lines_and_feeds_the_leaderboard(
     assert len(lines) == 31 and all(json.loads(line) for line in lines), "no line may be torn by a concurrent write"
     with path.open("a", encoding="utf-8") as fh:
         fh.write('{"broken": \n')
-    rows = {r.model: r for r in await log.leaderboard()}
+    rows = {r.model: r for r in (await log.leaderboard(rounds=50)).rows}
+    assert (await log.leaderboard(rounds=50)).tally.not_counted["unreadable"] == 1
     assert (rows["m1"].wins, rows["m1"].losses, rows["m1"].ties) == (1, 20, 10)
     assert (rows["m2"].wins, rows["m2"].losses, rows["m2"].ties) == (20, 1, 10)
 
@@ -386,7 +389,8 @@ def test_page_values_are_not_trusted() -> None:
 
 
 async def test_blind_pane_view_hides_status_and_names(playground: Playground) -> None:
-    from components.ui.compare import leaderboard_value, pane_conversation, pane_label, reveal_text
+    from components.ui.arena import leaderboard_html
+    from components.ui.compare import pane_conversation, pane_label, reveal_text
 
     r = Round(
         "Frage",
@@ -402,8 +406,8 @@ async def test_blind_pane_view_hides_status_and_names(playground: Playground) ->
     r.winner, r.revealed = "A", True
     text = reveal_text(r, "de")
     assert "Modell A" in text and "Fast · Q" in text and "`echo/q`" in text
-    value = leaderboard_value(leaderboard([vote("A", "m1", "m2")]), "en")
-    assert value["headers"][0] == "Model" and value["data"][0] == ["m1", 1, 0, 0, 1, "100 %"]
+    value = leaderboard_html(leaderboard([vote("A", "m1", "m2")], rounds=50), "en")
+    assert "<code>m1</code>" in value and "100 %" in value and "Votes counted: 1 · battles: 1 · models: 2." in value
 
 
 async def test_compare_api_function(playground: Playground) -> None:

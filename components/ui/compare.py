@@ -20,11 +20,9 @@ from components.compare import (
     MAX_PANES,
     MIN_PANES,
     TIE,
-    LeaderRow,
     PaneSpec,
     Round,
     VoteLog,
-    check_vote,
     export_json,
     export_markdown,
     new_round,
@@ -33,11 +31,12 @@ from components.compare import (
     prepare_panes,
     shuffled,
     stream_round,
-    vote_record,
+    viewer_of,
 )
 from components.limits import check_rate
 from components.messages import t
 from components.service import Playground, format_stats
+from components.ui.arena import build_blind_session, build_leaderboard_view, tag_prompt, vote_note
 from components.ui.chat import render
 from components.ui.common import (
     CancelFlags,
@@ -154,6 +153,8 @@ def reveal_text(round_: Round | None, lang: str) -> str:
     else:
         choice = t("compare_blind_name", lang, letter=round_.winner)
     lines = [t("compare_voted", lang, choice=choice)]
+    if note := vote_note(round_, lang):
+        lines.append(note)
     for p in round_.panes:
         lines.append(
             "- "
@@ -166,12 +167,6 @@ def reveal_text(round_: Round | None, lang: str) -> str:
             )
         )
     return "\n".join(lines)
-
-
-def leaderboard_value(rows: list[LeaderRow], lang: str) -> dict[str, Any]:
-    headers = [t(k, lang) for k in ("lb_model", "lb_wins", "lb_losses", "lb_ties", "lb_games", "lb_win_rate")]
-    data = [[r.model, r.wins, r.losses, r.ties, r.games, f"{r.win_rate * 100:.0f} %"] for r in rows]
-    return {"headers": headers, "data": data or [["–", 0, 0, 0, 0, "–"]]}
 
 
 def write_exports(rounds: list[Round], lang: str) -> tuple[str, str]:
@@ -205,6 +200,7 @@ def build_compare_tab(
     catalog = playground.catalog
     default = catalog.default
     vote_log = votes or VoteLog()
+    vote_log.start_hub_push()  # only with PLAYGROUND_VOTES_HF_REPO (README, blind leaderboard)
     tr.add(gr.Markdown(t("compare_intro"), elem_id="compare-intro"), "compare_intro", "value")
     with gr.Row():
         pane_count = tr.add(
@@ -327,15 +323,12 @@ def build_compare_tab(
         settings = settings_panel(default.family, tr, "compare-shared")
     tr.add(settings_acc, "compare_shared_settings")
     with gr.Accordion(t("compare_leaderboard"), open=False, elem_id="compare-leaderboard-box") as lb_acc:
-        leaderboard = gr.Dataframe(
-            value=leaderboard_value([], "de"), interactive=False, wrap=True, elem_id="compare-leaderboard"
-        )
-        refresh = tr.add(
-            gr.Button(t("compare_leaderboard_refresh"), size="sm", elem_id="compare-leaderboard-refresh"),
-            "compare_leaderboard_refresh",
-            "value",
-        )
+        board_view = build_leaderboard_view(tr, vote_log, lang_state)
     tr.add(lb_acc, "compare_leaderboard")
+    with gr.Accordion(t("session_title"), open=False, elem_id="session-box") as session_acc:
+        build_blind_session(playground, tr, flags, vote_log, lang_state)
+    tr.add(session_acc, "session_title")
+    leaderboard = board_view.html
     rounds = gr.State([])
     all_votes = [*vote_buttons, vote_tie]
 
@@ -469,6 +462,7 @@ def build_compare_tab(
             recorded["family_defaults"] = True
         prepared = prepare_panes(playground, specs, text, histories, lang)
         round_ = new_round(playground, specs, text, prepared, lang, recorded, is_blind)
+        tag_prompt(round_)
         conv.append(round_)
         session = session_of(request)
         flag = flags.start(session, SLOT)
@@ -535,32 +529,24 @@ def build_compare_tab(
         pane.chatbot.clear(clear_all, [pane_count, lang_state], stream_outputs, queue=False, api_visibility="private")
 
     # ---- votes and leaderboard -----------------------------------------------------------------
-    async def board(lang: str) -> dict[str, Any]:
-        return leaderboard_value(await vote_log.leaderboard(), lang)
-
     def make_vote(choice: str) -> Callable[..., Any]:
-        async def vote(conv: list[Round], count_in: Any, lang: str) -> list[Any]:
+        async def vote(conv: list[Round], count_in: Any, lang: str, request: gr.Request) -> list[Any]:
             last = conv[-1] if conv else None
             try:
-                winner = check_vote(last, choice)
+                # one vote per round and viewer: a second click (even one racing the first) changes nothing
+                await vote_log.vote(last, choice, viewer_of(session_of(request)))
             except InputError as exc:
                 warn(t(exc.key, lang, **exc.params), lang)
-                return [gr.update()] * (n_view + 1 + len(all_votes) + 4)
-            assert last is not None
-            try:
-                await vote_log.add(vote_record(last, winner))
+                return [gr.update()] * (n_view + 1 + len(all_votes) + 3)
             except OSError as exc:
                 log.warning("vote not saved: %s", exc)
                 warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
-                return [gr.update()] * (n_view + 1 + len(all_votes) + 4)
-            last.winner = winner
-            last.revealed = True
+                return [gr.update()] * (n_view + 1 + len(all_votes) + 3)
             count = pane_count_of(count_in)
             return [
                 *pane_updates(conv, lang),
                 conv,
                 *vote_updates(conv, count, lang),
-                await board(lang),
                 *(await export_updates(conv, lang)),
             ]
 
@@ -572,16 +558,15 @@ def build_compare_tab(
         rounds,
         *all_votes,
         reveal,
-        leaderboard,
         export_md,
         export_js,
     ]
-    for i, button in enumerate(vote_buttons):
-        button.click(make_vote(LETTERS[i]), [rounds, pane_count, lang_state], vote_outputs, api_visibility="private")
-    vote_tie.click(make_vote(TIE), [rounds, pane_count, lang_state], vote_outputs, api_visibility="private")
-    refresh.click(board, [lang_state], [leaderboard], api_visibility="private")
-    # runs on page load and whenever the language changes
-    gr.on(None, board, [lang_state], [leaderboard], api_visibility="private")
+    board_inputs = [lang_state, *board_view.inputs]
+    for i, button in enumerate([*vote_buttons, vote_tie]):
+        choice = LETTERS[i] if i < len(vote_buttons) else TIE
+        button.click(make_vote(choice), [rounds, pane_count, lang_state], vote_outputs, api_visibility="private").then(
+            board_view.update, board_inputs, board_view.outputs, api_visibility="private"
+        )
 
     # ---- pane count, blind mode, language ------------------------------------------------------
     def on_count(count_in: Any, conv: list[Round], lang: str) -> list[Any]:
