@@ -236,7 +236,13 @@ class Batcher:
             processors.tensors_required += 1
             processors._retrieve_processors_kwargs()
             processors.do_processing = True
-            manager.start()
+            # manager.start() runs the loop in a non-daemon thread, which would keep the app from exiting on
+            # Ctrl+C; this is the same start (transformers 5.23's ContinuousBatchingManager.start) as a daemon.
+            manager.background_thread_status.clear()
+            manager._generation_thread = threading.Thread(
+                target=manager._run_generation_loop, name="transformers-batching", daemon=True
+            )
+            manager._generation_thread.start()
             self._manager = manager
             return manager
 
