@@ -20,6 +20,9 @@ ENV = "PLAYGROUND_TRANSFORMERS_BATCHING"
 #: Requests one batch holds at most (more wait inside transformers' scheduler until a place frees up).
 BATCH_SIZE_ENV = "PLAYGROUND_TRANSFORMERS_BATCH_SIZE"
 
+#: KV-cache tokens of all batched requests together on a CPU (transformers allocates the cache up front).
+CPU_CACHE_TOKENS = 16384
+
 #: Builds the batching path does not take: bitsandbytes, GPTQ and AWQ layers are not part of anything
 #: transformers' continuous batching tests or sizes its cache for (and none could be tried here without a GPU).
 QUANTIZED_KINDS = frozenset({QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq})
@@ -206,12 +209,13 @@ class Batcher:
             "max_requests_per_batch": self.size,
         }
         if self.model.device.type == "cpu":
-            # transformers sizes the cache from free accelerator memory; on a CPU say it: room for `size`
-            # requests of a full context each, in pages of 32 tokens.
+            # transformers sizes the cache from free accelerator memory; on a CPU say it: pages of 32 tokens,
+            # room for `size` full contexts but at most 16 384 tokens (at least one full context).
             page = 32
+            tokens = max(self.context, min(self.size * self.context, CPU_CACHE_TOKENS))
             options.update(
                 page_size=page,
-                num_blocks=self.size * math.ceil(self.context / page) + 1,
+                num_blocks=math.ceil(tokens / page) + 1,
                 max_batch_tokens=max(256, min(2048, self.context)),
             )
         else:
