@@ -317,7 +317,12 @@ SUBSECTIONS: tuple[tuple[str, str], ...] = (
         "### GPU\n\nNot measured yet: run `python bench/bench_transformers.py --gpu --record` on a CUDA machine.",
     ),
     ("### CPU: continuous batching", ""),
-    ("### GPU: continuous batching", ""),
+    (
+        "### GPU: continuous batching",
+        "### GPU: continuous batching\n\nNot measured: no GPU was lent to the task that built the batching path "
+        "(2026-12-01). Run `python bench/bench_transformers.py --gpu-batching --record` on a CUDA machine; the "
+        "default on CUDA stays off until it shows batching faster.",
+    ),
 )
 
 
@@ -460,40 +465,64 @@ def batching_table(rows: list[dict[str, Any]], extra: str = "") -> list[str]:
     return head + body
 
 
-async def batching_cpu_part(visitors: list[int], tokens: int, runs: int) -> str:
+#: CPU models for the batching part: the issue's tiny one, and the 50 M one of the overhead part (compute-bound).
+CPU_BATCH_MODELS: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 256, "layers": 4, "heads": 4, "intermediate_size": 688},
+    "50m": {"hidden_size": 512, "layers": 14, "heads": 8, "intermediate_size": 1536},
+}
+
+
+def verdict_line(rows: list[dict[str, Any]]) -> str:
+    """Where batching won and lost in this run, in words (ratio > 1: batching gave more tokens/s)."""
+    won = [f"{r['visitors']} ({r['ratio']:.2f}x)" for r in rows if r["ratio"] > 1.0]
+    lost = [f"{r['visitors']} ({r['ratio']:.2f}x)" for r in rows if r["ratio"] <= 1.0]
+    parts = []
+    if won:
+        parts.append("batching gave more tokens/s at " + ", ".join(won) + " visitors")
+    if lost:
+        parts.append("fewer at " + ", ".join(lost))
+    return ("In this run " + "; ".join(parts) + ".") if parts else ""
+
+
+async def batching_cpu_part(visitors: list[int], tokens: int, runs: int, models: list[str]) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        # The issue's tiny model: 4 layers, hidden 256.
-        folder = build_tiny_llama(
-            Path(tmp), hidden_size=256, layers=4, heads=4, intermediate_size=688, max_positions=1024
-        )
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        net = AutoModelForCausalLM.from_pretrained(folder).eval()
-        ref = local_model_ref(str(folder), context_length=1024, params_b=0.005, model_id="bench-batching-cpu")
-        rows = await batching_compare(net, tokenizer, ref, visitors, tokens, runs)
-        params = sum(p.numel() for p in net.parameters()) / 1e6
-    load = os.getloadavg()[0]
-    return "\n".join(
-        [
-            "### CPU: continuous batching",
+    lines = [
+        "### CPU: continuous batching",
+        "",
+        f"`python bench/bench_transformers.py --batching --visitors {','.join(map(str, visitors))} --batch-tokens "
+        f"{tokens} --batch-runs {runs} --batch-models {','.join(models)} --record`. Random-weight Llamas, fp32, "
+        f"{torch.get_num_threads()} torch threads; each visitor asks a different question, {tokens} new tokens, "
+        "greedy. The same loaded weights behind two engines: `PLAYGROUND_TRANSFORMERS_BATCHING=1` (transformers' "
+        "ContinuousBatchingManager) and `=0` (today's path: one request after another, the others queue); the two "
+        f"alternate, median of {runs} rounds each. Tokens/s = all visitors' tokens over the round's wall time.",
+    ]
+    for name in models:
+        dims = CPU_BATCH_MODELS[name]
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = build_tiny_llama(Path(tmp), max_positions=1024, **dims)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            net = AutoModelForCausalLM.from_pretrained(folder).eval()
+            ref = local_model_ref(str(folder), context_length=1024, params_b=0.05, model_id=f"bench-batching-{name}")
+            print(f"CPU model {name}:")
+            rows = await batching_compare(net, tokenizer, ref, visitors, tokens, runs)
+            params = sum(p.numel() for p in net.parameters()) / 1e6
+        lines += [
             "",
-            f"`python bench/bench_transformers.py --batching --visitors {','.join(map(str, visitors))} --batch-tokens "
-            f"{tokens} --batch-runs {runs} --record`. Random-weight Llama, 4 layers, hidden 256 ({params:.1f} M "
-            f"parameters), fp32, {torch.get_num_threads()} torch threads; each visitor asks a different question, "
-            f"{tokens} new tokens, greedy. The same loaded weights behind two engines: "
-            "`PLAYGROUND_TRANSFORMERS_BATCHING=1` (transformers' ContinuousBatchingManager) and `=0` (today's path: "
-            "one request after another, the others queue); the "
-            f"two alternate, median of {runs} rounds each. Tokens/s = all visitors' tokens over the round's wall time.",
+            f"{dims['layers']} layers, hidden {dims['hidden_size']} ({params:.1f} M parameters):",
             "",
             *batching_table(rows),
             "",
-            f"Machine: {machine()}; load average {load:.1f} at the end — shared with other work (six other sessions "
-            "on the same 2 cores), so absolute figures are noisy; the ratio of alternating rounds is the figure to "
-            "read. The default on a CPU follows it: today's path unless the ratio is well above 1.",
+            verdict_line(rows),
         ]
-    )
+    lines += [
+        "",
+        f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the end — shared with other work (six "
+        "other sessions on the same 2 cores), so absolute figures are noisy; the ratio of alternating rounds is "
+        "the figure to read.",
+    ]
+    return "\n".join(lines)
 
 
 async def batching_gpu_part(
@@ -557,7 +586,8 @@ async def main_async(args: argparse.Namespace) -> int:
     visitors = [int(v) for v in args.visitors.split(",")] if args.visitors else None
     cpu = gpu = batch_cpu = batch_gpu = None
     if args.batching:
-        batch_cpu = await batching_cpu_part(visitors or [1, 4, 16], args.batch_tokens, args.batch_runs)
+        models = [m.strip() for m in args.batch_models.split(",") if m.strip()]
+        batch_cpu = await batching_cpu_part(visitors or [1, 4, 16], args.batch_tokens, args.batch_runs, models)
     elif args.gpu_batching:
         batch_gpu = await batching_gpu_part(
             visitors or [1, 8, 32], args.gpu_tokens, args.batch_runs, args.bandwidth_gbs
@@ -583,6 +613,9 @@ def main() -> int:
     parser.add_argument("--gpu-batching", action="store_true", help="GPU: 7B-shaped fp16, batching vs today's path")
     parser.add_argument("--visitors", default="", help="visitors at once, comma-separated (1,4,16; GPU 1,8,32)")
     parser.add_argument("--batch-tokens", type=int, default=64, help="new tokens per visitor on the CPU (default 64)")
+    parser.add_argument(
+        "--batch-models", default="tiny,50m", help=f"CPU models for --batching: {','.join(CPU_BATCH_MODELS)}"
+    )
     parser.add_argument("--batch-runs", type=int, default=3, help="alternating rounds per visitor count (default 3)")
     parser.add_argument(
         "--bandwidth-gbs", type=float, default=3350.0, help="GPU memory bandwidth in GB/s (default 3350, H100 SXM)"
