@@ -622,8 +622,12 @@ QUESTIONS = (
 )
 
 
+#: A system prompt of several 32-token cache pages: requests share its blocks (transformers' prefix sharing).
+LONG_SYSTEM = " ".join(["Du bist ein hilfreicher Assistent. Bitte antworte immer auf Deutsch."] * 6)
+
+
 def batched_request(ref: Any, question: str, **settings: Any) -> GenerationRequest:
-    return request(ref, prompt=chatml("Du bist ein hilfreicher Assistent.", question), **settings)
+    return request(ref, prompt=chatml(LONG_SYSTEM, question), **settings)
 
 
 @pytest.fixture
@@ -644,13 +648,17 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Transfo
     assert not engine_threads()  # every batching loop ended with its model
 
 
-def count_forwards(loaded: Any) -> Callable[[], int]:
+def count_forwards(loaded: Any, tokens: list[int] | None = None) -> Callable[[], int]:
+    """Counts forward passes; `tokens` (if given) gets the number of input tokens of each."""
     calls = [0]
 
-    def hook(module: Any, args: Any) -> None:
+    def hook(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
         calls[0] += 1
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if tokens is not None and ids is not None:
+            tokens.append(int(ids.numel()))
 
-    loaded.model.register_forward_pre_hook(hook)
+    loaded.model.register_forward_pre_hook(hook, with_kwargs=True)
     return lambda: calls[0]
 
 
@@ -681,7 +689,8 @@ async def test_batched_greedy_answers_equal_single_requests_token_for_token(
     batched = engines("1")
     loaded = await batched.loaded(ref)
     assert loaded.batcher is not None and loaded.path is not None and loaded.path.reason == "tf_batching"
-    forwards = count_forwards(loaded)
+    fed: list[int] = []
+    forwards = count_forwards(loaded, fed)
     together = await answers(batched, [batched_request(ref, q, **settings) for q in QUESTIONS])
     for one, many in zip(alone, together, strict=True):
         assert text_of(many) == text_of(one) and text_of(many)
@@ -689,6 +698,12 @@ async def test_batched_greedy_answers_equal_single_requests_token_for_token(
         assert finished(many).stats.finish_reason == "length"
     # Batched for real: 4 answers of 30 tokens in far fewer than 4 x 30 forward passes.
     assert forwards() < 2 * 30, forwards()
+    # Again: now the shared system prompt's cache blocks are reused (fewer prompt tokens computed), same answers.
+    first_round = sum(fed)
+    fed.clear()
+    again = await answers(batched, [batched_request(ref, q, **settings) for q in QUESTIONS])
+    assert [text_of(a) for a in again] == [text_of(a) for a in alone]
+    assert sum(fed) < first_round, (sum(fed), first_round)
     if repetition_penalty != 1.0:  # the penalty changed something, and the batch applied it exactly
         plain = [await collect(single, batched_request(ref, q, max_new_tokens=30)) for q in QUESTIONS]
         assert [text_of(p) for p in plain] != [text_of(a) for a in alone]
@@ -727,7 +742,9 @@ async def test_stop_of_one_batched_request_within_a_token_while_the_others_finis
     ref = tiny_model_ref(tiny_dir)
     batched = engines("1")
     loaded = await batched.loaded(ref)
-    forwards = await slow_down(batched, ref, 0.02)
+    await slow_down(batched, ref, 0.02)
+    fed: list[int] = []  # input tokens of each forward pass: 1 per request in the batch once decoding
+    forwards = count_forwards(loaded, fed)
     requests = [batched_request(ref, q, max_new_tokens=40) for q in QUESTIONS]
     victim = requests[1]
     seen: dict[str, int] = {}
@@ -747,8 +764,11 @@ async def test_stop_of_one_batched_request_within_a_token_while_the_others_finis
     results = await asyncio.gather(*(run(r) for r in requests))
     stopped = finished(results[1]).stats
     assert stopped.finish_reason == "stopped"
-    # Within a token: the forward pass running when Stop came is the last one this request is in.
+    # Within a token: the forward pass running when Stop came is the last one the request is in; from the
+    # next one on the batch holds the 3 others only (the work stopped, not only the display).
     assert stopped.completion_tokens <= seen["tokens_at_stop"] + 1
+    assert fed[seen["forwards_at_stop"] - 1] == 4  # decoding 4 requests when Stop came
+    assert fed[seen["forwards_at_stop"] + 1 :] and max(fed[seen["forwards_at_stop"] + 1 :]) == 3, fed
     for index in (0, 2, 3):
         stats = finished(results[index]).stats
         assert stats.finish_reason == "length" and stats.completion_tokens == 40
