@@ -821,7 +821,11 @@ async def test_batched_sampling_follows_each_requests_settings(
     greedy = batched_request(ref, QUESTIONS[0], max_new_tokens=25)
     top1 = batched_request(ref, QUESTIONS[0], max_new_tokens=25, temperature=1.5, top_k=1, top_p=1.0)
     hot = batched_request(ref, QUESTIONS[0], max_new_tokens=25, temperature=5.0, top_k=0, top_p=1.0)
+    loaded = await batched.loaded(ref)
+    assert loaded.batcher is not None
+    forwards = count_forwards(loaded)
     results = await answers(batched, [greedy, top1, hot])
+    assert forwards() < 2 * 25  # in one batch
     assert text_of(results[0]) == text_of(results[1])
     assert text_of(results[2]) != text_of(results[0])
 
@@ -839,9 +843,13 @@ async def test_json_schema_on_a_batching_model_takes_the_single_request_path(
     req = request(ref, max_new_tokens=60)
     req.json_schema = FINITE_SCHEMA
     plain = batched_request(ref, QUESTIONS[0], max_new_tokens=30)
-    constrained, free = await answers(batched, [req, plain])
+    loaded = await batched.loaded(ref)
+    assert loaded.batcher is not None
+    constrained = await collect(batched, req)
     jsonschema.validate(json.loads(text_of(constrained)), FINITE_SCHEMA)
-    assert finished(free).stats.completion_tokens == 30
+    assert loaded.batcher._manager is None  # the constrained answer did not go through the batch
+    assert finished(await collect(batched, plain)).stats.completion_tokens == 30
+    assert loaded.batcher._manager is not None  # a plain request does
 
 
 def tiny_bloom() -> Any:
