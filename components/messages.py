@@ -282,6 +282,43 @@ MESSAGES: dict[str, dict[str, str]] = {
     "tab_status": {"de": "Server", "en": "Servers"},
     # ---- transformers engine -------------------------------------------------------------------
     # (keys for the transformers engine go here)
+    # transformers engine: which path a loaded model uses (Server tab; issue 15, continuous batching)
+    "tf_models_title_md": {"de": "### Geladene Transformers-Modelle", "en": "### Loaded transformers models"},
+    "tf_models_none": {"de": "Kein Transformers-Modell geladen.", "en": "No transformers model loaded."},
+    "tf_model_line": {"de": "**{model}** ({device}) · {path}", "en": "**{model}** ({device}) · {path}"},
+    "tf_batching": {
+        "de": "kontinuierliches Batching von transformers (bis zu {size} Anfragen gleichzeitig)",
+        "en": "transformers' continuous batching (up to {size} requests at once)",
+    },
+    "tf_single_default_cpu": {
+        "de": "eine Anfrage nach der anderen (auf der CPU ist Batching langsamer gemessen; {env}=1 schaltet es ein)",
+        "en": "one request after another (batching measured slower on a CPU; {env}=1 turns it on)",
+    },
+    "tf_single_default_gpu": {
+        "de": "eine Anfrage nach der anderen (Batching auf der GPU noch nicht schneller gemessen; {env}=1 "
+        "schaltet es ein)",
+        "en": "one request after another (batching not yet measured faster on a GPU; {env}=1 turns it on)",
+    },
+    "tf_single_disabled": {
+        "de": "eine Anfrage nach der anderen ({env}=0)",
+        "en": "one request after another ({env}=0)",
+    },
+    "tf_single_zerogpu": {
+        "de": "eine Anfrage nach der anderen (ZeroGPU: jede Anfrage ist ein eigener GPU-Aufruf)",
+        "en": "one request after another (ZeroGPU: each request is its own GPU call)",
+    },
+    "tf_single_quantized": {
+        "de": "eine Anfrage nach der anderen ({kind}: vom Batching-Pfad nicht unterstützt)",
+        "en": "one request after another ({kind}: not supported by the batching path)",
+    },
+    "tf_single_architecture": {
+        "de": "eine Anfrage nach der anderen ({arch}: eigene Attention ohne Paged-Cache, kein Batching)",
+        "en": "one request after another ({arch}: own attention without a paged cache, no batching)",
+    },
+    "tf_single_attention": {
+        "de": "eine Anfrage nach der anderen (Attention „{attn}“ liest keinen Paged-Cache)",
+        "en": "one request after another (attention '{attn}' reads no paged cache)",
+    },
     "err_tf_needs_gpu": {
         "de": "{model} ({kind}) braucht eine GPU mit CUDA; auf diesem Rechner gibt es keine. Wähle eine GGUF- "
         "oder fp32-Variante oder einen entfernten Server.",

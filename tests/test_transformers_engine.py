@@ -611,3 +611,320 @@ async def test_real_gguf_weights_through_transformers(catalog: Any) -> None:
     assert stats.finish_reason in {"stop", "length", "stop_sequence"}
     assert stats.prompt_tokens and stats.completion_tokens
     assert engine.context_length(ref) == 2048
+
+
+# ---- continuous batching (transformers' ContinuousBatchingManager) ---------------------------------
+QUESTIONS = (
+    "Wie viele Wörter hat das Buch?",
+    "Nenne drei Tipps für einen guten Schlaf.",
+    "Grüße aus München!",
+    "Was ist die Hauptstadt von Deutschland?",
+)
+
+
+#: A system prompt of several 32-token cache pages: requests share its blocks (transformers' prefix sharing).
+LONG_SYSTEM = " ".join(["Du bist ein hilfreicher Assistent. Bitte antworte immer auf Deutsch."] * 6)
+
+
+def batched_request(ref: Any, question: str, **settings: Any) -> GenerationRequest:
+    return request(ref, prompt=chatml(LONG_SYSTEM, question), **settings)
+
+
+@pytest.fixture
+def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], TransformersEngine]]:
+    """Engines with PLAYGROUND_TRANSFORMERS_BATCHING set as asked; their models (and batching loops) are
+    unloaded afterwards."""
+    made: list[TransformersEngine] = []
+
+    def make(setting: str) -> TransformersEngine:
+        monkeypatch.setenv("PLAYGROUND_TRANSFORMERS_BATCHING", setting)
+        engine = TransformersEngine()
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.cache.clear()
+    assert not engine_threads()  # every batching loop ended with its model
+
+
+def count_forwards(loaded: Any, tokens: list[int] | None = None) -> Callable[[], int]:
+    """Counts forward passes; `tokens` (if given) gets the number of input tokens of each."""
+    calls = [0]
+
+    def hook(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        calls[0] += 1
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if tokens is not None and ids is not None:
+            tokens.append(int(ids.numel()))
+
+    loaded.model.register_forward_pre_hook(hook, with_kwargs=True)
+    return lambda: calls[0]
+
+
+async def batch_drained(loaded: Any) -> bool:
+    """Whether the model's batch becomes empty (cancellations are applied at the loop's next step)."""
+    assert loaded.batcher is not None
+    for _ in range(100):
+        if loaded.batcher.active() == 0:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def answers(engine: TransformersEngine, requests: list[GenerationRequest]) -> list[list[Any]]:
+    return list(await asyncio.gather(*(collect(engine, r) for r in requests)))
+
+
+@pytest.mark.parametrize("repetition_penalty", [1.0, 1.3])
+async def test_batched_greedy_answers_equal_single_requests_token_for_token(
+    tiny_dir: Path, engines: Callable[[str], TransformersEngine], repetition_penalty: float
+) -> None:
+    ref = tiny_model_ref(tiny_dir)
+    settings = {"max_new_tokens": 30, "repetition_penalty": repetition_penalty}
+    single = engines("0")
+    alone = [await collect(single, batched_request(ref, q, **settings)) for q in QUESTIONS]
+    assert (await single.loaded(ref)).batcher is None
+
+    batched = engines("1")
+    loaded = await batched.loaded(ref)
+    assert loaded.batcher is not None and loaded.path is not None and loaded.path.reason == "tf_batching"
+    fed: list[int] = []
+    forwards = count_forwards(loaded, fed)
+    together = await answers(batched, [batched_request(ref, q, **settings) for q in QUESTIONS])
+    for one, many in zip(alone, together, strict=True):
+        assert text_of(many) == text_of(one) and text_of(many)
+        assert finished(many).stats.completion_tokens == finished(one).stats.completion_tokens == 30
+        assert finished(many).stats.finish_reason == "length"
+    # Batched for real: 4 answers of 30 tokens in far fewer than 4 x 30 forward passes.
+    assert forwards() < 2 * 30, forwards()
+    # Again: now the shared system prompt's cache blocks are reused (fewer prompt tokens computed), same answers.
+    first_round = sum(fed)
+    fed.clear()
+    again = await answers(batched, [batched_request(ref, q, **settings) for q in QUESTIONS])
+    assert [text_of(a) for a in again] == [text_of(a) for a in alone]
+    assert sum(fed) < first_round, (sum(fed), first_round)
+    if repetition_penalty != 1.0:  # the penalty changed something, and the batch applied it exactly
+        plain = [await collect(single, batched_request(ref, q, max_new_tokens=30)) for q in QUESTIONS]
+        assert [text_of(p) for p in plain] != [text_of(a) for a in alone]
+
+
+async def test_batched_stop_sequence_and_eos_end_like_single_requests(
+    tiny_dir: Path, reference: dict[str, Any], engines: Callable[[str], TransformersEngine]
+) -> None:
+    full = reference["tokenizer"].decode(reference["ids"])
+    stop = full[12:16]
+    ref = tiny_model_ref(tiny_dir)
+    batched = engines("1")
+    events = await collect(batched, request(ref, max_new_tokens=60, stop=(stop,)))
+    assert text_of(events) == full[: full.find(stop)]
+    stats = finished(events).stats
+    assert stats.finish_reason == "stop_sequence" and stats.completion_tokens < 60
+    loaded = await batched.loaded(ref)
+    assert await batch_drained(loaded)  # the request left the batch (its cache blocks are freed with it)
+
+    ids = reference["ids"]
+    position = 7
+    while ids[position] in ids[:position]:
+        position += 1
+    loaded.eos_ids = frozenset({ids[position]})
+    assert loaded.batcher is not None
+    loaded.batcher.eos_ids = [ids[position]]
+    events = await collect(batched, request(ref, max_new_tokens=40))
+    assert finished(events).stats.finish_reason == "stop"
+    assert finished(events).stats.completion_tokens == position + 1
+    assert text_of(events) == reference["tokenizer"].decode(ids[:position])
+
+
+async def test_stop_of_one_batched_request_within_a_token_while_the_others_finish(
+    tiny_dir: Path, engines: Callable[[str], TransformersEngine]
+) -> None:
+    ref = tiny_model_ref(tiny_dir)
+    batched = engines("1")
+    loaded = await batched.loaded(ref)
+    await slow_down(batched, ref, 0.02)
+    fed: list[int] = []  # input tokens of each forward pass: 1 per request in the batch once decoding
+    forwards = count_forwards(loaded, fed)
+    requests = [batched_request(ref, q, max_new_tokens=40) for q in QUESTIONS]
+    victim = requests[1]
+    seen: dict[str, int] = {}
+
+    async def run(req: GenerationRequest) -> list[Any]:
+        events = []
+        async for event in batched.stream(req):
+            events.append(event)
+            if req is victim and isinstance(event, TextDelta):
+                tokens = sum(e.tokens for e in events if isinstance(e, TextDelta))
+                if tokens >= 5 and not req.cancel.is_set():
+                    req.cancel.set()  # what Stop does
+                    seen["tokens_at_stop"] = tokens
+                    seen["forwards_at_stop"] = forwards()
+        return events
+
+    results = await asyncio.gather(*(run(r) for r in requests))
+    stopped = finished(results[1]).stats
+    assert stopped.finish_reason == "stopped"
+    # Within a token: the forward pass running when Stop came is the last one the request is in; from the
+    # next one on the batch holds the 3 others only (the work stopped, not only the display).
+    assert stopped.completion_tokens <= seen["tokens_at_stop"] + 1
+    assert fed[seen["forwards_at_stop"] - 1] == 4  # decoding 4 requests when Stop came
+    assert fed[seen["forwards_at_stop"] + 1 :] and max(fed[seen["forwards_at_stop"] + 1 :]) == 3, fed
+    for index in (0, 2, 3):
+        stats = finished(results[index]).stats
+        assert stats.finish_reason == "length" and stats.completion_tokens == 40
+    assert forwards() > seen["forwards_at_stop"] + 20  # the others went on after the Stop
+    assert await batch_drained(loaded)
+
+
+async def test_closing_a_batched_stream_takes_the_request_out_of_the_batch(
+    tiny_dir: Path, engines: Callable[[str], TransformersEngine]
+) -> None:
+    ref = tiny_model_ref(tiny_dir)
+    batched = engines("1")
+    loaded = await batched.loaded(ref)
+    await slow_down(batched, ref, 0.02)
+    stream = batched.stream(request(ref, max_new_tokens=200))
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            break
+    await stream.aclose()  # a closed tab
+    assert await batch_drained(loaded)
+    assert loaded.batcher is not None
+    assert not loaded.batcher._manager.output_router.result_handlers  # nothing left behind
+
+
+async def test_seeded_sampling_takes_the_single_request_path_and_stays_reproducible(
+    tiny_dir: Path, engines: Callable[[str], TransformersEngine]
+) -> None:
+    """The batch samples all its requests with one random generator: a seed cannot make one answer
+    reproducible there, so seeded sampled requests go the single-request way (and greedy ones batch)."""
+    ref = tiny_model_ref(tiny_dir)
+    single = engines("0")
+    sampled = {"temperature": 0.9, "top_p": 0.95, "top_k": 40, "seed": 7, "max_new_tokens": 20}
+    expected = text_of(await collect(single, request(ref, **sampled)))
+    batched = engines("1")
+    loaded = await batched.loaded(ref)
+    assert loaded.batcher is not None
+    first = await answers(batched, [request(ref, **sampled) for _ in range(2)])
+    assert [text_of(e) for e in first] == [expected, expected]
+    assert loaded.batcher._manager is None  # the batching loop was never needed
+    greedy = await collect(batched, request(ref, seed=7, max_new_tokens=5))
+    assert finished(greedy).stats.completion_tokens == 5 and loaded.batcher._manager is not None
+
+
+async def test_batched_sampling_follows_each_requests_settings(
+    tiny_dir: Path, engines: Callable[[str], TransformersEngine]
+) -> None:
+    """Per-request settings in one batch: top-k 1 is greedy whatever the temperature; a hot request differs."""
+    ref = tiny_model_ref(tiny_dir)
+    batched = engines("1")
+    greedy = batched_request(ref, QUESTIONS[0], max_new_tokens=25)
+    top1 = batched_request(ref, QUESTIONS[0], max_new_tokens=25, temperature=1.5, top_k=1, top_p=1.0)
+    hot = batched_request(ref, QUESTIONS[0], max_new_tokens=25, temperature=5.0, top_k=0, top_p=1.0)
+    loaded = await batched.loaded(ref)
+    assert loaded.batcher is not None
+    forwards = count_forwards(loaded)
+    results = await answers(batched, [greedy, top1, hot])
+    assert forwards() < 2 * 25  # in one batch
+    assert text_of(results[0]) == text_of(results[1])
+    assert text_of(results[2]) != text_of(results[0])
+
+
+async def test_json_schema_on_a_batching_model_takes_the_single_request_path(
+    tiny_dir: Path, engines: Callable[[str], TransformersEngine]
+) -> None:
+    pytest.importorskip("xgrammar")
+    import json
+
+    import jsonschema
+
+    ref = tiny_model_ref(tiny_dir)
+    batched = engines("1")
+    req = request(ref, max_new_tokens=60)
+    req.json_schema = FINITE_SCHEMA
+    plain = batched_request(ref, QUESTIONS[0], max_new_tokens=30)
+    loaded = await batched.loaded(ref)
+    assert loaded.batcher is not None
+    constrained = await collect(batched, req)
+    jsonschema.validate(json.loads(text_of(constrained)), FINITE_SCHEMA)
+    assert loaded.batcher._manager is None  # the constrained answer did not go through the batch
+    assert finished(await collect(batched, plain)).stats.completion_tokens == 30
+    assert loaded.batcher._manager is not None  # a plain request does
+
+
+def tiny_bloom() -> Any:
+    import torch
+    from transformers import BloomConfig, BloomForCausalLM
+
+    torch.manual_seed(0)
+    return BloomForCausalLM(BloomConfig(vocab_size=64, hidden_size=32, n_layer=1, n_head=2))
+
+
+def test_path_is_chosen_at_load_time(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from components.catalog import QuantKind
+    from components.engines import transformers_batching as tb
+
+    llama = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    monkeypatch.delenv("PLAYGROUND_TRANSFORMERS_BATCHING", raising=False)
+    assert tb.choose_path(llama, QuantKind.fp32, "cpu", False).reason == "tf_single_default_cpu"
+    assert tb.choose_path(llama, QuantKind.fp16, "cuda", False).reason == "tf_single_default_gpu"
+    monkeypatch.setenv("PLAYGROUND_TRANSFORMERS_BATCHING", "0")
+    assert tb.choose_path(llama, QuantKind.fp32, "cpu", False).reason == "tf_single_disabled"
+    monkeypatch.setenv("PLAYGROUND_TRANSFORMERS_BATCHING", "1")
+    assert tb.choose_path(llama, QuantKind.fp32, "cpu", False).batching
+    assert tb.choose_path(llama, QuantKind.fp16, "cuda", False).batching
+    # What the batching path does not take, whatever the setting:
+    assert tb.choose_path(llama, QuantKind.fp16, "cuda", True).reason == "tf_single_zerogpu"
+    for kind in (QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq):
+        choice = tb.choose_path(llama, kind, "cuda", False)
+        assert not choice.batching and choice.reason == "tf_single_quantized" and choice.params == {"kind": kind.value}
+    bloom = tb.choose_path(tiny_bloom(), QuantKind.fp16, "cuda", False)  # IGEL is a BLOOM model
+    assert not bloom.batching and bloom.reason == "tf_single_architecture" and bloom.params == {"arch": "bloom"}
+    llama.set_attn_implementation("eager")
+    assert tb.choose_path(llama, QuantKind.fp32, "cpu", False).reason == "tf_single_attention"
+
+
+async def test_zero_gpu_keeps_one_spaces_gpu_call_per_request(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch, engines: Callable[[str], TransformersEngine]
+) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(te, "_RUNNERS", {})
+    monkeypatch.setitem(sys.modules, "spaces", fake_spaces(calls))
+    monkeypatch.setenv("SPACE_ID", "someone/playground")
+    ref = tiny_model_ref(tiny_dir)
+    engine = engines("1")  # forced on: ZeroGPU still goes one request per GPU call
+    results = await answers(engine, [request(ref, max_new_tokens=4) for _ in range(2)])
+    assert [finished(r).stats.completion_tokens for r in results] == [4, 4]
+    loaded = await engine.loaded(ref)
+    assert loaded.batcher is None and loaded.path is not None and loaded.path.reason == "tf_single_zerogpu"
+    assert len(calls) == 2
+
+
+async def test_server_tab_line_says_which_path_a_loaded_model_uses(
+    tiny_dir: Path, engines: Callable[[str], TransformersEngine]
+) -> None:
+    from components.ui.status import local_models_markdown
+
+    ref = tiny_model_ref(tiny_dir)
+    batched = engines("1")
+    playground = types.SimpleNamespace(registry=types.SimpleNamespace(all=lambda: {"transformers": batched}))
+    assert "Kein Transformers-Modell geladen." in local_models_markdown(playground, "de")  # type: ignore[arg-type]
+    await batched.loaded(ref)
+    text = local_models_markdown(playground, "en")  # type: ignore[arg-type]
+    assert "**Tiny tiny · fp32** (cpu) · transformers' continuous batching (up to 32 requests at once)" in text
+    batched.cache.clear()
+    default = engines("")  # unset: on a CPU, today's path
+    playground = types.SimpleNamespace(registry=types.SimpleNamespace(all=lambda: {"transformers": default}))
+    await default.loaded(ref)
+    assert "measured slower on a CPU; PLAYGROUND_TRANSFORMERS_BATCHING=1" in local_models_markdown(playground, "en")  # type: ignore[arg-type]
+
+
+async def test_unloading_ends_the_batching_loop(tiny_dir: Path, engines: Callable[[str], TransformersEngine]) -> None:
+    ref = tiny_model_ref(tiny_dir)
+    batched = engines("1")
+    assert finished(await collect(batched, request(ref, max_new_tokens=3))).stats.completion_tokens == 3
+    assert engine_threads()  # the loop runs while the model is loaded
+    batched.cache.clear()
+    assert not engine_threads()

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from components.catalog import ModelRef, Quantization, QuantKind
 from components.engines import json_constraint
+from components.engines import transformers_batching as batching
 from components.engines.base import (
     Engine,
     EngineDone,
@@ -102,6 +103,10 @@ class LoadedModel:
     waiting: int = 0
     running: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    #: The continuous batching path (transformers' ContinuousBatchingManager), or None: today's path only.
+    batcher: batching.Batcher | None = None
+    #: Which path the model uses and why: a message key and its placeholders (shown on the Server tab).
+    path: batching.PathChoice | None = None
 
 
 #: Loaded models by key; module level so a forked ZeroGPU worker sees the ones loaded before it forked.
@@ -112,6 +117,9 @@ _LIVE: weakref.WeakValueDictionary[str, LoadedModel] = weakref.WeakValueDictiona
 def unload_model(loaded: LoadedModel) -> None:
     """Drops every reference to the weights so that gc can free them, then returns cached CUDA blocks."""
     _LIVE.pop(loaded.key, None)
+    batcher, loaded.batcher = loaded.batcher, None
+    if batcher is not None:
+        batcher.close()  # its loop thread and paged cache hold the weights too
     loaded.model = None
     loaded.tokenizer = None
     import gc
@@ -699,9 +707,34 @@ class TransformersEngine(Engine):
                 "gguf": bool(gguf_file(model.quant)),
             },
         )
+        # Decided once, at load time: the batching path for what it supports, today's path for the rest.
+        device_type = getattr(getattr(net, "device", None), "type", "cpu")
+        loaded.path = batching.choose_path(net, model.quant.kind, device_type, zero_gpu=spaces_module() is not None)
+        if loaded.path.batching:
+            loaded.batcher = batching.Batcher(net, sorted(loaded.eos_ids), pad, loaded.context, batching.batch_size())
+        log.info("transformers model %s: %s %s", model.label, loaded.path.reason, loaded.path.params)
         _LIVE[loaded.key] = loaded
         self._contexts[model.id] = loaded.context
         return loaded
+
+    def loaded_models(self) -> list[dict[str, Any]]:
+        """The models in memory and the path each uses (for the Server tab): label, device, path key, params."""
+        rows = []
+        for key in self.cache.keys():  # noqa: SIM118 - ModelCache is not a dict
+            item = self.cache._items.get(key)
+            value = item.value if item is not None else None
+            if value is None or value.path is None:
+                continue
+            rows.append(
+                {
+                    "model": value.label,
+                    "device": value.meta.get("device", ""),
+                    "batching": value.path.batching,
+                    "reason": value.path.reason,
+                    "params": dict(value.path.params),
+                }
+            )
+        return rows
 
     async def adopt(self, model: ModelRef, net: Any, tokenizer: Any) -> LoadedModel:
         """Serves a model built elsewhere under `model`'s id (benchmarks; apps that build models themselves)."""
@@ -804,12 +837,32 @@ class TransformersEngine(Engine):
             # the schema's compile (xgrammar, once per model and schema) runs off the event loop; the grammar
             # worker has compiled it safely first (components/engines/grammar_worker.py)
             processors = await asyncio.to_thread(self.constraint_processors, request, loaded)
-            if loaded.slots.locked():
-                yield Status("status_queued", {"position": loaded.waiting})
-            await loaded.slots.acquire()
+            batcher = loaded.batcher
+            if batcher is not None:
+                fallback = batching.request_fallback(settings, request.json_schema)
+                if fallback is not None:
+                    log.debug("request takes the single-request path: %s", fallback)
+                    batcher = None
+            if batcher is None:
+                if loaded.slots.locked():
+                    yield Status("status_queued", {"position": loaded.waiting})
+                await loaded.slots.acquire()
         finally:
             item.waiting -= 1
             loaded.waiting -= 1
+        if batcher is not None:
+            # Every request streams at once: transformers' scheduler takes it into the next batch.
+            item.in_use += 1
+            loaded.running += 1
+            try:
+                run = self._run_batched(batcher, loaded, input_ids, settings, request.cancel, prompt_tokens)
+                async with contextlib.aclosing(run) as outputs:
+                    async for out in outputs:
+                        yield out
+            finally:
+                loaded.running -= 1
+                item.in_use -= 1
+            return
         item.in_use += 1
         loaded.running += 1
         try:
@@ -903,6 +956,85 @@ class TransformersEngine(Engine):
                 with contextlib.suppress(OSError):
                     os.unlink(flag_path)
         yield EngineDone(finish_reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+    async def _run_batched(
+        self,
+        batcher: batching.Batcher,
+        loaded: LoadedModel,
+        input_ids: list[int],
+        settings: SamplingSettings,
+        cancel: threading.Event,
+        prompt_tokens: int,
+    ) -> AsyncIterator[TextDelta | EngineDone]:
+        """One request through transformers' continuous batching: tokens arrive as the batch makes them;
+        Stop, a stop sequence or a closed consumer take the request out of the batch at the next step."""
+        outputs: asyncio.Queue[Any] = asyncio.Queue()
+        deltas: list[TextDelta] = []
+        feed = TokenFeed(
+            loaded.tokenizer,
+            input_ids,
+            loaded.eos_ids,
+            settings.stop,
+            emit=lambda text, tokens: deltas.append(TextDelta(text, tokens=tokens)),
+            should_stop=cancel.is_set,
+        )
+        try:
+            manager = await asyncio.to_thread(batcher.start)
+            request_id = batcher.submit(manager, input_ids, settings, outputs.put_nowait)
+        except Exception as exc:  # the batching loop could not start (e.g. no memory for its cache)
+            raise EngineError("err_tf_generate", model=loaded.label, detail=f"{type(exc).__name__}: {exc}") from exc
+        finished = False
+        try:
+            while True:
+                output = await self._next_output(outputs, cancel)
+                if output is None:  # Stop
+                    feed.cancelled = True
+                    break
+                new = output.generated_tokens[feed.count :]
+                if new:
+                    feed.consume(new)
+                for delta in deltas:
+                    yield delta
+                deltas.clear()
+                if output.error is not None:
+                    finished = True
+                    kind = "oom" if "OutOfMemory" in output.error else "error"
+                    if kind == "oom":
+                        raise EngineError("err_tf_oom", model=loaded.label)
+                    raise EngineError("err_tf_generate", model=loaded.label, detail=str(output.error)[:200])
+                if output.is_finished():
+                    finished = True
+                    break
+                if feed.stop_hit:
+                    break
+                if cancel.is_set():
+                    feed.cancelled = True
+                    break
+        finally:
+            if not finished:
+                batcher.cancel(manager, request_id)
+            else:
+                batcher.forget(manager, request_id)
+        reason = feed.finish(settings.max_new_tokens)
+        for delta in deltas:
+            yield delta
+        yield EngineDone(finish_reason=reason, prompt_tokens=prompt_tokens, completion_tokens=feed.count)
+
+    @staticmethod
+    async def _next_output(outputs: asyncio.Queue[Any], cancel: threading.Event) -> Any:
+        """The next output of a batched request, or None once Stop is set (checked every 20 ms meanwhile)."""
+        if not outputs.empty():
+            return outputs.get_nowait()
+        getter = asyncio.ensure_future(outputs.get())
+        try:
+            while True:
+                done, _ = await asyncio.wait({getter}, timeout=0.02)
+                if done:
+                    return getter.result()
+                if cancel.is_set():
+                    return None
+        finally:
+            getter.cancel()
 
     @staticmethod
     async def _next_watching(items: asyncio.Queue[Any], cancel: threading.Event, flag_path: str) -> Any:

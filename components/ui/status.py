@@ -1,4 +1,5 @@
-"""The status tab: each remote endpoint's health and model (from /health and /info), no secrets."""
+"""The status tab: each remote endpoint's health and model (from /health and /info), no secrets; the path
+each loaded transformers model takes."""
 
 from __future__ import annotations
 
@@ -44,6 +45,17 @@ async def endpoints_markdown(playground: Playground, lang: str) -> str:
     return "\n".join(lines)
 
 
+def local_models_markdown(playground: Playground, lang: str) -> str:
+    """One line per loaded local model that reports its generation path (engines with `loaded_models()`)."""
+    lines = []
+    for engine in playground.registry.all().values():
+        rows = getattr(engine, "loaded_models", None)
+        for row in rows() if callable(rows) else []:
+            path = t(row["reason"], lang, **row["params"])
+            lines.append("- " + t("tf_model_line", lang, model=row["model"], device=row["device"], path=path))
+    return "\n".join([t("tf_models_title_md", lang), *(lines or [t("tf_models_none", lang)])])
+
+
 def build_status_tab(playground: Playground, tr: Translations, lang_state: Any) -> Any:
     title = tr.add(gr.Markdown(t("endpoints_title_md"), elem_id="status-title"), "endpoints_title_md", "value")
     health = gr.Markdown("…", elem_id="status-endpoints")
@@ -52,7 +64,7 @@ def build_status_tab(playground: Playground, tr: Translations, lang_state: Any) 
     )
 
     async def show(lang: str) -> str:
-        return await endpoints_markdown(playground, lang)
+        return await endpoints_markdown(playground, lang) + "\n\n" + local_models_markdown(playground, lang)
 
     refresh.click(show, [lang_state], [health], api_visibility="private")
     lang_state.change(show, [lang_state], [health], api_visibility="private")
