@@ -46,6 +46,7 @@ from components.ui.common import (
     Translations,
     build_pickers,
     first_runnable,
+    guard_picker,
     quant_choices,
     session_of,
     settings_kwargs,
@@ -363,10 +364,11 @@ def build_compare_tab(
                 min(values[3], LIMITS.max_new_tokens),
             ]
 
+        family_outputs = [pane.variant, pane.quant, pane.system, pane.temperature, pane.max_new_tokens]
         pane.family.input(
-            on_family,
+            guard_picker(on_family, family_outputs),
             [pane.family, lang_state],
-            [pane.variant, pane.quant, pane.system, pane.temperature, pane.max_new_tokens],
+            family_outputs,
             queue=False,
             api_visibility="private",
         )
@@ -376,7 +378,13 @@ def build_compare_tab(
                 choices=quant_choices(playground, variant_id, lang), value=first_runnable(playground, variant_id)
             )
 
-        pane.variant.input(on_variant, [pane.variant, lang_state], [pane.quant], queue=False, api_visibility="private")
+        pane.variant.input(
+            guard_picker(on_variant, [pane.quant]),
+            [pane.variant, lang_state],
+            [pane.quant],
+            queue=False,
+            api_visibility="private",
+        )
 
     for pane in panes:
         wire_pickers(pane)
