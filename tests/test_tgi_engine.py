@@ -263,7 +263,8 @@ async def test_unauthorized_and_token_isolation(
     monkeypatch.setenv("TEST_TGI_TOKEN", "tgi-secret-key")
     text, _ = await collect(TgiEngine(endpoint), make_request(ref))
     assert text == REPLY
-    assert {r.path for r in standin.requests} >= {"/info", "/tokenize", "/"}
+    # a short prompt is not counted by the server first (it fits at one token per byte): /info, then the answer
+    assert {r.path for r in standin.requests} >= {"/info", "/"}
     assert all(r.headers.get("authorization") == "Bearer tgi-secret-key" for r in standin.requests)
 
 
@@ -276,7 +277,7 @@ async def test_no_token_means_no_authorization_header(
     text, _ = await collect(engine, make_request(ref))
     await engine.health()
     assert text == REPLY
-    assert len(standin.requests) >= 5
+    assert len(standin.requests) >= 4  # /info, the answer, /health, /info
     assert all("authorization" not in r.headers for r in standin.requests)
 
 

@@ -1,28 +1,29 @@
-"""TGI engine: streams from a Text Generation Inference server through huggingface_hub's AsyncInferenceClient.
+"""TGI engine: streams from a Text Generation Inference server over its own SSE protocol.
 
-How the installed client (huggingface_hub 2.4.0) is used, and why:
-- Each request gets its own AsyncInferenceClient, closed when the answer ends. The client keeps every
-  streamed response in its own exit stack, so closing the client is the only way to close the HTTP
-  stream; closing the connection is how TGI learns to drop the request (it has no stop route).
-- The clients share one httpx2 transport per engine that we build ourselves (`client._async_client`):
-  the client's default transport refuses every URL, loopback included, when HF_HUB_OFFLINE=1, and
-  would send HF_TOKEN to a URL endpoint configured without a token (even with
-  HF_HUB_DISABLE_IMPLICIT_TOKEN set). Our transport's request hook decides the Authorization header.
-- /info, /tokenize and /health are plain GETs/POSTs on that transport (the client's get_endpoint_info()
-  and health_check() refuse a plain URL).
+How it talks to the server, and why:
+- One httpx2 client (connection pool) per engine and event loop, built here: huggingface_hub's default
+  transport refuses every URL, loopback included, when HF_HUB_OFFLINE=1, and would send HF_TOKEN to a
+  URL endpoint configured without a token (even with HF_HUB_DISABLE_IMPLICIT_TOKEN set). Our request
+  hook decides the Authorization header.
+- A generation is one streamed POST to the URL as given (TGI's compat route) with the body huggingface_hub's
+  AsyncInferenceClient.text_generation() sends; its events are read here, one `json.loads` each. Parsing them
+  into huggingface_hub's typed dataclasses cost ~60 µs of the event loop per token, most of the app's CPU
+  with 64 visitors streaming (bench/RESULTS.md, "Many users"). Its error types still name what went wrong.
+- Closing the response closes the connection: that is how TGI learns to drop the request (it has no stop route).
+- /info, /tokenize and /health are plain GETs/POSTs on that client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
-from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import (
     GenerationError,
     HfHubHTTPError,
@@ -97,6 +98,60 @@ async def _read_error_body(response: httpx2.Response) -> None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+async def sse_events(response: httpx2.Response) -> AsyncIterator[Any]:
+    """The JSON payload of each `data:` line of a TGI stream (with or without a space after the colon).
+
+    Comments (keep-alives) and blank lines are skipped; `data: [DONE]` ends the stream. A payload that is
+    not JSON raises ValueError (err_remote_malformed).
+    """
+    buffer = b""
+    async for chunk in response.aiter_raw():
+        buffer += chunk
+        if b"\n" not in chunk:
+            continue
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                return
+            yield json.loads(data)
+    if buffer.startswith(b"data:"):
+        data = buffer[5:].strip()
+        if data and data != b"[DONE]":
+            yield json.loads(data)
+
+
+#: tokens a tokenizer may add to a prompt of its own (BOS, a prefix space): the byte bound allows for them
+ADDED_TOKENS_ALLOWANCE = 8
+
+
+def surely_fits(request: GenerationRequest, info: dict[str, Any]) -> int | None:
+    """An upper bound on the prompt's tokens when even that fits the server's limits, else None (count it).
+
+    Byte-level and byte-fallback tokenizers (Llama, Mistral, BLOOM) never make more tokens than the text has
+    UTF-8 bytes, plus what they add themselves."""
+    bound = len(request.prompt.encode("utf-8", "surrogatepass")) + ADDED_TOKENS_ALLOWANCE
+    total = _int(info.get("max_total_tokens")) or request.model.variant.context_length
+    max_input = _int(info.get("max_input_tokens")) or _int(info.get("max_input_length")) or total
+    if bound + request.settings.max_new_tokens <= total and bound <= max_input:
+        return bound
+    return None
+
+
+#: TGI's `error_type` values and the kinds classify_error() knows them by
+_ERROR_TYPES = {"overloaded", "validation", "generation", "incomplete_generation"}
+
+
+def stream_error(endpoint: Endpoint, event: dict[str, Any]) -> EngineError:
+    """An error event in the stream (`{"error": ..., "error_type": ...}`) as an EngineError."""
+    error_type = str(event.get("error_type") or "")
+    return classify_error(
+        endpoint, None, str(event.get("error")), error_type if error_type in _ERROR_TYPES else "unknown"
+    )
 
 
 class TgiEngine(Engine):
@@ -243,23 +298,29 @@ class TgiEngine(Engine):
         try:
             try:
                 info = await watchdog.guard(self.server_info(), None)
-                counted = await watchdog.guard(self._tokenize(request.prompt), None)
+                # a prompt that fits even at one token per byte needs no count from the server (a round trip
+                # per answer); the server's own count comes back in the last event (input_length)
+                bound = surely_fits(request, info)
+                counted = None if bound is not None else await watchdog.guard(self._tokenize(request.prompt), None)
             except Stopped:
                 yield EngineDone("stopped", None, 0)
                 return
             # an estimate that errs high: refusing a borderline prompt beats a server-side rejection
             prompt_tokens = counted if counted is not None else estimate_tokens(request.prompt)
-            self._check_fits(request, prompt_tokens, info)
+            if bound is None:
+                self._check_fits(request, prompt_tokens, info)
             max_stop = _int(info.get("max_stop_sequences")) or DEFAULT_MAX_STOP_SEQUENCES
             params = tgi_parameters(settings, request.json_schema, max_stop)
             trimmer = StopTrimmer(settings.stop)
 
-            client = AsyncInferenceClient(base_url=url, api_key=self.endpoint.token(), timeout=timeout + 5)
-            if "_async_client" not in vars(client):
-                # fail closed: without our transport the client would send HF_TOKEN and refuse offline mode
-                raise EngineError("err_internal", detail="huggingface_hub AsyncInferenceClient changed; pin 2.4.0")
-            client._async_client = self._http.get()  # see the module docstring: offline mode and token safety
+            http = self._http.get()
+            body = {
+                "inputs": request.prompt,
+                "parameters": {**{k: v for k, v in params.items() if v is not None}, "details": True},
+                "stream": True,
+            }
             first_deadline = loop.time() + timeout
+            response: httpx2.Response | None = None
             stream_iter: Any = None
             final_seen = False
             finish: str | None = None
@@ -269,29 +330,35 @@ class TgiEngine(Engine):
             unshown = 0  # tokens whose text the trimmer still holds
             try:
                 try:
-                    stream = await watchdog.guard(
-                        client.text_generation(request.prompt, stream=True, details=True, **params), first_deadline
+                    response = await watchdog.guard(
+                        http.send(http.build_request("POST", url, json=body), stream=True), first_deadline
                     )
-                    stream_iter = stream.__aiter__()
+                    if response.status_code >= 400:  # the body was read by the response hook
+                        raise classify_error(self.endpoint, response.status_code, response.text)
+                    stream_iter = sse_events(response).__aiter__()
                     while True:
                         deadline = loop.time() + timeout if got_token else first_deadline
                         try:
                             item = await watchdog.guard(stream_iter.__anext__(), deadline)
                         except StopAsyncIteration:
                             break
+                        if item.get("error") is not None:
+                            raise stream_error(self.endpoint, item)
+                        token = item["token"]
                         got_token = True
                         seen += 1
                         unshown += 1
-                        if not item.token.special:  # the EOS token (`</s>`, `<|im_end|>`) is no answer text
-                            text = trimmer.feed(item.token.text)
+                        if not token.get("special"):  # the EOS token (`</s>`, `<|im_end|>`) is no answer text
+                            text = trimmer.feed(token["text"])
                             if text:
                                 yield TextDelta(text, unshown)
                                 unshown = 0
-                        if item.details is not None:
-                            finish = str(item.details.finish_reason)
-                            generated_tokens = item.details.generated_tokens
-                            input_length = item.details.input_length
-                        if item.details is not None or item.generated_text is not None:
+                        details = item.get("details")
+                        if details is not None:
+                            finish = str(details.get("finish_reason"))
+                            generated_tokens = details.get("generated_tokens")
+                            input_length = details.get("input_length")
+                        if details is not None or item.get("generated_text") is not None:
                             final_seen = True
                         elif trimmer.hit:
                             # a stop sequence beyond the server's limit: end here, closing makes TGI stop
@@ -308,7 +375,9 @@ class TgiEngine(Engine):
                     with contextlib.suppress(Exception):
                         await stream_iter.aclose()
                 # closes the HTTP response; an unfinished one takes its connection with it
-                await client.close()
+                if response is not None:
+                    with contextlib.suppress(Exception):
+                        await response.aclose()
         finally:
             watchdog.close()
 
