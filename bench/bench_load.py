@@ -308,14 +308,15 @@ def run(
                     dumps[f"{users}-{r}"] = [x if isinstance(x, dict) else repr(x) for x in results]
                     print(f"  {users} visitors, round {r + 1}: direct {d['wall_s']:.2f} s, app {a['wall_s']:.2f} s "
                           f"-> {a['wall_s'] / d['wall_s']:.2f}x; errors direct {d['errors']}, app {a['errors']}; "
-                          f"load {load_at:.1f}", flush=True)  # fmt: skip
+                          f"load {load_at:.1f}; CPU s app {cpu[0]:.1f}, stand-in {cpu[1]:.1f}, client {cpu[2]:.1f}", flush=True)  # fmt: skip
                 if spy is not None:
                     spy.send_signal(2)
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         spy.wait(30)
                 out["by_users"][users] = rows
             if os.environ.get("BENCH_DUMP"):
-                Path(os.environ["BENCH_DUMP"]).write_text(json.dumps(dumps))
+                kinds = [k for c in getattr(load, "chats", []) for k in getattr(c, "kinds", [])]
+                Path(os.environ["BENCH_DUMP"]).write_text(json.dumps({"results": dumps, "kinds": kinds}))
         finally:
             direct.close()
             load.close()
@@ -343,7 +344,7 @@ def start_profiler(pid: int) -> subprocess.Popen[bytes] | None:
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "1000",
          "--output", str(out / "load-profile.txt"), "--duration", "120", "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

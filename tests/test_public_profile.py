@@ -12,6 +12,7 @@ import gc
 import json
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -637,3 +638,43 @@ def test_an_answer_cannot_load_images_from_elsewhere(public_app: RunningApp, tgi
             tgi_server.standin.reset()
         assert images.requests == [], f"an answer loaded images from elsewhere: {images.requests}"
         assert blocked, "the browser reported no blocked image"
+
+
+# ---- many visitors: pacing adapts to the load -------------------------------------------------------
+def test_the_pace_slows_with_many_streams_and_never_past_the_ceiling() -> None:
+    from components.streaming import STREAMS_PER_STEP, paced_interval
+
+    assert paced_interval(0.05, 1, 0.25) == 0.05
+    assert paced_interval(0.05, STREAMS_PER_STEP, 0.25) == 0.05
+    assert paced_interval(0.05, 2 * STREAMS_PER_STEP, 0.25) == pytest.approx(0.1)
+    assert paced_interval(0.05, 256, 0.25) == 0.25
+    assert paced_interval(0.05, 256, 0.0) == 0.05  # a ceiling at or below the base switches adapting off
+
+
+async def test_many_streams_get_fewer_updates_and_their_end_is_not_held_back() -> None:
+    from components.streaming import active_streams, batched
+
+    async def consume() -> tuple[int, float]:
+        produced: list[float] = []
+
+        async def tokens() -> Any:
+            for i in range(40):
+                await asyncio.sleep(0.01)
+                produced.append(time.monotonic())
+                yield i
+
+        updates = 0
+        delay = 0.0
+        async for batch in batched(tokens(), min_interval_s=0.02):
+            updates += 1
+            if 39 in batch:
+                delay = time.monotonic() - produced[-1]
+        return updates, delay
+
+    alone, _ = await consume()
+    results = await asyncio.gather(*(consume() for _ in range(64)))
+    crowded = statistics.median(u for u, _ in results)
+    assert crowded < alone / 2, (alone, crowded)  # 64 streams: far fewer updates each
+    # a stream's last token goes out when it comes, not after the (longer) pause under load: 0.16 s here
+    assert statistics.median(d for _, d in results) < 0.06, sorted(d for _, d in results)
+    assert active_streams() == 0
