@@ -85,7 +85,8 @@ async def test_streams_text_finish_reason_and_skips_special_tokens(
     text, events = await collect(TgiEngine(endpoint), make_request(ref))
     assert text == REPLY
     assert "</s>" not in text
-    assert sum(isinstance(e, TextDelta) for e in events) == 6
+    # one TextDelta per read from the server: six words arrive as six, or fewer when reads come late
+    assert sum(e.tokens for e in events if isinstance(e, TextDelta)) == 6
     final = events[-1]
     assert isinstance(final, Finished)
     assert final.stats.finish_reason == "eos_token"

@@ -100,11 +100,11 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-async def sse_events(response: httpx2.Response) -> AsyncIterator[Any]:
-    """The JSON payload of each `data:` line of a TGI stream (with or without a space after the colon).
+async def sse_events(response: httpx2.Response) -> AsyncIterator[list[bytes]]:
+    """The `data:` payloads of a TGI stream, as a list per read (with or without a space after the colon).
 
-    Comments (keep-alives) and blank lines are skipped; `data: [DONE]` ends the stream. A payload that is
-    not JSON raises ValueError (err_remote_malformed).
+    Comments (keep-alives) and blank lines are skipped; `data: [DONE]` ends the stream. The payloads are
+    parsed by the caller (one that is not JSON: err_remote_malformed, after the ones before it).
     """
     buffer = b""
     async for chunk in response.aiter_raw():
@@ -112,17 +112,22 @@ async def sse_events(response: httpx2.Response) -> AsyncIterator[Any]:
         if b"\n" not in chunk:
             continue
         *lines, buffer = buffer.split(b"\n")
+        batch = []
         for line in lines:
             if not line.startswith(b"data:"):
                 continue
             data = line[5:].strip()
             if data == b"[DONE]":
+                if batch:
+                    yield batch
                 return
-            yield json.loads(data)
+            batch.append(data)
+        if batch:
+            yield batch
     if buffer.startswith(b"data:"):
         data = buffer[5:].strip()
         if data and data != b"[DONE]":
-            yield json.loads(data)
+            yield [data]
 
 
 #: tokens a tokenizer may add to a prompt of its own (BOS, a prefix space): the byte bound allows for them
@@ -339,30 +344,46 @@ class TgiEngine(Engine):
                     while True:
                         deadline = loop.time() + timeout if got_token else first_deadline
                         try:
-                            item = await watchdog.guard(stream_iter.__anext__(), deadline)
+                            batch = await watchdog.guard(stream_iter.__anext__(), deadline)
                         except StopAsyncIteration:
                             break
-                        if item.get("error") is not None:
-                            raise stream_error(self.endpoint, item)
-                        token = item["token"]
-                        got_token = True
-                        seen += 1
-                        unshown += 1
-                        if not token.get("special"):  # the EOS token (`</s>`, `<|im_end|>`) is no answer text
-                            text = trimmer.feed(token["text"])
-                            if text:
-                                yield TextDelta(text, unshown)
-                                unshown = 0
-                        details = item.get("details")
-                        if details is not None:
-                            finish = str(details.get("finish_reason"))
-                            generated_tokens = details.get("generated_tokens")
-                            input_length = details.get("input_length")
-                        if details is not None or item.get("generated_text") is not None:
-                            final_seen = True
-                        elif trimmer.hit:
-                            # a stop sequence beyond the server's limit: end here, closing makes TGI stop
-                            finish = "stop_sequence"
+                        # every event that came in one read becomes one TextDelta (fewer hops per token)
+                        pending, pending_tokens, failure, cut_here = "", 0, None, False
+                        for data in batch:
+                            try:
+                                item = json.loads(data)
+                                if item.get("error") is not None:
+                                    raise stream_error(self.endpoint, item)
+                                token = item["token"]
+                                got_token = True
+                                seen += 1
+                                unshown += 1
+                                if not token.get("special"):  # the EOS token (`</s>`, `<|im_end|>`) is no text
+                                    text = trimmer.feed(token["text"])
+                                    if text:
+                                        pending += text
+                                        pending_tokens += unshown
+                                        unshown = 0
+                                details = item.get("details")
+                                if details is not None:
+                                    finish = str(details.get("finish_reason"))
+                                    generated_tokens = details.get("generated_tokens")
+                                    input_length = details.get("input_length")
+                            except Exception as exc:  # what came before it in the batch is still shown
+                                failure = exc
+                                break
+                            if details is not None or item.get("generated_text") is not None:
+                                final_seen = True
+                            elif trimmer.hit:
+                                # a stop sequence beyond the server's limit: end here, closing makes TGI stop
+                                finish = "stop_sequence"
+                                cut_here = True
+                                break
+                        if pending:
+                            yield TextDelta(pending, pending_tokens)
+                        if failure is not None:
+                            raise failure
+                        if cut_here:
                             break
                 except Stopped:
                     finish = "stopped"
