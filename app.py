@@ -25,6 +25,7 @@ from components.limits import RateLimitError, apply_api_policy, max_concurrent_e
 from components.logging_setup import setup_logging
 from components.messages import normalize_language, t
 from components.service import Playground
+from components.serving import configure, exit_on_sigterm, prepare_runtime_dir
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, resolve_annotations
 from components.ui.compare import build_compare_tab
@@ -124,11 +125,20 @@ def create_playground() -> Playground:
 
 def main() -> None:
     setup_logging()
+    # uploads, exports and Gradio's cached files: this process's own folder, gone when it ends (before the
+    # page is built: components read GRADIO_TEMP_DIR when they are made)
+    prepare_runtime_dir()
+    exit_on_sigterm()
     try:
         demo = build_app(create_playground())
     except RateLimitError as exc:
         print(f"PLAYGROUND_RATE_LIMIT is not valid, the playground cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    # public profile, security headers, run history off, lean and bounded sessions (components/serving.py)
+    serving = configure(demo)
+    # a body over PLAYGROUND_MAX_REQUEST_BYTES is refused before it is read (components/body_limit.py); inside
+    # the serving middleware, so a refusal carries the security headers too
+    serving["app_kwargs"]["middleware"].append(Middleware(BodyLimitMiddleware))
     # status_update_rate: Gradio's default ("auto") sends every waiting event a queue estimate whenever one
     # starts: 64 visitors arriving at once got ~1 100 such messages ahead of their first token (bench_load).
     # Nothing waits in Gradio's queue here (no concurrency limit); a local model's own line is shown by the
@@ -147,8 +157,7 @@ def main() -> None:
         # Gradio's queue runs at most max_threads events at once, async ones included
         max_threads=max_concurrent_events(),
         max_file_size="1mb",
-        # a body over PLAYGROUND_MAX_REQUEST_BYTES is refused before it is read (components/body_limit.py)
-        app_kwargs={"middleware": [Middleware(BodyLimitMiddleware)]},
+        **serving,
     )
 
 

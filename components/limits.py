@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -154,6 +155,31 @@ class RateLimiter:
                 break
 
 
+# ---- the public profile ------------------------------------------------------------------------
+def public_profile() -> bool:
+    """PLAYGROUND_PUBLIC: 1 = serve as a public Space, 0 = not; unset = on where SPACE_ID is set (a Space)."""
+    raw = os.environ.get("PLAYGROUND_PUBLIC", "").strip().lower()
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    return bool(os.environ.get("SPACE_ID"))
+
+
+#: PLAYGROUND_RATE_LIMIT when it is unset and the public profile is on
+PUBLIC_DEFAULT_RATE = "20/min"
+#: PLAYGROUND_VISITOR_CONCURRENCY when it is unset and the public profile is on
+PUBLIC_DEFAULT_VISITOR_CONCURRENCY = 2
+
+
+def rate_setting() -> str | None:
+    """The rate in force: PLAYGROUND_RATE_LIMIT (``off`` switches it off), else 20/min in the public profile."""
+    raw = os.environ.get("PLAYGROUND_RATE_LIMIT")
+    if raw is None or not raw.strip():
+        return PUBLIC_DEFAULT_RATE if public_profile() else None
+    return raw
+
+
 # ---- who is a visitor ------------------------------------------------------------------------------
 def trusted_proxies() -> int:
     """How many reverse proxies append to X-Forwarded-For in front of the app.
@@ -168,18 +194,60 @@ def trusted_proxies() -> int:
     return 1 if os.environ.get("SPACE_ID") else 0
 
 
-def visitor_key(request: Any, proxies: int | None = None) -> str:
+def trusted_proxy_peers() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+    """The peers whose X-Forwarded-For is believed; None = any peer (on a Space: its proxy is the only way in).
+
+    PLAYGROUND_TRUSTED_PROXY_IPS: comma-separated addresses or networks (``127.0.0.1, 10.0.0.0/8``);
+    ``*`` = any peer. Unset: any peer on a Space, no peer elsewhere, so that a client on the same
+    host (or anyone reaching the port directly) cannot pick a new address per request.
+    """
+    raw = os.environ.get("PLAYGROUND_TRUSTED_PROXY_IPS")
+    if raw is None or not raw.strip():
+        return None if os.environ.get("SPACE_ID") else []
+    if raw.strip() == "*":
+        return None
+    nets = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise RateLimitError(f"PLAYGROUND_TRUSTED_PROXY_IPS: {part!r} is not an address or network") from None
+    return nets
+
+
+def _peer_is_trusted(host: str | None, peers: list[Any] | None) -> bool:
+    if peers is None:
+        return True
+    if not host or not peers:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in net for net in peers)
+
+
+def visitor_key(request: Any, proxies: int | None = None, peers: list[Any] | bool | None = False) -> str:
     """The rate-limit key of a request: the client's address, else its session hash.
 
     `request` is anything with `headers`, `client.host` and `session_hash` (a gr.Request).
     Keyed by address rather than session because an API caller can open a fresh session per
     call; the session is the fallback when no address is known (tests, in-process calls).
+    X-Forwarded-For counts only with `proxies` > 0 and from a peer in `peers`
+    (default: trusted_proxies() and trusted_proxy_peers()); any other peer is keyed by its own address.
     """
     if request is None:
         return "anonymous"
     proxies = trusted_proxies() if proxies is None else proxies
+    trusted_peers = trusted_proxy_peers() if peers is False else peers
     headers: Mapping[str, str] | Any = getattr(request, "headers", None) or {}
-    if proxies > 0:
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None) if client is not None else None
+    behind_proxy = proxies > 0 and _peer_is_trusted(host, trusted_peers)  # type: ignore[arg-type]
+    if behind_proxy:
         try:
             forwarded = headers.get("x-forwarded-for") or ""
         except Exception:  # an odd headers object must not break a request
@@ -187,15 +255,54 @@ def visitor_key(request: Any, proxies: int | None = None) -> str:
         hops = [h.strip() for h in str(forwarded).split(",") if h.strip()]
         if len(hops) >= proxies:
             return f"ip:{hops[-proxies]}"
-    client = getattr(request, "client", None)
-    host = getattr(client, "host", None) if client is not None else None
     # behind a proxy the peer address is the proxy's, shared by every visitor: not a key
-    if host and proxies == 0:
+    if host and not behind_proxy:
         return f"ip:{host}"
     session = getattr(request, "session_hash", None)
     if session:
         return f"session:{session}"
     return f"ip:{host}" if host else "anonymous"
+
+
+# ---- answers running at once per visitor -----------------------------------------------------------
+class VisitorSlots:
+    """At most `limit` requests running at once per visitor key (None = no cap). Thread-safe, Gradio-free."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit if limit and limit > 0 else None
+        self._running: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> bool:
+        """Takes a slot for `key`: False (and nothing taken) when the visitor already runs `limit`."""
+        with self._lock:
+            count = self._running.get(key, 0)
+            if self.limit is not None and count >= self.limit:
+                return False
+            self._running[key] = count + 1
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            count = self._running.get(key, 0) - 1
+            if count > 0:
+                self._running[key] = count
+            else:
+                self._running.pop(key, None)
+
+    def running(self, key: str) -> int:
+        return self._running.get(key, 0)
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+
+def visitor_concurrency() -> int | None:
+    """PLAYGROUND_VISITOR_CONCURRENCY (0 = no cap); unset: 2 in the public profile, else no cap."""
+    raw = os.environ.get("PLAYGROUND_VISITOR_CONCURRENCY", "").strip()
+    if raw.isdigit():
+        return int(raw) or None
+    return PUBLIC_DEFAULT_VISITOR_CONCURRENCY if public_profile() else None
 
 
 # ---- the process-wide limiter ------------------------------------------------------------------
@@ -204,11 +311,11 @@ _limiter_lock = threading.Lock()
 
 
 def rate_limiter() -> RateLimiter:
-    """The app's limiter from PLAYGROUND_RATE_LIMIT (e.g. "20/min"; unset = no limit), made once."""
+    """The app's limiter from PLAYGROUND_RATE_LIMIT (e.g. "20/min"; unset = none, 20/min when public), made once."""
     global _limiter
     with _limiter_lock:
         if _limiter is None:
-            _limiter = RateLimiter(parse_rate(os.environ.get("PLAYGROUND_RATE_LIMIT")))
+            _limiter = RateLimiter(parse_rate(rate_setting()))
         return _limiter
 
 
@@ -263,6 +370,7 @@ def apply_api_policy(demo: Any, open_api: bool | None = None) -> list[str]:
     of failing every request later.
     """
     rate_limiter()
+    trusted_proxy_peers()
     keep_api = api_open() if open_api is None else open_api
     changed = []
     for fn_id, fn in list(demo.fns.items()):
@@ -285,13 +393,18 @@ __all__ = [
     "RateLimitError",
     "RateLimited",
     "RateLimiter",
+    "VisitorSlots",
     "api_open",
     "apply_api_policy",
     "check_rate",
     "max_concurrent_events",
     "parse_rate",
+    "public_profile",
     "rate_limiter",
+    "rate_setting",
     "reset_rate_limiter",
     "trusted_proxies",
+    "trusted_proxy_peers",
+    "visitor_concurrency",
     "visitor_key",
 ]

@@ -162,17 +162,20 @@ def test_visitor_key_direct_connection_uses_the_peer_address() -> None:
 
 
 def test_visitor_key_behind_one_proxy_uses_what_the_proxy_appended() -> None:
-    assert visitor_key(request(xff="6.6.6.6, 203.0.113.7"), proxies=1) == "ip:203.0.113.7"
-    assert visitor_key(request(xff="203.0.113.7"), proxies=1) == "ip:203.0.113.7"
+    # peers=None: the peer is a trusted proxy (on a Space, or listed in PLAYGROUND_TRUSTED_PROXY_IPS)
+    assert visitor_key(request(xff="6.6.6.6, 203.0.113.7"), proxies=1, peers=None) == "ip:203.0.113.7"
+    assert visitor_key(request(xff="203.0.113.7"), proxies=1, peers=None) == "ip:203.0.113.7"
     # a visitor cannot escape its bucket by sending its own X-Forwarded-For
-    assert visitor_key(request(xff="1.1.1.1, 203.0.113.7"), proxies=1) == visitor_key(
-        request(xff="2.2.2.2, 203.0.113.7"), proxies=1
+    assert visitor_key(request(xff="1.1.1.1, 203.0.113.7"), proxies=1, peers=None) == visitor_key(
+        request(xff="2.2.2.2, 203.0.113.7"), proxies=1, peers=None
     )
+    # from a peer that is no trusted proxy the header counts for nothing (tests/test_public_profile.py)
+    assert visitor_key(request(xff="203.0.113.7"), proxies=1, peers=[]) == "ip:10.0.0.1"
 
 
 def test_visitor_key_behind_a_proxy_without_header_falls_back_to_the_session() -> None:
     # the peer is the proxy, shared by everyone: never a key
-    assert visitor_key(request(xff=None), proxies=1) == "session:s1"
+    assert visitor_key(request(xff=None), proxies=1, peers=None) == "session:s1"
 
 
 def test_visitor_key_without_request() -> None:

@@ -71,7 +71,8 @@ async def test_first_batch_is_immediate_and_later_ones_are_paced() -> None:
     # the first token is never held back: had it waited out the interval, ~10 events would have piled up
     assert sizes[0] <= 2
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    assert min(gaps) >= 0.18  # at most one update per interval (timer slack allowed)
+    # at most one update per interval (timer slack allowed); the end of the stream is not held back
+    assert min(gaps[:-1]) >= 0.18
     assert sum(sizes) == 30 and len(sizes) < 10  # nothing lost, far fewer updates than events
 
 

@@ -935,6 +935,7 @@ def main() -> None:
     parser.add_argument("--max-total-tokens", type=int, default=4096)
     parser.add_argument("--model-id", default=StandinConfig.model_id)
     parser.add_argument("--endless", action="store_true", help="answer until max_new_tokens")
+    parser.add_argument("--max-concurrent", type=int, default=StandinConfig.max_concurrent_requests)
     args = parser.parse_args()
     config = StandinConfig(
         model_id=args.model_id,
@@ -943,6 +944,7 @@ def main() -> None:
         max_total_tokens=args.max_total_tokens,
         max_input_tokens=args.max_total_tokens - 1,
         endless=args.endless,
+        max_concurrent_requests=args.max_concurrent,
     )
     server = StandinServer(config, args.host, args.port).start()
     print(f"TGI stand-in on {server.url} (Ctrl+C stops)", flush=True)

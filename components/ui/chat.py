@@ -21,6 +21,7 @@ from components.ui.common import (
     Translations,
     build_pickers,
     first_runnable,
+    guard_picker,
     model_info,
     quant_choices,
     session_of,
@@ -154,12 +155,8 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
             *settings_values(fam),
         ]
 
-    family.input(
-        on_family,
-        [family, lang_state],
-        [variant, quant, info, system, examples, *settings.inputs],
-        queue=False,
-    )
+    family_outputs = [variant, quant, info, system, examples, *settings.inputs]
+    family.input(guard_picker(on_family, family_outputs), [family, lang_state], family_outputs, queue=False)
 
     def on_variant(variant_id: str, lang: str) -> list[Any]:
         q = first_runnable(playground, variant_id)
@@ -169,7 +166,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
             model_info(playground, ref, lang),
         ]
 
-    variant.input(on_variant, [variant, lang_state], [quant, info], queue=False)
+    variant.input(guard_picker(on_variant, [quant, info]), [variant, lang_state], [quant, info], queue=False)
 
     def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
         ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
@@ -190,8 +187,12 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     def reset_system_prompt(family_id: str) -> str:
         return catalog.family(family_id).system_prompt
 
-    reset_system.click(reset_system_prompt, [family], [system], queue=False)
-    settings.reset.click(lambda f: settings_values(catalog.family(f)), [family], settings.inputs, queue=False)
+    reset_system.click(guard_picker(reset_system_prompt, [system]), [family], [system], queue=False)
+
+    def reset_settings(family_id: str) -> list[Any]:
+        return settings_values(catalog.family(family_id))
+
+    settings.reset.click(guard_picker(reset_settings, settings.inputs), [family], settings.inputs, queue=False)
 
     def preview(
         variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]], lang: str = "de"

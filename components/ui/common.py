@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from components.catalog import Family, ModelRef
 from components.messages import t
 from components.service import Playground
 from components.validation import LIMITS, RANGES
+
+log = logging.getLogger(__name__)
 
 
 # ---- language ------------------------------------------------------------------------------------
@@ -95,6 +98,25 @@ def resolve_annotations(demo: gr.Blocks) -> int:
             target.__annotations__ = typing.get_type_hints(target)
             done += 1
     return done
+
+
+def guard_picker(fn: Any, outputs: list[Any]) -> Any:
+    """A picker event that leaves the page as it is for a family or variant id the catalog does not know.
+
+    Only a hand-made call sends one (the page offers known ids only): `/on_family` without arguments
+    used to end in `KeyError: None` and a traceback in the log. The wrapper keeps `fn`'s signature.
+    """
+    import functools
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (KeyError, IndexError, TypeError):
+            log.info("picker event %s: unknown id, nothing changed", getattr(fn, "__name__", "?"))
+            return gr.update() if len(outputs) == 1 else [gr.update() for _ in outputs]
+
+    return guarded
 
 
 def session_of(request: gr.Request | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -44,6 +45,7 @@ from components.ui.common import (
     Translations,
     build_pickers,
     first_runnable,
+    guard_picker,
     quant_choices,
     session_of,
     settings_kwargs,
@@ -62,6 +64,13 @@ PANE_FIELDS = 6
 #: Export files live in per-export folders here; folders older than this are removed on the next export.
 EXPORT_MAX_AGE_S = 3600.0
 EXPORT_ROOT = Path(tempfile.gettempdir()) / "playground-compare-exports"
+
+
+def export_root() -> Path:
+    """PLAYGROUND_EXPORT_DIR (the app's own temporary folder, removed when it ends; components/serving.py),
+    else EXPORT_ROOT."""
+    raw = os.environ.get("PLAYGROUND_EXPORT_DIR", "").strip()
+    return Path(raw) if raw else EXPORT_ROOT
 
 
 @dataclass
@@ -171,15 +180,16 @@ def reveal_text(round_: Round | None, lang: str) -> str:
 
 def write_exports(rounds: list[Round], lang: str) -> tuple[str, str]:
     """The comparison as Markdown and JSON files in a fresh temporary folder (Gradio serves them)."""
-    EXPORT_ROOT.mkdir(parents=True, exist_ok=True)
+    root = export_root()
+    root.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - EXPORT_MAX_AGE_S
-    for old in EXPORT_ROOT.iterdir():
+    for old in root.iterdir():
         try:
             if old.stat().st_mtime < cutoff:
                 shutil.rmtree(old, ignore_errors=True)
         except OSError:
             continue
-    folder = Path(tempfile.mkdtemp(prefix="export-", dir=EXPORT_ROOT))
+    folder = Path(tempfile.mkdtemp(prefix="export-", dir=root))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stem = f"{t('export_file_stem', lang)}-{stamp}"
     md = folder / f"{stem}.md"
@@ -347,10 +357,11 @@ def build_compare_tab(
                 min(values[3], LIMITS.max_new_tokens),
             ]
 
+        family_outputs = [pane.variant, pane.quant, pane.system, pane.temperature, pane.max_new_tokens]
         pane.family.input(
-            on_family,
+            guard_picker(on_family, family_outputs),
             [pane.family, lang_state],
-            [pane.variant, pane.quant, pane.system, pane.temperature, pane.max_new_tokens],
+            family_outputs,
             queue=False,
             api_visibility="private",
         )
@@ -360,7 +371,13 @@ def build_compare_tab(
                 choices=quant_choices(playground, variant_id, lang), value=first_runnable(playground, variant_id)
             )
 
-        pane.variant.input(on_variant, [pane.variant, lang_state], [pane.quant], queue=False, api_visibility="private")
+        pane.variant.input(
+            guard_picker(on_variant, [pane.quant]),
+            [pane.variant, lang_state],
+            [pane.quant],
+            queue=False,
+            api_visibility="private",
+        )
 
     for pane in panes:
         wire_pickers(pane)

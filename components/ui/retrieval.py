@@ -53,6 +53,7 @@ from components.ui.common import (
     Translations,
     build_pickers,
     first_runnable,
+    guard_picker,
     inform,
     model_info,
     quant_choices,
@@ -103,10 +104,11 @@ def wire_pickers(
             *(extra_values(fam) if extra_values else []),
         ]
 
+    family_outputs = [pickers.variant, pickers.quant, pickers.info, *settings.inputs, *extra_outputs]
     pickers.family.input(
-        on_family,
+        guard_picker(on_family, family_outputs),
         [pickers.family, lang_state],
-        [pickers.variant, pickers.quant, pickers.info, *settings.inputs, *extra_outputs],
+        family_outputs,
         queue=False,
         api_visibility="private",
     )
@@ -120,7 +122,11 @@ def wire_pickers(
         ]
 
     pickers.variant.input(
-        on_variant, [pickers.variant, lang_state], [pickers.quant, pickers.info], queue=False, api_visibility="private"
+        guard_picker(on_variant, [pickers.quant, pickers.info]),
+        [pickers.variant, lang_state],
+        [pickers.quant, pickers.info],
+        queue=False,
+        api_visibility="private",
     )
 
     def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
@@ -144,8 +150,12 @@ def wire_pickers(
         queue=False,
         api_visibility="private",
     )
+
+    def reset_settings(family_id: str) -> list[Any]:
+        return settings_values(catalog.family(family_id))
+
     settings.reset.click(
-        lambda f: settings_values(catalog.family(f)),
+        guard_picker(reset_settings, settings.inputs),
         [pickers.family],
         settings.inputs,
         queue=False,
