@@ -309,3 +309,27 @@ async def test_user_text_is_tokenized_without_special_parsing(playground, engine
     assert (as_parsed.count(im_start), as_parsed.count(im_end)) == (5, 4)  # what llama.cpp made of it before
     events, _ = await collect(playground, playground.prepare(OFFLINE, FORGED, temperature=0, max_new_tokens=4))
     assert isinstance(events[-1], Finished) and events[-1].stats.prompt_tokens == len(forged_ids)
+
+
+async def test_gguf_from_a_local_directory(tmp_path) -> None:
+    """`repo: /abs/dir` in models.yaml serves a file from that directory; a missing file is a clear error."""
+    from components.catalog import Quantization, load_catalog
+
+    catalog = load_catalog()
+    source = packaged_gguf(catalog.default.quant)
+    (tmp_path / "local.gguf").symlink_to(source)
+    for quant_id, file in (("local-q", "local.gguf"), ("missing-q", "missing.gguf")):
+        quant = Quantization(id=quant_id, kind="gguf", repo=str(tmp_path), file=file, size_gb=0.1)
+        catalog.with_extra("offline", "smollm2-135m-instruct", quant)
+    engine = LlamaCppEngine(parallel=1)
+    playground = Playground(catalog, EngineRegistry(catalog, overrides={"llama_cpp": engine}))
+    try:
+        events, text = await collect(
+            playground, playground.prepare("smollm2-135m-instruct/local-q", "Hallo!", max_new_tokens=4)
+        )
+        assert isinstance(events[-1], Finished) and text
+        events, _ = await collect(playground, playground.prepare("smollm2-135m-instruct/missing-q", "Hallo!"))
+        assert isinstance(events[-1], Failed) and events[-1].key == "err_load"
+        assert "missing.gguf does not exist" in events[-1].params["detail"]
+    finally:
+        engine.cache.clear()

@@ -38,19 +38,27 @@ __all__ = ["LlamaCppEngine", "LlamaServer", "default_parallel", "default_threads
 MAX_DEFAULT_PARALLEL = 4
 
 
-def default_threads() -> int:
-    """PLAYGROUND_LLAMA_THREADS, else all cores but one on small machines (≤ 4 cores), else all.
+def usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set), else os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
-    llama.cpp's threads meet at a barrier after every matrix product: on 2 shared cores, the
-    app's own per-token work (event loop, SSE) descheduling one of two threads made decoding
-    0.79-0.88x llama.cpp alone; with one thread it is 0.95-0.98x at the same tokens/s for two
-    thirds of the CPU (bench/RESULTS.md, "llama.cpp engine").
+
+def default_threads() -> int:
+    """PLAYGROUND_LLAMA_THREADS, else every usable core.
+
+    Chosen by measurement (bench/RESULTS.md, "llama.cpp engine"): decoding a compute-bound model (the
+    random 1.17 B Llama, like a 7B on a CPU Space) with one thread of two runs at a fraction of two
+    threads' speed, and the offline model is faster with two as well. The old default of one thread on
+    ≤ 4 cores made up for the app's per-token Python work descheduling a llama.cpp thread; with
+    llama.cpp's server the tokens are decoded in its own threads and the app only relays them.
     """
     raw = os.environ.get("PLAYGROUND_LLAMA_THREADS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    cores = os.cpu_count() or 1
-    return max(1, cores - 1) if cores <= 4 else cores
+    return usable_cores()
 
 
 def batch_threads() -> int:
@@ -58,7 +66,16 @@ def batch_threads() -> int:
     raw = os.environ.get("PLAYGROUND_LLAMA_BATCH_THREADS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    return os.cpu_count() or 1
+    return usable_cores()
+
+
+def poll_level() -> int:
+    """PLAYGROUND_LLAMA_POLL: how long llama.cpp's idle threads busy-wait for the next work (0-100), llama.cpp's
+    default 50 unless set. 0 lets them sleep at once, leaving the cores to the app's own threads."""
+    raw = os.environ.get("PLAYGROUND_LLAMA_POLL", "").strip()
+    if raw.isdigit() and 0 <= int(raw) <= 100:
+        return int(raw)
+    return 50
 
 
 def env_parallel() -> int | None:
@@ -198,6 +215,7 @@ class LlamaServer:
         params.kv_unified = False
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = n_batch_threads
+        params.cpuparams.poll = params.cpuparams_batch.poll = poll_level()
         params.n_gpu_layers = int(os.environ.get("PLAYGROUND_LLAMA_GPU_LAYERS", "-1"))
         params.fit_params = False  # keep the context we ask for (the memory budget accounts for it)
         params.cache_ram_mib = 0  # no host-memory prompt cache beyond the slots' own KV cache
