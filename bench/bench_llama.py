@@ -433,7 +433,8 @@ def main() -> None:
             f"`{command.strip()} --record`",
             "",
             "Through the app's `/chat` (gradio_client, `ssl_verify=False`; the app in its own process, "
-            f"app setups: {setups_text}; default threads here: {default_threads()}) against llama.cpp alone: "
+            f"app setups: {setups_text}; default threads here: {default_threads(0.135)} for the offline model, "
+            f"{default_threads(1.17)} for the 1 B one, PLAYGROUND_LLAMA_POLL default 0) against llama.cpp alone: "
             "llama.cpp's C++ server (xllamacpp) in the benchmark's process, called in-process with "
             "`handle_completions`, one per thread count; the ratio is against the best of them (`llama.cpp HTTP` = "
             "the same server read over its loopback `/completion` route with httpx, as the engine reads it). "

@@ -46,19 +46,25 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads() -> int:
-    """PLAYGROUND_LLAMA_THREADS, else every usable core.
+def default_threads(params_b: float | None = None) -> int:
+    """PLAYGROUND_LLAMA_THREADS, else by the model's size, as measured (bench/RESULTS.md, "llama.cpp engine"):
 
-    Chosen by measurement (bench/RESULTS.md, "llama.cpp engine"): decoding a compute-bound model (the
-    random 1.17 B Llama, like a 7B on a CPU Space) with one thread of two runs at a fraction of two
-    threads' speed, and the offline model is faster with two as well. The old default of one thread on
-    ≤ 4 cores made up for the app's per-token Python work descheduling a llama.cpp thread; with
-    llama.cpp's server the tokens are decoded in its own threads and the app only relays them.
+    - models of 1 B parameters and more (a 7B on a CPU Space; the random 1.17 B Llama here): every usable
+      core. Each token takes tens of milliseconds, the app's own per-token work hardly matters, and two
+      threads of two cores decoded fastest through the app (with llama.cpp's busy-waiting off, see
+      poll_level);
+    - smaller models (the offline 135 M): all cores but one on machines with up to 4 cores. At ~60 tokens/s
+      llama.cpp's threads meet at a barrier many times per token, and on 2 cores the app's threads (HTTP,
+      event loop, Gradio) descheduling one of two made decoding through the app collapse to 2-17 tokens/s;
+      with one thread it matched llama.cpp alone.
     """
     raw = os.environ.get("PLAYGROUND_LLAMA_THREADS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    return usable_cores()
+    cores = usable_cores()
+    if params_b is not None and params_b >= 1.0:
+        return cores
+    return max(1, cores - 1) if cores <= 4 else cores
 
 
 def batch_threads() -> int:
@@ -70,12 +76,13 @@ def batch_threads() -> int:
 
 
 def poll_level() -> int:
-    """PLAYGROUND_LLAMA_POLL: how long llama.cpp's idle threads busy-wait for the next work (0-100), llama.cpp's
-    default 50 unless set. 0 lets them sleep at once, leaving the cores to the app's own threads."""
+    """PLAYGROUND_LLAMA_POLL: how long llama.cpp's idle threads busy-wait for the next work (0-100; llama.cpp's
+    own default is 50). Default 0: they sleep at once and leave the cores to the app's threads; alone it
+    made no difference, through the app two threads decoded faster with it (bench/RESULTS.md)."""
     raw = os.environ.get("PLAYGROUND_LLAMA_POLL", "").strip()
     if raw.isdigit() and 0 <= int(raw) <= 100:
         return int(raw)
-    return 50
+    return 0
 
 
 def env_parallel() -> int | None:
@@ -422,8 +429,10 @@ class LlamaCppEngine(Engine):
         async def load() -> LlamaServer:
             progress(Status("status_loading", {"model": model.label}))
 
+            threads = default_threads(model.variant.params_b)
+
             def build() -> LlamaServer:
-                return LlamaServer(path, model.variant.context_length, parallel, default_threads(), batch_threads())
+                return LlamaServer(path, model.variant.context_length, parallel, threads, batch_threads())
 
             try:
                 return await asyncio.to_thread(build)
