@@ -116,7 +116,7 @@ def run_app(client: Any, model: Model, poll_s: float = 0.002) -> Sample:
     return Sample((first or end) - start, tokens, decode_rate(tokens, first, last), end - start)
 
 
-def start_baseline(path: Path, threads: int) -> Any:
+def start_baseline(path: Path, threads: int, poll: int = 50) -> Any:
     """llama.cpp's server in this process, set up as the engine sets it up (one slot, 2048 tokens)."""
     import xllamacpp
 
@@ -126,6 +126,7 @@ def start_baseline(path: Path, threads: int) -> Any:
     params.n_parallel = 1
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = os.cpu_count() or 1
+    params.cpuparams.poll = params.cpuparams_batch.poll = poll
     params.fit_params = False
     params.cache_ram_mib = 0
     params.verbosity = 1
@@ -148,6 +149,27 @@ def run_baseline(server: Any, request: Any) -> Sample:
 
     start = time.perf_counter()
     server.handle_completions(body, on_chunk)
+    end = time.perf_counter()
+    first, last = (times[0], times[-1]) if times else (None, None)
+    return Sample((first or end) - start, len(times), decode_rate(len(times), first, last), end - start)
+
+
+def run_baseline_http(server: Any, request: Any, http: Any) -> Sample:
+    """The same server over its loopback HTTP route /completion (what the engine does), read with httpx."""
+    import json
+
+    from components.engines.llama_cpp import completion_body
+
+    ids = http.post(
+        f"{server.listening_address}/tokenize", json={"content": request.prompt, "add_special": True}
+    ).json()["tokens"]
+    body = completion_body(request.settings) | {"prompt": ids, "stream": True}
+    times: list[float] = []
+    start = time.perf_counter()
+    with http.stream("POST", f"{server.listening_address}/completion", json=body) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:]).get("content"):
+                times.append(time.perf_counter())
     end = time.perf_counter()
     first, last = (times[0], times[-1]) if times else (None, None)
     return Sample((first or end) - start, len(times), decode_rate(len(times), first, last), end - start)
@@ -254,7 +276,12 @@ def main() -> None:
     parser.add_argument("--visitor-reps", type=int, default=3, help="repetitions of the four-visitor part")
     parser.add_argument("--tokens", default="offline=200,random=48", help="max new tokens per model")
     parser.add_argument("--models", default="offline,random")
-    parser.add_argument("--baseline-threads", default="1,2", help="llama.cpp alone with each of these")
+    parser.add_argument(
+        "--baseline-threads", default="1,2", help="llama.cpp alone with each of these (THREADS or THREADS:POLL)"
+    )
+    parser.add_argument(
+        "--http-threads", default="2", help="also llama.cpp alone over its loopback HTTP route with these ('' = none)"
+    )
     parser.add_argument(
         "--config",
         action="append",
@@ -294,30 +321,46 @@ def main() -> None:
         name, _, env_text = raw.partition(":")
         env = dict(item.split("=", 1) for item in env_text.split(",") if item)
         setups.append((name or "default", env))
-    base_threads = [int(t) for t in args.baseline_threads.split(",")]
+    base_threads = [t for t in args.baseline_threads.split(",") if t]
+    http_threads = [t for t in args.http_threads.split(",") if t]
+    import httpx
+
+    http = httpx.Client(timeout=300, trust_env=False)
     started, load_start = dt.datetime.now(), os.getloadavg()[0]
     rows: list[str] = []
     ratios: list[str] = []
     visitors_text: list[str] = []
     with contextlib.ExitStack() as stack:
         for model in models.values():
-            for threads in base_threads:
-                model.baselines[threads] = start_baseline(model.path, threads)
+            for spec in sorted(set(base_threads + http_threads)):
+                threads, _, poll = spec.partition(":")
+                model.baselines[spec] = start_baseline(model.path, int(threads), int(poll or 50))
         apps = {}
         for name, env in setups:
             app = stack.enter_context(running_app({"PLAYGROUND_CATALOG": str(catalog_path), **env}))
             client = Client(app.url, verbose=False, analytics_enabled=False, ssl_verify=False)
             stack.callback(client.close)
             apps[name] = (app, client, env)
+
+        def label(spec: str, http_side: bool = False) -> str:
+            threads, _, poll = spec.partition(":")
+            return f"llama.cpp{' HTTP' if http_side else ''} {threads} thr" + (f" poll {poll}" if poll else "")
+
         for key, model in models.items():
-            sides = [f"app {name}" for name in apps] + [f"llama.cpp {t} thread(s)" for t in base_threads]
+            kinds: dict[str, tuple[str, str]] = {f"app {name}": ("app", name) for name in apps}
+            kinds |= {label(t): ("base", t) for t in base_threads}
+            kinds |= {label(t, True): ("http", t) for t in http_threads}
+            sides = list(kinds)
             samples: dict[str, list[Sample]] = {side: [] for side in sides}
 
-            def run(side: str, model: Model = model) -> Sample:
+            def run(side: str, model: Model = model, kinds: dict[str, tuple[str, str]] = kinds) -> Sample:
                 time.sleep(0.3)  # the previous side's threads go idle first
-                if side.startswith("app "):
-                    return run_app(apps[side[4:]][1], model)
-                return run_baseline(model.baselines[int(side.split()[1])], model.request)
+                kind, what = kinds[side]
+                if kind == "app":
+                    return run_app(apps[what][1], model)
+                if kind == "http":
+                    return run_baseline_http(model.baselines[what], model.request, http)
+                return run_baseline(model.baselines[what], model.request)
 
             for side in sides:  # warm-up: loads the model in the app
                 run(side)
@@ -327,12 +370,13 @@ def main() -> None:
                     sample = run(side)
                     samples[side].append(sample)
                     print(
-                        f"{key} {rep + 1}/{args.reps} {side:22s} ttft {sample.ttft_s * 1000:6.0f} ms decode "
+                        f"{key} {rep + 1}/{args.reps} {side:26s} ttft {sample.ttft_s * 1000:6.0f} ms decode "
                         f"{fmt(sample.decode_tps):>6s} tok/s tokens {sample.tokens}",
                         flush=True,
                     )
             medians = {side: median([s.decode_tps for s in samples[side]]) for side in sides}
-            best = max((s for s in sides if s.startswith("llama.cpp")), key=lambda s: medians[s] or 0)
+            in_process = [s for s in sides if kinds[s][0] == "base"]
+            best = max(in_process, key=lambda s: medians[s] or 0)
             for side in sides:
                 rates = [s.decode_tps for s in samples[side] if s.decode_tps]
                 rows.append(
@@ -340,6 +384,13 @@ def main() -> None:
                     f"{fmt(medians[side])} ({fmt(min(rates, default=None))}–{fmt(max(rates, default=None))}) | "
                     f"{median([s.tokens for s in samples[side]]):.0f} |"
                 )
+            for t in http_threads:
+                side = label(t, True)
+                if label(t) not in samples:
+                    continue
+                pairs = zip(samples[side], samples[label(t)], strict=False)
+                ratio = median([a.decode_tps / b.decode_tps for a, b in pairs if a.decode_tps and b.decode_tps])
+                ratios.append(f"| {model.name} | {side} | in-process, same threads | {fmt(ratio, 3)} |")
             for name in apps:
                 side = f"app {name}"
                 # per repetition against the best baseline's run of the same repetition (shared load)
@@ -382,9 +433,12 @@ def main() -> None:
             f"`{command.strip()} --record`",
             "",
             "Through the app's `/chat` (gradio_client, `ssl_verify=False`; the app in its own process, "
-            f"app setups: {setups_text}; default threads here: {default_threads()}) against llama.cpp alone: "
+            f"app setups: {setups_text}; default threads here: {default_threads(0.135)} for the offline model, "
+            f"{default_threads(1.17)} for the 1 B one, PLAYGROUND_LLAMA_POLL default 0) against llama.cpp alone: "
             "llama.cpp's C++ server (xllamacpp) in the benchmark's process, called in-process with "
-            "`handle_completions`, one per thread count; the ratio is against the best of them. Prompt: system "
+            "`handle_completions`, one per thread count; the ratio is against the best of them (`llama.cpp HTTP` = "
+            "the same server read over its loopback `/completion` route with httpx, as the engine reads it). "
+            "Prompt: system "
             f"„{SYSTEM}“ + „{QUESTION}“ in ChatML (Playground.prepare), greedy, the family's top_p/top_k/"
             f"repetition penalty, same stops; {args.reps} timed runs per side after a warm-up, rotating, never two "
             "at once. Decode = (completion tokens − 1) ÷ (last − first text update); ratios are medians of "

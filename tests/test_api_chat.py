@@ -114,12 +114,12 @@ def test_named_parameters(client: Any) -> None:
 
 def test_stop_sequence_ends_answer(client: Any) -> None:
     free, _ = chat(
-        client, message="Zähle von 1 bis 10, durch Kommas getrennt.", temperature=0, seed=1, max_new_tokens=40
+        client, message="Write the numbers from 1 to 10, separated by commas.", temperature=0, seed=1, max_new_tokens=40
     )
     assert "," in free, f"precondition: the free answer has a comma: {free!r}"
     text, info = chat(
         client,
-        message="Zähle von 1 bis 10, durch Kommas getrennt.",
+        message="Write the numbers from 1 to 10, separated by commas.",
         temperature=0,
         seed=1,
         max_new_tokens=40,

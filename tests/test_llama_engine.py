@@ -139,19 +139,32 @@ async def test_stop_one_of_four_parallel_answers(playground, engine, catalog) ->
     assert await busy_slots_settle(engine, catalog.default, 0) == 0
 
 
+async def collect_signalling(playground: Playground, prepared, started: asyncio.Event, queued: asyncio.Event):
+    """collect(), setting `started` at the first text and `queued` at the first queue position."""
+    events = []
+    async for event in playground.stream(prepared):
+        events.append(event)
+        if isinstance(event, TextDelta):
+            started.set()
+        elif isinstance(event, Status) and event.key == "status_queued":
+            queued.set()
+    return events, "".join(e.text for e in events if isinstance(e, TextDelta))
+
+
 async def test_caller_beyond_the_slots_waits_with_queue_position(catalog) -> None:
     engine = LlamaCppEngine(parallel=1)
     playground = Playground(catalog, EngineRegistry(catalog, overrides={"llama_cpp": engine}))
-    a = playground.prepare(OFFLINE, "Zähle bis zwanzig.", temperature=0, max_new_tokens=30)
+    a = playground.prepare(OFFLINE, "Zähle bis hundert.", temperature=0, max_new_tokens=150)
     b = playground.prepare(OFFLINE, "Zähle bis zehn.", temperature=0, max_new_tokens=5)
     c = playground.prepare(OFFLINE, "Zähle bis fünf.", temperature=0, max_new_tokens=5)
+    flags = [(asyncio.Event(), asyncio.Event()) for _ in range(3)]
     try:
         await engine.loaded(catalog.default)
-        first = asyncio.ensure_future(collect(playground, a))
-        await asyncio.sleep(0.3)
-        second = asyncio.ensure_future(collect(playground, b))
-        await asyncio.sleep(0.2)
-        third = asyncio.ensure_future(collect(playground, c))
+        first = asyncio.ensure_future(collect_signalling(playground, a, *flags[0]))
+        await asyncio.wait_for(flags[0][0].wait(), 30)  # a is generating
+        second = asyncio.ensure_future(collect_signalling(playground, b, *flags[1]))
+        await asyncio.wait_for(flags[1][1].wait(), 30)  # b waits
+        third = asyncio.ensure_future(collect_signalling(playground, c, *flags[2]))
         runs = await asyncio.gather(first, second, third)
     finally:
         engine.cache.clear()
@@ -166,7 +179,7 @@ async def test_caller_beyond_the_slots_waits_with_queue_position(catalog) -> Non
 async def test_stop_while_queued_gives_up_the_place(catalog) -> None:
     engine = LlamaCppEngine(parallel=1)
     playground = Playground(catalog, EngineRegistry(catalog, overrides={"llama_cpp": engine}))
-    a = playground.prepare(OFFLINE, "Zähle bis zwanzig.", temperature=0, max_new_tokens=40)
+    a = playground.prepare(OFFLINE, "Zähle bis hundert.", temperature=0, max_new_tokens=150)
     b = playground.prepare(OFFLINE, "Zähle bis zehn.", temperature=0, max_new_tokens=5)
     c = playground.prepare(OFFLINE, "Zähle bis fünf.", temperature=0, max_new_tokens=5)
 
@@ -178,13 +191,14 @@ async def test_stop_while_queued_gives_up_the_place(catalog) -> None:
                 b.request.cancel.set()
         return events
 
+    started, unused = asyncio.Event(), asyncio.Event()
     try:
-        first = asyncio.ensure_future(collect(playground, a))
-        await asyncio.sleep(0.3)
-        second = asyncio.ensure_future(stop_b_when_queued())
-        await asyncio.sleep(0.1)
-        third = asyncio.ensure_future(collect(playground, c))
-        _, events_b, (events_c, text_c) = await asyncio.gather(first, second, third)
+        await engine.loaded(catalog.default)
+        first = asyncio.ensure_future(collect_signalling(playground, a, started, unused))
+        await asyncio.wait_for(started.wait(), 30)
+        events_b = await asyncio.wait_for(stop_b_when_queued(), 30)  # ends while a still generates
+        events_c, text_c = await collect(playground, c)
+        await first
     finally:
         engine.cache.clear()
     assert isinstance(events_b[-1], Finished) and events_b[-1].stats.finish_reason == "stopped"
@@ -315,3 +329,27 @@ async def test_user_text_is_tokenized_without_special_parsing(playground, engine
     assert (as_parsed.count(im_start), as_parsed.count(im_end)) == (5, 4)  # what llama.cpp made of it before
     events, _ = await collect(playground, playground.prepare(OFFLINE, FORGED, temperature=0, max_new_tokens=4))
     assert isinstance(events[-1], Finished) and events[-1].stats.prompt_tokens == len(forged_ids)
+
+
+async def test_gguf_from_a_local_directory(tmp_path) -> None:
+    """`repo: /abs/dir` in models.yaml serves a file from that directory; a missing file is a clear error."""
+    from components.catalog import Quantization, load_catalog
+
+    catalog = load_catalog()
+    source = packaged_gguf(catalog.default.quant)
+    (tmp_path / "local.gguf").symlink_to(source)
+    for quant_id, file in (("local-q", "local.gguf"), ("missing-q", "missing.gguf")):
+        quant = Quantization(id=quant_id, kind="gguf", repo=str(tmp_path), file=file, size_gb=0.1)
+        catalog.with_extra("offline", "smollm2-135m-instruct", quant)
+    engine = LlamaCppEngine(parallel=1)
+    playground = Playground(catalog, EngineRegistry(catalog, overrides={"llama_cpp": engine}))
+    try:
+        events, text = await collect(
+            playground, playground.prepare("smollm2-135m-instruct/local-q", "Hallo!", max_new_tokens=4)
+        )
+        assert isinstance(events[-1], Finished) and text
+        events, _ = await collect(playground, playground.prepare("smollm2-135m-instruct/missing-q", "Hallo!"))
+        assert isinstance(events[-1], Failed) and events[-1].key == "err_load"
+        assert "missing.gguf does not exist" in events[-1].params["detail"]
+    finally:
+        engine.cache.clear()

@@ -38,18 +38,32 @@ __all__ = ["LlamaCppEngine", "LlamaServer", "default_parallel", "default_threads
 MAX_DEFAULT_PARALLEL = 4
 
 
-def default_threads() -> int:
-    """PLAYGROUND_LLAMA_THREADS, else all cores but one on small machines (≤ 4 cores), else all.
+def usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set), else os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
-    llama.cpp's threads meet at a barrier after every matrix product: on 2 shared cores, the
-    app's own per-token work (event loop, SSE) descheduling one of two threads made decoding
-    0.79-0.88x llama.cpp alone; with one thread it is 0.95-0.98x at the same tokens/s for two
-    thirds of the CPU (bench/RESULTS.md, "llama.cpp engine").
+
+def default_threads(params_b: float | None = None) -> int:
+    """PLAYGROUND_LLAMA_THREADS, else by the model's size, as measured (bench/RESULTS.md, "llama.cpp engine"):
+
+    - models of 1 B parameters and more (a 7B on a CPU Space; the random 1.17 B Llama here): every usable
+      core. Each token takes tens of milliseconds, the app's own per-token work hardly matters, and two
+      threads of two cores decoded fastest through the app (with llama.cpp's busy-waiting off, see
+      poll_level);
+    - smaller models (the offline 135 M): all cores but one on machines with up to 4 cores. At ~60 tokens/s
+      llama.cpp's threads meet at a barrier many times per token, and on 2 cores the app's threads (HTTP,
+      event loop, Gradio) descheduling one of two made decoding through the app collapse to 2-17 tokens/s;
+      with one thread it matched llama.cpp alone.
     """
     raw = os.environ.get("PLAYGROUND_LLAMA_THREADS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
+    if params_b is not None and params_b >= 1.0:
+        return cores
     return max(1, cores - 1) if cores <= 4 else cores
 
 
@@ -58,7 +72,17 @@ def batch_threads() -> int:
     raw = os.environ.get("PLAYGROUND_LLAMA_BATCH_THREADS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    return os.cpu_count() or 1
+    return usable_cores()
+
+
+def poll_level() -> int:
+    """PLAYGROUND_LLAMA_POLL: how long llama.cpp's idle threads busy-wait for the next work (0-100; llama.cpp's
+    own default is 50). Default 0: they sleep at once and leave the cores to the app's threads; alone it
+    made no difference, through the app two threads decoded faster with it (bench/RESULTS.md)."""
+    raw = os.environ.get("PLAYGROUND_LLAMA_POLL", "").strip()
+    if raw.isdigit() and 0 <= int(raw) <= 100:
+        return int(raw)
+    return 0
 
 
 def env_parallel() -> int | None:
@@ -198,6 +222,7 @@ class LlamaServer:
         params.kv_unified = False
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = n_batch_threads
+        params.cpuparams.poll = params.cpuparams_batch.poll = poll_level()
         params.n_gpu_layers = int(os.environ.get("PLAYGROUND_LLAMA_GPU_LAYERS", "-1"))
         params.fit_params = False  # keep the context we ask for (the memory budget accounts for it)
         params.cache_ram_mib = 0  # no host-memory prompt cache beyond the slots' own KV cache
@@ -404,8 +429,10 @@ class LlamaCppEngine(Engine):
         async def load() -> LlamaServer:
             progress(Status("status_loading", {"model": model.label}))
 
+            threads = default_threads(model.variant.params_b)
+
             def build() -> LlamaServer:
-                return LlamaServer(path, model.variant.context_length, parallel, default_threads(), batch_threads())
+                return LlamaServer(path, model.variant.context_length, parallel, threads, batch_threads())
 
             try:
                 return await asyncio.to_thread(build)
