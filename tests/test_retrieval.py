@@ -288,12 +288,13 @@ async def test_too_large_sources_are_refused_with_token_counts(catalog: Catalog)
     big = check_source(" ".join(["Das Wetter in Düsseldorf wird heute schön und sonnig!"] * 200), {"Url": "u"})
     small = card_source()
     prepared = prepare_retrieval(playground, OFFLINE, CARD_QUESTION, [small, big], max_new_tokens=256)
+    # loaded first: on a busy machine the model's load alone can outlast the count's timeout (then: estimate)
+    llm = await playground.registry.engine_for(prepared.request.model).loaded(prepared.request.model)  # type: ignore[attr-defined]
     with pytest.raises(InputError) as refused:
         await check_fit(playground, prepared, [small, big])
     err = refused.value
     assert err.key == "err_sources_too_long_tokenizer"
     p = err.params
-    llm = await playground.registry.engine_for(prepared.request.model).loaded(prepared.request.model)  # type: ignore[attr-defined]
     exact = len(await asyncio.to_thread(llm.tokenize, prepared.raw_prompt))
     assert p["prompt_tokens"] == exact > 2048
     assert p["total"] == exact + 256 and p["context"] == 2048 and p["excess"] == exact + 256 - 2048
