@@ -26,6 +26,7 @@ from components.service import Playground
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, resolve_annotations
 from components.ui.compare import build_compare_tab
+from components.ui.page_script import SET_LANGUAGE_JS, page_head
 from components.ui.retrieval import build_retrieval_tab, build_structured_tab, register_retrieval_api
 from components.ui.status import build_status_tab, endpoints_markdown
 
@@ -84,7 +85,7 @@ def build_app(playground: Playground) -> gr.Blocks:
             return [lang, *updates]
 
         # queued on purpose: a State changed by a non-queued event does not fire its .change listeners
-        language.change(relabel, [language], [lang_state, *tr.components], api_visibility="private")
+        language.change(relabel, [language], [lang_state, *tr.components], api_visibility="private", js=SET_LANGUAGE_JS)
 
         def from_query(request: gr.Request) -> str:
             return normalize_language(request.query_params.get("lang") if request else None)
@@ -141,6 +142,7 @@ def main() -> None:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
         css=CSS,
+        head=page_head(),
         footer_links=["api"],
         # Gradio's queue runs at most max_threads events at once, async ones included
         max_threads=max_concurrent_events(),

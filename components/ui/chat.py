@@ -22,7 +22,9 @@ from components.ui.common import (
     build_pickers,
     first_runnable,
     model_info,
+    offline_name,
     quant_choices,
+    sendable,
     session_of,
     settings_kwargs,
     settings_panel,
@@ -99,6 +101,16 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                 settings = settings_panel(default.family, tr, "chat")
             tr.add(acc, "settings")
         with gr.Column(scale=3):
+            offline_note = tr.add(
+                gr.Markdown(
+                    t("offline_note", model=default.variant.name),
+                    visible=default.variant.offline,
+                    elem_id="chat-offline-note",
+                ),
+                "offline_note",
+                "value",
+                model=offline_name(playground),
+            )
             chatbot = tr.add(
                 gr.Chatbot(label=t("chatbot"), elem_id="chat-bot", height=520, buttons=["copy"]), "chatbot"
             )
@@ -115,9 +127,21 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                     "message_placeholder",
                     "placeholder",
                 )
-                send = tr.add(gr.Button(t("send"), variant="primary", scale=1, elem_id="chat-send"), "send", "value")
+                send = tr.add(
+                    gr.Button(
+                        t("send"),
+                        variant="primary",
+                        scale=1,
+                        interactive=sendable(playground, default),
+                        elem_id="chat-send",
+                    ),
+                    "send",
+                    "value",
+                )
             with gr.Row():
-                stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="chat-stop"), "stop", "value")
+                stop = tr.add(
+                    gr.Button(t("stop"), variant="stop", interactive=False, elem_id="chat-stop"), "stop", "value"
+                )
                 retry = tr.add(gr.Button(t("retry"), elem_id="chat-retry"), "retry", "value")
                 clear = tr.add(gr.Button(t("clear"), elem_id="chat-clear"), "clear", "value")
             examples = tr.add(
@@ -146,18 +170,20 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         q = first_runnable(playground, v)
         ref = catalog.get(model_id(v, q)) or catalog.default
         return [
-            gr.update(choices=variant_choices(playground, family_id), value=v),
+            gr.update(choices=variant_choices(playground, family_id, lang), value=v),
             gr.update(choices=quant_choices(playground, v, lang), value=q),
             model_info(playground, ref, lang),
             fam.system_prompt,
             gr.update(samples=[[e] for e in fam.examples]),
             *settings_values(fam),
+            *selection_updates(ref),
         ]
 
+    selection_outputs = [offline_note, send]
     family.input(
         on_family,
         [family, lang_state],
-        [variant, quant, info, system, examples, *settings.inputs],
+        [variant, quant, info, system, examples, *settings.inputs, *selection_outputs],
         queue=False,
     )
 
@@ -167,25 +193,36 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         return [
             gr.update(choices=quant_choices(playground, variant_id, lang), value=q),
             model_info(playground, ref, lang),
+            *selection_updates(ref),
         ]
 
-    variant.input(on_variant, [variant, lang_state], [quant, info], queue=False)
+    variant.input(on_variant, [variant, lang_state], [quant, info, *selection_outputs], queue=False)
 
-    def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
+    def on_quant(variant_id: str, quant_id: str, lang: str) -> list[Any]:
         ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
-        return model_info(playground, ref, lang)
+        return [model_info(playground, ref, lang), *selection_updates(ref)]
 
-    quant.input(on_quant, [variant, quant, lang_state], [info], queue=False)
+    quant.input(on_quant, [variant, quant, lang_state], [info, *selection_outputs], queue=False)
 
-    def on_lang(variant_id: str, quant_id: str, lang: str, conv: list[dict[str, Any]]) -> list[Any]:
+    def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str, conv: list[dict[str, Any]]) -> list[Any]:
         ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
         return [
+            gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
             gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
             model_info(playground, ref, lang),
             render(conv, lang),
         ]
 
-    lang_state.change(on_lang, [variant, quant, lang_state, conversation], [quant, info, chatbot], queue=False)
+    lang_state.change(
+        on_lang,
+        [family, variant, quant, lang_state, conversation],
+        [variant, quant, info, chatbot],
+        queue=False,
+    )
+
+    def selection_updates(ref: Any) -> list[Any]:
+        """The offline note shows only above the offline model; Send works only for builds that can be sent to."""
+        return [gr.update(visible=ref.variant.offline), gr.update(interactive=sendable(playground, ref))]
 
     def reset_system_prompt(family_id: str) -> str:
         return catalog.family(family_id).system_prompt
@@ -216,7 +253,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     examples.click(lambda sample: sample[0] if isinstance(sample, list) else sample, [examples], [message], queue=False)
 
     # ---- generation ----------------------------------------------------------------------------
-    outputs = [chatbot, conversation, message, raw_prompt]
+    outputs = [chatbot, conversation, message, raw_prompt, stop]
 
     async def run(
         text: str,
@@ -229,6 +266,11 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         request: gr.Request | None,
     ) -> AsyncIterator[list[Any]]:
         session = session_of(request)
+        if flags.running(session, SLOT):
+            # one answer at a time per visitor: Enter or Send while one streams neither stops it nor queues
+            warn(t("err_busy", lang), lang)
+            yield gr.skip()
+            return
         try:
             check_rate(request)
             prepared = playground.prepare(
@@ -241,13 +283,13 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
             )
         except InputError as exc:
             warn(t(exc.key, lang, **exc.params), lang)
-            yield [gr.update(), conv, gr.update(), gr.update()]
+            yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
             return
         flag = flags.start(session, SLOT)
         prepared.request.cancel = flag
         entry: dict[str, Any] = {"user": text, "assistant": "", "model": prepared.request.model.id}
         conv = [*conv, entry]
-        yield [render(conv, lang), conv, "", prepared.raw_prompt]
+        yield [render(conv, lang), conv, "", prepared.raw_prompt, gr.update(interactive=True)]
         try:
             async for batch in batched(playground.stream(prepared)):
                 for event in batch:
@@ -266,14 +308,15 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                     break
                 if entry.get("assistant"):
                     entry.pop("status", None)
-                yield [render(conv, lang), conv, gr.update(), gr.update()]
+                yield [render(conv, lang), conv, gr.update(), gr.update(), gr.update()]
         finally:
             flags.finish(session, SLOT, flag)
+        idle = gr.update(interactive=False)
         if getattr(flag, "reason", None) == "clear":
-            yield [[], [], gr.update(), gr.update()]
+            yield [[], [], gr.update(), gr.update(), idle]
             return
         entry.pop("status", None)
-        yield [render(conv, lang), conv, gr.update(), gr.update()]
+        yield [render(conv, lang), conv, gr.update(), gr.update(), idle]
 
     inputs = [message, conversation, variant, quant, system, lang_state, *settings.inputs]
 
@@ -315,17 +358,20 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     ) -> AsyncIterator[list[Any]]:
         if not conv:
             warn(t("err_nothing_to_retry", lang), lang)
-            yield [gr.update(), conv, gr.update(), gr.update()]
+            yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
             return
         last = conv[-1]
         args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
         async for update in run(last["user"], conv[:-1], variant_id, quant_id, sys_prompt, lang, args, request):
-            update[2] = gr.update()  # keep whatever the user is typing
+            if isinstance(update, list):
+                update[2] = gr.update()  # keep whatever the user is typing
             yield update
 
-    message.submit(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
-    send.click(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
-    retry.click(retry_last, inputs, outputs, api_visibility="private", concurrency_limit=None)
+    # "multiple": Enter or Send while an answer streams reaches the server, which says why it does not send
+    events = {"api_visibility": "private", "concurrency_limit": None, "trigger_mode": "multiple"}
+    message.submit(respond, inputs, outputs, **events)
+    send.click(respond, inputs, outputs, **events)
+    retry.click(retry_last, inputs, outputs, **events)
 
     def stop_now(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
@@ -334,7 +380,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
 
     def clear_all(request: gr.Request) -> list[Any]:
         flags.stop(session_of(request), SLOT, reason="clear")
-        return [[], [], "", ""]
+        return [[], [], "", "", gr.update(interactive=False)]
 
     clear.click(clear_all, None, outputs, queue=False, api_visibility="private")
     # the chatbot's own trash icon must forget the conversation too, not only hide it

@@ -347,7 +347,7 @@ def build_compare_tab(
             q = first_runnable(playground, v)
             values = settings_values(fam)
             return [
-                gr.update(choices=variant_choices(playground, family_id), value=v),
+                gr.update(choices=variant_choices(playground, family_id, lang), value=v),
                 gr.update(choices=quant_choices(playground, v, lang), value=q),
                 gr.update(placeholder=fam.system_prompt),
                 values[0],
@@ -601,17 +601,28 @@ def build_compare_tab(
     def on_lang(lang: str, conv: list[Round], count_in: Any, *picked: Any) -> list[Any]:
         conv = conv or []
         quants = [
-            gr.update(choices=quant_choices(playground, picked[2 * i], lang), value=picked[2 * i + 1])
+            gr.update(choices=quant_choices(playground, picked[3 * i + 1], lang), value=picked[3 * i + 2])
+            for i in range(MAX_PANES)
+        ]
+        variants = [
+            gr.update(choices=variant_choices(playground, picked[3 * i], lang), value=picked[3 * i + 1])
             for i in range(MAX_PANES)
         ]
         boxes = [gr.update(label=t("compare_pane_settings", lang, n=i + 1)) for i in range(MAX_PANES)]
-        return [*quants, *boxes, *pane_updates(conv, lang), *vote_updates(conv, pane_count_of(count_in), lang)]
+        return [
+            *quants,
+            *variants,
+            *boxes,
+            *pane_updates(conv, lang),
+            *vote_updates(conv, pane_count_of(count_in), lang),
+        ]
 
     lang_state.change(
         on_lang,
-        [lang_state, rounds, pane_count, *[c for p in panes for c in (p.variant, p.quant)]],
+        [lang_state, rounds, pane_count, *[c for p in panes for c in (p.family, p.variant, p.quant)]],
         [
             *[p.quant for p in panes],
+            *[p.variant for p in panes],
             *[p.settings_box for p in panes],
             *[p.chatbot for p in panes],
             *[p.stats for p in panes],
