@@ -15,8 +15,10 @@ if importlib.util.find_spec("matplotlib") is None:
     sys.modules.setdefault("matplotlib", None)  # type: ignore[arg-type]
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from components.api import register_api
+from components.body_limit import BodyLimitMiddleware
 from components.catalog import CatalogError, load_catalog
 from components.compare_api import register_compare_api
 from components.limits import RateLimitError, apply_api_policy, max_concurrent_events
@@ -147,6 +149,8 @@ def main() -> None:
         # Gradio's queue runs at most max_threads events at once, async ones included
         max_threads=max_concurrent_events(),
         max_file_size="1mb",
+        # a body over PLAYGROUND_MAX_REQUEST_BYTES is refused before it is read (components/body_limit.py)
+        app_kwargs={"middleware": [Middleware(BodyLimitMiddleware)]},
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +16,8 @@ from components.messages import normalize_language, t
 from components.service import Playground, Prepared
 from components.streaming import batched
 from components.validation import InputError, parse_history
+
+log = logging.getLogger("playground.api")
 
 
 async def answer_stream(
@@ -34,6 +38,29 @@ async def answer_stream(
                 if event.stats:
                     info["stats"] = event.stats.as_dict()
         yield text
+
+
+def api_language(value: Any) -> str:
+    """The `lang` parameter: "de"/"en" (anything else that is text: German); not text at all is refused."""
+    if value is not None and not isinstance(value, str):
+        raise InputError("err_wrong_type", name="lang", kind=type(value).__name__, expected='"de" or "en"')
+    return normalize_language(value)
+
+
+def refused(exc: InputError, language: str, endpoint: str) -> gr.Error:
+    """The gr.Error for refused input: its message in `language` to the client, one JSON line to the log, and no
+    traceback (Gradio prints one for every gr.Error unless told not to)."""
+    log.info("request refused", extra={"endpoint": endpoint, "reason": exc.key})
+    return gr.Error(t(exc.key, language, **exc.params), print_exception=False)
+
+
+def failed(exc: BaseException, language: str, endpoint: str) -> gr.Error:
+    """The gr.Error for an unexpected failure while checking a request: a message, never `{"error": null}`; the
+    log gets one JSON line (the traceback inside it, redacted)."""
+    log.error(
+        "request failed", extra={"endpoint": endpoint, "error": type(exc).__name__}, exc_info=(type(exc), exc, None)
+    )
+    return gr.Error(t("err_request_failed", language, detail=type(exc).__name__), print_exception=False)
 
 
 def register_api(playground: Playground) -> None:
@@ -61,25 +88,31 @@ def register_api(playground: Playground) -> None:
         `system_prompt` None means the family's default; `history` is a list of [question, answer]
         pairs; unset settings use the family's recommended values; out-of-range settings are refused.
         """
-        language = normalize_language(lang)
+        language = normalize_language(lang if isinstance(lang, str) else None)
         try:
+            language = api_language(lang)
             check_rate(request)
-            prepared = playground.prepare(
-                model,
-                message,
-                system_prompt=system_prompt,
-                history=parse_history(history),
-                lang=language,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                max_new_tokens=max_new_tokens,
-                repetition_penalty=repetition_penalty,
-                seed=seed,
-                stop=stop,
+            # checks and prompt building off the event loop: they are bounded, but not free
+            prepared = await asyncio.to_thread(
+                lambda: playground.prepare(
+                    model,
+                    message,
+                    system_prompt=system_prompt,
+                    history=parse_history(history),
+                    lang=language,
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=top_k,
+                    max_new_tokens=max_new_tokens,
+                    repetition_penalty=repetition_penalty,
+                    seed=seed,
+                    stop=stop,
+                )
             )
         except InputError as exc:
-            raise gr.Error(t(exc.key, language, **exc.params)) from None
+            raise refused(exc, language, "chat") from None
+        except Exception as exc:
+            raise failed(exc, language, "chat") from None
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt}
         async for text in answer_stream(playground, prepared, info, language):
             yield text, info
@@ -94,7 +127,10 @@ def register_api(playground: Playground) -> None:
         `unavailable` (`why_not` says why). `available` is true only for `ready`; `why_not` is set whenever
         a request would be refused now.
         """
-        language = normalize_language(lang)
+        try:
+            language = api_language(lang)
+        except InputError as exc:
+            raise refused(exc, "de", "models") from None
         out = []
         for ref in playground.catalog.refs():
             avail = playground.availability(ref)

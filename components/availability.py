@@ -15,6 +15,7 @@ from typing import Any
 from components.catalog import ModelRef, QuantKind
 from components.engines.hub import cached_file, hub_offline
 from components.engines.model_cache import default_budget_gb
+from components.engines.offline_model import packaged_gguf, requirement_for
 from components.engines.transformers_engine import missing_packages
 
 GPU_KINDS = {QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq}
@@ -153,10 +154,6 @@ def gpu_memory_gb() -> float | None:
     return torch.cuda.get_device_properties(0).total_memory / 1024**3
 
 
-def _installed(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
 def _downloaded(ref: ModelRef) -> bool:
     quant = ref.quant
     if not quant.repo or quant.repo.startswith("/"):
@@ -175,7 +172,8 @@ def check(
             return Availability(True)
         return Availability(False, "why_no_endpoint", {"endpoint": quant.endpoint, "env": "URL"}, UNAVAILABLE)
     if kind is QuantKind.gguf and quant.package:
-        if not _installed(quant.package):
+        # installed, taken from its wheel before, or pinned so that the engine fetches it on first use
+        if packaged_gguf(quant) is None and requirement_for(quant.package) is None:
             return Availability(False, "why_package_missing", {"package": quant.package}, UNAVAILABLE)
         return Availability(True)
     need = ref.estimated_memory_gb()

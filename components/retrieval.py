@@ -26,6 +26,7 @@ from typing import Any
 
 from components.catalog import Family, ModelRef
 from components.engines.base import GenerationRequest
+from components.markers import find_marker, refuse_markers
 from components.messages import t
 from components.prompts import get_format
 from components.service import Playground, Prepared
@@ -108,8 +109,9 @@ class Source:
 
 
 def _marker_in(text: str) -> str | None:
-    upper = text.upper()
-    return next((m for m in MARKERS if m in upper), None)
+    """The retrieval delimiter in `text`, look-alikes included (full-width ＥＮＤＩＮＰＵＴ reads as ENDINPUT)."""
+    found = find_marker(text, None, retrieval=True)
+    return found.upper() if found else None
 
 
 def check_metadata(value: Any, index: int = 1) -> tuple[tuple[str, str], ...]:
@@ -298,16 +300,36 @@ def prepare_retrieval(
         raise playground.refusal(ref, avail, lang)
     system = check_system_prompt(system_prompt, RAG_SYSTEM_PROMPT)
     fmt = get_format(ref.family.prompt_format)
+    check_markers(fmt.name, text, system, sources)
     sampling = build_settings(ref.family, fmt.stop, **settings)
     prompt = build_prompt(ref.family, sources, text, system)
     request = GenerationRequest(model=ref, prompt=prompt.raw, messages=prompt.messages, settings=sampling)
     return Prepared(request=request, raw_prompt=prompt.raw)
 
 
-def preview_prompt(playground: Playground, model_id: str, sources: Sequence[Source], question: str, system: Any) -> str:
-    """The raw prompt for the page's prompt view while typing (no checks)."""
+def check_markers(format_name: str, question: str, system: str, sources: Sequence[Source]) -> None:
+    """Refuses the family's turn markers (and the retrieval delimiters) in the question, the sources and their
+    metadata, and the turn markers in the system prompt (which names the delimiters on purpose)."""
+    refuse_markers(question, format_name, "err_marker_question", retrieval=True)
+    refuse_markers(system, format_name, "err_marker_system")
+    for index, source in enumerate(sources, start=1):
+        refuse_markers(source.text, format_name, "err_marker_source", retrieval=True, index=index)
+        for key, value in source.metadata:
+            refuse_markers(f"{key}: {value}", format_name, "err_marker_source", retrieval=True, index=index)
+
+
+def preview_prompt(
+    playground: Playground, model_id: str, sources: Sequence[Source], question: str, system: Any, lang: str = "de"
+) -> str:
+    """The raw prompt for the page's prompt view while typing (no length checks); with a control marker in the
+    question, the sources or the system prompt, why it would be refused instead."""
     ref = playground.catalog.get(model_id) or playground.catalog.default
-    return build_prompt(ref.family, sources, " ".join(str(question or "").split()), system).raw
+    text = " ".join(clean_text(question).split())
+    try:
+        check_markers(ref.family.prompt_format, text, clean_text(system), sources)
+    except InputError as exc:
+        return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))
+    return build_prompt(ref.family, sources, text, system).raw
 
 
 # ---- does it fit? -----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from components.engines.base import (
     TextDelta,
 )
 from components.logging_setup import record_conversation
+from components.markers import check_prompt_parts
 from components.messages import t
 from components.prompts import Turn, get_format
 from components.validation import (
@@ -27,6 +28,7 @@ from components.validation import (
     build_settings,
     check_message,
     check_system_prompt,
+    clean_text,
 )
 
 log = logging.getLogger(__name__)
@@ -145,6 +147,8 @@ class Playground:
         fmt = get_format(family.prompt_format)
         system = check_system_prompt(system_prompt, family.system_prompt)
         turns = list(history or [])
+        # user text never becomes the format's control markup (components/markers.py)
+        check_prompt_parts(fmt.name, text, system, turns)
         sampling = build_settings(family, fmt.stop, **settings)
         raw = fmt.render(system, turns, text)
         request = GenerationRequest(
@@ -156,11 +160,18 @@ class Playground:
         )
         return Prepared(request=request, raw_prompt=raw)
 
-    def render_prompt(self, model_id: str, message: str, system_prompt: str | None, history: list[Turn]) -> str:
-        """The raw prompt the model would get, for the page's prompt view (no checks)."""
+    def render_prompt(
+        self, model_id: str, message: str, system_prompt: str | None, history: list[Turn], lang: str = "de"
+    ) -> str:
+        """The raw prompt the model would get, for the page's prompt view (no length checks). Text holding a
+        control marker shows why it would be refused instead of a forged prompt."""
         ref = self.catalog.get(model_id) or self.catalog.default
         fmt = get_format(ref.family.prompt_format)
         system = ref.family.system_prompt if system_prompt is None else system_prompt
+        try:
+            check_prompt_parts(fmt.name, clean_text(message), clean_text(system), history)
+        except InputError as exc:
+            return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))
         return fmt.render(system, history, message)
 
     async def stream(self, prepared: Prepared, source: str = "", session: str | None = None) -> AsyncIterator[Event]:

