@@ -909,6 +909,28 @@ MESSAGES: dict[str, dict[str, str]] = {
     "schema_type_object": {"de": "Objekt (object)", "en": "object"},
     "schema_type_array": {"de": "Liste (array)", "en": "array"},
     "schema_type_null": {"de": "null", "en": "null"},
+    "err_context_single": {
+        "de": "Die Nachricht passt nicht ins Kontextfenster: {prompt_tokens} Tokens Prompt + {max_new_tokens} neue "
+        "Tokens = {total} Tokens, das Modell fasst {context}. Kürze die Nachricht oder senke „Max. neue Tokens“.",
+        "en": "The message does not fit the context window: {prompt_tokens} prompt tokens + {max_new_tokens} new "
+        "tokens = {total} tokens, the model takes {context}. Shorten the message or lower 'Max new tokens'.",
+    },
+    "chat_welcome": {
+        "de": "### Willkommen!\nWähle links ein Modell, schreib eine Frage unten ins Feld (Enter sendet) oder nimm "
+        "ein Beispiel aus den Modellkarten. Die Antwort erscheint hier, Wort für Wort, mit Messwerten darunter.",
+        "en": "### Welcome!\nPick a model on the left, type a question in the box below (Enter sends) or take an "
+        "example from the model cards. The answer appears here word by word, with its figures underneath.",
+    },
+    "compare_one_model": {
+        "de": "ℹ️ Hier läuft nur **{model}**: für einen echten Vergleich ein zweites Modell verbinden – mit einer GPU, "
+        "einem TGI-Server (`TGI_URL`) oder einem GGUF-Download.",
+        "en": "ℹ️ Only **{model}** runs here: for a real comparison connect a second model – a GPU, a TGI server "
+        "(`TGI_URL`) or a GGUF download.",
+    },
+    "err_blind_same_model": {
+        "de": "Im Blindvergleich muss jeder Bereich ein anderes Modell haben; bitte verschiedene Modelle wählen.",
+        "en": "A blind comparison needs a different model in every pane; please pick different models.",
+    },
     "status_download_starting": {
         "de": "Download von {model} ({size:.1f} GB) beginnt …",
         "en": "Starting the download of {model} ({size:.1f} GB) …",

@@ -21,6 +21,7 @@ from components.ui.common import (
     Translations,
     build_pickers,
     first_runnable,
+    max_new_tokens_for,
     model_info,
     offline_name,
     quant_choices,
@@ -98,7 +99,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                 gr.Button(t("reset_system"), size="sm", elem_id="chat-reset-system"), "reset_system", "value"
             )
             with gr.Accordion(t("settings"), open=False, elem_id="chat-settings") as acc:
-                settings = settings_panel(default.family, tr, "chat")
+                settings = settings_panel(default.family, tr, "chat", model=default)
             tr.add(acc, "settings")
         with gr.Column(scale=3):
             offline_note = tr.add(
@@ -112,7 +113,14 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                 model=offline_name(playground),
             )
             chatbot = tr.add(
-                gr.Chatbot(label=t("chatbot"), elem_id="chat-bot", height=520, buttons=["copy"]), "chatbot"
+                gr.Chatbot(
+                    label=t("chatbot"),
+                    placeholder=t("chat_welcome"),
+                    elem_id="chat-bot",
+                    height=520,
+                    buttons=["copy"],
+                ),
+                "chatbot",
             )
             with gr.Row():
                 message = tr.add(
@@ -179,7 +187,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
             *selection_updates(ref),
         ]
 
-    selection_outputs = [offline_note, send]
+    selection_outputs = [offline_note, send, settings.max_new_tokens]
     family.input(
         on_family,
         [family, lang_state],
@@ -221,8 +229,13 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     )
 
     def selection_updates(ref: Any) -> list[Any]:
-        """The offline note shows only above the offline model; Send works only for builds that can be sent to."""
-        return [gr.update(visible=ref.variant.offline), gr.update(interactive=sendable(playground, ref))]
+        """The offline note shows only above the offline model; Send works only for builds that can be sent to;
+        max new tokens leaves room for the prompt in the model's context."""
+        return [
+            gr.update(visible=ref.variant.offline),
+            gr.update(interactive=sendable(playground, ref)),
+            gr.update(maximum=max_new_tokens_for(ref)),
+        ]
 
     def reset_system_prompt(family_id: str) -> str:
         return catalog.family(family_id).system_prompt
@@ -292,6 +305,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
             return
         flag = flags.start(session, SLOT)
         prepared.request.cancel = flag
+        prepared_history = to_turns(conv)
         entry: dict[str, Any] = {"user": text, "assistant": "", "model": prepared.request.model.id}
         conv = [*conv, entry]
         yield [render(conv, lang), conv, "", prepared.raw_prompt, gr.update(interactive=True)]
@@ -306,7 +320,10 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                     elif isinstance(event, Finished):
                         entry["stats"] = event.stats.as_dict()
                     elif isinstance(event, Failed):
-                        entry["error"] = t(event.key, lang, **event.params)
+                        key = event.key
+                        if key == "err_context" and not prepared_history:
+                            key = "err_context_single"  # nothing to clear: the message itself is too long
+                        entry["error"] = t(key, lang, **event.params)
                         if event.stats:
                             entry["stats"] = event.stats.as_dict()
                 if getattr(flag, "reason", None) == "clear":

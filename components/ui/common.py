@@ -153,6 +153,15 @@ def sendable(playground: Playground, ref: ModelRef) -> bool:
     return avail.ok or avail.state == availability.DOWNLOAD
 
 
+#: Context tokens max new tokens always leaves to the prompt (system prompt, question, format).
+PROMPT_ROOM = 256
+
+
+def max_new_tokens_for(ref: ModelRef) -> int:
+    """The most new tokens a slider offers for the build: the operator's cap, and never the whole context."""
+    return max(1, min(LIMITS.max_new_tokens, ref.variant.context_length - PROMPT_ROOM))
+
+
 def offline_name(playground: Playground) -> str:
     """The offline stand-in model's name, from the catalog."""
     offline = next((r for r in playground.catalog.refs() if r.variant.offline), playground.catalog.default)
@@ -218,11 +227,28 @@ class Pickers:
     info: Any  # the model's description, or None where the tab shows none
 
 
-def build_pickers(
-    playground: Playground, tr: Translations, prefix: str, suffix: str = "", with_info: bool = True
-) -> Pickers:
-    """Family, variant and quantization dropdowns (elem ids `{prefix}-family{suffix}`, ...) on the default model."""
+def runnable_refs(playground: Playground) -> list[ModelRef]:
+    """Every build that runs here now, the catalog's default first."""
     default = playground.catalog.default
+    refs = [default] if playground.availability(default).state == availability.READY else []
+    for ref in playground.catalog.refs():
+        avail = playground.availability(ref)
+        if ref.id != default.id and avail.ok and avail.state == availability.READY:
+            refs.append(ref)
+    return refs
+
+
+def build_pickers(
+    playground: Playground,
+    tr: Translations,
+    prefix: str,
+    suffix: str = "",
+    with_info: bool = True,
+    start: ModelRef | None = None,
+) -> Pickers:
+    """Family, variant and quantization dropdowns (elem ids `{prefix}-family{suffix}`, ...) on `start` (default:
+    the catalog's default model)."""
+    default = start or playground.catalog.default
 
     def dropdown(key: str, choices: list[tuple[str, str]], value: str) -> Any:
         return tr.add(gr.Dropdown(choices, value=value, label=t(key), elem_id=f"{prefix}-{key}{suffix}"), key)
@@ -280,12 +306,14 @@ def settings_values(family: Family) -> list[Any]:
     ]
 
 
-def settings_panel(family: Family, tr: Translations, prefix: str) -> SettingsControls:
+def settings_panel(family: Family, tr: Translations, prefix: str, model: ModelRef | None = None) -> SettingsControls:
     """Sliders whose ranges are the server's own validation ranges."""
     values = settings_values(family)
 
     def slider(name: str, value: Any, step: float) -> Any:
         low, high, _ = RANGES[name]
+        if name == "max_new_tokens" and model is not None:
+            high = max_new_tokens_for(model)
         return tr.add(
             gr.Slider(low, high, value=value, step=step, label=t(name), elem_id=f"{prefix}-{name.replace('_', '-')}"),
             name,
@@ -294,7 +322,9 @@ def settings_panel(family: Family, tr: Translations, prefix: str) -> SettingsCon
     temperature = slider("temperature", values[0], 0.05)
     top_p = slider("top_p", values[1], 0.01)
     top_k = slider("top_k", values[2], 1)
-    max_new = slider("max_new_tokens", min(values[3], LIMITS.max_new_tokens), 1)
+    max_new = slider(
+        "max_new_tokens", min(values[3], LIMITS.max_new_tokens, *([max_new_tokens_for(model)] if model else [])), 1
+    )
     rep = slider("repetition_penalty", values[4], 0.01)
     # a Textbox, not a gr.Number: Number(value=None) shows and sends 0, so "empty = random" would never hold
     seed = tr.add(gr.Textbox(value="", max_lines=1, label=t("seed"), elem_id=f"{prefix}-seed"), "seed")

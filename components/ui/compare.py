@@ -45,7 +45,9 @@ from components.ui.common import (
     Translations,
     build_pickers,
     first_runnable,
+    offline_name,
     quant_choices,
+    runnable_refs,
     session_of,
     settings_kwargs,
     settings_panel,
@@ -206,6 +208,15 @@ def build_compare_tab(
     default = catalog.default
     vote_log = votes or VoteLog()
     tr.add(gr.Markdown(t("compare_intro"), elem_id="compare-intro"), "compare_intro", "value")
+    # two different models that run here where there are two; else a line on how to get a second one
+    runnable = runnable_refs(playground)
+    if len(runnable) < 2:
+        tr.add(
+            gr.Markdown(t("compare_one_model", model=offline_name(playground)), elem_id="compare-one-model"),
+            "compare_one_model",
+            "value",
+            model=offline_name(playground),
+        )
     with gr.Row():
         pane_count = tr.add(
             gr.Radio([2, 3, 4], value=MIN_PANES, label=t("compare_pane_count"), elem_id="compare-pane-count", scale=1),
@@ -225,7 +236,8 @@ def build_compare_tab(
                 gr.Column(visible=n <= MIN_PANES, min_width=300, elem_id=f"compare-model-{n}") as picker_column,
                 gr.Accordion(t("compare_pane_settings", n=n), open=True, elem_id=f"compare-box-{n}") as box,
             ):
-                built = build_pickers(playground, tr, "compare", suffix=f"-{n}", with_info=False)
+                start = runnable[i % len(runnable)] if runnable else default
+                built = build_pickers(playground, tr, "compare", suffix=f"-{n}", with_info=False, start=start)
                 family, variant, quant = built.family, built.variant, built.quant
                 system = tr.add(
                     gr.Textbox(
@@ -456,6 +468,11 @@ def build_compare_tab(
                     pane_settings(shared, own, bool(fam_defaults)),
                 )
             )
+        if is_blind and len({spec.model_id for spec in specs}) < len(specs):
+            # a blind comparison of a model with itself would tell nothing
+            warn(t("err_blind_same_model", lang), lang)
+            yield unchanged()
+            return
         conv: list[Round] = list(conv_in or [])
         # a blind round stands alone: earlier answers would give the models away, and after a blind
         # round the panes hold different models than their pickers say
