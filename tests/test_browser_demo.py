@@ -16,7 +16,7 @@ import pytest
 from components.catalog import load_catalog
 from components.messages import t
 from tests.app_server import RunningApp, free_port, running_app
-from tests.browser import browser_fixture
+from tests.browser import browser_fixture, set_slider
 from tests.test_availability import fake_hub
 from tests.test_browser_chat import TRACEBACK_MARKERS, WATCH_SCRIPT
 
@@ -263,3 +263,53 @@ def test_json_tab_says_schema_errors_in_the_page_language(offline_app: RunningAp
         comma = "„,“ erwartet" if lang == "de" else "',' expected"
         p.wait_until(lambda note=note, comma=comma: comma in note.inner_text(), f"{comma!r}: {note.inner_text()!r}")
         assert "Expecting" not in note.inner_text()
+
+
+# ---- 7: one answer at a time, Stop and Send only when they do something ---------------------------------------
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_enter_while_streaming_says_so_and_buttons_show_what_they_do(
+    offline_app: RunningApp, open_page: Any, lang: str
+) -> None:
+    p = open_page(offline_app, lang)
+    page = p.page
+    stop, send = page.locator("button#chat-stop"), page.locator("#chat-send")
+    assert stop.is_disabled(), "Stop looks active while nothing runs"
+    welcome = t("chat_welcome", lang).split("\n")[1][:40]
+    p.wait_until(lambda: welcome in page.locator("#chat-bot").inner_text(), "the welcome text")
+    page.locator("#chat-settings").get_by_text(t("settings", lang), exact=True).first.click()
+    set_slider(page, "chat-max-new-tokens", 1500)
+    set_slider(page, "chat-temperature", 0)  # greedy, the offline model counts for well over 1000 tokens
+    slider_max = page.locator("#chat-max-new-tokens input[type=range]").get_attribute("max")
+    assert int(slider_max) < CATALOG.default.variant.context_length, "max new tokens leaves room for the prompt"
+    box = page.locator("#chat-input textarea")
+    box.fill("Write the numbers from 1 to 500, separated by commas.")
+    box.press("Enter")
+    bot = page.locator("#chat-bot [data-testid=bot]")
+    p.wait_until(lambda: bot.count() == 1 and "," in bot.last.inner_text(), "the answer to stream", 90)
+    p.wait_until(lambda: stop.is_enabled(), "Stop to become active")
+    box.fill("Noch eine Frage")
+    box.press("Enter")
+    busy = page.locator("[data-testid=toast-body]", has_text=t("err_busy", lang))
+    busy.first.wait_for(timeout=10_000)
+    send.click()
+    time.sleep(1.0)
+    assert stop.is_enabled(), "the answer still runs"
+    assert page.locator("#chat-bot [data-testid=user]").count() == 1, "Send while streaming neither stops nor sends"
+    stop.click()
+    p.wait_until(lambda: stop.is_disabled(), "Stop to rest again", 30)
+    # a build that cannot run here gets no Send button
+    p.choose("chat-family", "IGEL")
+    p.wait_until(lambda: send.is_disabled(), "Send disabled for a build marked ✗")
+
+
+# ---- 3 (defaults): compare starts on different runnable models or says how to add one ----------------------------
+def test_compare_defaults_and_blind_mode_refuses_a_model_twice(offline_app: RunningApp, open_page: Any) -> None:
+    p = open_page(offline_app, "de")
+    page = p.page
+    p.tab("compare")
+    assert CATALOG.default.variant.name in page.locator("#compare-one-model").inner_text()
+    page.locator("#compare-blind input").check()
+    page.locator("#compare-input textarea").fill("Hallo")
+    page.locator("#compare-send").click()
+    page.locator("[data-testid=toast-body]", has_text=t("err_blind_same_model", "de")).first.wait_for(timeout=10_000)
+    assert page.locator("#compare-pane-1 [data-testid=user]").count() == 0

@@ -218,7 +218,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
             gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
             gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
             model_info(playground, ref, lang),
-            render(conv, lang),
+            gr.update(value=render(conv, lang), placeholder=t("chat_welcome", lang)),
         ]
 
     lang_state.change(
