@@ -40,6 +40,17 @@ CSS = """
 }
 #lang .wrap { flex-wrap: nowrap; }
 footer { display: none !important; }
+/* contrast (WCAG AA, 4.5:1): white on Gradio's orange is 2.8:1, on its red 3.8:1 */
+button.primary:not(:disabled) {
+  background: #c2410c !important; border-color: #c2410c !important; color: #fff !important;
+}
+button.primary:not(:disabled):hover { background: #9a3412 !important; }
+button.stop:not(:disabled) {
+  background: #b91c1c !important; border-color: #b91c1c !important; color: #fff !important;
+}
+button.stop:not(:disabled):hover { background: #991b1b !important; }
+button[role=tab].selected { color: #c2410c !important; }
+.upload-container .or { color: var(--body-text-color) !important; opacity: 1 !important; }
 """
 
 

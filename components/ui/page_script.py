@@ -49,6 +49,16 @@ _SCRIPT = """
     for (const close of root.querySelectorAll("[data-testid=toast-close]")) {
       if (close.getAttribute("aria-label") !== texts.close) close.setAttribute("aria-label", texts.close);
     }
+    accessible(root);
+  }
+
+  // Gradio's fixed English names that axe-core flags: the upload area's name differs from the text it shows
+  // (let the shown text name it), and an empty JSON view puts aria-label on a plain div (give it a role)
+  function accessible(root) {
+    const all = (selector) => [...(root.matches && root.matches(selector) ? [root] : []),
+      ...root.querySelectorAll(selector)];
+    for (const button of all("button.upload-container[aria-label]")) button.removeAttribute("aria-label");
+    for (const div of all("div.empty[aria-label]:not([role])")) div.setAttribute("role", "img");
   }
 
   // Gradio's own dictionaries (de, en, …), flattened to "key.sub" -> text
@@ -99,10 +109,7 @@ _SCRIPT = """
         if (swapped !== null) el.setAttribute(attr, swapped);
       }
     }
-    // the upload area's fixed English name differs from the text it shows: let the shown text name it
-    for (const button of document.querySelectorAll("button.upload-container[aria-label]")) {
-      button.removeAttribute("aria-label");
-    }
+    accessible(document);
   }
 
   let localeTries = 0;
