@@ -50,6 +50,17 @@ button.stop:not(:disabled) {
 }
 button.stop:not(:disabled):hover { background: #991b1b !important; }
 button[role=tab].selected { color: #c2410c !important; }
+/* a phone (390 px): the message box within the first screen, the model pickers below the chat */
+@media (max-width: 640px) {
+  #page-title h1 { font-size: 1.5rem; margin: 0; }
+  #page-subtitle { display: none; }
+  #chat-row { flex-direction: column-reverse; }
+  #chat-bot { height: 40vh !important; }
+  #tab-compare > div, #tab-compare > .column { display: flex; flex-direction: column; }
+  #compare-ask-row { order: -2; }
+  #compare-buttons-row { order: -1; }
+  [id^="compare-pane-"] { height: 50vh !important; }
+}
 .upload-container .or { color: var(--body-text-color) !important; opacity: 1 !important; }
 """
 

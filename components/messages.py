@@ -916,9 +916,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "tokens = {total} tokens, the model takes {context}. Shorten the message or lower 'Max new tokens'.",
     },
     "chat_welcome": {
-        "de": "### Willkommen!\nWähle links ein Modell, schreib eine Frage unten ins Feld (Enter sendet) oder nimm "
+        "de": "### Willkommen!\nWähle ein Modell, schreib eine Frage unten ins Feld (Enter sendet) oder nimm "
         "ein Beispiel aus den Modellkarten. Die Antwort erscheint hier, Wort für Wort, mit Messwerten darunter.",
-        "en": "### Welcome!\nPick a model on the left, type a question in the box below (Enter sends) or take an "
+        "en": "### Welcome!\nPick a model, type a question in the box below (Enter sends) or take an "
         "example from the model cards. The answer appears here word by word, with its figures underneath.",
     },
     "compare_one_model": {

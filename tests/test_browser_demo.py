@@ -314,3 +314,16 @@ def test_compare_defaults_and_blind_mode_refuses_a_model_twice(offline_app: Runn
     page.locator("#compare-send").click()
     page.locator("[data-testid=toast-body]", has_text=t("err_blind_same_model", "de")).first.wait_for(timeout=10_000)
     assert page.locator("#compare-pane-1 [data-testid=user]").count() == 0
+
+
+# ---- 11: a phone -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_phone_has_the_message_boxes_on_the_first_screen(offline_app: RunningApp, open_page: Any, lang: str) -> None:
+    p = open_page(offline_app, lang, PHONE)
+    page = p.page
+    box = page.locator("#chat-input textarea").bounding_box()
+    assert box and box["y"] + box["height"] <= PHONE["height"], f"chat message box at {box}"
+    assert page.locator("#chat-send").bounding_box()["y"] < PHONE["height"] + 60
+    p.tab("compare") if page.get_by_role("tab", name=t("tab_compare", lang), exact=True).is_visible() else None
+    question = page.locator("#compare-input textarea").bounding_box()
+    assert question and question["y"] + question["height"] <= PHONE["height"], f"compare question at {question}"

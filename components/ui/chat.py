@@ -81,7 +81,7 @@ class ChatTab:
 def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any) -> ChatTab:
     catalog = playground.catalog
     default = catalog.default
-    with gr.Row():
+    with gr.Row(elem_id="chat-row"):
         with gr.Column(scale=1, min_width=280):
             pickers = build_pickers(playground, tr, "chat")
             family, variant, quant, info = pickers.family, pickers.variant, pickers.quant, pickers.info

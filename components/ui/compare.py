@@ -292,7 +292,7 @@ def build_compare_tab(
                 stats = gr.Markdown("", elem_id=f"compare-stats-{n}")
             panes.append(PaneControls(column, *pickers[i], chatbot, stats))
 
-    with gr.Row():
+    with gr.Row(elem_id="compare-ask-row"):
         message = tr.add(
             gr.Textbox(
                 placeholder=t("compare_placeholder"),
@@ -306,7 +306,7 @@ def build_compare_tab(
             "placeholder",
         )
         send = tr.add(gr.Button(t("send"), variant="primary", scale=1, elem_id="compare-send"), "send", "value")
-    with gr.Row():
+    with gr.Row(elem_id="compare-buttons-row"):
         stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="compare-stop"), "stop", "value")
         clear = tr.add(gr.Button(t("clear"), elem_id="compare-clear"), "clear", "value")
         export_md = tr.add(
