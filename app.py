@@ -96,7 +96,7 @@ def build_app(playground: Playground) -> gr.Blocks:
                 build_structured_tab(playground, tr, flags, lang_state)
             tr.add(structured_tab, "tab_structured")
             with gr.Tab(t("tab_status"), id="status", elem_id="tab-status") as status_tab:
-                status_title, status_health = build_status_tab(playground, tr, lang_state)
+                status_title, status_health = build_status_tab(playground, tr, lang_state, status_tab)
             tr.add(status_tab, "tab_status")
 
         def relabel(lang: str) -> list:

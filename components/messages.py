@@ -257,7 +257,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "**{endpoint}** ({type}) · {url} · {state} · model: {model_id} · version: {version} · "
         "max {max_total_tokens} tokens",
     },
-    "endpoints_title_md": {"de": "### Entfernte Server", "en": "### Remote servers"},
+    "endpoints_title_md": {"de": "## Entfernte Server", "en": "## Remote servers"},
     "endpoints_refresh": {"de": "Status prüfen", "en": "Check status"},
     "endpoints_none": {
         "de": "Kein entfernter Server konfiguriert. Setze `TGI_URL` oder `OPENAI_BASE_URL` (siehe README).",
@@ -930,6 +930,20 @@ MESSAGES: dict[str, dict[str, str]] = {
     "err_blind_same_model": {
         "de": "Im Blindvergleich muss jeder Bereich ein anderes Modell haben; bitte verschiedene Modelle wählen.",
         "en": "A blind comparison needs a different model in every pane; please pick different models.",
+    },
+    "local_title_md": {"de": "## Lokale Engines", "en": "## Local engines"},
+    "local_none": {
+        "de": "Noch kein lokales Modell geladen – die erste Frage an ein Modell lädt es.",
+        "en": "No local model loaded yet – the first question to a model loads it.",
+    },
+    "local_engine": {
+        "de": "**{engine}**: {used:.1f} von {budget:.1f} GB Speicher für geladene Modelle",
+        "en": "**{engine}**: {used:.1f} of {budget:.1f} GB of memory for loaded models",
+    },
+    "local_model": {"de": "{model} · {size:.1f} GB", "en": "{model} · {size:.1f} GB"},
+    "local_slots": {
+        "de": "{busy} von {slots} parallelen Plätzen belegt, {waiting} warten",
+        "en": "{busy} of {slots} parallel slots busy, {waiting} waiting",
     },
     "status_download_starting": {
         "de": "Download von {model} ({size:.1f} GB) beginnt …",

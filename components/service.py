@@ -113,6 +113,33 @@ class Playground:
                 return availability.Availability(False, "why_no_endpoint", {"endpoint": ref.quant.endpoint, "env": env})
         return availability.check(ref, endpoint_url=url, probe=self.hub)
 
+    def local_engines(self) -> list[dict[str, Any]]:
+        """What the local engines have loaded: per model its label, size and, where the engine has them, its
+        parallel slots (busy, total, waiting); and the memory the engine's cache uses of its budget."""
+        out = []
+        for engine in self.registry.all().values():
+            cache = getattr(engine, "cache", None)
+            if cache is None or not hasattr(cache, "items"):
+                continue
+            models = []
+            for item in cache.items():
+                ref = self.catalog.get(item.key)
+                gate = getattr(item.value, "gate", None)
+                models.append(
+                    {
+                        "id": item.key,
+                        "label": ref.label if ref else item.key,
+                        "size_gb": item.size_gb,
+                        "slots": getattr(gate, "slots", None),
+                        "busy": getattr(gate, "active", None),
+                        "waiting": _count(getattr(gate, "waiting", None)),
+                    }
+                )
+            out.append(
+                {"engine": engine.name, "used_gb": cache.used_gb, "budget_gb": cache.budget_gb, "models": models}
+            )
+        return out
+
     def why_not(self, ref: ModelRef, lang: str) -> str | None:
         """Why the build cannot be used now (None when it runs now or after a download from a reachable Hub)."""
         avail = self.availability(ref)
@@ -197,6 +224,12 @@ class Playground:
                 yield event
         finally:
             await events.aclose()
+
+
+def _count(value: Any) -> int | None:
+    """A count an engine exposes as a number or as a method returning one."""
+    value = value() if callable(value) else value
+    return value if isinstance(value, int) else None
 
 
 def decimal(value: float, lang: str, places: int = 1) -> str:

@@ -327,3 +327,17 @@ def test_phone_has_the_message_boxes_on_the_first_screen(offline_app: RunningApp
     p.tab("compare") if page.get_by_role("tab", name=t("tab_compare", lang), exact=True).is_visible() else None
     question = page.locator("#compare-input textarea").bounding_box()
     assert question and question["y"] + question["height"] <= PHONE["height"], f"compare question at {question}"
+
+
+# ---- 13: the Server tab shows the local engines -------------------------------------------------------------------
+def test_server_tab_shows_what_the_local_engine_has_loaded(offline_app: RunningApp, open_page: Any) -> None:
+    p = open_page(offline_app, "en")
+    page = p.page
+    page.locator("#chat-input textarea").fill("Hi!")
+    page.locator("#chat-input textarea").press("Enter")
+    bot = page.locator("#chat-bot [data-testid=bot]")
+    p.wait_until(lambda: bot.count() and "tokens/s" in bot.last.inner_text(), "an answer", 90)
+    p.tab("status")
+    local = page.locator("#status-local")
+    p.wait_until(lambda: CATALOG.default.label in local.inner_text(), f"the loaded model: {local.inner_text()!r}")
+    assert "parallel slots" in local.inner_text() and "GB of memory" in local.inner_text()
