@@ -360,7 +360,7 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
         return [
             items,
             sources_html(items, lang),
-            gr.update(choices=source_choices(items), value=None),
+            gr.update(choices=source_choices(items), value=len(items)),
             "",
             None,
             "",
@@ -385,16 +385,45 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
         remove_source, [pick, sources, lang_state], [sources, sources_view, pick], queue=False, api_visibility="private"
     )
 
+    # a file is a source as soon as it is uploaded (with the metadata typed so far)
+    files.upload(
+        add_sources,
+        [source_text, files, url, author, extra, sources, lang_state],
+        [sources, sources_view, pick, source_text, files, url, author, extra],
+        api_visibility="private",
+    )
+
     def clear_sources(lang: str) -> list[Any]:
-        return [[], sources_html([], lang), gr.update(choices=[], value=None)]
+        # the old answer and its status line go with the sources they were about
+        return [[], sources_html([], lang), gr.update(choices=[], value=None), "", ""]
 
-    clear.click(clear_sources, [lang_state], [sources, sources_view, pick], queue=False, api_visibility="private")
+    clear.click(
+        clear_sources,
+        [lang_state],
+        [sources, sources_view, pick, answer, status],
+        queue=False,
+        api_visibility="private",
+    )
 
-    def fill_example() -> list[Any]:
-        return [CARD_SOURCE_TEXT, CARD_SOURCE_URL, "", "", CARD_QUESTION]
+    def fill_example(items: list[dict[str, Any]], lang: str) -> list[Any]:
+        """The card's example as a source of the list (not only in the form), and its question."""
+        items = list(items or [])
+        example_item = {"text": CARD_SOURCE_TEXT, "metadata": [[URL_KEY, CARD_SOURCE_URL]]}
+        if example_item not in items and len(items) < SOURCE_LIMITS.max_sources:
+            items.append(example_item)
+        return [
+            items,
+            sources_html(items, lang),
+            gr.update(choices=source_choices(items), value=len(items)),
+            CARD_QUESTION,
+        ]
 
     example.click(
-        fill_example, None, [source_text, url, author, extra, question], queue=False, api_visibility="private"
+        fill_example,
+        [sources, lang_state],
+        [sources, sources_view, pick, question],
+        queue=False,
+        api_visibility="private",
     )
 
     lang_state.change(
