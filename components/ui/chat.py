@@ -246,7 +246,11 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     def preview(
         variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]], lang: str = "de"
     ) -> Any:
-        turns = to_turns(conv)
+        """The prompt the next message would get. Without a message nothing would be sent, so the view keeps the
+        prompt that was sent last (no empty user turn); an answer still being written is not history yet."""
+        if not (text or "").strip():
+            return gr.update()
+        turns = to_turns([c for c in conv if c.get("stats") or c.get("error")])
         return playground.render_prompt(model_id(variant_id, quant_id), text or "", sys_prompt, turns, lang)
 
     def preview_message(
