@@ -57,8 +57,12 @@ def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]
         notes = []
         if c.get("error"):
             notes.append(t("err_prefix", lang) + c["error"])
-        if c.get("stats"):
-            notes.append(f"<sub>{format_stats(c['stats'], lang)}</sub>")
+        stats = c.get("stats")
+        # an answer that failed or was stopped before its first token has no figures worth a line ("– · 0 Tokens")
+        if stats and (stats.get("completion_tokens") or not (c.get("error") or stats.get("ttft_s") is None)):
+            notes.append(f"<sub>{format_stats(stats, lang)}</sub>")
+        elif stats and stats.get("finish_reason") == "stopped" and not c.get("error"):
+            notes.append(f"*{t('err_stopped_partial', lang)}*")
         if notes:
             text = (text + "\n\n" if text else "") + "\n\n".join(notes)
         out.append({"role": "assistant", "content": text or "…"})
