@@ -327,11 +327,13 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                         entry["status"] = t(event.key, lang, **event.params)
                     elif isinstance(event, Finished):
                         entry["stats"] = event.stats.as_dict()
+                        flags.finish(session, SLOT, flag)  # done: the next message may go as soon as this shows
                     elif isinstance(event, Failed):
                         key = event.key
                         if key == "err_context" and not prepared_history:
                             key = "err_context_single"  # nothing to clear: the message itself is too long
                         entry["error"] = t(key, lang, **event.params)
+                        flags.finish(session, SLOT, flag)
                         if event.stats:
                             entry["stats"] = event.stats.as_dict()
                 if getattr(flag, "reason", None) == "clear":
