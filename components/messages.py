@@ -340,8 +340,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "source_remove": {"de": "Quelle entfernen", "en": "Remove source"},
     "sources_clear": {"de": "Alle Quellen entfernen", "en": "Remove all sources"},
     "sources_none": {
-        "de": "Noch keine Quelle: Text einfügen oder eine Datei hochladen, dann „Quelle hinzufügen“.",
-        "en": "No source yet: paste text or upload a file, then 'Add source'.",
+        "de": "Noch keine Quelle: Text einfügen und „Quelle hinzufügen“, eine Datei hochladen oder das Beispiel "
+        "der Modellkarte nehmen.",
+        "en": "No source yet: paste text and 'Add source', upload a file, or take the model card example.",
     },
     "source_no_metadata": {"de": "ohne Metadaten", "en": "no metadata"},
     "source_line": {
