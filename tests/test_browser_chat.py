@@ -446,7 +446,10 @@ def test_em_german_shows_quantizations_and_its_system_prompt(open_chat: Any) -> 
     assert em.system_prompt == "Du bist ein hilfreicher Assistent."
     chat.wait_until(lambda: system.input_value() == em.system_prompt, "the EM German system prompt")
     variant = em.variants[0]
-    chat.wait_until(lambda: page.locator("#chat-variant input").input_value() == variant.name, "the first variant")
+    chat.wait_until(
+        lambda: page.locator("#chat-variant input").input_value() == t("variant_recommended", "de", name=variant.name),
+        "the first variant",
+    )
 
     options = chat.options("chat-quant")
     assert len(options) == len(variant.quantizations), options
