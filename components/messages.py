@@ -946,6 +946,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "{busy} von {slots} parallelen Plätzen belegt, {waiting} warten",
         "en": "{busy} of {slots} parallel slots busy, {waiting} waiting",
     },
+    "export_family_defaults": {
+        "de": "jede Familie mit ihren empfohlenen Einstellungen",
+        "en": "each family with its recommended settings",
+    },
     "status_download_starting": {
         "de": "Download von {model} ({size:.1f} GB) beginnt …",
         "en": "Starting the download of {model} ({size:.1f} GB) …",
