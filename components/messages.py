@@ -950,6 +950,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "jede Familie mit ihren empfohlenen Einstellungen",
         "en": "each family with its recommended settings",
     },
+    "err_structured_empty": {
+        "de": "Bitte zuerst den Text eingeben, aus dem das JSON entstehen soll.",
+        "en": "Please enter the text to extract the JSON from first.",
+    },
     "status_download_starting": {
         "de": "Download von {model} ({size:.1f} GB) beginnt …",
         "en": "Starting the download of {model} ({size:.1f} GB) …",

@@ -220,7 +220,12 @@ def prepare_structured(
     The schema is checked for the answer budget the request will have, and neither the text nor the schema may
     hold a control marker of the model's prompt format (both go into the prompt)."""
     raw_schema = load_schema(schema)
-    body = check_message(text)
+    try:
+        body = check_message(text)
+    except InputError as exc:
+        if exc.key != "err_empty":
+            raise
+        raise InputError("err_structured_empty") from None  # not the chat's "type a message first"
     ref = playground.resolve(model_id)
     fmt = get_format(ref.family.prompt_format)
     budget = build_settings(ref.family, fmt.stop, **settings).max_new_tokens

@@ -275,3 +275,10 @@ def test_page_verdicts() -> None:
     assert schema_status(example_schema_text(), "de") == t("structured_schema_ok", "de")
     assert "Draft 2020-12" in schema_status('{"type": "objekt"}', "de").replace("\\", "")  # Markdown-escaped
     assert schema_status("", "de") == ""
+
+
+def test_an_empty_text_is_refused_with_the_json_tabs_own_message(catalog: Catalog) -> None:
+    with pytest.raises(InputError) as refused:
+        prepare_structured(Playground(catalog), OFFLINE, "  ", EXAMPLE_SCHEMA)
+    assert refused.value.key == "err_structured_empty"
+    assert t("err_structured_empty", "de") != t("err_empty", "de")
