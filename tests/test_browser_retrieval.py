@@ -149,7 +149,7 @@ def test_source_question_streamed_answer_and_exact_prompt(open_page: Callable[[]
     assert final.strip()
     assert len(samples) >= 2 and all(final.startswith(s) for s in samples), samples  # it streamed
     status = tab.text("retrieval-status")
-    assert t("tokens_tokenizer", "de") in status and "2048" in status
+    assert t("tokens_tokenizer", "de") in status and "2.048" in status  # with the thousands separator
 
     tab.open_accordion("retrieval-raw-prompt-box", t("raw_prompt", "de"))
     user = (
