@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from components import availability
 from components.engines.base import Failed, Finished, PromptSent, TextDelta
 from components.limits import check_rate
 from components.messages import normalize_language, t
@@ -125,14 +126,20 @@ def register_api(playground: Playground) -> None:
     gr.api(chat, api_name="chat", concurrency_limit=None)
 
     def models(lang: str = "de") -> list[dict[str, Any]]:
-        """Every model id with its family, label, engine, context length and whether it runs here."""
+        """Every model id with its family, label, engine, context length and whether it runs here.
+
+        `state` is `ready` (runs now), `download` (runs after a download of `download_gb` GB; `hub` says
+        whether the Hub is `reachable`, `unreachable` or switched off with HF_HUB_OFFLINE, `offline`) or
+        `unavailable` (`why_not` says why). `available` is true only for `ready`; `why_not` is set whenever
+        a request would be refused now.
+        """
         try:
             language = api_language(lang)
         except InputError as exc:
             raise refused(exc, "de", "models") from None
         out = []
         for ref in playground.catalog.refs():
-            why = playground.why_not(ref, language)
+            avail = playground.availability(ref)
             out.append(
                 {
                     "id": ref.id,
@@ -140,8 +147,11 @@ def register_api(playground: Playground) -> None:
                     "label": ref.label,
                     "engine": ref.engine_kind,
                     "context_length": ref.variant.context_length,
-                    "available": why is None,
-                    "why_not": why,
+                    "state": avail.state,
+                    "available": avail.ok and avail.state == availability.READY,
+                    "download_gb": None if avail.download_gb is None else round(avail.download_gb, 2),
+                    "hub": avail.hub,
+                    "why_not": None if avail.ok else t(avail.key, language, **avail.params),
                 }
             )
         return out
