@@ -23,7 +23,7 @@ from components.engines.base import (
     TextDelta,
 )
 from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
-from components.messages import MESSAGES, t
+from components.messages import MESSAGES, number, t
 from components.prompts import get_format
 from tests.conftest import free_port
 from tests.llama_server import greedy_completion, offline_gguf, running_llama_server, xllamacpp_installed
@@ -442,7 +442,7 @@ async def test_llama_server_refuses_an_over_long_prompt_before_generating(
         "total": counted + 64,
         "context": 2048,
     }
-    assert f"{counted} Tokens Prompt" in t(final.key, "de", **final.params)
+    assert f"{number(counted, 'de')} Tokens Prompt" in t(final.key, "de", **final.params)
     assert log_path.read_text(errors="replace").count("launch_slot_") == before  # nothing was generated
 
 
