@@ -173,7 +173,9 @@ async def test_caller_beyond_the_slots_waits_with_queue_position(catalog) -> Non
         for events, _ in runs
     ]
     assert queued == [[], [1], [2, 1]]
-    assert all(isinstance(events[-1], Finished) and text for events, text in runs)
+    # every caller got a finished answer; a 5-token answer may be only whitespace or end at once (EOS)
+    assert all(isinstance(events[-1], Finished) for events, _ in runs), [events[-1] for events, _ in runs]
+    assert runs[0][1], "the first caller's answer is empty"
 
 
 async def test_stop_while_queued_gives_up_the_place(catalog) -> None:
