@@ -623,3 +623,20 @@ def test_json_fields_per_server_and_mode(endpoint: Endpoint, catalog: Any) -> No
 
 
 JSON_FIELDS = ("response_format", "json_schema", "guided_json", "structured_outputs", "grammar")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["chat", "completions"])
+async def test_llama_server_back_to_back_answers_never_meet_a_closed_connection(
+    llama_endpoint: Endpoint, catalog: Any, mode: str
+) -> None:
+    """llama-server closes the connection after each streamed answer while its headers promise keep-alive; the
+    next request on that pooled connection must not fail with `Server disconnected without sending a response`."""
+    engine = OpenAICompatEngine(llama_endpoint, api_mode=mode)
+    failures = []
+    for i in range(16):
+        request = make_request(offline_ref(catalog), f"Nenne die Zahl {i}.", temperature=0.0, max_new_tokens=2)
+        _, events = await collect(engine, request)
+        if not isinstance(events[-1], Finished):
+            failures.append((i, events[-1]))
+    assert not failures, failures
