@@ -90,6 +90,23 @@ def tgi_parameters(
     }
 
 
+#: tokens a tokenizer may add to a prompt of its own (BOS, a prefix space): the byte bound allows for them
+ADDED_TOKENS_ALLOWANCE = 8
+
+
+def surely_fits(request: GenerationRequest, info: dict[str, Any]) -> int | None:
+    """An upper bound on the prompt's tokens when even that fits the server's limits, else None (count it).
+
+    Byte-level and byte-fallback tokenizers (Llama, Mistral, BLOOM, GPT-2) never make more tokens than the
+    text has UTF-8 bytes, plus the few they add themselves (BOS, a prefix space)."""
+    bound = len(request.prompt.encode("utf-8", "surrogatepass")) + ADDED_TOKENS_ALLOWANCE
+    total = _int(info.get("max_total_tokens")) or request.model.variant.context_length
+    max_input = _int(info.get("max_input_tokens")) or _int(info.get("max_input_length")) or total
+    if bound + request.settings.max_new_tokens <= total and bound <= max_input:
+        return bound
+    return None
+
+
 def check_tgi_grammar(schema: dict[str, Any] | None, endpoint: Endpoint) -> None:
     """Refuses, before sending, a JSON schema that TGI's grammar validation refuses.
 
@@ -270,13 +287,18 @@ class TgiEngine(Engine):
         try:
             try:
                 info = await watchdog.guard(self.server_info(), None)
-                counted = await watchdog.guard(self._tokenize(request.prompt), None)
+                # a prompt that fits even at one token per byte needs no count from the server (a round trip
+                # per answer); the server's own count comes back in the last event (input_length)
+                bound = surely_fits(request, info)
+                counted = None if bound is not None else await watchdog.guard(self._tokenize(request.prompt), None)
             except Stopped:
                 yield EngineDone("stopped", None, 0)
                 return
             # an estimate that errs high: refusing a borderline prompt beats a server-side rejection
             prompt_tokens = counted if counted is not None else estimate_tokens(request.prompt)
-            self._check_fits(request, prompt_tokens, info)
+            if bound is None:
+                self._check_fits(request, prompt_tokens, info)
+            known_prompt_tokens = counted if bound is None else None  # an unmeasured bound is not a count
             max_stop = _int(info.get("max_stop_sequences")) or DEFAULT_MAX_STOP_SEQUENCES
             params = tgi_parameters(settings, request.json_schema, max_stop)
             trimmer = StopTrimmer(settings.stop)
@@ -340,14 +362,16 @@ class TgiEngine(Engine):
             watchdog.close()
 
         if finish == "stopped":
-            yield EngineDone("stopped", input_length or prompt_tokens, seen)
+            yield EngineDone("stopped", input_length or known_prompt_tokens, seen)
             return
         rest = trimmer.flush()
         if rest:
             yield TextDelta(rest, unshown)
         if not final_seen and not trimmer.hit:
             raise EngineError("err_remote_cut", endpoint=endpoint_name(self.endpoint))
-        yield EngineDone(finish or "unknown", input_length or prompt_tokens, generated_tokens or seen)
+        yield EngineDone(
+            finish or "unknown", input_length or known_prompt_tokens or prompt_tokens, generated_tokens or seen
+        )
 
     # ---- status ------------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
