@@ -52,46 +52,45 @@ TOKENS = 100
 TOKENS_PER_S = 50.0
 TARGET_RATIO = 1.3
 PROMPT_MESSAGE = "Erzähl mir etwas."
-FINDINGS = """What changed for this figure (issue 12), and what the runs of 2026-12-01 showed. Every figure from this
-script on the same shared machine; the load average (six other sessions' tests and benchmarks on the same
-2 cores) ranged from 0.9 to 18 during the day and decides most of the spread:
+FINDINGS = """What changed for this figure (issue 12), and what the runs showed. The table above was measured on a quiet
+machine (load average 0.6–0.9, nothing else running); the figures of the earlier runs came from the same
+2 cores shared with six other sessions (load average 2.6–18), which decided most of their spread:
 
 | code | 64 visitors, app / direct, per round | load average |
 |---|---|---|
 | before (commit ff1c196) | 1.51, 1.88 | 7.1–7.4 |
 | before (commit ff1c196) | 2.41, 2.95, 2.84 | 10.8–11.0 |
-| own TGI stream parsing, no /tokenize for short prompts, adaptive pacing | 1.27, 1.27, 1.62 | 4.8–5.9 |
+| branch i12b: own TGI stream parsing, no /tokenize for short prompts, adaptive pacing | 1.27, 1.27, 1.62 | 4.8–5.9 |
 | same | 1.49, 1.29 | 2.6–3.2 |
-| same | 1.26 | 8.1 |
-| final (pacing step 8 streams, one TextDelta per read) | 1.65, 1.48, 1.52 (the table above) | 2.9–4.0 |
-| final | 4.74, 1.98, 2.86 | 11.0–11.4 |
+| same, pacing step 8 streams | 1.65, 1.48, 1.52 | 2.9–4.0 |
+| merged (huggingface_hub's client, adaptive pacing, /tokenize per answer), quiet machine | 1.22, 1.24 | 0.7–0.8 |
+| merged + no /tokenize for prompts that surely fit (the table above), quiet machine | 1.17, 1.17, 1.24 | 0.6–0.7 |
+| same, with `--profile` | 1.21, 1.19 | 0.9 |
 
-So the target (≤ 1.3) was met in some rounds (1.20–1.29 at load 2.6–8) and missed in others; it is not met
-reliably on this machine while other work runs on its cores. 256 visitors were all served, without an
-error, in every run (2.4–3.4x the direct time: their joins queue behind each other on the app's one
-event loop — the first `process_starts` came 5.4 s, the median 10.7 s after the first request).
+So on a machine of its own the app meets the target (≤ 1.3) in every round; with other work on its 2 cores it
+does not reliably (the stand-in, the app and the load generator then compete for what is left). 256 visitors
+were all served, without an error, in every run (2.3–2.7x the direct time on the quiet machine: their joins
+queue behind each other on the app's one event loop, the median first token comes 5.5 s after the request).
 
-What the app's time went to (py-spy, 64 visitors, before): 42 % of its busy time in the TGI engine,
-of which huggingface_hub's typed parsing of each stream event (`parse_obj_as_instance`, dataclass
-`asdict`) alone 22–34 %; 8.5 % in a `/tokenize` round trip per answer; Gradio's per-update work and
-SSE about 20 %. Changes:
+The TGI engine stays on huggingface_hub's AsyncInferenceClient, as the product asks: a reader of its own
+(branch i12b: one `json.loads` per event, the events of one read as one TextDelta) saved the typed parsing
+(`parse_obj_as_instance`, 22–34 % of the app's busy time under load before pacing), but was not merged. What the
+app does now, per change:
 
-1. The TGI engine reads the SSE stream itself: one `json.loads` per event, the events of one read turned
-   into one TextDelta; errors keep their keys (components/engines/tgi.py).
-2. `/tokenize` is skipped when the prompt fits the server's limits even at one token per UTF-8 byte (plus
+1. `/tokenize` is skipped when the prompt fits the server's limits even at one token per UTF-8 byte (plus
    8): byte-level and byte-fallback tokenizers never make more; the server's own count comes back in the
-   last event. A long prompt is still counted before it is sent.
-3. Adaptive pacing (components/streaming.py): beyond 8 streams in the process the pause between a
+   last event. A long prompt is still counted before it is sent. (1.23 → 1.17–1.21 at 64 visitors.)
+2. Adaptive pacing (components/streaming.py): beyond 8 streams in the process the pause between a
    stream's updates grows with their number, up to 250 ms; the first token and the end of a stream are
-   never held back. 64 visitors get 7–9 updates per 100-token answer instead of 32.
-4. Lean sessions (components/serving.py): a new session costs 14 KB and 0.03 ms instead of 425 KB and
+   never held back. 64 visitors get 9 updates per 100-token answer instead of 32.
+3. Lean sessions (components/serving.py): a new session costs 14 KB and 0.03 ms instead of 425 KB and
    40 ms (Gradio copies every component's config per session); this is a cost of arriving, so the bench's
    warm sessions do not show it.
 
-The app's CPU for the 64-visitor run fell from 1.2–1.4 s to 0.8–1.1 s (same load); the stand-in and the
-client use 0.2–0.4 s each, so under CPU contention the app's share of the cores, not its own speed,
-sets the wall time. Tried and dropped: pausing the engine's reads until just before the next update
-(more tokens per read) — no measurable CPU saving, and it held back each stream's end."""
+With `--profile` (py-spy, 64 visitors, quiet machine) the app's event loop is idle (`run`, waiting) 46 % of
+the time; no frame of the app's own code or of huggingface_hub takes more than 1.2 %. Tried and dropped
+earlier: pausing the engine's reads until just before the next update (more tokens per read) — no
+measurable CPU saving, and it held back each stream's end."""
 HISTORY = """Earlier work, measured against one visitor's time through the app (not yet the direct baseline):
 what got 64 visitors from 2.3–2.9x (2026-11-22) to 1.22–1.37x one visitor's time (2026-11-25); each step
 measured with this script, 2–3 runs each, same machine:
@@ -635,7 +634,7 @@ def record(r: dict[str, Any]) -> None:
     )
     body = f"""Reproduce: `python bench/bench_load.py --users {counts} --rounds {r["rounds"]} --record`
 ({machine()}; the stand-in, the app and the load generator share these cores; sessions {sessions}; load
-average before the run {r["load_before"]:.1f}: six other sessions were working on the same 2 cores).
+average before the run {r["load_before"]:.1f}).
 
 Each round sends N requests straight to the stand-in (direct: the exact prompt and parameters the app's TGI
 engine sends, one connection per visitor), then the same N visitors through the app's `/chat`; both are
