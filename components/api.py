@@ -9,12 +9,12 @@ from typing import Any
 
 import gradio as gr
 
+from components.core.messages import normalize_language, t
+from components.core.service import Playground, Prepared
+from components.core.streaming import batched
+from components.core.validation import InputError, parse_history
 from components.engines.base import Failed, Finished, PromptSent, TextDelta
-from components.limits import check_rate
-from components.messages import normalize_language, t
-from components.service import Playground, Prepared
-from components.streaming import batched
-from components.validation import InputError, parse_history
+from components.serving.limits import check_rate
 
 log = logging.getLogger("playground.api")
 

@@ -8,13 +8,13 @@ from typing import Any
 
 import gradio as gr
 
-from components import ratings
 from components.api import api_language, failed, refused
-from components.compare import MAX_PANES, PaneSpec, VoteLog, new_round, prepare_panes, stream_round
-from components.limits import check_rate
-from components.messages import normalize_language, t
-from components.service import Playground
-from components.validation import InputError, check_message
+from components.core.messages import normalize_language, t
+from components.core.service import Playground
+from components.core.validation import InputError, check_message
+from components.features import ratings
+from components.features.compare import MAX_PANES, PaneSpec, VoteLog, new_round, prepare_panes, stream_round
+from components.serving.limits import check_rate
 
 
 def pane_payload(pane: Any) -> dict[str, Any]:

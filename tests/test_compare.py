@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
-from components import compare
-from components.catalog import Catalog, CatalogFile
-from components.compare import (
+from components.core.catalog import Catalog, CatalogFile
+from components.core.service import EngineRegistry, Playground
+from components.core.validation import InputError
+from components.engines.base import Engine, EngineDone, EngineError, GenerationRequest, TextDelta
+from components.features import compare
+from components.features.compare import (
     TIE,
     PaneSpec,
     Round,
@@ -31,10 +34,7 @@ from components.compare import (
     shuffled,
     vote_record,
 )
-from components.engines.base import Engine, EngineDone, EngineError, GenerationRequest, TextDelta
-from components.ratings import leaderboard
-from components.service import EngineRegistry, Playground
-from components.validation import InputError
+from components.features.ratings import leaderboard
 
 
 # ---- a test catalog and a scripted engine ----------------------------------------------------------

@@ -23,7 +23,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from components.messages import MESSAGES, t
+from components.core.messages import MESSAGES, t
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture
 from tests.tgi_standin import EOS_ID, EOS_TEXT, Standin, StandinConfig, StandinServer, tokenize
@@ -572,7 +572,7 @@ def test_closed_api_refuses_clients_and_keeps_the_page() -> None:
     from gradio_client import Client
 
     import app as app_module
-    from components.limits import apply_api_policy
+    from components.serving.limits import apply_api_policy
 
     demo = app_module.build_app(app_module.create_playground())
     apply_api_policy(demo, open_api=False)

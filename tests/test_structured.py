@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from components.catalog import Catalog
+from components.core.catalog import Catalog
+from components.core.messages import MESSAGES, t
+from components.core.service import Playground
+from components.core.validation import InputError
 from components.engines.base import Finished, TextDelta
-from components.messages import MESSAGES, t
-from components.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL
-from components.service import Playground
-from components.structured import (
+from components.features.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL
+from components.features.structured import (
     EXAMPLE_CARD_OUTPUT,
     EXAMPLE_SCHEMA,
     EXAMPLE_TEXT,
@@ -28,7 +29,6 @@ from components.structured import (
     parse_schema,
     prepare_structured,
 )
-from components.validation import InputError
 from tests.cards import card_path
 from tests.conftest import free_port
 from tests.tgi_standin import Standin

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from components.catalog import ModelRef
+from components.core.catalog import ModelRef
 from components.engines.base import (
     Engine,
     EngineDone,

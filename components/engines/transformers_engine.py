@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from components.catalog import ModelRef, Quantization, QuantKind
+from components.core.catalog import ModelRef, Quantization, QuantKind
 from components.engines import json_constraint
 from components.engines import transformers_batching as batching
 from components.engines.base import (

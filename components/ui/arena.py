@@ -18,10 +18,13 @@ from typing import Any
 
 import gradio as gr
 
-from components import ratings
-from components.batch import CATEGORIES, EvalPrompt, prompt_sets
-from components.catalog import QuantKind
-from components.compare import (
+from components.core.catalog import QuantKind
+from components.core.messages import t
+from components.core.service import Playground
+from components.core.validation import LIMITS, InputError
+from components.features import ratings
+from components.features.batch import CATEGORIES, EvalPrompt, prompt_sets
+from components.features.compare import (
     LETTERS,
     TIE,
     PaneSpec,
@@ -32,13 +35,10 @@ from components.compare import (
     stream_round,
     viewer_of,
 )
-from components.limits import check_rate
-from components.messages import t
-from components.ratings import FREE_CATEGORY, Leaderboard, Selection
-from components.service import Playground
+from components.features.ratings import FREE_CATEGORY, Leaderboard, Selection
+from components.serving.limits import check_rate
 from components.ui.chat import render
 from components.ui.common import CancelFlags, Translations, session_of, warn
-from components.validation import LIMITS, InputError
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import gradio as gr
 
+from components.core.messages import t
+from components.core.prompts import Turn
+from components.core.service import Playground, format_stats, prompt_shown
+from components.core.streaming import batched
+from components.core.validation import InputError
 from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
-from components.limits import check_rate
-from components.messages import t
-from components.prompts import Turn
-from components.service import Playground, format_stats, prompt_shown
-from components.streaming import batched
+from components.serving.limits import check_rate
 from components.ui.common import (
     CancelFlags,
     SettingsControls,
@@ -31,7 +32,6 @@ from components.ui.common import (
     variant_choices,
     warn,
 )
-from components.validation import InputError
 
 log = logging.getLogger(__name__)
 

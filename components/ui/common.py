@@ -11,10 +11,10 @@ from typing import Any
 
 import gradio as gr
 
-from components.catalog import Family, ModelRef
-from components.messages import t
-from components.service import Playground
-from components.validation import LIMITS, RANGES
+from components.core.catalog import Family, ModelRef
+from components.core.messages import t
+from components.core.service import Playground
+from components.core.validation import LIMITS, RANGES
 
 log = logging.getLogger(__name__)
 

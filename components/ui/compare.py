@@ -16,7 +16,10 @@ from typing import Any
 
 import gradio as gr
 
-from components.compare import (
+from components.core.messages import t
+from components.core.service import Playground, format_stats
+from components.core.validation import LIMITS, RANGES, InputError, check_message
+from components.features.compare import (
     LETTERS,
     MAX_PANES,
     MIN_PANES,
@@ -34,9 +37,7 @@ from components.compare import (
     stream_round,
     viewer_of,
 )
-from components.limits import check_rate
-from components.messages import t
-from components.service import Playground, format_stats
+from components.serving.limits import check_rate
 from components.ui.arena import build_blind_session, build_leaderboard_view, tag_prompt, vote_note
 from components.ui.chat import render
 from components.ui.common import (
@@ -54,7 +55,6 @@ from components.ui.common import (
     variant_choices,
     warn,
 )
-from components.validation import LIMITS, RANGES, InputError, check_message
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ EXPORT_ROOT = Path(tempfile.gettempdir()) / "playground-compare-exports"
 
 
 def export_root() -> Path:
-    """PLAYGROUND_EXPORT_DIR (the app's own temporary folder, removed when it ends; components/serving.py),
+    """PLAYGROUND_EXPORT_DIR (the app's own temporary folder, removed when it ends; components/serving/launch.py),
     else EXPORT_ROOT."""
     raw = os.environ.get("PLAYGROUND_EXPORT_DIR", "").strip()
     return Path(raw) if raw else EXPORT_ROOT

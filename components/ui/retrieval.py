@@ -13,10 +13,12 @@ from typing import Any
 import gradio as gr
 
 from components.api import answer_stream, api_language, failed, refused
+from components.core.messages import normalize_language, t
+from components.core.service import Playground, format_stats, prompt_shown
+from components.core.streaming import batched
+from components.core.validation import InputError
 from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
-from components.limits import check_rate
-from components.messages import normalize_language, t
-from components.retrieval import (
+from components.features.retrieval import (
     CARD_QUESTION,
     CARD_SOURCE_TEXT,
     CARD_SOURCE_URL,
@@ -35,9 +37,7 @@ from components.retrieval import (
     read_upload,
     sources_from_state,
 )
-from components.service import Playground, format_stats, prompt_shown
-from components.streaming import batched
-from components.structured import (
+from components.features.structured import (
     EXAMPLE_TEXT,
     AnswerCheck,
     check_answer,
@@ -46,6 +46,7 @@ from components.structured import (
     parse_schema,
     prepare_structured,
 )
+from components.serving.limits import check_rate
 from components.ui.common import (
     CancelFlags,
     Pickers,
@@ -64,7 +65,6 @@ from components.ui.common import (
     variant_choices,
     warn,
 )
-from components.validation import InputError
 
 log = logging.getLogger(__name__)
 
@@ -799,7 +799,8 @@ def register_retrieval_api(playground: Playground) -> None:
         try:
             language = api_language(lang)
             check_rate(request)
-            # schema checks off the event loop, then the compile in the grammar worker (components/structured.py)
+            # schema checks off the event loop, then the compile in the grammar worker
+            # (components/features/structured.py)
             prepared, checked = await asyncio.to_thread(
                 lambda: prepare_structured(
                     playground,

@@ -8,13 +8,13 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from components.catalog import Family
+from components.core.catalog import Family
+from components.core.prompts import Turn
 from components.engines.base import SamplingSettings
-from components.prompts import Turn
 
 
 class InputError(Exception):
-    """Refused input, with a message key of components/messages.py and its placeholders."""
+    """Refused input, with a message key of components/core/messages.py and its placeholders."""
 
     def __init__(self, key: str, **params: Any) -> None:
         super().__init__(f"{key}: {params}")
