@@ -18,7 +18,6 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from components.api import register_api
-from components.compare_api import register_compare_api
 from components.core.catalog import CatalogError, load_catalog
 from components.core.logging_setup import setup_logging
 from components.core.messages import normalize_language, t
@@ -29,7 +28,7 @@ from components.serving.limits import RateLimitError, apply_api_policy, max_conc
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, resolve_annotations
 from components.ui.compare import build_compare_tab
-from components.ui.retrieval import build_retrieval_tab, build_structured_tab, register_retrieval_api
+from components.ui.retrieval import build_retrieval_tab, build_structured_tab
 from components.ui.status import build_status_tab, endpoints_markdown
 
 log = logging.getLogger("playground")
@@ -99,8 +98,6 @@ def build_app(playground: Playground) -> gr.Blocks:
 
         demo.load(initial_status, None, [status_health], api_visibility="private")
         register_api(playground)
-        register_retrieval_api(playground)
-        register_compare_api(playground)
         _ = (subtitle, status_title)
     # page events private; the named API open or closed by PLAYGROUND_API_OPEN
     apply_api_policy(demo)

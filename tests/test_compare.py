@@ -413,7 +413,7 @@ async def test_blind_pane_view_hides_status_and_names(playground: Playground) ->
 async def test_compare_api_function(playground: Playground) -> None:
     import gradio as gr
 
-    from components.compare_api import register_compare_api
+    from components.api.compare import register as register_compare_api
 
     with gr.Blocks() as demo:
         register_compare_api(playground)

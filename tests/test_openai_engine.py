@@ -471,7 +471,7 @@ async def test_llama_server_structured_on_an_em_german_build_validates_against_t
 ) -> None:
     """/structured's path (prepare_structured, the answer stream, check_answer) on EM German through the
     OpenAI-compatible engine: completions mode, the card's exact prompt, llama.cpp's top-level json_schema."""
-    from components.api import answer_stream
+    from components.api.common import answer_stream
     from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.features.structured import EXAMPLE_SCHEMA, EXAMPLE_TEXT, check_answer, prepare_structured
@@ -540,7 +540,7 @@ async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
     standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/chat's and /structured's info["prompt"]: the server's rendering in chat mode, else a note next to ours."""
-    from components.api import answer_stream
+    from components.api.common import answer_stream
     from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.serving.endpoints import register_env_endpoints
@@ -567,7 +567,7 @@ async def test_structured_on_leolm_through_tgis_messages_api(
 ) -> None:
     """/structured's path on LeoLM with OPENAI_BASE_URL at TGI: chat (TGI's ChatML template renders the card's
     prompt), response_format in TGI's grammar form, accepted, and the answer validates against the card's schema."""
-    from components.api import answer_stream
+    from components.api.common import answer_stream
     from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.features.structured import (

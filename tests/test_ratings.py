@@ -66,7 +66,7 @@ def leaderboard_api(tmp_path: Path) -> Any:
     import gradio as gr
     from gradio_client import Client
 
-    from components.compare_api import register_leaderboard_api
+    from components.api.leaderboard import register as register_leaderboard_api
     from tests.conftest import free_port
 
     path = tmp_path / "votes.jsonl"
@@ -360,7 +360,7 @@ def test_every_message_of_the_leaderboard_and_session_exists_in_both_languages()
 
     root = Path(__file__).resolve().parent.parent / "components"
     keys = set()
-    for name in ("ui/arena.py", "compare_api.py"):
+    for name in ("ui/arena.py", "api/compare.py", "api/leaderboard.py"):
         keys |= set(re.findall(r"\bt\(\s*\"([a-z0-9_]+)\"", (root / name).read_text(encoding="utf-8")))
     keys |= {f"lb_reason_{r}" for r in ratings.REASONS} | {f"category_{c}" for c in (*CATEGORIES, "free")}
     assert len(keys) > 40

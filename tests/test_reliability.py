@@ -543,10 +543,12 @@ def test_waiting_visitor_sees_their_place_in_the_queue(live: RunningApp, client:
 
 
 # ---- limits through the running app --------------------------------------------------------------
-API_WIRED = "check_rate" in (Path(__file__).resolve().parent.parent / "components" / "api.py").read_text()
+API_WIRED = (
+    "check_rate" in (Path(__file__).resolve().parent.parent / "components" / "api" / "chat_models.py").read_text()
+)
 
 
-@pytest.mark.skipif(not API_WIRED, reason="components/api.py does not call limits.check_rate yet")
+@pytest.mark.skipif(not API_WIRED, reason="components/api/chat_models.py does not call limits.check_rate yet")
 def test_rate_limit_through_the_api(tgi: StandinHolder) -> None:
     from gradio_client import Client
     from gradio_client.exceptions import AppError

@@ -225,7 +225,13 @@ def test_uploads_are_checked_for_type_size_and_encoding(tmp_path: Path) -> None:
 def test_every_retrieval_message_key_exists_in_both_languages() -> None:
     source = Path(__file__).resolve().parents[1] / "components"
     used: set[str] = set()
-    for name in ("features/retrieval.py", "features/structured.py", "ui/retrieval.py"):
+    for name in (
+        "features/retrieval.py",
+        "features/structured.py",
+        "ui/retrieval.py",
+        "api/sources.py",
+        "api/structured.py",
+    ):
         text = (source / name).read_text(encoding="utf-8")
         used |= set(re.findall(r'(?:\bt|InputError|AnswerCheck)\([^"()\n]*?"([a-z_]+)"', text))
     # keys built at run time

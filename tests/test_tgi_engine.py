@@ -566,7 +566,7 @@ async def test_second_turn_reads_the_stored_answer_stripped(
 ) -> None:
     """The server streams " Das" (SentencePiece's leading space); the next prompt has the trained format's one
     space (EM German `ASSISTANT: Das …</s>USER:`), newline (IGEL) or none (ChatML) before it."""
-    from components.api import answer_stream
+    from components.api.common import answer_stream
     from components.core.prompts import Turn
 
     standin, playground = tgi_playground

@@ -1,4 +1,4 @@
-"""The retrieval (RAG) and JSON-output tabs and their API endpoints `/retrieve` and `/structured`."""
+"""The retrieval (RAG) and JSON-output tabs (their API endpoints live in components/api/)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.api import answer_stream, api_language, failed, refused
-from components.core.messages import normalize_language, t
+from components.core.messages import t
 from components.core.service import Playground, format_stats, prompt_shown
 from components.core.streaming import batched
 from components.core.validation import InputError
@@ -31,7 +30,6 @@ from components.features.retrieval import (
     check_source,
     check_total,
     form_metadata,
-    parse_sources,
     prepare_retrieval,
     preview_prompt,
     read_upload,
@@ -707,129 +705,3 @@ def build_structured_tab(
 
     stop.click(stop_now, None, None, queue=False, api_visibility="private")
     return StructuredTab(pickers, text, schema, raw, parsed, verdict, raw_prompt, settings)
-
-
-# ---- API ------------------------------------------------------------------------------------------------
-def register_retrieval_api(playground: Playground) -> None:
-    """Adds `/retrieve` (streaming) and `/structured` to the Blocks being built."""
-    default_model = playground.catalog.default.id
-
-    async def retrieve(
-        question: str,
-        sources: list[dict[str, Any]],
-        model: str = default_model,
-        system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        max_new_tokens: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-        lang: str = "de",
-        request: gr.Request | None = None,
-    ) -> tuple[str, dict[str, Any]]:  # an async generator: streams (answer so far, info)
-        """Streams an answer grounded in `sources`, in the EM German card's retrieval format.
-
-        `sources` is a list of {"text": "...", "metadata": {"Url": "...", "Autor": "...", ...}} (1 to 20);
-        `system_prompt` None means the card's retrieval system prompt. Returns (answer, info); info has
-        `model`, `prompt` (the exact raw prompt), `fit` (prompt tokens, context, method: tokenizer|estimate),
-        `stats` and, on failure, `error` / `error_code`. Sources that do not fit the context are refused
-        before anything is generated, with the token counts in the message.
-        """
-        language = normalize_language(lang if isinstance(lang, str) else None)
-        try:
-            language = api_language(lang)
-            check_rate(request)
-
-            def prepare() -> tuple[Any, Any]:
-                checked = parse_sources(sources)
-                return checked, prepare_retrieval(
-                    playground,
-                    model,
-                    question,
-                    checked,
-                    system_prompt=system_prompt,
-                    lang=language,
-                    temperature=temperature,
-                    top_p=top_p,
-                    top_k=top_k,
-                    max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty,
-                    seed=seed,
-                    stop=stop,
-                )
-
-            # checks and prompt building off the event loop (up to 400 000 characters of sources)
-            checked, prepared = await asyncio.to_thread(prepare)
-            fit = await check_fit(playground, prepared, checked)
-        except InputError as exc:
-            raise refused(exc, language, "retrieve") from None
-        except Exception as exc:
-            raise failed(exc, language, "retrieve") from None
-        info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "fit": fit.as_dict()}
-        async for text in answer_stream(playground, prepared, info, language):
-            yield text, info
-
-    gr.api(retrieve, api_name="retrieve", concurrency_limit=None)
-
-    async def structured(
-        text: str,
-        schema: dict[str, Any] | str,
-        model: str = default_model,
-        system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        max_new_tokens: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-        lang: str = "de",
-        request: gr.Request | None = None,
-    ) -> tuple[str, Any, dict[str, Any]]:
-        """Extracts JSON from `text` following `schema` (a JSON schema, Draft 2020-12, as an object or a string).
-
-        The engine constrains decoding to the schema where it can (llama.cpp grammar, TGI grammar,
-        response_format). Returns (raw answer, parsed JSON or null, info); info has `valid`, `errors`
-        (`$.path: message` lines), `error_code`, `model`, `prompt`, `schema`, `stats` and, when generation
-        failed, `error`. An invalid schema is refused with a message before anything is generated.
-        """
-        language = normalize_language(lang if isinstance(lang, str) else None)
-        try:
-            language = api_language(lang)
-            check_rate(request)
-            # schema checks off the event loop, then the compile in the grammar worker
-            # (components/features/structured.py)
-            prepared, checked = await asyncio.to_thread(
-                lambda: prepare_structured(
-                    playground,
-                    model,
-                    text,
-                    schema,
-                    system_prompt,
-                    language,
-                    temperature=temperature,
-                    top_p=top_p,
-                    top_k=top_k,
-                    max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty,
-                    seed=seed,
-                    stop=stop,
-                )
-            )
-            await check_compiles(prepared)
-        except InputError as exc:
-            raise refused(exc, language, "structured") from None
-        except Exception as exc:
-            raise failed(exc, language, "structured") from None
-        answer = ""
-        info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "schema": checked}
-        # not streamed: only the whole answer can be checked against the schema
-        async for so_far in answer_stream(playground, prepared, info, language):
-            answer = so_far
-        check = check_answer(answer, checked)
-        info.update(check.as_info())
-        return answer, (check.value if check.parsed else None), info
-
-    gr.api(structured, api_name="structured", concurrency_limit=None)
