@@ -229,7 +229,7 @@ def test_every_retrieval_message_key_exists_in_both_languages() -> None:
         "features/retrieval.py",
         "features/structured.py",
         "ui/retrieval.py",
-        "api/sources.py",
+        "api/retrieval.py",
         "api/structured.py",
     ):
         text = (source / name).read_text(encoding="utf-8")
