@@ -28,6 +28,7 @@ from components.serving.limits import RateLimitError, apply_api_policy, max_conc
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, resolve_annotations
 from components.ui.compare import build_compare_tab
+from components.ui.page_script import SET_LANGUAGE_JS, page_head
 from components.ui.retrieval import build_retrieval_tab, build_structured_tab
 from components.ui.status import build_status_tab, endpoints_markdown
 
@@ -39,6 +40,28 @@ CSS = """
 }
 #lang .wrap { flex-wrap: nowrap; }
 footer { display: none !important; }
+/* contrast (WCAG AA, 4.5:1): white on Gradio's orange is 2.8:1, on its red 3.8:1 */
+button.primary:not(:disabled) {
+  background: #c2410c !important; border-color: #c2410c !important; color: #fff !important;
+}
+button.primary:not(:disabled):hover { background: #9a3412 !important; }
+button.stop:not(:disabled) {
+  background: #b91c1c !important; border-color: #b91c1c !important; color: #fff !important;
+}
+button.stop:not(:disabled):hover { background: #991b1b !important; }
+button[role=tab].selected { color: #c2410c !important; }
+/* a phone (390 px): the message box within the first screen, the model pickers below the chat */
+@media (max-width: 640px) {
+  #page-title h1 { font-size: 1.5rem; margin: 0; }
+  #page-subtitle { display: none; }
+  #chat-row { flex-direction: column-reverse; }
+  #chat-bot { height: 40vh !important; }
+  #tab-compare > div, #tab-compare > .column { display: flex; flex-direction: column; }
+  #compare-ask-row { order: -2; }
+  #compare-buttons-row { order: -1; }
+  [id^="compare-pane-"] { height: 50vh !important; }
+}
+.upload-container .or { color: var(--body-text-color) !important; opacity: 1 !important; }
 """
 
 
@@ -73,7 +96,7 @@ def build_app(playground: Playground) -> gr.Blocks:
                 build_structured_tab(playground, tr, flags, lang_state)
             tr.add(structured_tab, "tab_structured")
             with gr.Tab(t("tab_status"), id="status", elem_id="tab-status") as status_tab:
-                status_title, status_health = build_status_tab(playground, tr, lang_state)
+                status_title, status_health = build_status_tab(playground, tr, lang_state, status_tab)
             tr.add(status_tab, "tab_status")
 
         def relabel(lang: str) -> list:
@@ -86,7 +109,7 @@ def build_app(playground: Playground) -> gr.Blocks:
             return [lang, *updates]
 
         # queued on purpose: a State changed by a non-queued event does not fire its .change listeners
-        language.change(relabel, [language], [lang_state, *tr.components], api_visibility="private")
+        language.change(relabel, [language], [lang_state, *tr.components], api_visibility="private", js=SET_LANGUAGE_JS)
 
         def from_query(request: gr.Request) -> str:
             return normalize_language(request.query_params.get("lang") if request else None)
@@ -150,6 +173,7 @@ def main() -> None:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
         css=CSS,
+        head=page_head(),
         footer_links=["api"],
         # Gradio's queue runs at most max_threads events at once, async ones included
         max_threads=max_concurrent_events(),

@@ -446,14 +446,17 @@ def test_em_german_shows_quantizations_and_its_system_prompt(open_chat: Any) -> 
     assert em.system_prompt == "Du bist ein hilfreicher Assistent."
     chat.wait_until(lambda: system.input_value() == em.system_prompt, "the EM German system prompt")
     variant = em.variants[0]
-    chat.wait_until(lambda: page.locator("#chat-variant input").input_value() == variant.name, "the first variant")
+    chat.wait_until(
+        lambda: page.locator("#chat-variant input").input_value() == t("variant_recommended", "de", name=variant.name),
+        "the first variant",
+    )
 
     options = chat.options("chat-quant")
     assert len(options) == len(variant.quantizations), options
     gpu = t("why_needs_gpu", "de", kind="GPTQ")
     assert f"GPTQ 4-bit — ✗ {gpu}" in options
     assert f"fp16 — ✗ {t('why_needs_gpu', 'de', kind='fp16')}" in options
-    assert all(" — ✓ " in o or " — ✗ " in o for o in options), options
+    assert all(" — ✓ " in o or " — ✗ " in o or " — ⬇ " in o for o in options), options
 
     # the variant with the GPTQ build named in the brief: picking it shows the reason in the model info
     chat.choose("chat-variant", "EM German Llama-2 7B")
@@ -461,7 +464,7 @@ def test_em_german_shows_quantizations_and_its_system_prompt(open_chat: Any) -> 
     chat.choose("chat-quant", "GPTQ 4-bit")
     info = page.locator("#chat-model-info")
     chat.wait_until(lambda: gpu in info.inner_text(), "the GPU reason in the model info")
-    assert t("unavailable", "de") in info.inner_text()
+    assert t("info_blocked", "de", why=gpu) in info.inner_text()
 
     # the raw prompt follows the family's format (Vicuna style without line breaks)
     chat.open_accordion("chat-raw-prompt-box", t("raw_prompt", "de"))

@@ -149,7 +149,7 @@ def test_source_question_streamed_answer_and_exact_prompt(open_page: Callable[[]
     assert final.strip()
     assert len(samples) >= 2 and all(final.startswith(s) for s in samples), samples  # it streamed
     status = tab.text("retrieval-status")
-    assert t("tokens_tokenizer", "de") in status and "2048" in status
+    assert t("tokens_tokenizer", "de") in status and "2.048" in status  # with the thousands separator
 
     tab.open_accordion("retrieval-raw-prompt-box", t("raw_prompt", "de"))
     user = (
@@ -165,32 +165,31 @@ def test_upload_example_remove_and_refusals(open_page: Callable[[], TabPage], tm
     tab.page.locator("#retrieval-source-text textarea").wait_for()
     good = tmp_path / "wetter.md"
     good.write_text("# Wetter\nIn Köln regnet es heute.", encoding="utf-8")
-    tab.page.locator("#retrieval-files input[type=file]").set_input_files(str(good))
     tab.fill("retrieval-author", "DWD")
-    tab.wait_until(lambda: "wetter" in tab.text("retrieval-files"), "the uploaded file")
-    tab.click("retrieval-add")
+    # an uploaded file is a source at once, with the metadata typed before (no "Quelle hinzufügen" needed)
+    tab.page.locator("#retrieval-files input[type=file]").set_input_files(str(good))
     tab.wait_until(lambda: "Datei: wetter.md" in tab.text("retrieval-sources"), "the uploaded source")
+    pick = tab.page.locator("#retrieval-pick input")
+    tab.wait_until(lambda: pick.input_value().startswith("1"), "the picker on the new source")
     assert "Autor: DWD" in tab.text("retrieval-sources")
 
     bad = tmp_path / "latin.txt"
     bad.write_bytes("Grüße aus Düsseldorf".encode("latin-1"))
     tab.page.locator("#retrieval-files input[type=file]").set_input_files(str(bad))
-    tab.wait_until(lambda: "latin" in tab.text("retrieval-files"), "the second upload")
-    tab.click("retrieval-add")
     refusal = t("err_upload_encoding", "de", name="latin.txt")
     tab.wait_until(lambda: refusal in tab.toast_text(), "the encoding refusal")
 
-    # the card example fills the form; a huge source is refused before generation, with token counts
-    # Gradio labels the file box's clear button in the browser's language; toasts may cover it
+    # the card example is added as a source (not only put into the form); a huge source is refused before
+    # generation, with token counts
     clear = "#retrieval-files button[aria-label='Löschen'], #retrieval-files button[aria-label='Clear']"
-    tab.page.locator(clear).first.dispatch_event("click")
-    tab.wait_until(lambda: "latin" not in tab.text("retrieval-files"), "the cleared upload")
+    if tab.page.locator(clear).count():
+        tab.page.locator(clear).first.dispatch_event("click")
     tab.click("retrieval-example")
-    tab.wait_until(lambda: tab.value("retrieval-source-text") == CARD_SOURCE_TEXT, "the example")
+    tab.wait_until(lambda: "jph.me" in tab.text("retrieval-sources"), "the example as a source")
     assert tab.value("retrieval-question") == CARD_QUESTION
     tab.fill("retrieval-source-text", " ".join([CARD_SOURCE_TEXT] * 400))
     tab.click("retrieval-add")
-    tab.wait_until(lambda: tab.text("retrieval-sources").count("\n") >= 1, "two sources")
+    tab.wait_until(lambda: tab.text("retrieval-sources").count("\n") >= 2, "three sources")
     tab.click("retrieval-ask")
     tab.wait_until(lambda: "Tokens zu viel" in tab.text("retrieval-status"), "the too-long refusal", 90)
     assert tab.value("retrieval-answer") == ""
@@ -198,10 +197,13 @@ def test_upload_example_remove_and_refusals(open_page: Callable[[], TabPage], tm
 
     # removing the big one makes the list short again
     tab.page.locator("#retrieval-pick input").click()
-    tab.page.locator("#retrieval-pick [role=option]").nth(1).click()
+    tab.page.locator("#retrieval-pick [role=option]").nth(2).click()
     tab.click("retrieval-remove")
-    tab.wait_until(lambda: "2." not in tab.text("retrieval-sources"), "the removal")
+    tab.wait_until(lambda: "3." not in tab.text("retrieval-sources"), "the removal")
     assert "wetter.md" in tab.text("retrieval-sources")
+    # removing all sources also clears the answer's status line about them
+    tab.click("retrieval-clear")
+    tab.wait_until(lambda: tab.text("retrieval-status").strip() == "", "the status to go with the sources")
 
 
 def test_json_tab_card_example_validates(open_page: Callable[[], TabPage]) -> None:

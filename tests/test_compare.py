@@ -266,8 +266,11 @@ async def test_export_markdown_and_json(playground: Playground) -> None:
     assert "nicht erreichbar" in rows["Fehler"][1] and rows["Fehler"][0] == "–"
     assert "Tokens/s" in rows and "Erstes Token" in rows
     assert "### 1 · Fast · GGUF Q" in md and "fast0 fast1 fast2" in md
-    assert "temperature = 0.2" in md
-    assert export_markdown([r], "en").startswith("# Model comparison")
+    # one language and one decimal mark throughout (no "20.41" beside "20,4", no raw setting keys)
+    assert "Temperatur = 0,2" in md and "temperature" not in md
+    assert all("," in v or v == "–" for v in rows["Tokens/s"]), rows["Tokens/s"]
+    english = export_markdown([r], "en")
+    assert english.startswith("# Model comparison") and "Temperature = 0.2" in english
 
     data = json.loads(export_json([r], "de"))
     assert data["format"] == "german-llm-playground/comparison" and data["version"] == 1

@@ -6,8 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from huggingface_hub.errors import LocalEntryNotFoundError
 
 from components.core import availability
+from components.core.messages import t
 from components.engines import hub
 from components.engines.base import EngineError, Status
 
@@ -18,8 +20,12 @@ def fake_download(tmp_path: Path, chunks: int = 4, fail: bool = False):
 
     def download(repo_id: str, filename: str, token=None, tqdm_class=None, **kwargs) -> str:
         calls.append({"repo_id": repo_id, "filename": filename, "token": token})
-        if fail:
-            raise OSError("404 Client Error: Entry Not Found for url")
+        if fail:  # what hf_hub_download raises without a network and without the file in the cache
+            raise LocalEntryNotFoundError(
+                "An error happened while trying to locate the file on the Hub and we cannot find the requested "
+                "files in the local cache. Please check your connection and try again or make sure your Internet "
+                "connection"
+            )
         bar = tqdm_class(total=chunks * 1_000_000, unit="B")
         for _ in range(chunks):
             bar.update(1_000_000)
@@ -59,7 +65,12 @@ async def test_download_failure_is_a_message(monkeypatch, tmp_path: Path) -> Non
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(EngineError) as err:
         await hub.download_file("org/model-GGUF", "m.gguf", token=None, progress=lambda s: None)
-    assert err.value.key == "err_download" and "404" in err.value.params["detail"]
+    # huggingface_hub's English (cut mid-sentence) never reaches the page: a message of our own, in both languages
+    assert err.value.key == "err_download_network"
+    assert "connection" not in str(err.value.params)
+    for lang in ("de", "en"):
+        text = t(err.value.key, lang, **err.value.params)
+        assert "m.gguf" in text and text.endswith(".") and "{" not in text
 
 
 async def test_offline_mode_refuses_download(monkeypatch) -> None:
@@ -67,14 +78,16 @@ async def test_offline_mode_refuses_download(monkeypatch) -> None:
     monkeypatch.setattr(hub, "cached_file", lambda repo, name: None)
     with pytest.raises(EngineError) as err:
         await hub.download_file("org/m", "m.gguf", token=None, progress=lambda s: None)
-    assert err.value.key == "err_download"
+    assert err.value.key == "err_download_offline_mode"
 
 
-def test_offline_mode_marks_uncached_builds_unavailable(monkeypatch, catalog) -> None:
+def test_offline_mode_marks_uncached_builds_as_needing_a_download(monkeypatch, catalog) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ref = catalog.get("em-german-leo-mistral/gguf-q4_k_m")
     avail = availability.check(ref, budget_gb=20)
     assert not avail.ok and avail.key == "why_offline"
+    assert avail.state == availability.DOWNLOAD and avail.hub == availability.HUB_OFFLINE
+    assert avail.download_gb == pytest.approx(4.37)
     assert availability.check(catalog.default).ok  # the packaged model needs no download
 
 

@@ -220,7 +220,7 @@ def test_a_body_announced_too_large_is_refused_unread() -> None:
     app = BodyLimitMiddleware(_echo_app, limit=1000)
     status, body, read = asyncio.run(_call(app, [(b"content-length", b"50000000")], [b"x" * 1000] * 3))
     assert status == 413 and read == 0
-    assert "1000" in json.loads(body)["error"] and "too large" in json.loads(body)["error"]
+    assert "1,000" in json.loads(body)["error"] and "too large" in json.loads(body)["error"]
     assert asyncio.run(_call(app, [(b"content-length", b"10")], [b"x" * 10]))[:2] == (200, b"10")
 
 

@@ -130,7 +130,8 @@ def tgi() -> Iterator[StandinHolder]:
 
 @pytest.fixture(scope="module")
 def live(tgi: StandinHolder) -> Iterator[RunningApp]:
-    env = {"TGI_URL": tgi.url, "PLAYGROUND_REMOTE_TIMEOUT_S": str(REMOTE_TIMEOUT_S)}
+    # one llama.cpp slot: the queue test needs a second visitor to wait (the default is up to 4 slots)
+    env = {"TGI_URL": tgi.url, "PLAYGROUND_REMOTE_TIMEOUT_S": str(REMOTE_TIMEOUT_S), "PLAYGROUND_LLAMA_PARALLEL": "1"}
     with running_app(env) as app:
         yield app
 
@@ -524,7 +525,7 @@ def test_browser_sessions_keep_their_own_conversation(live: RunningApp, browser:
 
 # ---- a local model busy with someone else -----------------------------------------------------------
 def test_waiting_visitor_sees_their_place_in_the_queue(live: RunningApp, client: Any, browser: Any) -> None:
-    """The offline model answers one request at a time; whoever waits sees the queue message in the chat."""
+    """With one llama.cpp slot (the `live` app), whoever waits behind an answer sees the queue message."""
     # 1800 new tokens: with the prompt this still fits the model's 2048-token context
     job = client.submit(message=LONG_PROMPT, model=OFFLINE, max_new_tokens=1800, temperature=0, api_name="/chat")
     context, page = open_chat(browser, live.url)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from components.core.catalog import Catalog
-from components.core.messages import MESSAGES, t
+from components.core.messages import MESSAGES, number, t
 from components.core.service import Playground
 from components.core.validation import InputError
 from components.engines.base import Finished, TextDelta
@@ -66,8 +66,9 @@ def test_the_instruction_tells_the_model_what_to_extract() -> None:
     [
         ("", "err_schema_empty", "Kein JSON-Schema"),
         ('{"type": "object", "properties": {', "err_schema_json", "Zeile 1"),
+        ('{"type": "object" "properties": {}}', "err_schema_json", "„,“ erwartet"),
         ("[1, 2]", "err_schema_not_object", "JSON-Objekt"),
-        ('{"type": "objekt", "properties": {"a": {}}}', "err_schema_invalid", "Draft 2020-12"),
+        ('{"type": "objekt", "properties": {"a": {}}}', "err_schema_invalid", '"objekt" ist kein Typ'),
         ({"type": "object", "properties": {"a": {"type": 5}}}, "err_schema_invalid", "properties/a/type"),
         ({"type": "object", "required": "a", "properties": {"a": {}}}, "err_schema_invalid", "required"),
         ({"type": "object"}, "err_schema_no_properties", "properties"),
@@ -76,7 +77,7 @@ def test_the_instruction_tells_the_model_what_to_extract() -> None:
             "err_schema_remote_ref",
             "https://example.org/s.json",
         ),
-        ("x" * (MAX_SCHEMA_CHARS + 1), "err_schema_too_long", str(MAX_SCHEMA_CHARS)),
+        ("x" * (MAX_SCHEMA_CHARS + 1), "err_schema_too_long", number(MAX_SCHEMA_CHARS, "de")),
     ],
 )
 def test_invalid_schemas_are_refused_with_a_clear_message(schema: Any, key: str, needle_de: str) -> None:
@@ -102,10 +103,18 @@ def test_local_refs_and_non_object_schemas_are_fine() -> None:
 def test_answer_validation_names_every_problem() -> None:
     check = check_answer('{"jahr": "2020", "name": 7}', EXAMPLE_SCHEMA)
     assert not check.valid and check.parsed and check.error_key == "json_invalid"
+    # in the page's language, not jsonschema's English
     assert check.errors == [
-        "$: 'ort' is a required property",
-        "$.jahr: '2020' is not of type 'integer'",
-        "$.name: 7 is not of type 'string'",
+        "$: das Pflichtfeld „ort“ fehlt",
+        '$.jahr: "2020" ist kein Wert vom Typ ganze Zahl (integer)',
+        "$.name: 7 ist kein Wert vom Typ Text (string)",
+    ]
+    english = check_answer('{"jahr": "2020", "name": 7, "extra": 1}', EXAMPLE_SCHEMA, "en")
+    assert english.errors == [
+        "$: the required field 'ort' is missing",
+        '$: the field "extra" is not allowed',
+        '$.jahr: "2020" is not of type integer',
+        "$.name: 7 is not of type string",
     ]
     assert check.as_info() == {"valid": False, "errors": check.errors, "validation": "json_invalid"}
 
@@ -113,7 +122,10 @@ def test_answer_validation_names_every_problem() -> None:
 def test_answers_that_are_not_json_or_wrapped() -> None:
     truncated = check_answer('{"jahr": 2020, "name": "Par', EXAMPLE_SCHEMA)
     assert (truncated.valid, truncated.parsed, truncated.error_key) == (False, False, "json_not_json")
-    assert "line 1" in truncated.errors[0]
+    assert truncated.errors == ["ein Text ist nicht abgeschlossen (Zeile 1, Spalte 24)"]
+    assert check_answer('{"jahr": 2020, "name": "Par', EXAMPLE_SCHEMA, "en").errors == [
+        "a string is not closed (line 1, column 24)"
+    ]
     fenced = check_answer('Hier:\n```json\n{"jahr": 2020, "name": "Paris", "ort": "Frankreich"}\n```', EXAMPLE_SCHEMA)
     assert fenced.valid and fenced.value == EXAMPLE_CARD_OUTPUT
     assert parse_answer('  {"a": 1} ') == (True, {"a": 1}, None)
@@ -162,7 +174,7 @@ async def test_a_server_answer_that_breaks_the_schema_is_reported(tgi_playground
     prepared, schema = prepare_structured(playground, "em-german-leo-mistral/tgi", EXAMPLE_TEXT, EXAMPLE_SCHEMA)
     answer = "".join([e.text async for e in playground.stream(prepared) if isinstance(e, TextDelta)])
     check = check_answer(answer, schema)
-    assert not check.valid and check.errors == ["$.jahr: 'zwanzig' is not of type 'integer'"]
+    assert not check.valid and check.errors == ['$.jahr: "zwanzig" ist kein Wert vom Typ ganze Zahl (integer)']
 
 
 # ---- llama.cpp with the real offline model -------------------------------------------------------------
@@ -257,9 +269,16 @@ def test_page_verdicts() -> None:
     assert verdict_markdown(check_answer(json.dumps(EXAMPLE_CARD_OUTPUT), EXAMPLE_SCHEMA), "de") == t(
         "json_valid", "de"
     )
-    invalid = verdict_markdown(check_answer('{"jahr": "x", "name": "a", "ort": "b"}', EXAMPLE_SCHEMA), "en")
-    assert invalid.startswith(t("json_invalid", "en")) and "`$.jahr: 'x' is not of type 'integer'`" in invalid
+    invalid = verdict_markdown(check_answer('{"jahr": "x", "name": "a", "ort": "b"}', EXAMPLE_SCHEMA, "en"), "en")
+    assert invalid.startswith(t("json_invalid", "en")) and '`$.jahr: "x" is not of type integer`' in invalid
     assert verdict_markdown(check_answer("kein JSON", EXAMPLE_SCHEMA), "de").startswith("✗ Die Antwort ist kein")
     assert schema_status(example_schema_text(), "de") == t("structured_schema_ok", "de")
     assert "Draft 2020-12" in schema_status('{"type": "objekt"}', "de").replace("\\", "")  # Markdown-escaped
     assert schema_status("", "de") == ""
+
+
+def test_an_empty_text_is_refused_with_the_json_tabs_own_message(catalog: Catalog) -> None:
+    with pytest.raises(InputError) as refused:
+        prepare_structured(Playground(catalog), OFFLINE, "  ", EXAMPLE_SCHEMA)
+    assert refused.value.key == "err_structured_empty"
+    assert t("err_structured_empty", "de") != t("err_empty", "de")

@@ -8,7 +8,8 @@ from typing import Any
 import gradio as gr
 
 from components.api.common import answer_stream, api_language, failed, refused
-from components.core.messages import normalize_language
+from components.core import availability
+from components.core.messages import normalize_language, t
 from components.core.service import Playground
 from components.core.validation import InputError, parse_history
 from components.serving.limits import check_rate
@@ -71,14 +72,20 @@ def register(playground: Playground) -> None:
     gr.api(chat, api_name="chat", concurrency_limit=None)
 
     def models(lang: str = "de") -> list[dict[str, Any]]:
-        """Every model id with its family, label, engine, context length and whether it runs here."""
+        """Every model id with its family, label, engine, context length and whether it runs here.
+
+        `state` is `ready` (runs now), `download` (runs after a download of `download_gb` GB; `hub` says
+        whether the Hub is `reachable`, `unreachable` or switched off with HF_HUB_OFFLINE, `offline`) or
+        `unavailable` (`why_not` says why). `available` is true only for `ready`; `why_not` is set whenever
+        a request would be refused now.
+        """
         try:
             language = api_language(lang)
         except InputError as exc:
             raise refused(exc, "de", "models") from None
         out = []
         for ref in playground.catalog.refs():
-            why = playground.why_not(ref, language)
+            avail = playground.availability(ref)
             out.append(
                 {
                     "id": ref.id,
@@ -86,8 +93,11 @@ def register(playground: Playground) -> None:
                     "label": ref.label,
                     "engine": ref.engine_kind,
                     "context_length": ref.variant.context_length,
-                    "available": why is None,
-                    "why_not": why,
+                    "state": avail.state,
+                    "available": avail.ok and avail.state == availability.READY,
+                    "download_gb": None if avail.download_gb is None else round(avail.download_gb, 2),
+                    "hub": avail.hub,
+                    "why_not": None if avail.ok else t(avail.key, language, **avail.params),
                 }
             )
         return out

@@ -74,7 +74,7 @@ def register(playground: Playground) -> None:
         # not streamed: only the whole answer can be checked against the schema
         async for so_far in answer_stream(playground, prepared, info, language):
             answer = so_far
-        check = check_answer(answer, checked)
+        check = check_answer(answer, checked, language)
         info.update(check.as_info())
         return answer, (check.value if check.parsed else None), info
 

@@ -1,9 +1,13 @@
-"""Whether a build can run on this machine, and if not, why (a GPU, a package, memory, offline)."""
+"""Whether a build runs here: now, after a download of N GB (and whether the Hub can be reached), or not (why)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import importlib.util
+import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +29,116 @@ KIND_NAMES = {
     QuantKind.fp32: "fp32",
 }
 
+#: The three states a build can be in, everywhere (page, /models, batch).
+READY = "ready"
+DOWNLOAD = "download"
+UNAVAILABLE = "unavailable"
+
+#: Whether the Hub can be reached, for builds that need a download.
+HUB_REACHABLE = "reachable"
+HUB_UNREACHABLE = "unreachable"
+HUB_OFFLINE = "offline"  # HF_HUB_OFFLINE=1
+
+#: The Hub probe gives up after this long (name lookup included): "found out within a second".
+PROBE_TIMEOUT_S = 1.0
+#: A probe's answer is used this long; after that the next look starts a new probe in the background.
+PROBE_MAX_AGE_S = 60.0
+
 
 @dataclass(frozen=True)
 class Availability:
+    """`ok`: a request may be sent now (ready, or a download from a reachable Hub). `state` is one of READY,
+    DOWNLOAD, UNAVAILABLE; `key`/`params` the message saying why it cannot run (or that it needs a download)."""
+
     ok: bool
     key: str = "available"
     params: dict[str, Any] = field(default_factory=dict)
+    state: str = READY
+    download_gb: float | None = None
+    hub: str | None = None
 
 
+# ---- the Hub probe ------------------------------------------------------------------------------------------
+def hub_endpoint() -> str:
+    """The Hub's base URL as huggingface_hub uses it (HF_ENDPOINT, else huggingface.co)."""
+    return (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+
+
+def probe_hub(endpoint: str | None = None, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """True when the Hub answers an HTTP request within `timeout_s` (the name lookup counts too: it runs in a
+    thread that is abandoned when it takes longer; httpx's time-outs do not cover getaddrinfo)."""
+    url = endpoint or hub_endpoint()
+
+    def ask() -> bool:
+        import httpx
+
+        try:
+            response = httpx.head(url, timeout=timeout_s, follow_redirects=False)
+        except (httpx.HTTPError, OSError, ValueError):
+            return False
+        return response.status_code < 500
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-probe")
+    try:
+        return pool.submit(ask).result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        return False
+    finally:
+        pool.shutdown(wait=False)
+
+
+class HubProbe:
+    """Remembers whether the Hub was reachable. The first look probes (at most PROBE_TIMEOUT_S); later looks
+    return the last answer at once and, once it is older than `max_age_s`, refresh it in a background thread,
+    so that no page event ever waits for the network."""
+
+    def __init__(self, max_age_s: float = PROBE_MAX_AGE_S, probe: Any = None) -> None:
+        self.max_age_s = max_age_s
+        self._probe = probe or probe_hub
+        self._lock = threading.Lock()
+        self._value: bool | None = None
+        self._checked_at = 0.0
+        self._refreshing = False
+        self._endpoint: str | None = None
+
+    def reachable(self) -> bool:
+        endpoint = hub_endpoint()
+        with self._lock:
+            known = self._value is not None and self._endpoint == endpoint
+            stale = time.monotonic() - self._checked_at > self.max_age_s
+            if known and stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, args=(endpoint,), daemon=True, name="hub-probe").start()
+            if known:
+                return bool(self._value)
+        self._refresh(endpoint)
+        return bool(self._value)
+
+    def _refresh(self, endpoint: str) -> None:
+        try:
+            value = bool(self._probe(endpoint))
+        except Exception:  # a probe that breaks means: not reachable
+            value = False
+        with self._lock:
+            self._value, self._endpoint = value, endpoint
+            self._checked_at = time.monotonic()
+            self._refreshing = False
+
+    def forget(self) -> None:
+        with self._lock:
+            self._value = None
+
+
+HUB = HubProbe()
+
+
+def hub_state(probe: HubProbe | None = None) -> str:
+    if hub_offline():
+        return HUB_OFFLINE
+    return HUB_REACHABLE if (probe or HUB).reachable() else HUB_UNREACHABLE
+
+
+# ---- builds ---------------------------------------------------------------------------------------------------
 @functools.cache
 def gpu_memory_gb() -> float | None:
     """Total memory of the first CUDA device, or None without one (or without torch)."""
@@ -48,36 +154,48 @@ def gpu_memory_gb() -> float | None:
     return torch.cuda.get_device_properties(0).total_memory / 1024**3
 
 
-def check(ref: ModelRef, endpoint_url: str | None = None, budget_gb: float | None = None) -> Availability:
-    """Availability of one build. Remote builds are available when their endpoint has a URL."""
+def _downloaded(ref: ModelRef) -> bool:
+    quant = ref.quant
+    if not quant.repo or quant.repo.startswith("/"):
+        return True  # a local folder: nothing to download
+    return cached_file(quant.repo, quant.file or "config.json") is not None
+
+
+def check(
+    ref: ModelRef, endpoint_url: str | None = None, budget_gb: float | None = None, probe: HubProbe | None = None
+) -> Availability:
+    """Availability of one build. Remote builds are ready when their endpoint has a URL."""
     quant = ref.quant
     kind = quant.kind
     if kind is QuantKind.remote:
         if endpoint_url:
             return Availability(True)
-        return Availability(False, "why_no_endpoint", {"endpoint": quant.endpoint, "env": "URL"})
+        return Availability(False, "why_no_endpoint", {"endpoint": quant.endpoint, "env": "URL"}, UNAVAILABLE)
     if kind is QuantKind.gguf and quant.package:
         # installed, taken from its wheel before, or pinned so that the engine fetches it on first use
         if packaged_gguf(quant) is None and requirement_for(quant.package) is None:
-            return Availability(False, "why_package_missing", {"package": quant.package})
+            return Availability(False, "why_package_missing", {"package": quant.package}, UNAVAILABLE)
         return Availability(True)
+    need = ref.estimated_memory_gb()
     if kind in GPU_KINDS:
         gpu = gpu_memory_gb()
         if gpu is None:
-            return Availability(False, "why_needs_gpu", {"kind": KIND_NAMES[kind]})
+            return Availability(False, "why_needs_gpu", {"kind": KIND_NAMES[kind]}, UNAVAILABLE)
         missing = missing_packages(kind)
         if missing:
-            return Availability(False, "why_needs_package", {"kind": KIND_NAMES[kind], "package": ", ".join(missing)})
-        need = ref.estimated_memory_gb()
+            params = {"kind": KIND_NAMES[kind], "package": ", ".join(missing)}
+            return Availability(False, "why_needs_package", params, UNAVAILABLE)
         if need > gpu:
-            return Availability(False, "why_too_big", {"need": need, "have": gpu})
+            return Availability(False, "why_too_big", {"need": need, "have": gpu}, UNAVAILABLE)
     else:
         budget = default_budget_gb() if budget_gb is None else budget_gb
-        need = ref.estimated_memory_gb()
         if need > budget:
-            return Availability(False, "why_too_big", {"need": need, "have": budget})
-    if hub_offline() and quant.repo:
-        probe = quant.file or "config.json"
-        if cached_file(quant.repo, probe) is None:
-            return Availability(False, "why_offline", {})
-    return Availability(True)
+            return Availability(False, "why_too_big", {"need": need, "have": budget}, UNAVAILABLE)
+    if _downloaded(ref):
+        return Availability(True)
+    size = round(need, 1)
+    hub = hub_state(probe)
+    if hub == HUB_REACHABLE:
+        return Availability(True, "needs_download", {"size": size}, DOWNLOAD, need, hub)
+    key = "why_offline" if hub == HUB_OFFLINE else "why_hub_unreachable"
+    return Availability(False, key, {"size": size, "endpoint": hub_endpoint()}, DOWNLOAD, need, hub)

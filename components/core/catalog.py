@@ -141,6 +141,11 @@ class Quantization(_Strict):
         return LABEL_OF_KIND.get(self.kind, self.kind.value)
 
 
+class Localized(_Strict):
+    de: str
+    en: str
+
+
 class Variant(_Strict):
     """One model of a family (a base size or base model), with its builds."""
 
@@ -150,6 +155,8 @@ class Variant(_Strict):
     params_b: float = Field(gt=0)
     context_length: int = Field(ge=128, le=1_048_576)
     offline: bool = False
+    #: the family author's first recommendation (the page says so in its language)
+    recommended: bool = False
     quantizations: list[Quantization] = Field(min_length=1)
 
     @field_validator("quantizations")
@@ -163,11 +170,6 @@ class Variant(_Strict):
         return value
 
 
-class Localized(_Strict):
-    de: str
-    en: str
-
-
 class Family(_Strict):
     """A model family: one prompt format, default system prompt and recommended settings."""
 
@@ -177,7 +179,8 @@ class Family(_Strict):
     system_prompt: str = ""
     description: Localized
     settings: Settings = Settings()
-    settings_source: str = ""
+    #: where the recommended settings come from, in both page languages
+    settings_source: Localized | None = None
     stop: list[str] = Field(default_factory=list)
     examples: list[str] = Field(default_factory=list)
     variants: list[Variant] = Field(min_length=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 LANGUAGES = ("de", "en")
@@ -91,8 +92,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "needs about {need:.1f} GB of memory, {have:.1f} GB are available here",
     },
     "why_offline": {
-        "de": "nicht im Cache und Offline-Modus (HF_HUB_OFFLINE=1) aktiv",
-        "en": "not in the cache and offline mode (HF_HUB_OFFLINE=1) is on",
+        "de": "braucht einen Download von {size:.1f} GB, aber der Offline-Modus (HF_HUB_OFFLINE=1) ist an",
+        "en": "needs a download of {size:.1f} GB, but offline mode (HF_HUB_OFFLINE=1) is on",
     },
     "why_no_endpoint": {
         "de": "Endpunkt {endpoint} nicht konfiguriert (Umgebungsvariable {env} fehlt)",
@@ -165,8 +166,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The model {model} could not be loaded: {detail}",
     },
     "err_download": {
-        "de": "Download von {file} aus {repo} fehlgeschlagen: {detail}",
-        "en": "Download of {file} from {repo} failed: {detail}",
+        "de": "Download von {file} aus {repo} fehlgeschlagen ({detail}). Bitte später erneut versuchen.",
+        "en": "Download of {file} from {repo} failed ({detail}). Please try again later.",
     },
     "err_memory": {
         "de": "Nicht genug Speicher für {model}: braucht ca. {need:.1f} GB, Budget {budget:.1f} GB.",
@@ -273,7 +274,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "**{endpoint}** ({type}) · {url} · {state} · model: {model_id} · version: {version} · "
         "max {max_total_tokens} tokens",
     },
-    "endpoints_title_md": {"de": "### Entfernte Server", "en": "### Remote servers"},
+    "endpoints_title_md": {"de": "## Entfernte Server", "en": "## Remote servers"},
     "endpoints_refresh": {"de": "Status prüfen", "en": "Check status"},
     "endpoints_none": {
         "de": "Kein entfernter Server konfiguriert. Setze `TGI_URL` oder `OPENAI_BASE_URL` (siehe README).",
@@ -393,8 +394,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "source_remove": {"de": "Quelle entfernen", "en": "Remove source"},
     "sources_clear": {"de": "Alle Quellen entfernen", "en": "Remove all sources"},
     "sources_none": {
-        "de": "Noch keine Quelle: Text einfügen oder eine Datei hochladen, dann „Quelle hinzufügen“.",
-        "en": "No source yet: paste text or upload a file, then 'Add source'.",
+        "de": "Noch keine Quelle: Text einfügen und „Quelle hinzufügen“, eine Datei hochladen oder das Beispiel "
+        "der Modellkarte nehmen.",
+        "en": "No source yet: paste text and 'Add source', upload a file, or take the model card example.",
     },
     "source_no_metadata": {"de": "ohne Metadaten", "en": "no metadata"},
     "source_line": {
@@ -954,11 +956,258 @@ MESSAGES: dict[str, dict[str, str]] = {
     "err_prefix": {"de": "⚠️ ", "en": "⚠️ "},
     "toast_warning": {"de": "Hinweis", "en": "Warning"},
     "toast_info": {"de": "Info", "en": "Info"},
+    # ---- the first five minutes of a demo (issue 13) -----------------------------------------------
+    "needs_download": {
+        "de": "läuft nach einem Download von {size:.1f} GB",
+        "en": "runs after a download of {size:.1f} GB",
+    },
+    "why_hub_unreachable": {
+        "de": "braucht einen Download von {size:.1f} GB, aber der Hugging Face Hub ist von hier nicht erreichbar "
+        "(kein Netz)",
+        "en": "needs a download of {size:.1f} GB, but the Hugging Face Hub cannot be reached from here (no network)",
+    },
+    "quant_ready": {"de": "{quant} — ✓ läuft hier", "en": "{quant} — ✓ runs here"},
+    "quant_download": {"de": "{quant} — ⬇ Download {size:.1f} GB", "en": "{quant} — ⬇ {size:.1f} GB download"},
+    "info_download_blocked": {"de": "⬇ {why}.", "en": "⬇ {why}."},
+    "quant_download_blocked": {
+        "de": "{quant} — ⬇ {size:.1f} GB, Hub offline",
+        "en": "{quant} — ⬇ {size:.1f} GB, Hub offline",
+    },
+    "quant_blocked": {"de": "{quant} — ✗ {why}", "en": "{quant} — ✗ {why}"},
+    "info_ready": {"de": "✓ Läuft hier.", "en": "✓ Runs here."},
+    "info_download": {
+        "de": "⬇ Läuft nach einem Download von {size:.1f} GB vom Hugging Face Hub (der erste Start dauert).",
+        "en": "⬇ Runs after a download of {size:.1f} GB from the Hugging Face Hub (the first start takes a while).",
+    },
+    "info_blocked": {"de": "✗ Läuft hier nicht: {why}.", "en": "✗ Cannot run here: {why}."},
+    "err_download_unreachable": {
+        "de": "{model} muss erst vom Hugging Face Hub heruntergeladen werden ({size:.1f} GB), aber der Hub ist von "
+        "hier nicht erreichbar: keine Netzverbindung. Wähle „{offline}“, lege die Datei auf einem Rechner "
+        "mit Netz in den Hugging-Face-Cache oder verbinde einen TGI-Server (TGI_URL).",
+        "en": "{model} must first be downloaded from the Hugging Face Hub ({size:.1f} GB), but the Hub cannot be "
+        "reached from here: there is no network connection. Pick '{offline}', put the file into the "
+        "Hugging Face cache on a machine with a network, or connect a TGI server (TGI_URL).",
+    },
+    "err_download_offline": {
+        "de": "{model} muss erst vom Hugging Face Hub heruntergeladen werden ({size:.1f} GB), aber der Offline-Modus "
+        "(HF_HUB_OFFLINE=1) verbietet Downloads. Wähle „{offline}“ oder starte ohne HF_HUB_OFFLINE.",
+        "en": "{model} must first be downloaded from the Hugging Face Hub ({size:.1f} GB), but offline mode "
+        "(HF_HUB_OFFLINE=1) forbids downloads. Pick '{offline}' or start without HF_HUB_OFFLINE.",
+    },
+    "offline_note": {
+        "de": "ℹ️ **{model}** ist nur ein kleiner englischer Platzhalter zum Ausprobieren (schwaches Deutsch). "
+        "Die deutschen Modelle laufen mit GPU, TGI-Server (`TGI_URL`) oder GGUF-Download.",
+        "en": "ℹ️ **{model}** is only a small English stand-in for trying the page (poor German). The German "
+        "models run with a GPU, a TGI server (`TGI_URL`) or a GGUF download.",
+    },
+    "err_download_network": {
+        "de": "Download von {file} fehlgeschlagen: der Hugging Face Hub ist nicht erreichbar (keine Netzverbindung "
+        "oder Zeitüberschreitung), und die Datei ist noch nicht im Cache. Bitte später erneut versuchen.",
+        "en": "Download of {file} failed: the Hugging Face Hub cannot be reached (no network connection or a "
+        "time-out), and the file is not in the cache yet. Please try again later.",
+    },
+    "err_download_offline_mode": {
+        "de": "{file} ist nicht im Hugging-Face-Cache, und der Offline-Modus (HF_HUB_OFFLINE=1) verbietet den "
+        "Download.",
+        "en": "{file} is not in the Hugging Face cache, and offline mode (HF_HUB_OFFLINE=1) forbids downloading it.",
+    },
+    "err_download_gated": {
+        "de": "Kein Zugriff auf {repo}: das Modell ist zugangsbeschränkt. Lizenz auf der Modellseite annehmen und "
+        "HF_TOKEN setzen.",
+        "en": "No access to {repo}: the model is gated. Accept its license on the model page and set HF_TOKEN.",
+    },
+    "err_download_no_repo": {
+        "de": "Das Repository {repo} gibt es auf dem Hub nicht, oder es ist privat (dann HF_TOKEN setzen).",
+        "en": "The repository {repo} does not exist on the Hub, or it is private (then set HF_TOKEN).",
+    },
+    "err_download_no_file": {
+        "de": "Die Datei {file} gibt es im Repository {repo} nicht (mehr). Bitte models.yaml prüfen.",
+        "en": "The file {file} does not exist (any more) in the repository {repo}. Please check models.yaml.",
+    },
+    "err_download_disk": {
+        "de": "Nicht genug Speicherplatz auf der Festplatte für {file}.",
+        "en": "Not enough disk space for {file}.",
+    },
+    "err_busy": {
+        "de": "Die Antwort läuft noch. Warte, bis sie fertig ist, oder drücke „Stopp“.",
+        "en": "The answer is still being written. Wait until it is done, or press 'Stop'.",
+    },
+    "toast_error": {"de": "Fehler", "en": "Error"},
+    "toast_success": {"de": "Erledigt", "en": "Done"},
+    "toast_close": {"de": "Schließen", "en": "Close"},
+    "variant_recommended": {"de": "{name} (empfohlen)", "en": "{name} (recommended)"},
+    "source_extra_placeholder": {"de": "Datum: 2023-10-01", "en": "Date: 2023-10-01"},
+    # JSON syntax errors (Python's json messages) and JSON-schema rules, in the page's language
+    "json_expecting_value": {"de": "ein Wert fehlt", "en": "a value is missing"},
+    "json_expecting_delimiter": {"de": "„{char}“ erwartet", "en": "'{char}' expected"},
+    "json_expecting_name": {
+        "de": "ein Feldname in doppelten Anführungszeichen erwartet",
+        "en": "a field name in double quotes expected",
+    },
+    "json_unterminated_string": {"de": "ein Text ist nicht abgeschlossen", "en": "a string is not closed"},
+    "json_control_character": {"de": "unerlaubtes Steuerzeichen", "en": "invalid control character"},
+    "json_extra_data": {"de": "nach dem JSON folgt noch etwas", "en": "something follows the JSON"},
+    "json_bad_escape": {"de": "ungültige Escape-Sequenz", "en": "invalid escape sequence"},
+    "json_syntax": {"de": "Syntaxfehler", "en": "syntax error"},
+    "json_empty_answer": {"de": "die Antwort ist leer", "en": "the answer is empty"},
+    "json_at": {"de": "{what} (Zeile {line}, Spalte {column})", "en": "{what} (line {line}, column {column})"},
+    "schema_rule_required": {"de": "das Pflichtfeld „{name}“ fehlt", "en": "the required field '{name}' is missing"},
+    "schema_rule_type": {"de": "{value} ist kein Wert vom Typ {expected}", "en": "{value} is not of type {expected}"},
+    "schema_rule_enum": {
+        "de": "{value} ist keiner der erlaubten Werte ({allowed})",
+        "en": "{value} is not one of {allowed}",
+    },
+    "schema_rule_const": {"de": "{value} muss {allowed} sein", "en": "{value} must be {allowed}"},
+    "schema_rule_additional": {
+        "de": "das Feld {value} ist nicht vorgesehen",
+        "en": "the field {value} is not allowed",
+    },
+    "schema_rule_minimum": {"de": "{value} ist kleiner als {limit}", "en": "{value} is less than {limit}"},
+    "schema_rule_maximum": {"de": "{value} ist größer als {limit}", "en": "{value} is greater than {limit}"},
+    "schema_rule_min_length": {
+        "de": "{value} ist kürzer als {limit} Zeichen",
+        "en": "{value} is shorter than {limit} characters",
+    },
+    "schema_rule_max_length": {
+        "de": "{value} ist länger als {limit} Zeichen",
+        "en": "{value} is longer than {limit} characters",
+    },
+    "schema_rule_min_items": {
+        "de": "{value} hat weniger als {limit} Einträge",
+        "en": "{value} has fewer than {limit} items",
+    },
+    "schema_rule_max_items": {
+        "de": "{value} hat mehr als {limit} Einträge",
+        "en": "{value} has more than {limit} items",
+    },
+    "schema_rule_pattern": {"de": "{value} passt nicht zum Muster {allowed}", "en": "{value} does not match {allowed}"},
+    "schema_rule_type_name": {
+        "de": "{value} ist kein Typ von JSON Schema (erlaubt: {allowed})",
+        "en": "{value} is not a JSON Schema type (allowed: {allowed})",
+    },
+    "schema_rule_other": {
+        "de": "{value} verletzt die Regel „{rule}“",
+        "en": "{value} breaks the rule '{rule}'",
+    },
+    "schema_type_string": {"de": "Text (string)", "en": "string"},
+    "schema_type_integer": {"de": "ganze Zahl (integer)", "en": "integer"},
+    "schema_type_number": {"de": "Zahl (number)", "en": "number"},
+    "schema_type_boolean": {"de": "Wahrheitswert (boolean)", "en": "boolean"},
+    "schema_type_object": {"de": "Objekt (object)", "en": "object"},
+    "schema_type_array": {"de": "Liste (array)", "en": "array"},
+    "schema_type_null": {"de": "null", "en": "null"},
+    "err_context_single": {
+        "de": "Die Nachricht passt nicht ins Kontextfenster: {prompt_tokens} Tokens Prompt + {max_new_tokens} neue "
+        "Tokens = {total} Tokens, das Modell fasst {context}. Kürze die Nachricht oder senke „Max. neue Tokens“.",
+        "en": "The message does not fit the context window: {prompt_tokens} prompt tokens + {max_new_tokens} new "
+        "tokens = {total} tokens, the model takes {context}. Shorten the message or lower 'Max new tokens'.",
+    },
+    "chat_welcome": {
+        "de": "### Willkommen!\nWähle ein Modell, schreib eine Frage unten ins Feld (Enter sendet) oder nimm "
+        "ein Beispiel aus den Modellkarten. Die Antwort erscheint hier, Wort für Wort, mit Messwerten darunter.",
+        "en": "### Welcome!\nPick a model, type a question in the box below (Enter sends) or take an "
+        "example from the model cards. The answer appears here word by word, with its figures underneath.",
+    },
+    "compare_one_model": {
+        "de": "ℹ️ Hier läuft nur **{model}**: für einen echten Vergleich ein zweites Modell verbinden – mit einer GPU, "
+        "einem TGI-Server (`TGI_URL`) oder einem GGUF-Download.",
+        "en": "ℹ️ Only **{model}** runs here: for a real comparison connect a second model – a GPU, a TGI server "
+        "(`TGI_URL`) or a GGUF download.",
+    },
+    "err_blind_same_model": {
+        "de": "Im Blindvergleich muss jeder Bereich ein anderes Modell haben; bitte verschiedene Modelle wählen.",
+        "en": "A blind comparison needs a different model in every pane; please pick different models.",
+    },
+    "local_title_md": {"de": "## Lokale Engines", "en": "## Local engines"},
+    "local_none": {
+        "de": "Noch kein lokales Modell geladen – die erste Frage an ein Modell lädt es.",
+        "en": "No local model loaded yet – the first question to a model loads it.",
+    },
+    "local_engine": {
+        "de": "**{engine}**: {used:.1f} von {budget:.1f} GB Speicher für geladene Modelle",
+        "en": "**{engine}**: {used:.1f} of {budget:.1f} GB of memory for loaded models",
+    },
+    "local_model": {"de": "{model} · {size:.1f} GB", "en": "{model} · {size:.1f} GB"},
+    "local_slots": {
+        "de": "{busy} von {slots} parallelen Plätzen belegt, {waiting} warten",
+        "en": "{busy} of {slots} parallel slots busy, {waiting} waiting",
+    },
+    "export_family_defaults": {
+        "de": "jede Familie mit ihren empfohlenen Einstellungen",
+        "en": "each family with its recommended settings",
+    },
+    "err_structured_empty": {
+        "de": "Bitte zuerst den Text eingeben, aus dem das JSON entstehen soll.",
+        "en": "Please enter the text to extract the JSON from first.",
+    },
+    "status_download_starting": {
+        "de": "Download von {model} ({size:.1f} GB) beginnt …",
+        "en": "Starting the download of {model} ({size:.1f} GB) …",
+    },
 }
 
 
+_NUMBER_SPEC = re.compile(r"(\d*)(\.\d+)?([dfg]?)")
+
+
+class LocalNumber:
+    """A number that formats itself the page language's way: 175.741 and 4,4 in German, 175,741 and 4.4 in
+    English (also with a format spec such as `{need:.1f}`)."""
+
+    __slots__ = ("lang", "value")
+
+    def __init__(self, value: float, lang: str) -> None:
+        self.value = value
+        self.lang = lang
+
+    def __format__(self, spec: str) -> str:
+        match = _NUMBER_SPEC.fullmatch(spec)
+        if match:
+            spec = f"{match[1]},{match[2] or ''}{match[3]}"
+        text = format(self.value, spec)
+        if self.lang == "de":
+            text = text.translate(str.maketrans({",": ".", ".": ","}))
+        return text
+
+    def __str__(self) -> str:
+        return self.__format__("")
+
+
+def number(value: float, lang: str = DEFAULT_LANGUAGE, places: int | None = None) -> str:
+    """`value` with the page language's separators (`places` decimals, or as Python writes it)."""
+    return format(LocalNumber(value, lang), "" if places is None else f".{places}f")
+
+
+class Msg:
+    """A message inside another message's placeholder, written in the outer message's language."""
+
+    __slots__ = ("key", "params")
+
+    def __init__(self, key: str, **params: Any) -> None:
+        self.key = key
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"Msg({self.key!r}, {self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Msg) and (self.key, self.params) == (other.key, other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def _localized(value: Any, lang: str) -> Any:
+    if isinstance(value, Msg):
+        return t(value.key, lang, **value.params)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return LocalNumber(value, lang)
+
+
 def t(key: str, lang: str = DEFAULT_LANGUAGE, **params: Any) -> str:
-    """The message `key` in `lang` with its placeholders filled; unknown keys show themselves."""
+    """The message `key` in `lang` with its placeholders filled (numbers with the language's separators);
+    unknown keys show themselves."""
     entry = MESSAGES.get(key)
     if entry is None:
         return key
@@ -966,7 +1215,7 @@ def t(key: str, lang: str = DEFAULT_LANGUAGE, **params: Any) -> str:
     if not params:
         return text
     try:
-        return text.format(**params)
+        return text.format(**{name: _localized(value, lang) for name, value in params.items()})
     except (KeyError, IndexError, ValueError):
         return text
 

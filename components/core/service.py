@@ -101,9 +101,12 @@ class Prepared:
 class Playground:
     """Everything the UI and the API do, without knowing about Gradio or any engine's details."""
 
-    def __init__(self, catalog: Catalog, registry: EngineRegistry | None = None) -> None:
+    def __init__(
+        self, catalog: Catalog, registry: EngineRegistry | None = None, hub: availability.HubProbe | None = None
+    ) -> None:
         self.catalog = catalog
         self.registry = registry or EngineRegistry(catalog)
+        self.hub = hub or availability.HUB
 
     # ---- catalog views -----------------------------------------------------------------------
     def resolve(self, model_id: Any) -> ModelRef:
@@ -120,11 +123,47 @@ class Playground:
             if not url:
                 env = endpoint.url_env if endpoint else "?"
                 return availability.Availability(False, "why_no_endpoint", {"endpoint": ref.quant.endpoint, "env": env})
-        return availability.check(ref, endpoint_url=url)
+        return availability.check(ref, endpoint_url=url, probe=self.hub)
+
+    def local_engines(self) -> list[dict[str, Any]]:
+        """What the local engines have loaded: per model its label, size and, where the engine has them, its
+        parallel slots (busy, total, waiting); and the memory the engine's cache uses of its budget."""
+        out = []
+        for engine in self.registry.all().values():
+            cache = getattr(engine, "cache", None)
+            if cache is None or not hasattr(cache, "items"):
+                continue
+            models = []
+            for item in cache.items():
+                ref = self.catalog.get(item.key)
+                gate = getattr(item.value, "gate", None)
+                models.append(
+                    {
+                        "id": item.key,
+                        "label": ref.label if ref else item.key,
+                        "size_gb": item.size_gb,
+                        "slots": getattr(gate, "slots", None),
+                        "busy": getattr(gate, "active", None),
+                        "waiting": _count(getattr(gate, "waiting", None)),
+                    }
+                )
+            out.append(
+                {"engine": engine.name, "used_gb": cache.used_gb, "budget_gb": cache.budget_gb, "models": models}
+            )
+        return out
 
     def why_not(self, ref: ModelRef, lang: str) -> str | None:
+        """Why the build cannot be used now (None when it runs now or after a download from a reachable Hub)."""
         avail = self.availability(ref)
         return None if avail.ok else t(avail.key, lang, **avail.params)
+
+    def refusal(self, ref: ModelRef, avail: availability.Availability, lang: str) -> InputError:
+        """The message for sending to a build that cannot take a request now."""
+        if avail.state == availability.DOWNLOAD:
+            key = "err_download_offline" if avail.hub == availability.HUB_OFFLINE else "err_download_unreachable"
+            offline = self.catalog.default.family.name
+            return InputError(key, model=ref.label, size=avail.params.get("size", 0.0), offline=offline)
+        return InputError("err_unavailable", model=ref.label, why=t(avail.key, lang, **avail.params))
 
     # ---- requests ----------------------------------------------------------------------------
     def prepare(
@@ -142,7 +181,7 @@ class Playground:
         text = check_message(message)
         avail = self.availability(ref)
         if not avail.ok:
-            raise InputError("err_unavailable", model=ref.label, why=t(avail.key, lang, **avail.params))
+            raise self.refusal(ref, avail, lang)
         family = ref.family
         fmt = get_format(family.prompt_format)
         system = check_system_prompt(system_prompt, family.system_prompt)
@@ -187,12 +226,23 @@ class Playground:
             engine.name,
             len(prepared.raw_prompt),
         )
+        ref = prepared.request.model
+        avail = self.availability(ref)
+        if avail.state == availability.DOWNLOAD:
+            # shown from the first moment: the engine's own progress comes once the Hub has answered
+            yield Status("status_download_starting", {"model": ref.label, "size": avail.params.get("size", 0.0)})
         events = record_conversation(prepared.request, engine.stream(prepared.request), source, session)
         try:
             async for event in events:
                 yield event
         finally:
             await events.aclose()
+
+
+def _count(value: Any) -> int | None:
+    """A count an engine exposes as a number or as a method returning one."""
+    value = value() if callable(value) else value
+    return value if isinstance(value, int) else None
 
 
 def decimal(value: float, lang: str, places: int = 1) -> str:

@@ -75,7 +75,7 @@ async def download_file(
     if cached is not None:
         return cached
     if hub_offline():
-        raise EngineError("err_download", file=filename, repo=repo, detail="HF_HUB_OFFLINE=1")
+        raise EngineError("err_download_offline_mode", file=filename, repo=repo)
     from huggingface_hub import hf_hub_download
 
     loop = asyncio.get_running_loop()
@@ -91,11 +91,34 @@ async def download_file(
             token=token,
             tqdm_class=_progress_class(report, filename),
         )
-    except Exception as exc:  # network, 401/404, disk full: one clear message
-        raise EngineError("err_download", file=filename, repo=repo, detail=_short(exc)) from exc
+    except Exception as exc:  # network, 401/404, disk full: a message of our own, never the library's English
+        raise download_error(exc, repo, filename) from exc
     return Path(path)
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+def download_error(exc: BaseException, repo: str, filename: str) -> EngineError:
+    """A failed hf_hub_download as a message key of components/core/messages.py (huggingface_hub's own texts are
+    English and, for a missing network, cut mid-sentence; they never reach the page)."""
+    import errno
+
+    from huggingface_hub import errors
+
+    where = {"file": filename, "repo": repo}
+    if isinstance(exc, errors.OfflineModeIsEnabled):
+        return EngineError("err_download_offline_mode", **where)
+    if isinstance(exc, errors.GatedRepoError):
+        return EngineError("err_download_gated", **where)
+    if isinstance(exc, errors.RepositoryNotFoundError):
+        return EngineError("err_download_no_repo", **where)
+    if isinstance(exc, (errors.RemoteEntryNotFoundError, errors.RevisionNotFoundError)):
+        return EngineError("err_download_no_file", **where)
+    if isinstance(exc, errors.LocalEntryNotFoundError):  # the Hub could not be reached and nothing is cached
+        return EngineError("err_download_network", **where)
+    if isinstance(exc, errors.HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return EngineError("err_download", **where, detail=f"HTTP {status}" if status else type(exc).__name__)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return EngineError("err_download_disk", **where)
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return EngineError("err_download_network", **where)
+    return EngineError("err_download", **where, detail=type(exc).__name__)

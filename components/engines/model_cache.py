@@ -63,6 +63,10 @@ class ModelCache(Generic[T]):
     def keys(self) -> list[str]:
         return list(self._items)
 
+    def items(self) -> list[Loaded[T]]:
+        """The loaded models, least recently used first."""
+        return list(self._items.values())
+
     @property
     def used_gb(self) -> float:
         return sum(item.size_gb for item in self._items.values())

@@ -258,8 +258,9 @@ def _download_error(exc: Exception, repo: str, offline: bool) -> EngineError:
         return EngineError("err_tf_offline", repo=repo)
     if name in {"GatedRepoError", "RepositoryNotFoundError"} or "401" in str(exc) or "403" in str(exc):
         return EngineError("err_tf_access", repo=repo)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    return EngineError("err_tf_download", repo=repo, detail=text[:200])
+    from components.engines.hub import download_error
+
+    return download_error(exc, repo, repo)  # never huggingface_hub's English text
 
 
 # ---- loading ------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from components.core import availability
 from components.core.catalog import CatalogError, load_catalog
 from components.core.messages import normalize_language, t
 from components.core.service import Playground
@@ -103,19 +104,24 @@ def create_playground() -> Playground:
     return Playground(catalog)
 
 
-def check_models(playground: Playground, models: Sequence[str], settings: dict[str, Any], lang: str) -> None:
-    """Refuses unknown models, models that cannot run here and bad settings before anything runs."""
+def check_models(playground: Playground, models: Sequence[str], settings: dict[str, Any], lang: str) -> list[str]:
+    """Refuses unknown models, models that cannot run here (or need a download from an unreachable Hub) and bad
+    settings before anything runs. Returns a note for each model that runs only after a download."""
     if not 1 <= len(models) <= MAX_MODELS:
         raise BatchError(t("err_compare_models", lang, count=len(models), max=MAX_MODELS))
+    notes = []
     try:
         for model in models:
             ref = playground.resolve(model)
-            why = playground.why_not(ref, lang)
-            if why:
-                raise InputError("err_unavailable", model=ref.label, why=why)
+            avail = playground.availability(ref)
+            if not avail.ok:
+                raise playground.refusal(ref, avail, lang)
+            if avail.state == availability.DOWNLOAD:
+                notes.append(f"{ref.id}: {t(avail.key, lang, **avail.params)}")
             build_settings(ref.family, (), **settings)
     except InputError as exc:
         raise BatchError(t(exc.key, lang, **exc.params)) from None
+    return notes
 
 
 async def run_batch(
@@ -233,10 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise BatchError(t("err_batch_input", lang, detail=f"--only: {', '.join(unknown)}"))
             prompts = [p for p in prompts if p.id in set(args.only)]
         playground = create_playground()
-        check_models(playground, args.models, settings, lang)
+        notes = check_models(playground, args.models, settings, lang)
     except (BatchError, CatalogError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    for note in notes:
+        print(note, file=sys.stderr)
     rounds = asyncio.run(run_batch(playground, prompts, args.models, settings, lang, not args.no_progress))
     md, js = write_report(Path(args.out), rounds, args.models, settings, args.prompts, lang)
     print(t("batch_written", lang, md=md, json=js))

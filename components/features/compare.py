@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.core.messages import t
+from components.core.messages import number, t
 from components.core.prompts import Turn
-from components.core.service import Playground, Prepared, format_stats
+from components.core.service import Playground, Prepared, decimal, format_stats
 from components.core.validation import InputError, check_message
 from components.engines.base import Failed, Finished, Status, TextDelta
 from components.features import ratings
@@ -352,9 +352,11 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _fmt_setting(value: Any) -> str:
+def _fmt_setting(value: Any, lang: str | None = None) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(f"`{v}`" for v in value) or "–"
+    if isinstance(value, float) and lang:
+        return number(value, lang)
     return "–" if value is None else str(value)
 
 
@@ -400,7 +402,13 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
         if r.blind and r.revealed and r.winner:
             winner = t("compare_vote_tie", lang) if r.winner == TIE else r.name(LETTERS.index(r.winner), lang)
             lines.append(f"- {t('export_vote', lang)}: {winner}")
-        shared = ", ".join(f"{k} = {_fmt_setting(v)}" for k, v in r.shared_settings.items() if v not in (None, ""))
+        shared = ", ".join(
+            f"{t(SETTING_LABELS.get(k, k), lang)} = {_fmt_setting(v, lang)}"
+            for k, v in r.shared_settings.items()
+            if v not in (None, "") and k != "family_defaults"
+        )
+        if r.shared_settings.get("family_defaults"):
+            shared = t("export_family_defaults", lang) + (f"; {shared}" if shared else "")
         if shared:
             lines.append(f"- {t('export_shared_settings', lang)}: {shared}")
         lines += ["", f"**{t('export_prompt', lang)}:**", ""]
@@ -415,7 +423,10 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
             t("export_ttft", lang),
             [None if stat(p, "ttft_s") is None else f"{stat(p, 'ttft_s') * 1000:.0f} ms" for p in panes],
         )
-        row(t("export_rate", lang), [stat(p, "tokens_per_s") for p in panes])
+        row(
+            t("export_rate", lang),
+            [None if stat(p, "tokens_per_s") is None else decimal(stat(p, "tokens_per_s"), lang) for p in panes],
+        )
         row(t("export_tokens", lang), [stat(p, "completion_tokens") for p in panes])
         row(t("export_prompt_tokens", lang), [stat(p, "prompt_tokens") for p in panes])
         row(t("export_total", lang), [None if p["elapsed_s"] is None else f"{p['elapsed_s']:.2f} s" for p in panes])
@@ -430,7 +441,7 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
             for name in SETTING_NAMES:
                 row(
                     t(SETTING_LABELS.get(name, name), lang),
-                    [_fmt_setting((p["settings"] or {}).get(name)) for p in panes],
+                    [_fmt_setting((p["settings"] or {}).get(name), lang) for p in panes],
                 )
         row(t("export_error", lang), [p["error"] for p in panes])
         for p in panes:

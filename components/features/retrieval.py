@@ -297,7 +297,7 @@ def prepare_retrieval(
     check_total(sources)
     avail = playground.availability(ref)
     if not avail.ok:
-        raise InputError("err_unavailable", model=ref.label, why=t(avail.key, lang, **avail.params))
+        raise playground.refusal(ref, avail, lang)
     system = check_system_prompt(system_prompt, RAG_SYSTEM_PROMPT)
     fmt = get_format(ref.family.prompt_format)
     check_markers(fmt.name, text, system, sources)

@@ -29,6 +29,7 @@ from jsonschema import Draft202012Validator
 
 from components.core import schema_guard
 from components.core.markers import refuse_markers
+from components.core.messages import Msg, t
 from components.core.prompts import get_format
 from components.core.service import Playground, Prepared
 from components.core.validation import LIMITS, InputError, build_settings, check_message, clean_text
@@ -77,7 +78,7 @@ def load_schema(value: Any) -> Any:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError("err_schema_json", line=exc.lineno, column=exc.colno, detail=exc.msg) from None
+            raise InputError("err_schema_json", line=exc.lineno, column=exc.colno, detail=json_error(exc.msg)) from None
         except RecursionError:
             raise InputError("err_schema_too_deep", limit=schema_guard.MAX_DEPTH) from None
     if value is None:
@@ -99,7 +100,7 @@ def parse_schema(value: Any, max_new_tokens: int | None = None) -> dict[str, Any
         Draft202012Validator.check_schema(value)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
-        raise InputError("err_schema_invalid", path=where, detail=exc.message[:300]) from None
+        raise InputError("err_schema_invalid", path=where, detail=rule_error(exc, in_schema=True)) from None
     remote = _remote_ref(value)
     if remote is not None:
         raise InputError("err_schema_remote_ref", ref=remote[:120])
@@ -128,6 +129,78 @@ def _remote_ref(node: Any) -> str | None:
     return None
 
 
+# ---- jsonschema's and json's English, said in the page's language ---------------------------------------------
+_JSON_MESSAGES = {
+    "Expecting value": "json_expecting_value",
+    "Expecting property name enclosed in double quotes": "json_expecting_name",
+    "Unterminated string starting at": "json_unterminated_string",
+    "Invalid control character at": "json_control_character",
+    "Extra data": "json_extra_data",
+    "Invalid \\escape": "json_bad_escape",
+    "Invalid \\uXXXX escape": "json_bad_escape",
+}
+
+
+def json_error(msg: str) -> Msg:
+    """Python's json message ("Expecting ',' delimiter") as a message of ours."""
+    delimiter = re.fullmatch(r"Expecting '(.)' delimiter", msg)
+    if delimiter:
+        return Msg("json_expecting_delimiter", char=delimiter[1])
+    return Msg(_JSON_MESSAGES.get(msg, "json_syntax"))
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _type_names(expected: Any) -> Msg | str:
+    names = expected if isinstance(expected, list) else [expected]
+    known = [n for n in names if isinstance(n, str) and n in JSON_TYPES]
+    if len(known) == 1 and len(names) == 1:
+        return Msg(f"schema_type_{known[0]}")
+    return ", ".join(str(n) for n in names)
+
+
+JSON_TYPES = ("string", "integer", "number", "boolean", "object", "array", "null")
+
+
+def rule_error(error: jsonschema.ValidationError, in_schema: bool = False) -> Msg:
+    """One jsonschema error as a message of ours (its own `message` is English)."""
+    rule, value, expected = error.validator, error.instance, error.validator_value
+    shown = _shown(value)
+    if in_schema and error.path and error.path[-1] == "type" and rule in ("anyOf", "enum", "type"):
+        return Msg("schema_rule_type_name", value=shown, allowed=", ".join(JSON_TYPES))
+    if rule == "required":
+        missing = next((name for name in expected if isinstance(value, dict) and name not in value), "?")
+        return Msg("schema_rule_required", name=missing)
+    if rule == "type":
+        return Msg("schema_rule_type", value=shown, expected=_type_names(expected))
+    if rule == "enum":
+        return Msg("schema_rule_enum", value=shown, allowed=", ".join(_shown(v) for v in expected))
+    if rule == "const":
+        return Msg("schema_rule_const", value=shown, allowed=_shown(expected))
+    if rule in ("additionalProperties", "unevaluatedProperties") and isinstance(value, dict):
+        known = set((error.schema or {}).get("properties", {})) if isinstance(error.schema, dict) else set()
+        extra = ", ".join(_shown(k) for k in value if k not in known) or shown
+        return Msg("schema_rule_additional", value=extra)
+    limits = {
+        "minimum": "schema_rule_minimum",
+        "exclusiveMinimum": "schema_rule_minimum",
+        "maximum": "schema_rule_maximum",
+        "exclusiveMaximum": "schema_rule_maximum",
+        "minLength": "schema_rule_min_length",
+        "maxLength": "schema_rule_max_length",
+        "minItems": "schema_rule_min_items",
+        "maxItems": "schema_rule_max_items",
+    }
+    if rule in limits:
+        return Msg(limits[rule], value=shown, limit=expected)
+    if rule == "pattern":
+        return Msg("schema_rule_pattern", value=shown, allowed=_shown(expected))
+    return Msg("schema_rule_other", value=shown, rule=str(rule))
+
+
 def json_instruction(text: str, schema: dict[str, Any]) -> str:
     """The user message: what to extract, the schema, and the text."""
     return INSTRUCTION.format(schema=json.dumps(schema, ensure_ascii=False), text=text)
@@ -147,7 +220,12 @@ def prepare_structured(
     The schema is checked for the answer budget the request will have, and neither the text nor the schema may
     hold a control marker of the model's prompt format (both go into the prompt)."""
     raw_schema = load_schema(schema)
-    body = check_message(text)
+    try:
+        body = check_message(text)
+    except InputError as exc:
+        if exc.key != "err_empty":
+            raise
+        raise InputError("err_structured_empty") from None  # not the chat's "type a message first"
     ref = playground.resolve(model_id)
     fmt = get_format(ref.family.prompt_format)
     budget = build_settings(ref.family, fmt.stop, **settings).max_new_tokens
@@ -196,8 +274,9 @@ class AnswerCheck:
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
-def parse_answer(raw: str) -> tuple[bool, Any, str | None]:
-    """(parsed?, value, error detail). Takes the whole answer, else a ```json fence, else the outermost {…}."""
+def parse_answer(raw: str, lang: str = "de") -> tuple[bool, Any, str | None]:
+    """(parsed?, value, error detail in `lang`). Takes the whole answer, else a ```json fence, else the outermost
+    {…}."""
     text = (raw or "").strip()
     candidates = [text]
     fence = _FENCE.search(text)
@@ -211,13 +290,13 @@ def parse_answer(raw: str) -> tuple[bool, Any, str | None]:
         try:
             return True, json.loads(candidate), None
         except json.JSONDecodeError as exc:
-            first_error = first_error or f"{exc.msg} (line {exc.lineno}, column {exc.colno})"
-    return False, None, first_error or "empty answer"
+            first_error = first_error or t("json_at", lang, what=json_error(exc.msg), line=exc.lineno, column=exc.colno)
+    return False, None, first_error or t("json_empty_answer", lang)
 
 
-def check_answer(raw: str, schema: dict[str, Any]) -> AnswerCheck:
-    """Parses the answer and validates it against `schema`; errors are `$.path: message` lines."""
-    ok, value, detail = parse_answer(raw)
+def check_answer(raw: str, schema: dict[str, Any], lang: str = "de") -> AnswerCheck:
+    """Parses the answer and validates it against `schema`; errors are `$.path: message` lines in `lang`."""
+    ok, value, detail = parse_answer(raw, lang)
     if not ok:
         return AnswerCheck(False, None, False, [detail or ""], "json_not_json")
     try:
@@ -226,7 +305,7 @@ def check_answer(raw: str, schema: dict[str, Any]) -> AnswerCheck:
         return AnswerCheck(False, value, True, [str(exc)[:300]], "json_schema_unresolvable")
     if not found:
         return AnswerCheck(True, value, True, [], None)
-    errors = [f"{e.json_path}: {e.message[:300]}" for e in found[:MAX_ERRORS]]
+    errors = [f"{e.json_path}: {t(rule_error(e).key, lang, **rule_error(e).params)[:300]}" for e in found[:MAX_ERRORS]]
     if len(found) > MAX_ERRORS:
         errors.append(f"… +{len(found) - MAX_ERRORS}")
     return AnswerCheck(False, value, True, errors, "json_invalid")

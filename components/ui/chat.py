@@ -23,8 +23,11 @@ from components.ui.common import (
     build_pickers,
     first_runnable,
     guard_picker,
+    max_new_tokens_for,
     model_info,
+    offline_name,
     quant_choices,
+    sendable,
     session_of,
     settings_kwargs,
     settings_panel,
@@ -55,8 +58,12 @@ def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]
         notes = []
         if c.get("error"):
             notes.append(t("err_prefix", lang) + c["error"])
-        if c.get("stats"):
-            notes.append(f"<sub>{format_stats(c['stats'], lang)}</sub>")
+        stats = c.get("stats")
+        # an answer that failed or was stopped before its first token has no figures worth a line ("– · 0 Tokens")
+        if stats and (stats.get("completion_tokens") or not (c.get("error") or stats.get("ttft_s") is None)):
+            notes.append(f"<sub>{format_stats(stats, lang)}</sub>")
+        elif stats and stats.get("finish_reason") == "stopped" and not c.get("error"):
+            notes.append(f"*{t('err_stopped_partial', lang)}*")
         if notes:
             text = (text + "\n\n" if text else "") + "\n\n".join(notes)
         out.append({"role": "assistant", "content": text or "…"})
@@ -79,7 +86,7 @@ class ChatTab:
 def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any) -> ChatTab:
     catalog = playground.catalog
     default = catalog.default
-    with gr.Row():
+    with gr.Row(elem_id="chat-row"):
         with gr.Column(scale=1, min_width=280):
             pickers = build_pickers(playground, tr, "chat")
             family, variant, quant, info = pickers.family, pickers.variant, pickers.quant, pickers.info
@@ -97,11 +104,28 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                 gr.Button(t("reset_system"), size="sm", elem_id="chat-reset-system"), "reset_system", "value"
             )
             with gr.Accordion(t("settings"), open=False, elem_id="chat-settings") as acc:
-                settings = settings_panel(default.family, tr, "chat")
+                settings = settings_panel(default.family, tr, "chat", model=default)
             tr.add(acc, "settings")
         with gr.Column(scale=3):
+            offline_note = tr.add(
+                gr.Markdown(
+                    t("offline_note", model=default.variant.name),
+                    visible=default.variant.offline,
+                    elem_id="chat-offline-note",
+                ),
+                "offline_note",
+                "value",
+                model=offline_name(playground),
+            )
             chatbot = tr.add(
-                gr.Chatbot(label=t("chatbot"), elem_id="chat-bot", height=520, buttons=["copy"]), "chatbot"
+                gr.Chatbot(
+                    label=t("chatbot"),
+                    placeholder=t("chat_welcome"),
+                    elem_id="chat-bot",
+                    height=520,
+                    buttons=["copy"],
+                ),
+                "chatbot",
             )
             with gr.Row():
                 message = tr.add(
@@ -116,9 +140,21 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                     "message_placeholder",
                     "placeholder",
                 )
-                send = tr.add(gr.Button(t("send"), variant="primary", scale=1, elem_id="chat-send"), "send", "value")
+                send = tr.add(
+                    gr.Button(
+                        t("send"),
+                        variant="primary",
+                        scale=1,
+                        interactive=sendable(playground, default),
+                        elem_id="chat-send",
+                    ),
+                    "send",
+                    "value",
+                )
             with gr.Row():
-                stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="chat-stop"), "stop", "value")
+                stop = tr.add(
+                    gr.Button(t("stop"), variant="stop", interactive=False, elem_id="chat-stop"), "stop", "value"
+                )
                 retry = tr.add(gr.Button(t("retry"), elem_id="chat-retry"), "retry", "value")
                 clear = tr.add(gr.Button(t("clear"), elem_id="chat-clear"), "clear", "value")
             examples = tr.add(
@@ -147,15 +183,17 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         q = first_runnable(playground, v)
         ref = catalog.get(model_id(v, q)) or catalog.default
         return [
-            gr.update(choices=variant_choices(playground, family_id), value=v),
+            gr.update(choices=variant_choices(playground, family_id, lang), value=v),
             gr.update(choices=quant_choices(playground, v, lang), value=q),
             model_info(playground, ref, lang),
             fam.system_prompt,
             gr.update(samples=[[e] for e in fam.examples]),
             *settings_values(fam),
+            *selection_updates(ref),
         ]
 
-    family_outputs = [variant, quant, info, system, examples, *settings.inputs]
+    selection_outputs = [offline_note, send, settings.max_new_tokens]
+    family_outputs = [variant, quant, info, system, examples, *settings.inputs, *selection_outputs]
     family.input(guard_picker(on_family, family_outputs), [family, lang_state], family_outputs, queue=False)
 
     def on_variant(variant_id: str, lang: str) -> list[Any]:
@@ -164,25 +202,42 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         return [
             gr.update(choices=quant_choices(playground, variant_id, lang), value=q),
             model_info(playground, ref, lang),
+            *selection_updates(ref),
         ]
 
-    variant.input(guard_picker(on_variant, [quant, info]), [variant, lang_state], [quant, info], queue=False)
+    variant_outputs = [quant, info, *selection_outputs]
+    variant.input(guard_picker(on_variant, variant_outputs), [variant, lang_state], variant_outputs, queue=False)
 
-    def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
+    def on_quant(variant_id: str, quant_id: str, lang: str) -> list[Any]:
         ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
-        return model_info(playground, ref, lang)
+        return [model_info(playground, ref, lang), *selection_updates(ref)]
 
-    quant.input(on_quant, [variant, quant, lang_state], [info], queue=False)
+    quant.input(on_quant, [variant, quant, lang_state], [info, *selection_outputs], queue=False)
 
-    def on_lang(variant_id: str, quant_id: str, lang: str, conv: list[dict[str, Any]]) -> list[Any]:
+    def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str, conv: list[dict[str, Any]]) -> list[Any]:
         ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
         return [
+            gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
             gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
             model_info(playground, ref, lang),
-            render(conv, lang),
+            gr.update(value=render(conv, lang), placeholder=t("chat_welcome", lang)),
         ]
 
-    lang_state.change(on_lang, [variant, quant, lang_state, conversation], [quant, info, chatbot], queue=False)
+    lang_state.change(
+        on_lang,
+        [family, variant, quant, lang_state, conversation],
+        [variant, quant, info, chatbot],
+        queue=False,
+    )
+
+    def selection_updates(ref: Any) -> list[Any]:
+        """The offline note shows only above the offline model; Send works only for builds that can be sent to;
+        max new tokens leaves room for the prompt in the model's context."""
+        return [
+            gr.update(visible=ref.variant.offline),
+            gr.update(interactive=sendable(playground, ref)),
+            gr.update(maximum=max_new_tokens_for(ref)),
+        ]
 
     def reset_system_prompt(family_id: str) -> str:
         return catalog.family(family_id).system_prompt
@@ -197,7 +252,11 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     def preview(
         variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]], lang: str = "de"
     ) -> Any:
-        turns = to_turns(conv)
+        """The prompt the next message would get. Without a message nothing would be sent, so the view keeps the
+        prompt that was sent last (no empty user turn); an answer still being written is not history yet."""
+        if not (text or "").strip():
+            return gr.update()
+        turns = to_turns([c for c in conv if c.get("stats") or c.get("error")])
         return playground.render_prompt(model_id(variant_id, quant_id), text or "", sys_prompt, turns, lang)
 
     def preview_message(
@@ -222,7 +281,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     examples.click(lambda sample: sample[0] if isinstance(sample, list) else sample, [examples], [message], queue=False)
 
     # ---- generation ----------------------------------------------------------------------------
-    outputs = [chatbot, conversation, message, raw_prompt]
+    outputs = [chatbot, conversation, message, raw_prompt, stop]
 
     async def run(
         text: str,
@@ -235,6 +294,11 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         request: gr.Request | None,
     ) -> AsyncIterator[list[Any]]:
         session = session_of(request)
+        if flags.running(session, SLOT):
+            # one answer at a time per visitor: Enter or Send while one streams neither stops it nor queues
+            warn(t("err_busy", lang), lang)
+            yield gr.skip()
+            return
         try:
             check_rate(request)
             prepared = playground.prepare(
@@ -247,13 +311,14 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
             )
         except InputError as exc:
             warn(t(exc.key, lang, **exc.params), lang)
-            yield [gr.update(), conv, gr.update(), gr.update()]
+            yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
             return
         flag = flags.start(session, SLOT)
         prepared.request.cancel = flag
+        prepared_history = to_turns(conv)
         entry: dict[str, Any] = {"user": text, "assistant": "", "model": prepared.request.model.id}
         conv = [*conv, entry]
-        yield [render(conv, lang), conv, "", prepared.raw_prompt]
+        yield [render(conv, lang), conv, "", prepared.raw_prompt, gr.update(interactive=True)]
         try:
             async for batch in batched(playground.stream(prepared)):
                 shown: Any = gr.update()
@@ -268,22 +333,28 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                         entry["status"] = t(event.key, lang, **event.params)
                     elif isinstance(event, Finished):
                         entry["stats"] = event.stats.as_dict()
+                        flags.finish(session, SLOT, flag)  # done: the next message may go as soon as this shows
                     elif isinstance(event, Failed):
-                        entry["error"] = t(event.key, lang, **event.params)
+                        key = event.key
+                        if key == "err_context" and not prepared_history:
+                            key = "err_context_single"  # nothing to clear: the message itself is too long
+                        entry["error"] = t(key, lang, **event.params)
+                        flags.finish(session, SLOT, flag)
                         if event.stats:
                             entry["stats"] = event.stats.as_dict()
                 if getattr(flag, "reason", None) == "clear":
                     break
                 if entry.get("assistant"):
                     entry.pop("status", None)
-                yield [render(conv, lang), conv, gr.update(), shown]
+                yield [render(conv, lang), conv, gr.update(), shown, gr.update()]
         finally:
             flags.finish(session, SLOT, flag)
+        idle = gr.update(interactive=False)
         if getattr(flag, "reason", None) == "clear":
-            yield [[], [], gr.update(), gr.update()]
+            yield [[], [], gr.update(), gr.update(), idle]
             return
         entry.pop("status", None)
-        yield [render(conv, lang), conv, gr.update(), gr.update()]
+        yield [render(conv, lang), conv, gr.update(), gr.update(), idle]
 
     inputs = [message, conversation, variant, quant, system, lang_state, *settings.inputs]
 
@@ -325,17 +396,20 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
     ) -> AsyncIterator[list[Any]]:
         if not conv:
             warn(t("err_nothing_to_retry", lang), lang)
-            yield [gr.update(), conv, gr.update(), gr.update()]
+            yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
             return
         last = conv[-1]
         args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
         async for update in run(last["user"], conv[:-1], variant_id, quant_id, sys_prompt, lang, args, request):
-            update[2] = gr.update()  # keep whatever the user is typing
+            if isinstance(update, list):
+                update[2] = gr.update()  # keep whatever the user is typing
             yield update
 
-    message.submit(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
-    send.click(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
-    retry.click(retry_last, inputs, outputs, api_visibility="private", concurrency_limit=None)
+    # "multiple": Enter or Send while an answer streams reaches the server, which says why it does not send
+    events = {"api_visibility": "private", "concurrency_limit": None, "trigger_mode": "multiple"}
+    message.submit(respond, inputs, outputs, **events)
+    send.click(respond, inputs, outputs, **events)
+    retry.click(retry_last, inputs, outputs, **events)
 
     def stop_now(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
@@ -344,7 +418,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
 
     def clear_all(request: gr.Request) -> list[Any]:
         flags.stop(session_of(request), SLOT, reason="clear")
-        return [[], [], "", ""]
+        return [[], [], "", "", gr.update(interactive=False)]
 
     clear.click(clear_all, None, outputs, queue=False, api_visibility="private")
     # the chatbot's own trash icon must forget the conversation too, not only hide it

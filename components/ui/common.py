@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from components.core import availability
 from components.core.catalog import Family, ModelRef
 from components.core.messages import t
 from components.core.service import Playground
@@ -25,8 +26,12 @@ class Translations:
     """Components whose texts follow the page language: (component, message key, attribute)."""
 
     items: list[tuple[Any, str, str]] = field(default_factory=list)
+    #: placeholders of a message, by the item's index
+    params: dict[int, dict[str, Any]] = field(default_factory=dict)
 
-    def add(self, component: Any, key: str, attr: str = "label") -> Any:
+    def add(self, component: Any, key: str, attr: str = "label", **params: Any) -> Any:
+        if params:
+            self.params[len(self.items)] = params
         self.items.append((component, key, attr))
         return component
 
@@ -35,7 +40,9 @@ class Translations:
         return [c for c, _, _ in self.items]
 
     def updates(self, lang: str) -> list[Any]:
-        return [gr.update(**{attr: t(key, lang)}) for _, key, attr in self.items]
+        return [
+            gr.update(**{attr: t(key, lang, **self.params.get(i, {}))}) for i, (_, key, attr) in enumerate(self.items)
+        ]
 
 
 # ---- stop flags ----------------------------------------------------------------------------------
@@ -62,6 +69,12 @@ class CancelFlags:
         if flag is not None:
             flag.reason = reason  # type: ignore[attr-defined]
             flag.set()
+
+    def running(self, session: str, slot: str) -> bool:
+        """Whether the session has a request running in the slot."""
+        with self._lock:
+            flag = self._flags.get((session, slot))
+        return flag is not None and not flag.is_set()
 
     def finish(self, session: str, slot: str, flag: threading.Event) -> None:
         with self._lock:
@@ -128,25 +141,65 @@ def family_choices(playground: Playground) -> list[tuple[str, str]]:
     return [(f.name, f.id) for f in playground.catalog.families]
 
 
-def variant_choices(playground: Playground, family_id: str) -> list[tuple[str, str]]:
+def variant_choices(playground: Playground, family_id: str, lang: str = "de") -> list[tuple[str, str]]:
     family = playground.catalog.family(family_id)
-    return [(v.name, v.id) for v in family.variants]
+    return [(variant_label(v, lang), v.id) for v in family.variants]
+
+
+def variant_label(variant: Any, lang: str) -> str:
+    return t("variant_recommended", lang, name=variant.name) if variant.recommended else variant.name
+
+
+def quant_label(playground: Playground, ref: ModelRef, lang: str) -> str:
+    """A build's picker entry in one of three states: runs here, runs after a download of N GB (and whether the
+    Hub can be reached), or cannot run here with the reason."""
+    avail = playground.availability(ref)
+    quant = ref.quant.display
+    if avail.state == availability.DOWNLOAD:
+        key = "quant_download" if avail.ok else "quant_download_blocked"
+        return t(key, lang, quant=quant, size=avail.params.get("size", 0.0))
+    if avail.ok:
+        return t("quant_ready", lang, quant=quant)
+    return t("quant_blocked", lang, quant=quant, why=t(avail.key, lang, **avail.params))
 
 
 def quant_choices(playground: Playground, variant_id: str, lang: str) -> list[tuple[str, str]]:
-    """Every build of the variant, each saying whether it runs here and why not."""
-    out = []
-    for ref in playground.catalog.quants_of(variant_id):
-        why = playground.why_not(ref, lang)
-        label = f"{ref.quant.display} — ✓ {t('available', lang)}" if why is None else f"{ref.quant.display} — ✗ {why}"
-        out.append((label, ref.quant.id))
-    return out
+    """Every build of the variant, each saying whether it runs here, after a download, or not (and why not)."""
+    return [(quant_label(playground, ref, lang), ref.quant.id) for ref in playground.catalog.quants_of(variant_id)]
+
+
+def sendable(playground: Playground, ref: ModelRef) -> bool:
+    """Whether Send is offered: the build runs now or after a download (a download from an unreachable Hub is
+    refused with the whole story when sent); builds that cannot run here get no Send button."""
+    avail = playground.availability(ref)
+    return avail.ok or avail.state == availability.DOWNLOAD
+
+
+#: Context tokens max new tokens always leaves to the prompt (system prompt, question, format).
+PROMPT_ROOM = 256
+
+
+def max_new_tokens_for(ref: ModelRef) -> int:
+    """The most new tokens a slider offers for the build: the operator's cap, and never the whole context."""
+    return max(1, min(LIMITS.max_new_tokens, ref.variant.context_length - PROMPT_ROOM))
+
+
+def offline_name(playground: Playground) -> str:
+    """The offline stand-in model's name, from the catalog."""
+    offline = next((r for r in playground.catalog.refs() if r.variant.offline), playground.catalog.default)
+    return offline.variant.name
 
 
 def first_runnable(playground: Playground, variant_id: str) -> str:
+    """The build a variant starts on: one that runs now, else one that runs after a download, else the first."""
     refs = playground.catalog.quants_of(variant_id)
-    for ref in refs:
-        if playground.availability(ref).ok:
+    states = [playground.availability(ref) for ref in refs]
+    for wanted in (availability.READY, availability.DOWNLOAD):
+        for ref, avail in zip(refs, states, strict=True):
+            if avail.ok and avail.state == wanted:
+                return ref.quant.id
+    for ref, avail in zip(refs, states, strict=True):
+        if avail.state == availability.DOWNLOAD:
             return ref.quant.id
     return refs[0].quant.id
 
@@ -158,7 +211,7 @@ def model_info(playground: Playground, ref: ModelRef, lang: str) -> str:
             "model_card_line",
             lang,
             family=family.name,
-            variant=ref.variant.name,
+            variant=variant_label(ref.variant, lang),
             quant=ref.quant.display,
             context=ref.variant.context_length,
             engine=ref.engine_kind if ref.quant.kind.value != "remote" else ref.quant.endpoint,
@@ -169,11 +222,23 @@ def model_info(playground: Playground, ref: ModelRef, lang: str) -> str:
     if ref.quant.repo:
         lines.append(f"\n`{ref.quant.repo}`" + (f" · `{ref.quant.file}`" if ref.quant.file else ""))
     if family.settings_source:
-        lines.append("\n" + t("settings_source", lang, source=family.settings_source))
-    why = playground.why_not(ref, lang)
-    if why:
-        lines.append(f"\n**✗ {t('unavailable', lang)}:** {why}")
+        source = getattr(family.settings_source, lang, family.settings_source.de)
+        lines.append("\n" + t("settings_source", lang, source=source))
+    lines.append("\n" + availability_line(playground, ref, lang))
     return "\n".join(lines)
+
+
+def availability_line(playground: Playground, ref: ModelRef, lang: str) -> str:
+    """One sentence on whether the build runs here (now, after a download, or not and why)."""
+    avail = playground.availability(ref)
+    if avail.state == availability.DOWNLOAD and avail.ok:
+        return t("info_download", lang, size=avail.params.get("size", 0.0))
+    if avail.ok:
+        return t("info_ready", lang)
+    why = t(avail.key, lang, **avail.params)
+    if avail.state == availability.DOWNLOAD:
+        return t("info_download_blocked", lang, why=why[:1].upper() + why[1:])
+    return t("info_blocked", lang, why=why)
 
 
 @dataclass
@@ -184,11 +249,28 @@ class Pickers:
     info: Any  # the model's description, or None where the tab shows none
 
 
-def build_pickers(
-    playground: Playground, tr: Translations, prefix: str, suffix: str = "", with_info: bool = True
-) -> Pickers:
-    """Family, variant and quantization dropdowns (elem ids `{prefix}-family{suffix}`, ...) on the default model."""
+def runnable_refs(playground: Playground) -> list[ModelRef]:
+    """Every build that runs here now, the catalog's default first."""
     default = playground.catalog.default
+    refs = [default] if playground.availability(default).state == availability.READY else []
+    for ref in playground.catalog.refs():
+        avail = playground.availability(ref)
+        if ref.id != default.id and avail.ok and avail.state == availability.READY:
+            refs.append(ref)
+    return refs
+
+
+def build_pickers(
+    playground: Playground,
+    tr: Translations,
+    prefix: str,
+    suffix: str = "",
+    with_info: bool = True,
+    start: ModelRef | None = None,
+) -> Pickers:
+    """Family, variant and quantization dropdowns (elem ids `{prefix}-family{suffix}`, ...) on `start` (default:
+    the catalog's default model)."""
+    default = start or playground.catalog.default
 
     def dropdown(key: str, choices: list[tuple[str, str]], value: str) -> Any:
         return tr.add(gr.Dropdown(choices, value=value, label=t(key), elem_id=f"{prefix}-{key}{suffix}"), key)
@@ -246,12 +328,14 @@ def settings_values(family: Family) -> list[Any]:
     ]
 
 
-def settings_panel(family: Family, tr: Translations, prefix: str) -> SettingsControls:
+def settings_panel(family: Family, tr: Translations, prefix: str, model: ModelRef | None = None) -> SettingsControls:
     """Sliders whose ranges are the server's own validation ranges."""
     values = settings_values(family)
 
     def slider(name: str, value: Any, step: float) -> Any:
         low, high, _ = RANGES[name]
+        if name == "max_new_tokens" and model is not None:
+            high = max_new_tokens_for(model)
         return tr.add(
             gr.Slider(low, high, value=value, step=step, label=t(name), elem_id=f"{prefix}-{name.replace('_', '-')}"),
             name,
@@ -260,7 +344,9 @@ def settings_panel(family: Family, tr: Translations, prefix: str) -> SettingsCon
     temperature = slider("temperature", values[0], 0.05)
     top_p = slider("top_p", values[1], 0.01)
     top_k = slider("top_k", values[2], 1)
-    max_new = slider("max_new_tokens", min(values[3], LIMITS.max_new_tokens), 1)
+    max_new = slider(
+        "max_new_tokens", min(values[3], LIMITS.max_new_tokens, *([max_new_tokens_for(model)] if model else [])), 1
+    )
     rep = slider("repetition_penalty", values[4], 0.01)
     # a Textbox, not a gr.Number: Number(value=None) shows and sends 0, so "empty = random" would never hold
     seed = tr.add(gr.Textbox(value="", max_lines=1, label=t("seed"), elem_id=f"{prefix}-seed"), "seed")

@@ -47,7 +47,9 @@ from components.ui.common import (
     build_pickers,
     first_runnable,
     guard_picker,
+    offline_name,
     quant_choices,
+    runnable_refs,
     session_of,
     settings_kwargs,
     settings_panel,
@@ -212,6 +214,15 @@ def build_compare_tab(
     vote_log = votes or VoteLog()
     vote_log.start_hub_push()  # only with PLAYGROUND_VOTES_HF_REPO (README, blind leaderboard)
     tr.add(gr.Markdown(t("compare_intro"), elem_id="compare-intro"), "compare_intro", "value")
+    # two different models that run here where there are two; else a line on how to get a second one
+    runnable = runnable_refs(playground)
+    if len(runnable) < 2:
+        tr.add(
+            gr.Markdown(t("compare_one_model", model=offline_name(playground)), elem_id="compare-one-model"),
+            "compare_one_model",
+            "value",
+            model=offline_name(playground),
+        )
     with gr.Row():
         pane_count = tr.add(
             gr.Radio([2, 3, 4], value=MIN_PANES, label=t("compare_pane_count"), elem_id="compare-pane-count", scale=1),
@@ -231,7 +242,8 @@ def build_compare_tab(
                 gr.Column(visible=n <= MIN_PANES, min_width=300, elem_id=f"compare-model-{n}") as picker_column,
                 gr.Accordion(t("compare_pane_settings", n=n), open=True, elem_id=f"compare-box-{n}") as box,
             ):
-                built = build_pickers(playground, tr, "compare", suffix=f"-{n}", with_info=False)
+                start = runnable[i % len(runnable)] if runnable else default
+                built = build_pickers(playground, tr, "compare", suffix=f"-{n}", with_info=False, start=start)
                 family, variant, quant = built.family, built.variant, built.quant
                 system = tr.add(
                     gr.Textbox(
@@ -286,7 +298,7 @@ def build_compare_tab(
                 stats = gr.Markdown("", elem_id=f"compare-stats-{n}")
             panes.append(PaneControls(column, *pickers[i], chatbot, stats))
 
-    with gr.Row():
+    with gr.Row(elem_id="compare-ask-row"):
         message = tr.add(
             gr.Textbox(
                 placeholder=t("compare_placeholder"),
@@ -300,7 +312,7 @@ def build_compare_tab(
             "placeholder",
         )
         send = tr.add(gr.Button(t("send"), variant="primary", scale=1, elem_id="compare-send"), "send", "value")
-    with gr.Row():
+    with gr.Row(elem_id="compare-buttons-row"):
         stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="compare-stop"), "stop", "value")
         clear = tr.add(gr.Button(t("clear"), elem_id="compare-clear"), "clear", "value")
         export_md = tr.add(
@@ -350,7 +362,7 @@ def build_compare_tab(
             q = first_runnable(playground, v)
             values = settings_values(fam)
             return [
-                gr.update(choices=variant_choices(playground, family_id), value=v),
+                gr.update(choices=variant_choices(playground, family_id, lang), value=v),
                 gr.update(choices=quant_choices(playground, v, lang), value=q),
                 gr.update(placeholder=fam.system_prompt),
                 values[0],
@@ -466,6 +478,11 @@ def build_compare_tab(
                     pane_settings(shared, own, bool(fam_defaults)),
                 )
             )
+        if is_blind and len({spec.model_id for spec in specs}) < len(specs):
+            # a blind comparison of a model with itself would tell nothing
+            warn(t("err_blind_same_model", lang), lang)
+            yield unchanged()
+            return
         conv: list[Round] = list(conv_in or [])
         # a blind round stands alone: earlier answers would give the models away, and after a blind
         # round the panes hold different models than their pickers say
@@ -603,17 +620,28 @@ def build_compare_tab(
     def on_lang(lang: str, conv: list[Round], count_in: Any, *picked: Any) -> list[Any]:
         conv = conv or []
         quants = [
-            gr.update(choices=quant_choices(playground, picked[2 * i], lang), value=picked[2 * i + 1])
+            gr.update(choices=quant_choices(playground, picked[3 * i + 1], lang), value=picked[3 * i + 2])
+            for i in range(MAX_PANES)
+        ]
+        variants = [
+            gr.update(choices=variant_choices(playground, picked[3 * i], lang), value=picked[3 * i + 1])
             for i in range(MAX_PANES)
         ]
         boxes = [gr.update(label=t("compare_pane_settings", lang, n=i + 1)) for i in range(MAX_PANES)]
-        return [*quants, *boxes, *pane_updates(conv, lang), *vote_updates(conv, pane_count_of(count_in), lang)]
+        return [
+            *quants,
+            *variants,
+            *boxes,
+            *pane_updates(conv, lang),
+            *vote_updates(conv, pane_count_of(count_in), lang),
+        ]
 
     lang_state.change(
         on_lang,
-        [lang_state, rounds, pane_count, *[c for p in panes for c in (p.variant, p.quant)]],
+        [lang_state, rounds, pane_count, *[c for p in panes for c in (p.family, p.variant, p.quant)]],
         [
             *[p.quant for p in panes],
+            *[p.variant for p in panes],
             *[p.settings_box for p in panes],
             *[p.chatbot for p in panes],
             *[p.stats for p in panes],

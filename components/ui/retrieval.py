@@ -95,7 +95,7 @@ def wire_pickers(
         q = first_runnable(playground, v)
         ref = catalog.get(_model_id(v, q)) or catalog.default
         return [
-            gr.update(choices=variant_choices(playground, family_id), value=v),
+            gr.update(choices=variant_choices(playground, family_id, lang), value=v),
             gr.update(choices=quant_choices(playground, v, lang), value=q),
             model_info(playground, ref, lang),
             *settings_values(fam),
@@ -134,17 +134,18 @@ def wire_pickers(
         on_quant, [pickers.variant, pickers.quant, lang_state], [pickers.info], queue=False, api_visibility="private"
     )
 
-    def on_lang(variant_id: str, quant_id: str, lang: str) -> list[Any]:
+    def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str) -> list[Any]:
         ref = catalog.get(_model_id(variant_id, quant_id)) or catalog.default
         return [
+            gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
             gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
             model_info(playground, ref, lang),
         ]
 
     lang_state.change(
         on_lang,
-        [pickers.variant, pickers.quant, lang_state],
-        [pickers.quant, pickers.info],
+        [pickers.family, pickers.variant, pickers.quant, lang_state],
+        [pickers.variant, pickers.quant, pickers.info],
         queue=False,
         api_visibility="private",
     )
@@ -270,7 +271,10 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
                     author = tr.add(gr.Textbox(label=t("source_author"), elem_id="retrieval-author"), "source_author")
                 extra = tr.add(
                     gr.Textbox(
-                        lines=2, label=t("source_extra"), placeholder="Datum: 2023-10-01", elem_id="retrieval-extra"
+                        lines=2,
+                        label=t("source_extra"),
+                        placeholder=t("source_extra_placeholder"),
+                        elem_id="retrieval-extra",
                     ),
                     "source_extra",
                 )
@@ -364,7 +368,7 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
         return [
             items,
             sources_html(items, lang),
-            gr.update(choices=source_choices(items), value=None),
+            gr.update(choices=source_choices(items), value=len(items)),
             "",
             None,
             "",
@@ -389,20 +393,60 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
         remove_source, [pick, sources, lang_state], [sources, sources_view, pick], queue=False, api_visibility="private"
     )
 
+    # a file is a source as soon as it is uploaded (with the metadata typed so far)
+    files.upload(
+        add_sources,
+        [source_text, files, url, author, extra, sources, lang_state],
+        [sources, sources_view, pick, source_text, files, url, author, extra],
+        api_visibility="private",
+    )
+
     def clear_sources(lang: str) -> list[Any]:
-        return [[], sources_html([], lang), gr.update(choices=[], value=None)]
+        # the old answer and its status line go with the sources they were about
+        return [[], sources_html([], lang), gr.update(choices=[], value=None), "", ""]
 
-    clear.click(clear_sources, [lang_state], [sources, sources_view, pick], queue=False, api_visibility="private")
+    clear.click(
+        clear_sources,
+        [lang_state],
+        [sources, sources_view, pick, answer, status],
+        queue=False,
+        api_visibility="private",
+    )
 
-    def fill_example() -> list[Any]:
-        return [CARD_SOURCE_TEXT, CARD_SOURCE_URL, "", "", CARD_QUESTION]
+    def fill_example(items: list[dict[str, Any]], lang: str) -> list[Any]:
+        """The card's example as a source of the list (not only in the form), and its question."""
+        items = list(items or [])
+        example_item = {"text": CARD_SOURCE_TEXT, "metadata": [[URL_KEY, CARD_SOURCE_URL]]}
+        if example_item not in items and len(items) < SOURCE_LIMITS.max_sources:
+            items.append(example_item)
+        return [
+            items,
+            sources_html(items, lang),
+            gr.update(choices=source_choices(items), value=len(items)),
+            CARD_QUESTION,
+        ]
 
     example.click(
-        fill_example, None, [source_text, url, author, extra, question], queue=False, api_visibility="private"
+        fill_example,
+        [sources, lang_state],
+        [sources, sources_view, pick, question],
+        queue=False,
+        api_visibility="private",
     )
 
     lang_state.change(
         lambda items, lang: sources_html(items, lang), [sources, lang_state], [sources_view], api_visibility="private"
+    )
+    # placeholders of boxes whose label already follows the language
+    lang_state.change(
+        lambda lang: [
+            gr.update(placeholder=t("retrieval_question_placeholder", lang)),
+            gr.update(placeholder=t("source_extra_placeholder", lang)),
+        ],
+        [lang_state],
+        [question, extra],
+        queue=False,
+        api_visibility="private",
     )
 
     def preview(
@@ -691,7 +735,7 @@ def build_structured_tab(
         finally:
             flags.finish(session, STRUCTURED_SLOT, flag)
         notes.pop("status", None)
-        check = check_answer(answer_text, checked)
+        check = check_answer(answer_text, checked, lang)
         notes["verdict"] = verdict_markdown(check, lang)
         shown = "\n\n".join(notes[k] for k in ("verdict", "error", "stats") if notes.get(k))
         yield [answer_text, check.value if check.parsed else None, shown, gr.update()]

@@ -56,16 +56,39 @@ def local_models_markdown(playground: Playground, lang: str) -> str:
     return "\n".join([t("tf_models_title_md", lang), *(lines or [t("tf_models_none", lang)])])
 
 
-def build_status_tab(playground: Playground, tr: Translations, lang_state: Any) -> Any:
+def local_markdown(playground: Playground, lang: str) -> str:
+    """The local engines: what is loaded, the memory it takes, and each model's parallel slots."""
+    engines = playground.local_engines()
+    if not any(e["models"] for e in engines):
+        return t("local_none", lang)
+    lines = []
+    for e in engines:
+        lines.append("- " + t("local_engine", lang, engine=e["engine"], used=e["used_gb"], budget=e["budget_gb"]))
+        for m in e["models"]:
+            line = t("local_model", lang, model=m["label"], size=m["size_gb"])
+            if m["slots"] is not None:
+                line += " · " + t("local_slots", lang, busy=m["busy"] or 0, slots=m["slots"], waiting=m["waiting"] or 0)
+            lines.append("  - " + line)
+    return "\n".join(lines)
+
+
+def build_status_tab(playground: Playground, tr: Translations, lang_state: Any, tab: Any = None) -> Any:
     title = tr.add(gr.Markdown(t("endpoints_title_md"), elem_id="status-title"), "endpoints_title_md", "value")
     health = gr.Markdown("…", elem_id="status-endpoints")
+    tr.add(gr.Markdown(t("local_title_md"), elem_id="status-local-title"), "local_title_md", "value")
+    local = gr.Markdown(local_markdown(playground, "de"), elem_id="status-local")
     refresh = tr.add(
         gr.Button(t("endpoints_refresh"), size="sm", elem_id="status-refresh"), "endpoints_refresh", "value"
     )
 
-    async def show(lang: str) -> str:
-        return await endpoints_markdown(playground, lang) + "\n\n" + local_models_markdown(playground, lang)
+    async def show(lang: str) -> list[str]:
+        return [
+            await endpoints_markdown(playground, lang),
+            local_markdown(playground, lang) + "\n\n" + local_models_markdown(playground, lang),
+        ]
 
-    refresh.click(show, [lang_state], [health], api_visibility="private")
-    lang_state.change(show, [lang_state], [health], api_visibility="private")
+    refresh.click(show, [lang_state], [health, local], api_visibility="private")
+    lang_state.change(show, [lang_state], [health, local], api_visibility="private")
+    if tab is not None:  # opening the tab shows what is loaded now
+        tab.select(show, [lang_state], [health, local], api_visibility="private")
     return title, health

@@ -1,0 +1,286 @@
+"""Three availability states (runs now / after a download of N GB / not here, why), the Hub probe, /models, batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from components.core import availability
+from components.core.messages import t
+from components.core.service import Playground
+from components.core.validation import InputError
+from components.engines import hub
+from components.engines.base import Status
+from components.features.batch import BatchError, check_models
+
+EM_GGUF = "em-german-leo-mistral/gguf-q4_k_m"
+
+
+class FakeHub(http.server.BaseHTTPRequestHandler):
+    """A loopback stand-in for the Hub's file routes: the root answers, every file is missing (404 with the
+    Hub's X-Error-Code header, as huggingface.co sends it for a file that is not in a repository)."""
+
+    #: seconds before a file route answers (a Hub far away)
+    delay_s = 0.0
+
+    def _answer(self, body: bool) -> None:
+        if self.path != "/" and self.delay_s:
+            time.sleep(self.delay_s)
+        if self.path == "/":
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            if body:
+                self.wfile.write(b"ok")
+            return
+        self.send_response(404)
+        self.send_header("X-Error-Code", "EntryNotFound")
+        self.send_header("X-Error-Message", "Entry not found")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self._answer(False)
+
+    def do_GET(self) -> None:
+        self._answer(True)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def fake_hub(delay_s: float = 0.0) -> Iterator[str]:
+    handler = type("SlowFakeHub", (FakeHub,), {"delay_s": delay_s})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """Accepts connections and never answers (a Hub behind a black hole)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def closed_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture
+def no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(availability, "cached_file", lambda repo, name: None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+# ---- the probe -----------------------------------------------------------------------------------------------
+def test_probe_finds_a_reachable_hub() -> None:
+    with fake_hub() as url:
+        assert availability.probe_hub(url) is True
+
+
+def test_probe_of_a_refused_connection_is_quick() -> None:
+    start = time.monotonic()
+    assert availability.probe_hub(closed_port()) is False
+    assert time.monotonic() - start < 1.0
+
+
+def test_probe_gives_up_within_a_second_on_a_silent_server() -> None:
+    with silent_server() as url:
+        start = time.monotonic()
+        assert availability.probe_hub(url, timeout_s=1.0) is False
+        assert time.monotonic() - start < 1.5
+
+
+def test_probe_answer_is_remembered_and_refreshed_in_the_background() -> None:
+    calls: list[float] = []
+
+    def slow_probe(endpoint: str) -> bool:
+        calls.append(time.monotonic())
+        time.sleep(0.3)
+        return len(calls) == 1  # reachable first, unreachable at the refresh
+
+    probe = availability.HubProbe(max_age_s=0.2, probe=slow_probe)
+    assert probe.reachable() is True
+    assert len(calls) == 1
+    assert probe.reachable() is True  # fresh: no new probe
+    time.sleep(0.3)
+    start = time.monotonic()
+    assert probe.reachable() is True  # stale: the old answer at once, a refresh starts behind it
+    assert time.monotonic() - start < 0.1
+    time.sleep(0.5)
+    assert len(calls) == 2
+    assert probe.reachable() is False
+
+
+# ---- three states --------------------------------------------------------------------------------------------
+def test_three_states(monkeypatch: pytest.MonkeyPatch, catalog: Any, no_cache: None) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", closed_port())
+    probe = availability.HubProbe()
+    ready = availability.check(catalog.default, probe=probe)
+    assert ready.ok and ready.state == availability.READY and ready.download_gb is None
+
+    start = time.monotonic()
+    em = availability.check(catalog.get(EM_GGUF), budget_gb=20, probe=probe)
+    assert time.monotonic() - start < 1.5, "the Hub's reachability must be known within a second"
+    assert em.state == availability.DOWNLOAD and not em.ok
+    assert em.hub == availability.HUB_UNREACHABLE and em.key == "why_hub_unreachable"
+    assert em.download_gb == pytest.approx(4.37)
+
+    gpu = availability.check(catalog.get("em-german-leo-mistral/gptq"), probe=probe)
+    assert gpu.state == availability.UNAVAILABLE and gpu.key == "why_needs_gpu"
+    big = availability.check(catalog.get("em-german-70b/gguf-q4_k_m"), budget_gb=16, probe=probe)
+    assert big.state == availability.UNAVAILABLE and big.key == "why_too_big"
+
+    with fake_hub() as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        online = availability.check(catalog.get(EM_GGUF), budget_gb=20, probe=availability.HubProbe())
+    assert online.ok and online.state == availability.DOWNLOAD and online.hub == availability.HUB_REACHABLE
+    assert online.key == "needs_download"
+
+
+def test_sending_to_a_download_without_network_is_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch, catalog: Any, no_cache: None
+) -> None:
+    """EM German GGUF on a machine without a network, HF_HUB_OFFLINE unset: a whole message, no 23 s wait."""
+    monkeypatch.setenv("HF_ENDPOINT", closed_port())
+    monkeypatch.setattr(availability, "default_budget_gb", lambda: 20.0)
+    playground = Playground(catalog, hub=availability.HubProbe())
+    start = time.monotonic()
+    with pytest.raises(InputError) as err:
+        playground.prepare(EM_GGUF, "Hallo")
+    assert time.monotonic() - start < 2
+    assert err.value.key == "err_download_unreachable"
+    ref = catalog.get(EM_GGUF)
+    de = t(err.value.key, "de", **err.value.params)
+    en = t(err.value.key, "en", **err.value.params)
+    assert ref.label in de and "4,4 GB" in de and "nicht erreichbar" in de and de.endswith(".")
+    assert ref.label in en and "4.4 GB" in en and "cannot be reached" in en and en.endswith(".")
+
+
+def test_models_endpoint_states(monkeypatch: pytest.MonkeyPatch, catalog: Any, no_cache: None) -> None:
+    import gradio as gr
+
+    from components.api.chat_models import register as register_api
+
+    monkeypatch.setenv("HF_ENDPOINT", closed_port())
+    monkeypatch.setattr(availability, "default_budget_gb", lambda: 20.0)
+    playground = Playground(catalog, hub=availability.HubProbe())
+    with gr.Blocks() as demo:
+        register_api(playground)
+    models_fn = next(f.fn for f in demo.fns.values() if f.api_name == "models")
+    rows = {row["id"]: row for row in models_fn(lang="en")}
+    assert rows[catalog.default.id]["state"] == "ready" and rows[catalog.default.id]["available"] is True
+    em = rows[EM_GGUF]
+    assert em["state"] == "download" and em["available"] is False
+    assert em["download_gb"] == pytest.approx(4.37) and em["hub"] == "unreachable"
+    assert "cannot be reached" in em["why_not"]
+    gptq = rows["em-german-7b/gptq"]
+    assert gptq["state"] == "unavailable" and gptq["why_not"] == t("why_needs_gpu", "en", kind="GPTQ")
+
+
+def test_batch_refuses_a_download_it_cannot_make_and_notes_one_it_can(
+    monkeypatch: pytest.MonkeyPatch, catalog: Any, no_cache: None
+) -> None:
+    monkeypatch.setattr(availability, "default_budget_gb", lambda: 20.0)
+    monkeypatch.setenv("HF_ENDPOINT", closed_port())
+    playground = Playground(catalog, hub=availability.HubProbe())
+    with pytest.raises(BatchError) as err:
+        check_models(playground, [catalog.default.id, EM_GGUF], {}, "de")
+    assert "nicht erreichbar" in str(err.value)
+    with fake_hub() as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        playground = Playground(catalog, hub=availability.HubProbe())
+        notes = check_models(playground, [catalog.default.id, EM_GGUF], {}, "en")
+    assert notes == [f"{EM_GGUF}: {t('needs_download', 'en', size=4.4)}"]
+
+
+# ---- the download itself ---------------------------------------------------------------------------------------
+async def test_stream_shows_the_download_from_the_first_moment(
+    monkeypatch: pytest.MonkeyPatch, catalog: Any, no_cache: None
+) -> None:
+    """The first event of a build that needs a download says so, before the Hub has answered anything; a file the
+    Hub does not have ends in our own message, never huggingface_hub's English."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(availability, "default_budget_gb", lambda: 20.0)
+    monkeypatch.setattr(hub, "cached_file", lambda repo, name: None)
+    with fake_hub() as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
+        monkeypatch.setattr(
+            huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        playground = Playground(catalog, hub=availability.HubProbe())
+        prepared = playground.prepare(EM_GGUF, "Hallo")
+        events = []
+        start = time.monotonic()
+        first_at = None
+        async for event in playground.stream(prepared):
+            if first_at is None:
+                first_at = time.monotonic() - start
+            events.append(event)
+    assert isinstance(events[0], Status) and events[0].key == "status_download_starting"
+    assert first_at is not None and first_at < 0.5
+    assert events[-1].key == "err_download_no_file", events[-1]
+    text = t(events[-1].key, "de", **events[-1].params)
+    assert "em_german_leo_mistral.Q4_K_M.gguf" in text and "Entry" not in text
+
+
+def test_download_errors_are_our_messages() -> None:
+    import errno
+
+    import httpx2
+    from huggingface_hub import errors
+
+    def response(status: int) -> Any:
+        return httpx2.Response(status, request=httpx2.Request("GET", "https://huggingface.co/x"))
+
+    cases = [
+        (errors.LocalEntryNotFoundError("…make sure your Internet connection"), "err_download_network"),
+        (errors.OfflineModeIsEnabled("offline"), "err_download_offline_mode"),
+        (errors.GatedRepoError("gated", response=response(401)), "err_download_gated"),
+        (errors.RepositoryNotFoundError("404", response=response(404)), "err_download_no_repo"),
+        (errors.RemoteEntryNotFoundError("404", response=response(404)), "err_download_no_file"),
+        (OSError(errno.ENOSPC, "No space left on device"), "err_download_disk"),
+    ]
+    for exc, key in cases:
+        got = hub.download_error(exc, "org/m", "m.gguf")
+        assert got.key == key, (exc, got.key)
+        for lang in ("de", "en"):
+            assert "{" not in t(got.key, lang, **got.params)
+    server = hub.download_error(errors.HfHubHTTPError("Server Error", response=response(500)), "org/m", "m.gguf")
+    assert server.key == "err_download" and server.params["detail"] == "HTTP 500"
+
+
+def test_hub_probe_runs_off_the_event_loop_thread_in_time() -> None:
+    """Even a probe that hangs in the name lookup gives up in time (the lookup runs in its own thread)."""
+
+    async def main() -> float:
+        start = time.monotonic()
+        with silent_server() as url:
+            await asyncio.to_thread(availability.probe_hub, url, 0.5)
+        return time.monotonic() - start
+
+    assert asyncio.run(main()) < 1.2
