@@ -29,8 +29,9 @@ from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, resolve_annotations
 from components.ui.compare import build_compare_tab
 from components.ui.page_script import SET_LANGUAGE_JS, page_head
-from components.ui.retrieval import build_retrieval_tab, build_structured_tab
+from components.ui.retrieval import build_retrieval_tab
 from components.ui.status import build_status_tab, endpoints_markdown
+from components.ui.structured import build_structured_tab
 
 log = logging.getLogger("playground")
 

@@ -99,7 +99,7 @@ def test_a_huge_message_is_refused_before_any_cleaning() -> None:
 
 
 def test_the_json_tab_does_not_call_an_unsafe_schema_valid() -> None:
-    from components.ui.retrieval import schema_status
+    from components.ui.structured import schema_status
 
     looped = (
         '{"type":"object","properties":{"a":{"$ref":"#/$defs/x"}},"required":["a"],"$defs":{"x":{"$ref":"#/$defs/x"}}}'

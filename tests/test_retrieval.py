@@ -229,6 +229,7 @@ def test_every_retrieval_message_key_exists_in_both_languages() -> None:
         "features/retrieval.py",
         "features/structured.py",
         "ui/retrieval.py",
+        "ui/structured.py",
         "api/retrieval.py",
         "api/structured.py",
     ):

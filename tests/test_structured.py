@@ -264,7 +264,7 @@ def test_retrieve_api_streams_the_answer_with_the_exact_prompt(api_url: str) -> 
 
 
 def test_page_verdicts() -> None:
-    from components.ui.retrieval import schema_status, verdict_markdown
+    from components.ui.structured import schema_status, verdict_markdown
 
     assert verdict_markdown(check_answer(json.dumps(EXAMPLE_CARD_OUTPUT), EXAMPLE_SCHEMA), "de") == t(
         "json_valid", "de"

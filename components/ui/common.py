@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +16,9 @@ import gradio as gr
 from components.core import availability
 from components.core.catalog import Family, ModelRef
 from components.core.messages import t
-from components.core.service import Playground
+from components.core.service import Playground, format_stats, prompt_shown
 from components.core.validation import LIMITS, RANGES
+from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
 
 log = logging.getLogger(__name__)
 
@@ -369,3 +372,131 @@ def settings_kwargs(temperature: Any, top_p: Any, top_k: Any, max_new: Any, rep:
         "seed": seed,
         "stop": stop,
     }
+
+
+# ---- shared by the sources and JSON tabs ----------------------------------------------------------------
+def picked_id(variant_id: str, quant_id: str) -> str:
+    return f"{variant_id}/{quant_id}"
+
+
+# ---- model pickers shared by both tabs ----------------------------------------------------------------
+
+
+def wire_pickers(
+    playground: Playground,
+    pickers: Pickers,
+    settings: SettingsControls,
+    lang_state: Any,
+    extra_outputs: list[Any] | None = None,
+    extra_values: Callable[[Any], list[Any]] | None = None,
+) -> None:
+    """Family → variants → builds, like the chat tab; a family change also loads its recommended settings."""
+    catalog = playground.catalog
+    extra_outputs = extra_outputs or []
+
+    def on_family(family_id: str, lang: str) -> list[Any]:
+        fam = catalog.family(family_id)
+        v = fam.variants[0].id
+        q = first_runnable(playground, v)
+        ref = catalog.get(picked_id(v, q)) or catalog.default
+        return [
+            gr.update(choices=variant_choices(playground, family_id, lang), value=v),
+            gr.update(choices=quant_choices(playground, v, lang), value=q),
+            model_info(playground, ref, lang),
+            *settings_values(fam),
+            *(extra_values(fam) if extra_values else []),
+        ]
+
+    family_outputs = [pickers.variant, pickers.quant, pickers.info, *settings.inputs, *extra_outputs]
+    pickers.family.input(
+        guard_picker(on_family, family_outputs),
+        [pickers.family, lang_state],
+        family_outputs,
+        queue=False,
+        api_visibility="private",
+    )
+
+    def on_variant(variant_id: str, lang: str) -> list[Any]:
+        q = first_runnable(playground, variant_id)
+        ref = catalog.get(picked_id(variant_id, q)) or catalog.default
+        return [
+            gr.update(choices=quant_choices(playground, variant_id, lang), value=q),
+            model_info(playground, ref, lang),
+        ]
+
+    pickers.variant.input(
+        guard_picker(on_variant, [pickers.quant, pickers.info]),
+        [pickers.variant, lang_state],
+        [pickers.quant, pickers.info],
+        queue=False,
+        api_visibility="private",
+    )
+
+    def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
+        return model_info(playground, catalog.get(picked_id(variant_id, quant_id)) or catalog.default, lang)
+
+    pickers.quant.input(
+        on_quant, [pickers.variant, pickers.quant, lang_state], [pickers.info], queue=False, api_visibility="private"
+    )
+
+    def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str) -> list[Any]:
+        ref = catalog.get(picked_id(variant_id, quant_id)) or catalog.default
+        return [
+            gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
+            gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
+            model_info(playground, ref, lang),
+        ]
+
+    lang_state.change(
+        on_lang,
+        [pickers.family, pickers.variant, pickers.quant, lang_state],
+        [pickers.variant, pickers.quant, pickers.info],
+        queue=False,
+        api_visibility="private",
+    )
+
+    def reset_settings(family_id: str) -> list[Any]:
+        return settings_values(catalog.family(family_id))
+
+    settings.reset.click(
+        guard_picker(reset_settings, settings.inputs),
+        [pickers.family],
+        settings.inputs,
+        queue=False,
+        api_visibility="private",
+    )
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def md_literal(text: str) -> str:
+    """Visitor text shown in Markdown, literally."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def status_markdown(parts: dict[str, str]) -> str:
+    order = ("fit", "status", "error", "stats")
+    return "\n\n".join(parts[k] for k in order if parts.get(k))
+
+
+def apply_events(batch: list[Any], notes: dict[str, str], raw_prompt: str, lang: str) -> tuple[str, Any]:
+    """One batch of a stream's events applied to a tab's status notes (status, stats, error): returns the text it
+    adds and the raw-prompt view's update (the server's own rendering where it built the prompt)."""
+    added = ""
+    prompt_update: Any = gr.update()
+    for event in batch:
+        if isinstance(event, TextDelta):
+            added += event.text
+            notes.pop("status", None)
+        elif isinstance(event, PromptSent):  # the server built the prompt (chat mode)
+            prompt_update = prompt_shown(event, raw_prompt, lang)
+        elif isinstance(event, Status):
+            notes["status"] = f"*{t(event.key, lang, **event.params)}*"
+        elif isinstance(event, Finished):
+            notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
+        elif isinstance(event, Failed):
+            notes["error"] = t("err_prefix", lang) + t(event.key, lang, **event.params)
+            if event.stats:
+                notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
+    return added, prompt_update
