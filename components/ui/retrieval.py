@@ -94,7 +94,36 @@ class RetrievalTab:
     settings: SettingsControls
 
 
-def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any) -> RetrievalTab:
+@dataclass
+class _Controls:
+    """The tab's controls, made by its layout and wired by its events."""
+
+    sources: Any
+    pickers: Pickers
+    system: Any
+    reset_system: Any
+    answer: Any
+    status: Any
+    settings: SettingsControls
+    sources_view: Any
+    source_text: Any
+    files: Any
+    extra: Any
+    question: Any
+    ask: Any
+    stop: Any
+    raw_prompt: Any
+    pick: Any
+    remove: Any
+    clear: Any
+    url: Any
+    author: Any
+    add: Any
+    example: Any
+
+
+def _layout(playground: Playground, tr: Translations) -> _Controls:
+    """Pickers and settings, the sources box, the question, the answer and its raw prompt."""
     default = playground.catalog.default
     tr.add(gr.Markdown(t("retrieval_intro"), elem_id="retrieval-intro"), "retrieval_intro", "value")
     with gr.Row():
@@ -213,6 +242,38 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
             tr.add(raw_acc, "raw_prompt")
     sources = gr.State([])
 
+    return _Controls(
+        sources,
+        pickers,
+        system,
+        reset_system,
+        answer,
+        status,
+        settings,
+        sources_view,
+        source_text,
+        files,
+        extra,
+        question,
+        ask,
+        stop,
+        raw_prompt,
+        pick,
+        remove,
+        clear,
+        url,
+        author,
+        add,
+        example,
+    )
+
+
+def _events_sources(c: _Controls, playground: Playground, lang_state: Any) -> None:
+    """Sources added (typed or uploaded), removed, cleared, the example; pickers; the raw-prompt preview."""
+    sources, pickers, system, reset_system, answer = c.sources, c.pickers, c.system, c.reset_system, c.answer
+    status, settings, sources_view, source_text, files = c.status, c.settings, c.sources_view, c.source_text, c.files
+    extra, question, raw_prompt, pick, remove = c.extra, c.question, c.raw_prompt, c.pick, c.remove
+    clear, url, author, add, example = c.clear, c.url, c.author, c.add, c.example
     wire_pickers(playground, pickers, settings, lang_state)
     reset_system.click(lambda: RAG_SYSTEM_PROMPT, None, [system], queue=False, api_visibility="private")
 
@@ -348,7 +409,12 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
             api_visibility="private",
         )
 
-    # ---- generation ------------------------------------------------------------------------------------
+
+def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags, lang_state: Any) -> None:
+    """Ask or Enter: a grounded answer after the context-fit check, streamed; Stop ends it."""
+    sources, pickers, system, answer, status = c.sources, c.pickers, c.system, c.answer, c.status
+    settings, question, ask, stop, raw_prompt = c.settings, c.question, c.ask, c.stop, c.raw_prompt
+
     async def respond(
         text: str,
         items: list[dict[str, Any]],
@@ -418,4 +484,10 @@ def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelF
         flags.stop(session_of(request), RETRIEVAL_SLOT)
 
     stop.click(stop_now, None, None, queue=False, api_visibility="private")
-    return RetrievalTab(pickers, sources, question, answer, status, raw_prompt, settings)
+
+
+def build_retrieval_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any) -> RetrievalTab:
+    c = _layout(playground, tr)
+    _events_sources(c, playground, lang_state)
+    _events_generation(c, playground, flags, lang_state)
+    return RetrievalTab(c.pickers, c.sources, c.question, c.answer, c.status, c.raw_prompt, c.settings)

@@ -78,9 +78,27 @@ class StructuredTab:
     settings: SettingsControls
 
 
-def build_structured_tab(
-    playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any
-) -> StructuredTab:
+@dataclass
+class _Controls:
+    """The tab's controls, made by its layout and wired by its events."""
+
+    pickers: Pickers
+    system: Any
+    text: Any
+    schema: Any
+    schema_note: Any
+    verdict: Any
+    settings: SettingsControls
+    example: Any
+    run: Any
+    stop: Any
+    raw: Any
+    parsed: Any
+    raw_prompt: Any
+
+
+def _layout(playground: Playground, tr: Translations) -> _Controls:
+    """Pickers and settings, the text and its schema, the raw answer, the parsed JSON, the verdict."""
     default = playground.catalog.default
     tr.add(gr.Markdown(t("structured_intro"), elem_id="structured-intro"), "structured_intro", "value")
     with gr.Row():
@@ -147,6 +165,15 @@ def build_structured_tab(
                 )
             tr.add(raw_acc, "raw_prompt")
 
+    return _Controls(
+        pickers, system, text, schema, schema_note, verdict, settings, example, run, stop, raw, parsed, raw_prompt
+    )
+
+
+def _events_inputs(c: _Controls, playground: Playground, lang_state: Any) -> None:
+    """The inputs: pickers (a family brings its system prompt), the example, the schema's live check."""
+    pickers, system, text, schema, schema_note = c.pickers, c.system, c.text, c.schema, c.schema_note
+    settings, example = c.settings, c.example
     wire_pickers(
         playground,
         pickers,
@@ -168,6 +195,13 @@ def build_structured_tab(
             trigger_mode="always_last",
             api_visibility="private",
         )
+
+
+def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags, lang_state: Any) -> None:
+    """Extract: the answer constrained to the schema, streamed, then checked against it; Stop ends it."""
+    pickers, system, text, schema, verdict = c.pickers, c.system, c.text, c.schema, c.verdict
+    settings, run, stop, raw, parsed = c.settings, c.run, c.stop, c.raw, c.parsed
+    raw_prompt = c.raw_prompt
 
     async def respond(
         body: str,
@@ -226,4 +260,12 @@ def build_structured_tab(
         flags.stop(session_of(request), STRUCTURED_SLOT)
 
     stop.click(stop_now, None, None, queue=False, api_visibility="private")
-    return StructuredTab(pickers, text, schema, raw, parsed, verdict, raw_prompt, settings)
+
+
+def build_structured_tab(
+    playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any
+) -> StructuredTab:
+    c = _layout(playground, tr)
+    _events_inputs(c, playground, lang_state)
+    _events_generation(c, playground, flags, lang_state)
+    return StructuredTab(c.pickers, c.text, c.schema, c.raw, c.parsed, c.verdict, c.raw_prompt, c.settings)
