@@ -26,6 +26,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_startup import replace_section  # noqa: E402
 
 from components.core.schema_guard import check_schema_safety  # noqa: E402
 from components.engines.grammar_worker import GrammarWorker, _compile  # noqa: E402
@@ -116,17 +118,8 @@ def main() -> None:
 
 def record(section: list[str], path: Path = RESULTS) -> None:
     """Replaces `## Grammar worker` in RESULTS.md (or appends it); other sections stay as they are."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == HEADING), None)
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines += ["", *section]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = [*section, ""] if end < len(lines) else section
-    path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+    assert section[0].strip() == HEADING, section[0]
+    replace_section(section, path)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_startup import replace_section  # noqa: E402
 
 from components.features import ratings  # noqa: E402
 from tests.test_ratings import bt_votes  # noqa: E402
@@ -80,17 +82,8 @@ def joint_bootstrap(records: list[dict[str, object]], rounds: int) -> np.ndarray
 
 def record(section: list[str], path: Path = RESULTS) -> None:
     """Replaces `## Blind leaderboard` in RESULTS.md (or appends it); other sections stay as they are."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == HEADING), None)
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines += ["", *section]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = [*section, ""] if end < len(lines) else section
-    path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+    assert section[0].strip() == HEADING, section[0]
+    replace_section(section, path)
 
 
 def main() -> None:

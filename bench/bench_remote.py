@@ -33,6 +33,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_startup import replace_section  # noqa: E402
 
 from components.core.catalog import Endpoint, ModelRef, Quantization, load_catalog  # noqa: E402
 from components.core.prompts import get_format  # noqa: E402
@@ -290,17 +292,8 @@ async def bench_openai(url: str, runs: int, ref: ModelRef, max_tokens: int) -> t
 # ---- RESULTS.md -----------------------------------------------------------------------------------
 def record(section: list[str], path: Path = RESULTS) -> None:
     """Replaces `## Remote engines overhead` in RESULTS.md (or appends it); other sections stay as they are."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == HEADING), None)
-    if start is None:
-        while lines and not lines[-1].strip():
-            lines.pop()
-        lines += ["", *section]
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = [*section, ""] if end < len(lines) else section
-    path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+    assert section[0].strip() == HEADING, section[0]
+    replace_section(section, path)
 
 
 async def main_async(args: argparse.Namespace) -> list[str]:

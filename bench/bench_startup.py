@@ -115,17 +115,21 @@ def one_run(measure_memory: bool) -> dict[str, float]:
 
 def record_section(heading: str, body: str, path: Path = RESULTS) -> None:
     """Writes `## heading` + body into RESULTS.md, replacing only that section."""
+    replace_section([f"## {heading}", "", *body.strip("\n").splitlines(), ""], path)
+
+
+def replace_section(section: list[str], path: Path = RESULTS) -> None:
+    """Replaces the section whose heading is `section[0]` in RESULTS.md (or appends it); others stay as they are."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == f"## {heading}"), None)
-    section = [f"## {heading}", "", *body.strip("\n").splitlines(), ""]
+    start = next((i for i, line in enumerate(lines) if line.strip() == section[0].strip()), None)
     if start is None:
         while lines and not lines[-1].strip():
             lines.pop()
         lines += ["", *section]
     else:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = section
+        lines[start:end] = [*section, ""] if end < len(lines) and section[-1].strip() else section
     path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
 
 

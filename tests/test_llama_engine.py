@@ -173,7 +173,9 @@ async def test_caller_beyond_the_slots_waits_with_queue_position(catalog) -> Non
         for events, _ in runs
     ]
     assert queued == [[], [1], [2, 1]]
-    assert all(isinstance(events[-1], Finished) and text for events, text in runs)
+    # every caller got a finished answer; a 5-token answer may be only whitespace or end at once (EOS)
+    assert all(isinstance(events[-1], Finished) for events, _ in runs), [events[-1] for events, _ in runs]
+    assert runs[0][1], "the first caller's answer is empty"
 
 
 async def test_stop_while_queued_gives_up_the_place(catalog) -> None:
@@ -353,3 +355,16 @@ async def test_gguf_from_a_local_directory(tmp_path) -> None:
         assert "missing.gguf does not exist" in events[-1].params["detail"]
     finally:
         engine.cache.clear()
+
+
+async def test_back_to_back_answers_never_meet_a_closed_connection(playground) -> None:
+    """llama-server closes the connection after every streamed answer although its headers say keep-alive
+    (`Keep-Alive: timeout=5, max=100`); a pooled connection reused for the next request's /tokenize met
+    `Server disconnected without sending a response` in about every third answer (CI, the batch command)."""
+    failures = []
+    for i in range(16):
+        prepared = playground.prepare(OFFLINE, f"Nenne die Zahl {i}.", temperature=0, max_new_tokens=2)
+        events, _ = await collect(playground, prepared)
+        if not isinstance(events[-1], Finished):
+            failures.append((i, events[-1]))
+    assert not failures, failures

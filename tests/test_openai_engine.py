@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from components.core.catalog import Endpoint, ModelRef, Quantization
-from components.core.messages import MESSAGES, t
+from components.core.messages import MESSAGES, number, t
 from components.core.prompts import get_format
 from components.engines.base import (
     Event,
@@ -442,7 +442,7 @@ async def test_llama_server_refuses_an_over_long_prompt_before_generating(
         "total": counted + 64,
         "context": 2048,
     }
-    assert f"{counted} Tokens Prompt" in t(final.key, "de", **final.params)
+    assert f"{number(counted, 'de')} Tokens Prompt" in t(final.key, "de", **final.params)
     assert log_path.read_text(errors="replace").count("launch_slot_") == before  # nothing was generated
 
 
@@ -623,3 +623,20 @@ def test_json_fields_per_server_and_mode(endpoint: Endpoint, catalog: Any) -> No
 
 
 JSON_FIELDS = ("response_format", "json_schema", "guided_json", "structured_outputs", "grammar")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["chat", "completions"])
+async def test_llama_server_back_to_back_answers_never_meet_a_closed_connection(
+    llama_endpoint: Endpoint, catalog: Any, mode: str
+) -> None:
+    """llama-server closes the connection after each streamed answer while its headers promise keep-alive; the
+    next request on that pooled connection must not fail with `Server disconnected without sending a response`."""
+    engine = OpenAICompatEngine(llama_endpoint, api_mode=mode)
+    failures = []
+    for i in range(16):
+        request = make_request(offline_ref(catalog), f"Nenne die Zahl {i}.", temperature=0.0, max_new_tokens=2)
+        _, events = await collect(engine, request)
+        if not isinstance(events[-1], Finished):
+            failures.append((i, events[-1]))
+    assert not failures, failures

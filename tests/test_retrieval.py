@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.core.catalog import Catalog, ModelRef
-from components.core.messages import MESSAGES, t
+from components.core.messages import MESSAGES, number, t
 from components.core.service import EngineRegistry, Playground
 from components.core.validation import InputError
 from components.engines.base import Engine, EngineDone, Finished, GenerationRequest, Status, TextDelta
@@ -307,9 +307,9 @@ async def test_too_large_sources_are_refused_with_token_counts(catalog: Catalog)
     assert p["total"] == exact + 256 and p["context"] == 2048 and p["excess"] == exact + 256 - 2048
     assert p["largest"] == 2 and p["largest_tokens"] > 2000
     text = t(err.key, "de", **p)
-    assert f"{p['excess']} Tokens zu viel" in text and "Tokenizer des Modells" in text
+    assert f"{number(p['excess'], 'de')} Tokens zu viel" in text and "Tokenizer des Modells" in text
     assert "{" not in text
-    assert f"{p['excess']} tokens too many" in t(err.key, "en", **p)
+    assert f"{number(p['excess'], 'en')} tokens too many" in t(err.key, "en", **p)
 
 
 async def test_without_a_tokenizer_the_fit_is_estimated_and_says_so(catalog: Catalog) -> None:

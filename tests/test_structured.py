@@ -143,7 +143,7 @@ def test_request_carries_the_schema_and_the_instruction(catalog: Catalog) -> Non
     )
     with pytest.raises(InputError) as refused:
         prepare_structured(Playground(catalog), OFFLINE, "  ", EXAMPLE_SCHEMA)
-    assert refused.value.key == "err_empty"
+    assert refused.value.key == "err_structured_empty"  # the JSON tab's own words, not the chat's
 
 
 def test_transformers_refusal_has_a_message() -> None:

@@ -197,6 +197,10 @@ class SlotGate:
         changed.set()
 
 
+KEEPALIVE_EXPIRY_S = 2.0  # below llama-server's own keep-alive timeout (5 s), so neither side races the other
+NO_REUSE = {"Connection": "close"}
+
+
 class LlamaServer:
     """One GGUF file served by llama.cpp's C++ server (xllamacpp), hosted in this process.
 
@@ -236,7 +240,13 @@ class LlamaServer:
         self.url = self._server.listening_address.rstrip("/")
         self.gate = SlotGate(parallel)
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
-        self._sync = httpx.Client(base_url=self.url, headers=self._headers(), timeout=30, trust_env=False)
+        self._sync = httpx.Client(
+            base_url=self.url,
+            headers=self._headers(),
+            timeout=30,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
+            trust_env=False,
+        )
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key}"}
@@ -253,6 +263,7 @@ class LlamaServer:
                 base_url=self.url,
                 headers=self._headers(),
                 timeout=httpx.Timeout(30.0, read=None),
+                limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
                 trust_env=False,
             )
             self._clients[id(loop)] = (loop, client)
@@ -261,9 +272,11 @@ class LlamaServer:
 
     # ---- tokens --------------------------------------------------------------------------------
     async def tokenize_async(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        response = await self.client().post(
-            "/tokenize", json={"content": text, "add_special": add_special, "parse_special": parse_special}
-        )
+        body = {"content": text, "add_special": add_special, "parse_special": parse_special}
+        try:
+            response = await self.client().post("/tokenize", json=body)
+        except httpx.RemoteProtocolError:  # a pooled connection the server had just closed: once more, afresh
+            response = await self.client().post("/tokenize", json=body)
         response.raise_for_status()
         return [int(t) for t in response.json()["tokens"]]
 
@@ -288,7 +301,10 @@ class LlamaServer:
     async def completion(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """POST /completion with stream=true: one dict per server-sent event. Closing the iterator closes
         the connection, which makes the server cancel the task and free its slot."""
-        async with self.client().stream("POST", "/completion", json={**body, "stream": True}) as response:
+        # llama-server closes the connection after a streamed response although its headers promise
+        # keep-alive; "Connection: close" keeps httpx from pooling it for the next request
+        body = {**body, "stream": True}
+        async with self.client().stream("POST", "/completion", json=body, headers=NO_REUSE) as response:
             if response.status_code != 200:
                 raw = await response.aread()
                 raise EngineError("err_internal", detail=_server_error(raw, response.status_code))

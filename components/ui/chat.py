@@ -224,7 +224,7 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         ]
 
     lang_state.change(
-        on_lang,
+        guard_picker(on_lang, [variant, quant, info, chatbot]),
         [family, variant, quant, lang_state, conversation],
         [variant, quant, info, chatbot],
         queue=False,

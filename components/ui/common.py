@@ -448,7 +448,7 @@ def wire_pickers(
         ]
 
     lang_state.change(
-        on_lang,
+        guard_picker(on_lang, [pickers.variant, pickers.quant, pickers.info]),
         [pickers.family, pickers.variant, pickers.quant, lang_state],
         [pickers.variant, pickers.quant, pickers.info],
         queue=False,

@@ -636,18 +636,19 @@ def build_compare_tab(
             *vote_updates(conv, pane_count_of(count_in), lang),
         ]
 
+    lang_outputs = [
+        *[p.quant for p in panes],
+        *[p.variant for p in panes],
+        *[p.settings_box for p in panes],
+        *[p.chatbot for p in panes],
+        *[p.stats for p in panes],
+        *all_votes,
+        reveal,
+    ]
     lang_state.change(
-        on_lang,
+        guard_picker(on_lang, lang_outputs),
         [lang_state, rounds, pane_count, *[c for p in panes for c in (p.family, p.variant, p.quant)]],
-        [
-            *[p.quant for p in panes],
-            *[p.variant for p in panes],
-            *[p.settings_box for p in panes],
-            *[p.chatbot for p in panes],
-            *[p.stats for p in panes],
-            *all_votes,
-            reveal,
-        ],
+        lang_outputs,
         queue=False,
         api_visibility="private",
     )
