@@ -11,7 +11,7 @@ from components.api.common import answer_stream, api_language, failed, refused
 from components.core import availability
 from components.core.messages import normalize_language, t
 from components.core.service import Playground
-from components.core.validation import InputError, parse_history
+from components.core.validation import InputError, parse_history, settings_kwargs
 from components.serving.limits import check_rate
 
 
@@ -52,13 +52,7 @@ def register(playground: Playground) -> None:
                     system_prompt=system_prompt,
                     history=parse_history(history),
                     lang=language,
-                    temperature=temperature,
-                    top_p=top_p,
-                    top_k=top_k,
-                    max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty,
-                    seed=seed,
-                    stop=stop,
+                    **settings_kwargs(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, stop),
                 )
             )
         except InputError as exc:

@@ -10,7 +10,7 @@ import gradio as gr
 from components.api.common import answer_stream, api_language, failed, refused
 from components.core.messages import normalize_language
 from components.core.service import Playground
-from components.core.validation import InputError
+from components.core.validation import InputError, settings_kwargs
 from components.features.retrieval import check_fit, parse_sources, prepare_retrieval
 from components.serving.limits import check_rate
 
@@ -56,13 +56,7 @@ def register(playground: Playground) -> None:
                     checked,
                     system_prompt=system_prompt,
                     lang=language,
-                    temperature=temperature,
-                    top_p=top_p,
-                    top_k=top_k,
-                    max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty,
-                    seed=seed,
-                    stop=stop,
+                    **settings_kwargs(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, stop),
                 )
 
             # checks and prompt building off the event loop (up to 400 000 characters of sources)

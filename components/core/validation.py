@@ -127,6 +127,22 @@ def parse_stop(value: Any) -> tuple[str, ...]:
     return stops
 
 
+def settings_kwargs(
+    temperature: Any, top_p: Any, top_k: Any, max_new_tokens: Any, repetition_penalty: Any, seed: Any, stop: Any
+) -> dict[str, Any]:
+    """The seven sampling settings as keyword arguments for Playground.prepare (build_settings checks them), from
+    the page's settings controls (SettingsControls.inputs order) or an API call's parameters."""
+    return {
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "max_new_tokens": max_new_tokens,
+        "repetition_penalty": repetition_penalty,
+        "seed": seed,
+        "stop": stop,
+    }
+
+
 def build_settings(family: Family, family_stop: tuple[str, ...], **raw: Any) -> SamplingSettings:
     """Validated settings: given values checked against RANGES, gaps filled from the family."""
     recommended = family.settings
