@@ -14,7 +14,7 @@ import gradio as gr
 from components.core.messages import t
 from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import InputError
+from components.core.validation import InputError, settings_kwargs
 from components.features.retrieval import (
     CARD_QUESTION,
     CARD_SOURCE_TEXT,
@@ -44,7 +44,6 @@ from components.ui.common import (
     inform,
     picked_id,
     session_of,
-    settings_kwargs,
     settings_panel,
     status_markdown,
     warn,
@@ -122,124 +121,129 @@ class _Controls:
     example: Any
 
 
+def _layout_side(playground: Playground, tr: Translations) -> tuple[Pickers, Any, Any, SettingsControls]:
+    """The left column: pickers, the system prompt and its reset, settings."""
+    pickers = build_pickers(playground, tr, "retrieval")
+    system = tr.add(
+        gr.Textbox(
+            value=RAG_SYSTEM_PROMPT, lines=5, max_lines=14, label=t("system_prompt"), elem_id="retrieval-system"
+        ),
+        "system_prompt",
+    )
+    reset_system = tr.add(
+        gr.Button(t("reset_system"), size="sm", elem_id="retrieval-reset-system"), "reset_system", "value"
+    )
+    with gr.Accordion(t("settings"), open=False, elem_id="retrieval-settings") as acc:
+        settings = settings_panel(playground.catalog.default.family, tr, "retrieval")
+    tr.add(acc, "settings")
+    return pickers, system, reset_system, settings
+
+
+def _layout_sources(tr: Translations) -> tuple[Any, ...]:
+    """The list of sources with pick, remove and clear; the form that adds one (text, files, metadata, example)."""
+    with gr.Group():
+        sources_view = gr.HTML(sources_html([], "de"), elem_id="retrieval-sources")
+        with gr.Row():
+            pick = tr.add(
+                gr.Dropdown(choices=[], value=None, label=t("source_pick"), elem_id="retrieval-pick", scale=3),
+                "source_pick",
+            )
+            remove = tr.add(
+                gr.Button(t("source_remove"), size="sm", elem_id="retrieval-remove", scale=1), "source_remove", "value"
+            )
+            clear = tr.add(
+                gr.Button(t("sources_clear"), size="sm", elem_id="retrieval-clear", scale=1), "sources_clear", "value"
+            )
+    with gr.Accordion(t("source_add"), open=True, elem_id="retrieval-add-box") as add_acc:
+        source_text = tr.add(
+            gr.Textbox(lines=5, max_lines=20, label=t("source_text"), elem_id="retrieval-source-text"), "source_text"
+        )
+        files = tr.add(
+            gr.File(
+                file_count="multiple",
+                file_types=list(UPLOAD_SUFFIXES),
+                type="filepath",
+                label=t("source_files"),
+                elem_id="retrieval-files",
+                height=120,
+            ),
+            "source_files",
+        )
+        with gr.Row():
+            url = tr.add(gr.Textbox(label=t("source_url"), elem_id="retrieval-url"), "source_url")
+            author = tr.add(gr.Textbox(label=t("source_author"), elem_id="retrieval-author"), "source_author")
+        extra = tr.add(
+            gr.Textbox(
+                lines=2, label=t("source_extra"), placeholder=t("source_extra_placeholder"), elem_id="retrieval-extra"
+            ),
+            "source_extra",
+        )
+        with gr.Row():
+            add = tr.add(
+                gr.Button(t("source_add"), variant="secondary", elem_id="retrieval-add"), "source_add", "value"
+            )
+            example = tr.add(
+                gr.Button(t("retrieval_example"), size="sm", elem_id="retrieval-example"), "retrieval_example", "value"
+            )
+    tr.add(add_acc, "source_add")
+    return sources_view, pick, remove, clear, source_text, files, url, author, extra, add, example
+
+
+def _layout_answer(tr: Translations) -> tuple[Any, ...]:
+    """The question with Ask and Stop; the answer, its status line and the raw prompt."""
+    with gr.Row():
+        question = tr.add(
+            gr.Textbox(
+                label=t("retrieval_question"),
+                placeholder=t("retrieval_question_placeholder"),
+                lines=1,
+                max_lines=6,
+                scale=5,
+                elem_id="retrieval-question",
+            ),
+            "retrieval_question",
+        )
+        ask = tr.add(
+            gr.Button(t("retrieval_ask"), variant="primary", scale=1, elem_id="retrieval-ask"), "retrieval_ask", "value"
+        )
+        stop = tr.add(gr.Button(t("stop"), variant="stop", scale=1, elem_id="retrieval-stop-button"), "stop", "value")
+    answer = tr.add(
+        gr.Textbox(
+            label=t("retrieval_answer"),
+            lines=6,
+            max_lines=30,
+            interactive=False,
+            buttons=["copy"],
+            elem_id="retrieval-answer",
+        ),
+        "retrieval_answer",
+    )
+    status = gr.Markdown("", elem_id="retrieval-status")
+    with gr.Accordion(t("raw_prompt"), open=False, elem_id="retrieval-raw-prompt-box") as raw_acc:
+        raw_prompt = gr.Textbox(
+            value="",
+            lines=10,
+            max_lines=40,
+            interactive=False,
+            show_label=False,
+            buttons=["copy"],
+            elem_id="retrieval-raw-prompt",
+        )
+    tr.add(raw_acc, "raw_prompt")
+    return question, ask, stop, answer, status, raw_prompt
+
+
 def _layout(playground: Playground, tr: Translations) -> _Controls:
     """Pickers and settings, the sources box, the question, the answer and its raw prompt."""
-    default = playground.catalog.default
     tr.add(gr.Markdown(t("retrieval_intro"), elem_id="retrieval-intro"), "retrieval_intro", "value")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            pickers = build_pickers(playground, tr, "retrieval")
-            system = tr.add(
-                gr.Textbox(
-                    value=RAG_SYSTEM_PROMPT, lines=5, max_lines=14, label=t("system_prompt"), elem_id="retrieval-system"
-                ),
-                "system_prompt",
-            )
-            reset_system = tr.add(
-                gr.Button(t("reset_system"), size="sm", elem_id="retrieval-reset-system"), "reset_system", "value"
-            )
-            with gr.Accordion(t("settings"), open=False, elem_id="retrieval-settings") as acc:
-                settings = settings_panel(default.family, tr, "retrieval")
-            tr.add(acc, "settings")
+            pickers, system, reset_system, settings = _layout_side(playground, tr)
         with gr.Column(scale=3):
-            with gr.Group():
-                sources_view = gr.HTML(sources_html([], "de"), elem_id="retrieval-sources")
-                with gr.Row():
-                    pick = tr.add(
-                        gr.Dropdown(choices=[], value=None, label=t("source_pick"), elem_id="retrieval-pick", scale=3),
-                        "source_pick",
-                    )
-                    remove = tr.add(
-                        gr.Button(t("source_remove"), size="sm", elem_id="retrieval-remove", scale=1),
-                        "source_remove",
-                        "value",
-                    )
-                    clear = tr.add(
-                        gr.Button(t("sources_clear"), size="sm", elem_id="retrieval-clear", scale=1),
-                        "sources_clear",
-                        "value",
-                    )
-            with gr.Accordion(t("source_add"), open=True, elem_id="retrieval-add-box") as add_acc:
-                source_text = tr.add(
-                    gr.Textbox(lines=5, max_lines=20, label=t("source_text"), elem_id="retrieval-source-text"),
-                    "source_text",
-                )
-                files = tr.add(
-                    gr.File(
-                        file_count="multiple",
-                        file_types=list(UPLOAD_SUFFIXES),
-                        type="filepath",
-                        label=t("source_files"),
-                        elem_id="retrieval-files",
-                        height=120,
-                    ),
-                    "source_files",
-                )
-                with gr.Row():
-                    url = tr.add(gr.Textbox(label=t("source_url"), elem_id="retrieval-url"), "source_url")
-                    author = tr.add(gr.Textbox(label=t("source_author"), elem_id="retrieval-author"), "source_author")
-                extra = tr.add(
-                    gr.Textbox(
-                        lines=2,
-                        label=t("source_extra"),
-                        placeholder=t("source_extra_placeholder"),
-                        elem_id="retrieval-extra",
-                    ),
-                    "source_extra",
-                )
-                with gr.Row():
-                    add = tr.add(
-                        gr.Button(t("source_add"), variant="secondary", elem_id="retrieval-add"), "source_add", "value"
-                    )
-                    example = tr.add(
-                        gr.Button(t("retrieval_example"), size="sm", elem_id="retrieval-example"),
-                        "retrieval_example",
-                        "value",
-                    )
-            tr.add(add_acc, "source_add")
-            with gr.Row():
-                question = tr.add(
-                    gr.Textbox(
-                        label=t("retrieval_question"),
-                        placeholder=t("retrieval_question_placeholder"),
-                        lines=1,
-                        max_lines=6,
-                        scale=5,
-                        elem_id="retrieval-question",
-                    ),
-                    "retrieval_question",
-                )
-                ask = tr.add(
-                    gr.Button(t("retrieval_ask"), variant="primary", scale=1, elem_id="retrieval-ask"),
-                    "retrieval_ask",
-                    "value",
-                )
-                stop = tr.add(
-                    gr.Button(t("stop"), variant="stop", scale=1, elem_id="retrieval-stop-button"), "stop", "value"
-                )
-            answer = tr.add(
-                gr.Textbox(
-                    label=t("retrieval_answer"),
-                    lines=6,
-                    max_lines=30,
-                    interactive=False,
-                    buttons=["copy"],
-                    elem_id="retrieval-answer",
-                ),
-                "retrieval_answer",
+            sources_view, pick, remove, clear, source_text, files, url, author, extra, add, example = _layout_sources(
+                tr
             )
-            status = gr.Markdown("", elem_id="retrieval-status")
-            with gr.Accordion(t("raw_prompt"), open=False, elem_id="retrieval-raw-prompt-box") as raw_acc:
-                raw_prompt = gr.Textbox(
-                    value="",
-                    lines=10,
-                    max_lines=40,
-                    interactive=False,
-                    show_label=False,
-                    buttons=["copy"],
-                    elem_id="retrieval-raw-prompt",
-                )
-            tr.add(raw_acc, "raw_prompt")
+            question, ask, stop, answer, status, raw_prompt = _layout_answer(tr)
     sources = gr.State([])
 
     return _Controls(
@@ -268,6 +272,74 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
     )
 
 
+# ---- the sources' handlers (the list lives in the page's state) ------------------------------------------
+def add_sources(
+    text: str | None,
+    paths: list[str] | None,
+    url_text: str | None,
+    author_text: str | None,
+    extra_text: str | None,
+    items: list[dict[str, Any]],
+    lang: str,
+) -> list[Any]:
+    """The typed text and the uploaded files as sources with the form's metadata, checked; the form empties."""
+    items = list(items or [])
+    try:
+        new: list[Source] = []
+        if text and text.strip():
+            new.append(check_source(text, form_metadata(url_text, author_text, extra_text), len(items) + 1))
+        for path in paths or []:
+            name, body = read_upload(path)
+            meta = form_metadata(url_text, author_text, extra_text, file_name=name)
+            new.append(check_source(body, meta, len(items) + len(new) + 1))
+        if not new:
+            raise InputError("err_source_empty", index=len(items) + 1)
+        if len(items) + len(new) > SOURCE_LIMITS.max_sources:
+            raise InputError("err_too_many_sources", count=len(items) + len(new), limit=SOURCE_LIMITS.max_sources)
+        check_total([*sources_from_state(items), *new])
+    except InputError as exc:
+        warn(t(exc.key, lang, **exc.params), lang)
+        return [items, *[gr.update()] * 7]
+    items += [_state_item(s) for s in new]
+    inform(t("sources_added", lang, count=len(new)), lang)
+    return [
+        items,
+        sources_html(items, lang),
+        gr.update(choices=source_choices(items), value=len(items)),
+        "",
+        None,
+        "",
+        "",
+        "",
+    ]
+
+
+def remove_source(index: Any, items: list[dict[str, Any]], lang: str) -> list[Any]:
+    items = list(items or [])
+    if isinstance(index, int) and 1 <= index <= len(items):
+        del items[index - 1]
+    return [items, sources_html(items, lang), gr.update(choices=source_choices(items), value=None)]
+
+
+def clear_sources(lang: str) -> list[Any]:
+    # the old answer and its status line go with the sources they were about
+    return [[], sources_html([], lang), gr.update(choices=[], value=None), "", ""]
+
+
+def fill_example(items: list[dict[str, Any]], lang: str) -> list[Any]:
+    """The card's example as a source of the list (not only in the form), and its question."""
+    items = list(items or [])
+    example_item = {"text": CARD_SOURCE_TEXT, "metadata": [[URL_KEY, CARD_SOURCE_URL]]}
+    if example_item not in items and len(items) < SOURCE_LIMITS.max_sources:
+        items.append(example_item)
+    return [
+        items,
+        sources_html(items, lang),
+        gr.update(choices=source_choices(items), value=len(items)),
+        CARD_QUESTION,
+    ]
+
+
 def _events_sources(c: _Controls, playground: Playground, lang_state: Any) -> None:
     """Sources added (typed or uploaded), removed, cleared, the example; pickers; the raw-prompt preview."""
     sources, pickers, system, reset_system, answer = c.sources, c.pickers, c.system, c.reset_system, c.answer
@@ -277,75 +349,15 @@ def _events_sources(c: _Controls, playground: Playground, lang_state: Any) -> No
     wire_pickers(playground, pickers, settings, lang_state)
     reset_system.click(lambda: RAG_SYSTEM_PROMPT, None, [system], queue=False, api_visibility="private")
 
-    # ---- sources -------------------------------------------------------------------------------------
-    def add_sources(
-        text: str | None,
-        paths: list[str] | None,
-        url_text: str | None,
-        author_text: str | None,
-        extra_text: str | None,
-        items: list[dict[str, Any]],
-        lang: str,
-    ) -> list[Any]:
-        items = list(items or [])
-        try:
-            new: list[Source] = []
-            if text and text.strip():
-                new.append(check_source(text, form_metadata(url_text, author_text, extra_text), len(items) + 1))
-            for path in paths or []:
-                name, body = read_upload(path)
-                meta = form_metadata(url_text, author_text, extra_text, file_name=name)
-                new.append(check_source(body, meta, len(items) + len(new) + 1))
-            if not new:
-                raise InputError("err_source_empty", index=len(items) + 1)
-            if len(items) + len(new) > SOURCE_LIMITS.max_sources:
-                raise InputError("err_too_many_sources", count=len(items) + len(new), limit=SOURCE_LIMITS.max_sources)
-            check_total([*sources_from_state(items), *new])
-        except InputError as exc:
-            warn(t(exc.key, lang, **exc.params), lang)
-            return [items, *[gr.update()] * 7]
-        items += [_state_item(s) for s in new]
-        inform(t("sources_added", lang, count=len(new)), lang)
-        return [
-            items,
-            sources_html(items, lang),
-            gr.update(choices=source_choices(items), value=len(items)),
-            "",
-            None,
-            "",
-            "",
-            "",
-        ]
-
-    add.click(
-        add_sources,
-        [source_text, files, url, author, extra, sources, lang_state],
-        [sources, sources_view, pick, source_text, files, url, author, extra],
-        api_visibility="private",
-    )
-
-    def remove_source(index: Any, items: list[dict[str, Any]], lang: str) -> list[Any]:
-        items = list(items or [])
-        if isinstance(index, int) and 1 <= index <= len(items):
-            del items[index - 1]
-        return [items, sources_html(items, lang), gr.update(choices=source_choices(items), value=None)]
-
+    form = [source_text, files, url, author, extra]
+    add.click(add_sources, [*form, sources, lang_state], [sources, sources_view, pick, *form], api_visibility="private")
     remove.click(
         remove_source, [pick, sources, lang_state], [sources, sources_view, pick], queue=False, api_visibility="private"
     )
-
     # a file is a source as soon as it is uploaded (with the metadata typed so far)
     files.upload(
-        add_sources,
-        [source_text, files, url, author, extra, sources, lang_state],
-        [sources, sources_view, pick, source_text, files, url, author, extra],
-        api_visibility="private",
+        add_sources, [*form, sources, lang_state], [sources, sources_view, pick, *form], api_visibility="private"
     )
-
-    def clear_sources(lang: str) -> list[Any]:
-        # the old answer and its status line go with the sources they were about
-        return [[], sources_html([], lang), gr.update(choices=[], value=None), "", ""]
-
     clear.click(
         clear_sources,
         [lang_state],
@@ -353,20 +365,6 @@ def _events_sources(c: _Controls, playground: Playground, lang_state: Any) -> No
         queue=False,
         api_visibility="private",
     )
-
-    def fill_example(items: list[dict[str, Any]], lang: str) -> list[Any]:
-        """The card's example as a source of the list (not only in the form), and its question."""
-        items = list(items or [])
-        example_item = {"text": CARD_SOURCE_TEXT, "metadata": [[URL_KEY, CARD_SOURCE_URL]]}
-        if example_item not in items and len(items) < SOURCE_LIMITS.max_sources:
-            items.append(example_item)
-        return [
-            items,
-            sources_html(items, lang),
-            gr.update(choices=source_choices(items), value=len(items)),
-            CARD_QUESTION,
-        ]
-
     example.click(
         fill_example,
         [sources, lang_state],
@@ -416,22 +414,16 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
     settings, question, ask, stop, raw_prompt = c.settings, c.question, c.ask, c.stop, c.raw_prompt
 
     async def respond(
+        request: gr.Request,
         text: str,
         items: list[dict[str, Any]],
         variant_id: str,
         quant_id: str,
         sys_prompt: str,
         lang: str,
-        temperature: Any,
-        top_p: Any,
-        top_k: Any,
-        max_new: Any,
-        rep: Any,
-        seed: Any,
-        stop_text: Any,
-        request: gr.Request,
+        *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
+        args = settings_kwargs(*sampling)
         chosen = sources_from_state(items or [])
         try:
             check_rate(request)

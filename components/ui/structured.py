@@ -13,7 +13,7 @@ import gradio as gr
 from components.core.messages import t
 from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import InputError
+from components.core.validation import InputError, settings_kwargs
 from components.features.structured import (
     EXAMPLE_TEXT,
     AnswerCheck,
@@ -34,7 +34,6 @@ from components.ui.common import (
     md_literal,
     picked_id,
     session_of,
-    settings_kwargs,
     settings_panel,
     status_markdown,
     warn,
@@ -204,22 +203,16 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
     raw_prompt = c.raw_prompt
 
     async def respond(
+        request: gr.Request,
         body: str,
         schema_text: str,
         variant_id: str,
         quant_id: str,
         sys_prompt: str,
         lang: str,
-        temperature: Any,
-        top_p: Any,
-        top_k: Any,
-        max_new: Any,
-        rep: Any,
-        seed: Any,
-        stop_text: Any,
-        request: gr.Request,
+        *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
+        args = settings_kwargs(*sampling)
         try:
             check_rate(request)
             prepared, checked = await asyncio.to_thread(
