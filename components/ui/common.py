@@ -362,24 +362,56 @@ def settings_panel(family: Family, tr: Translations, prefix: str, model: ModelRe
     return SettingsControls(temperature, top_p, top_k, max_new, rep, seed, stop, reset)
 
 
-def settings_kwargs(temperature: Any, top_p: Any, top_k: Any, max_new: Any, rep: Any, seed: Any, stop: Any) -> dict:
-    return {
-        "temperature": temperature,
-        "top_p": top_p,
-        "top_k": top_k,
-        "max_new_tokens": max_new,
-        "repetition_penalty": rep,
-        "seed": seed,
-        "stop": stop,
-    }
-
-
-# ---- shared by the sources and JSON tabs ----------------------------------------------------------------
+# ---- model pickers: what every tab's pickers do ----------------------------------------------------------
 def picked_id(variant_id: str, quant_id: str) -> str:
     return f"{variant_id}/{quant_id}"
 
 
-# ---- model pickers shared by both tabs ----------------------------------------------------------------
+def picked_ref(playground: Playground, variant_id: str, quant_id: str) -> ModelRef:
+    """The build the pickers show (the catalog's default for an id it does not know)."""
+    return playground.catalog.get(picked_id(variant_id, quant_id)) or playground.catalog.default
+
+
+def family_picked(playground: Playground, family_id: str, lang: str) -> tuple[Family, ModelRef, list[Any]]:
+    """A family picked: its first variant on the build that variant starts on. Returns the family, that build and
+    the variant and build dropdowns' updates; an unknown family raises KeyError (guard_picker)."""
+    fam = playground.catalog.family(family_id)
+    v = fam.variants[0].id
+    q = first_runnable(playground, v)
+    ref = picked_ref(playground, v, q)
+    return (
+        fam,
+        ref,
+        [
+            gr.update(choices=variant_choices(playground, family_id, lang), value=v),
+            gr.update(choices=quant_choices(playground, v, lang), value=q),
+        ],
+    )
+
+
+def variant_picked(playground: Playground, variant_id: str, lang: str) -> tuple[ModelRef, Any]:
+    """A variant picked: the build it starts on, and the build dropdown's update."""
+    q = first_runnable(playground, variant_id)
+    return picked_ref(playground, variant_id, q), gr.update(
+        choices=quant_choices(playground, variant_id, lang), value=q
+    )
+
+
+def pickers_relabelled(playground: Playground, family_id: str, variant_id: str, quant_id: str, lang: str) -> list[Any]:
+    """The variant and build dropdowns in another language, on the same choice."""
+    return [
+        gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
+        gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
+    ]
+
+
+def wire_settings_reset(playground: Playground, family: Any, settings: SettingsControls, **event: Any) -> None:
+    """Reset: the settings go back to the picked family's recommended values."""
+
+    def reset_settings(family_id: str) -> list[Any]:
+        return settings_values(playground.catalog.family(family_id))
+
+    settings.reset.click(guard_picker(reset_settings, settings.inputs), [family], settings.inputs, queue=False, **event)
 
 
 def wire_pickers(
@@ -391,17 +423,12 @@ def wire_pickers(
     extra_values: Callable[[Any], list[Any]] | None = None,
 ) -> None:
     """Family → variants → builds, like the chat tab; a family change also loads its recommended settings."""
-    catalog = playground.catalog
     extra_outputs = extra_outputs or []
 
     def on_family(family_id: str, lang: str) -> list[Any]:
-        fam = catalog.family(family_id)
-        v = fam.variants[0].id
-        q = first_runnable(playground, v)
-        ref = catalog.get(picked_id(v, q)) or catalog.default
+        fam, ref, dropdowns = family_picked(playground, family_id, lang)
         return [
-            gr.update(choices=variant_choices(playground, family_id, lang), value=v),
-            gr.update(choices=quant_choices(playground, v, lang), value=q),
+            *dropdowns,
             model_info(playground, ref, lang),
             *settings_values(fam),
             *(extra_values(fam) if extra_values else []),
@@ -417,12 +444,8 @@ def wire_pickers(
     )
 
     def on_variant(variant_id: str, lang: str) -> list[Any]:
-        q = first_runnable(playground, variant_id)
-        ref = catalog.get(picked_id(variant_id, q)) or catalog.default
-        return [
-            gr.update(choices=quant_choices(playground, variant_id, lang), value=q),
-            model_info(playground, ref, lang),
-        ]
+        ref, quants = variant_picked(playground, variant_id, lang)
+        return [quants, model_info(playground, ref, lang)]
 
     pickers.variant.input(
         guard_picker(on_variant, [pickers.quant, pickers.info]),
@@ -433,17 +456,16 @@ def wire_pickers(
     )
 
     def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
-        return model_info(playground, catalog.get(picked_id(variant_id, quant_id)) or catalog.default, lang)
+        return model_info(playground, picked_ref(playground, variant_id, quant_id), lang)
 
     pickers.quant.input(
         on_quant, [pickers.variant, pickers.quant, lang_state], [pickers.info], queue=False, api_visibility="private"
     )
 
     def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str) -> list[Any]:
-        ref = catalog.get(picked_id(variant_id, quant_id)) or catalog.default
+        ref = picked_ref(playground, variant_id, quant_id)
         return [
-            gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
-            gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
+            *pickers_relabelled(playground, family_id, variant_id, quant_id, lang),
             model_info(playground, ref, lang),
         ]
 
@@ -454,17 +476,7 @@ def wire_pickers(
         queue=False,
         api_visibility="private",
     )
-
-    def reset_settings(family_id: str) -> list[Any]:
-        return settings_values(catalog.family(family_id))
-
-    settings.reset.click(
-        guard_picker(reset_settings, settings.inputs),
-        [pickers.family],
-        settings.inputs,
-        queue=False,
-        api_visibility="private",
-    )
+    wire_settings_reset(playground, pickers.family, settings, api_visibility="private")
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
