@@ -642,15 +642,7 @@ def _session_events_play(
 
     def make_vote(choice: str) -> Callable[..., Any]:
         async def vote(run: SessionRun | None, lang: str, request: gr.Request) -> list[Any]:
-            round_ = run.current if run else None
-            try:
-                await vote_log.vote(round_, choice, viewer_of(session_of(request)))
-            except InputError as exc:
-                warn(t(exc.key, lang, **exc.params), lang)
-                return [gr.update()] * len(outputs)
-            except OSError as exc:
-                log.warning("vote not saved: %s", exc)
-                warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
+            if not await save_vote(vote_log, run.current if run else None, choice, request, lang):
                 return [gr.update()] * len(outputs)
             assert run is not None
             board_html = await session_board(vote_log, run, lang) if run.finished else None
@@ -695,6 +687,21 @@ def build_blind_session(
     _session_events_play(c, playground, flags, vote_log, lang_state)
     _session_events_page(c, playground, vote_log, lang_state)
     return SessionView(c.start, c.panes, c.votes, c.next_button, c.board)
+
+
+async def save_vote(vote_log: VoteLog, round_: Round | None, choice: str, request: gr.Request, lang: str) -> bool:
+    """A blind vote saved, once per round and viewer (a second click, even one racing the first, changes nothing);
+    False, after a warning that says why, where it was refused or could not be written."""
+    try:
+        await vote_log.vote(round_, choice, viewer_of(session_of(request)))
+    except InputError as exc:
+        warn(t(exc.key, lang, **exc.params), lang)
+        return False
+    except OSError as exc:
+        log.warning("vote not saved: %s", exc)
+        warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
+        return False
+    return True
 
 
 def tag_prompt(round_: Round) -> None:

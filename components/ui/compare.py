@@ -35,10 +35,16 @@ from components.features.compare import (
     prepare_panes,
     shuffled,
     stream_round,
-    viewer_of,
 )
 from components.serving.limits import check_rate
-from components.ui.arena import LeaderboardView, build_blind_session, build_leaderboard_view, tag_prompt, vote_note
+from components.ui.arena import (
+    LeaderboardView,
+    build_blind_session,
+    build_leaderboard_view,
+    save_vote,
+    tag_prompt,
+    vote_note,
+)
 from components.ui.chat import render
 from components.ui.common import (
     CancelFlags,
@@ -674,16 +680,7 @@ def _events_votes(c: _Controls, vote_log: VoteLog, lang_state: Any) -> None:
 
     def make_vote(choice: str) -> Callable[..., Any]:
         async def vote(conv: list[Round], count_in: Any, lang: str, request: gr.Request) -> list[Any]:
-            last = conv[-1] if conv else None
-            try:
-                # one vote per round and viewer: a second click (even one racing the first) changes nothing
-                await vote_log.vote(last, choice, viewer_of(session_of(request)))
-            except InputError as exc:
-                warn(t(exc.key, lang, **exc.params), lang)
-                return [gr.update()] * len(vote_outputs)
-            except OSError as exc:
-                log.warning("vote not saved: %s", exc)
-                warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
+            if not await save_vote(vote_log, conv[-1] if conv else None, choice, request, lang):
                 return [gr.update()] * len(vote_outputs)
             count = pane_count_of(count_in)
             return [
