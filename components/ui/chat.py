@@ -30,6 +30,7 @@ from components.ui.common import (
     picked_id,
     picked_ref,
     pickers_relabelled,
+    raw_prompt_box,
     sendable,
     session_of,
     settings_panel,
@@ -199,11 +200,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 ),
                 "examples",
             )
-            with gr.Accordion(t("raw_prompt"), open=False, elem_id="chat-raw-prompt-box") as raw_acc:
-                raw_prompt = gr.Textbox(
-                    value="", lines=8, max_lines=30, interactive=False, show_label=False, elem_id="chat-raw-prompt"
-                )
-            tr.add(raw_acc, "raw_prompt")
+            raw_prompt = raw_prompt_box(tr, "chat", lines=8, max_lines=30, copy=False)
     conversation = gr.State([])
     return _Controls(
         pickers,

@@ -479,6 +479,22 @@ def wire_pickers(
     wire_settings_reset(playground, pickers.family, settings, api_visibility="private")
 
 
+def raw_prompt_box(tr: Translations, prefix: str, lines: int, max_lines: int, copy: bool = True) -> Any:
+    """The closed "raw prompt" box (elem ids `{prefix}-raw-prompt-box`, `{prefix}-raw-prompt`); returns its text."""
+    with gr.Accordion(t("raw_prompt"), open=False, elem_id=f"{prefix}-raw-prompt-box") as raw_acc:
+        raw_prompt = gr.Textbox(
+            value="",
+            lines=lines,
+            max_lines=max_lines,
+            interactive=False,
+            show_label=False,
+            **({"buttons": ["copy"]} if copy else {}),
+            elem_id=f"{prefix}-raw-prompt",
+        )
+    tr.add(raw_acc, "raw_prompt")
+    return raw_prompt
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
 
 

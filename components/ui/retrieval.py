@@ -43,6 +43,7 @@ from components.ui.common import (
     build_pickers,
     inform,
     picked_id,
+    raw_prompt_box,
     session_of,
     settings_panel,
     status_markdown,
@@ -219,17 +220,7 @@ def _layout_answer(tr: Translations) -> tuple[Any, ...]:
         "retrieval_answer",
     )
     status = gr.Markdown("", elem_id="retrieval-status")
-    with gr.Accordion(t("raw_prompt"), open=False, elem_id="retrieval-raw-prompt-box") as raw_acc:
-        raw_prompt = gr.Textbox(
-            value="",
-            lines=10,
-            max_lines=40,
-            interactive=False,
-            show_label=False,
-            buttons=["copy"],
-            elem_id="retrieval-raw-prompt",
-        )
-    tr.add(raw_acc, "raw_prompt")
+    raw_prompt = raw_prompt_box(tr, "retrieval", lines=10, max_lines=40)
     return question, ask, stop, answer, status, raw_prompt
 
 

@@ -33,6 +33,7 @@ from components.ui.common import (
     build_pickers,
     md_literal,
     picked_id,
+    raw_prompt_box,
     session_of,
     settings_panel,
     status_markdown,
@@ -152,17 +153,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 )
                 parsed = tr.add(gr.JSON(label=t("structured_parsed"), elem_id="structured-json"), "structured_parsed")
             verdict = gr.Markdown("", elem_id="structured-verdict")
-            with gr.Accordion(t("raw_prompt"), open=False, elem_id="structured-raw-prompt-box") as raw_acc:
-                raw_prompt = gr.Textbox(
-                    value="",
-                    lines=8,
-                    max_lines=30,
-                    interactive=False,
-                    show_label=False,
-                    buttons=["copy"],
-                    elem_id="structured-raw-prompt",
-                )
-            tr.add(raw_acc, "raw_prompt")
+            raw_prompt = raw_prompt_box(tr, "structured", lines=8, max_lines=30)
 
     return _Controls(
         pickers, system, text, schema, schema_note, verdict, settings, example, run, stop, raw, parsed, raw_prompt
