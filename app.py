@@ -18,20 +18,20 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from components.api import register_api
-from components.body_limit import BodyLimitMiddleware
-from components.catalog import CatalogError, load_catalog
-from components.compare_api import register_compare_api
-from components.limits import RateLimitError, apply_api_policy, max_concurrent_events
-from components.logging_setup import setup_logging
-from components.messages import normalize_language, t
-from components.service import Playground
-from components.serving import configure, exit_on_sigterm, prepare_runtime_dir
+from components.core.catalog import CatalogError, load_catalog
+from components.core.logging_setup import setup_logging
+from components.core.messages import normalize_language, t
+from components.core.service import Playground
+from components.serving.body_limit import BodyLimitMiddleware
+from components.serving.launch import configure, exit_on_sigterm, prepare_runtime_dir
+from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, resolve_annotations
 from components.ui.compare import build_compare_tab
 from components.ui.page_script import SET_LANGUAGE_JS, page_head
-from components.ui.retrieval import build_retrieval_tab, build_structured_tab, register_retrieval_api
+from components.ui.retrieval import build_retrieval_tab
 from components.ui.status import build_status_tab, endpoints_markdown
+from components.ui.structured import build_structured_tab
 
 log = logging.getLogger("playground")
 
@@ -67,7 +67,7 @@ button[role=tab].selected { color: #c2410c !important; }
 
 
 def build_app(playground: Playground) -> gr.Blocks:
-    """The whole page. Every text comes from components/messages.py and follows the language switch."""
+    """The whole page. Every text comes from components/core/messages.py and follows the language switch."""
     tr = Translations()
     flags = CancelFlags()
     with gr.Blocks(title=t("title"), fill_width=True) as demo:
@@ -122,8 +122,6 @@ def build_app(playground: Playground) -> gr.Blocks:
 
         demo.load(initial_status, None, [status_health], api_visibility="private")
         register_api(playground)
-        register_retrieval_api(playground)
-        register_compare_api(playground)
         _ = (subtitle, status_title)
     # page events private; the named API open or closed by PLAYGROUND_API_OPEN
     apply_api_policy(demo)
@@ -138,7 +136,7 @@ def create_playground() -> Playground:
         print(f"models.yaml is broken, the playground cannot start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
-        from components.endpoints import register_env_endpoints
+        from components.serving.endpoints import register_env_endpoints
     except ImportError:  # remote endpoints are optional at this stage of the build
         pass
     else:
@@ -157,9 +155,9 @@ def main() -> None:
     except RateLimitError as exc:
         print(f"PLAYGROUND_RATE_LIMIT is not valid, the playground cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    # public profile, security headers, run history off, lean and bounded sessions (components/serving.py)
+    # public profile, security headers, run history off, lean and bounded sessions (components/serving/launch.py)
     serving = configure(demo)
-    # a body over PLAYGROUND_MAX_REQUEST_BYTES is refused before it is read (components/body_limit.py); inside
+    # a body over PLAYGROUND_MAX_REQUEST_BYTES is refused before it is read (components/serving/body_limit.py); inside
     # the serving middleware, so a refusal carries the security headers too
     serving["app_kwargs"]["middleware"].append(Middleware(BodyLimitMiddleware))
     # status_update_rate: Gradio's default ("auto") sends every waiting event a queue estimate whenever one

@@ -2,7 +2,7 @@
 
 Run from the project root:  python bench/bench_compare.py [--runs 5] [--tokens 100] [--rate 50] [--record]
 Two TGI stand-ins (tests/tgi_standin.py), each in its own process, answer at `--rate` tokens/s until
-`--tokens` tokens. One round through components/compare.py with one pane (model A alone) is timed
+`--tokens` tokens. One round through components/features/compare.py with one pane (model A alone) is timed
 against a round with two panes (A and B on their own servers, then both on one server), alternating,
 median of `--runs`. Target: two panes take at most 1.2x as long as one.
 `--record` writes the figures into bench/RESULTS.md under "## Compare mode" (other sections stay).
@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_startup import replace_section  # noqa: E402
 
-from components.catalog import Endpoint, Quantization, QuantKind, load_catalog  # noqa: E402
-from components.compare import PaneSpec, Round, run_round  # noqa: E402
-from components.service import Playground  # noqa: E402
+from components.core.catalog import Endpoint, Quantization, QuantKind, load_catalog  # noqa: E402
+from components.core.service import Playground  # noqa: E402
+from components.features.compare import PaneSpec, Round, run_round  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Compare mode"
@@ -151,7 +151,7 @@ async def main_async(args: argparse.Namespace) -> tuple[list[str], bool]:
         "",
         f"TGI stand-ins (tests/tgi_standin.py, each in its own process) at {args.rate:g} tokens/s, "
         f"{args.tokens} tokens per answer (ideal {ideal:.2f} s); one comparison round through "
-        "`components/compare.py` (the Compare tab's and `/compare`'s path, real TgiEngine) with one pane vs "
+        "`components/features/compare.py` (the Compare tab's and `/compare`'s path, real TgiEngine) with one pane vs "
         f"two panes at once, alternating, median of {args.runs}.",
         "",
         "| setup | one model | two models at once | ratio (target ≤ 1.2) | first token, one | first token, two |",

@@ -6,7 +6,7 @@ Run from the project root:  python bench/bench_grammar_worker.py [--runs 20] [--
 For each library (llama.cpp's converter through xllamacpp; xgrammar's grammar + compile against the worker's
 small vocabulary) it measures, in one run: the compile in this process, the same compile through the worker
 (a new schema each time, so nothing is cached), a repeated schema (the worker's cache), the worker's start-up
-(including the library's import) and the worker's memory (RSS). The static checks of components/schema_guard.py
+(including the library's import) and the worker's memory (RSS). The static checks of components/core/schema_guard.py
 are timed on the card's schema too.
 """
 
@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_startup import replace_section  # noqa: E402
 
+from components.core.schema_guard import check_schema_safety  # noqa: E402
 from components.engines.grammar_worker import GrammarWorker, _compile  # noqa: E402
-from components.schema_guard import check_schema_safety  # noqa: E402
-from components.structured import EXAMPLE_SCHEMA  # noqa: E402
+from components.features.structured import EXAMPLE_SCHEMA  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Grammar worker"
@@ -106,7 +106,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
         *rows,
         "",
-        f"The static checks (components/schema_guard.py) on the card's schema: {ms(guard)} ms.",
+        f"The static checks (components/core/schema_guard.py) on the card's schema: {ms(guard)} ms.",
         "The worker's cost is the round trip through a pipe (one JSON line each way) on top of the compile, once per",
         "schema; its start-up (xgrammar imports torch) is paid once, on the first schema, not at app start.",
     ]

@@ -80,10 +80,10 @@ app does now, per change:
 1. `/tokenize` is skipped when the prompt fits the server's limits even at one token per UTF-8 byte (plus
    8): byte-level and byte-fallback tokenizers never make more; the server's own count comes back in the
    last event. A long prompt is still counted before it is sent. (1.23 → 1.17–1.21 at 64 visitors.)
-2. Adaptive pacing (components/streaming.py): beyond 8 streams in the process the pause between a
+2. Adaptive pacing (components/core/streaming.py): beyond 8 streams in the process the pause between a
    stream's updates grows with their number, up to 250 ms; the first token and the end of a stream are
    never held back. 64 visitors get 9 updates per 100-token answer instead of 32.
-3. Lean sessions (components/serving.py): a new session costs 14 KB and 0.03 ms instead of 425 KB and
+3. Lean sessions (components/serving/launch.py): a new session costs 14 KB and 0.03 ms instead of 425 KB and
    40 ms (Gradio copies every component's config per session); this is a cost of arriving, so the bench's
    warm sessions do not show it.
 
@@ -479,10 +479,10 @@ class DirectStream:
 
 def direct_body(message: str, max_new_tokens: int) -> dict[str, Any]:
     """The /generate_stream body the app's TGI engine sends for `/chat(message, MODEL, max_new_tokens)`."""
-    from components.catalog import load_catalog
-    from components.endpoints import register_env_endpoints
+    from components.core.catalog import load_catalog
+    from components.core.service import Playground
     from components.engines.tgi import tgi_parameters
-    from components.service import Playground
+    from components.serving.endpoints import register_env_endpoints
 
     os.environ.setdefault("TGI_URL", "http://127.0.0.1:1")  # only for the catalog to list the tgi builds
     catalog = load_catalog()

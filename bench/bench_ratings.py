@@ -2,7 +2,7 @@
 
 Run from the project root:  python bench/bench_ratings.py [--rounds 1000] [--reps 3] [--record]
 Vote files of 400, 4 000 and 40 000 votes between 4 and 8 models are drawn from a Bradley-Terry model
-(tests/test_ratings.py's generator); `components.ratings.leaderboard` (what `/leaderboard` runs) is
+(tests/test_ratings.py's generator); `components.features.ratings.leaderboard` (what `/leaderboard` runs) is
 timed, median of `--reps`. For 400 votes between 4 models the same bootstrap is also fitted the way
 FastChat's `compute_bootstrap_bt` does it, one scipy `minimize` per sample, against this module's
 single `minimize` over all samples at once (the problem separates into one per sample), in one run.
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_startup import replace_section  # noqa: E402
 
-from components import ratings  # noqa: E402
+from components.features import ratings  # noqa: E402
 from tests.test_ratings import bt_votes  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -116,8 +116,9 @@ def main() -> None:
         "",
         f"`python bench/bench_ratings.py --rounds {args.rounds} --reps {args.reps} --record`",
         "",
-        "`components.ratings.leaderboard` (what `/leaderboard` and the page run; cached per state of the votes "
-        f"file) on votes drawn from a Bradley-Terry model, {args.rounds} bootstrap samples, median of {args.reps}.",
+        "`components.features.ratings.leaderboard` (what `/leaderboard` and the page run; cached per state of "
+        f"the votes file) on votes drawn from a Bradley-Terry model, {args.rounds} bootstrap samples, "
+        f"median of {args.reps}.",
         "",
         *table,
         "",

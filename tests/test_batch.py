@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from components.batch import EvalPrompt, load_prompts, main, run_batch, write_report
-from components.prompts import get_format
-from components.service import EngineRegistry, Playground
+from components.core.prompts import get_format
+from components.core.service import EngineRegistry, Playground
+from components.features.batch import EvalPrompt, load_prompts, main, run_batch, write_report
 from tests.test_compare import ScriptedEngine, fake_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ def test_cli_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_batch_command_on_the_offline_model(tmp_path: Path) -> None:
     """The real command on the shipped prompt set: ~4 s on an idle 2-core machine, ~40 s on a busy one."""
     out = tmp_path / "reports"
-    cmd = [sys.executable, "-m", "components.batch", "--prompts", str(PROMPTS), "--models", OFFLINE]
+    cmd = [sys.executable, "-m", "components.features.batch", "--prompts", str(PROMPTS), "--models", OFFLINE]
     cmd += ["--out", str(out), "--max-new-tokens", "3", "--temperature", "0", "--seed", "1"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from components.catalog import Endpoint, Quantization, QuantKind, load_catalog
-from components.messages import t
+from components.core.catalog import Endpoint, Quantization, QuantKind, load_catalog
+from components.core.messages import t
 from tests.browser import browser_fixture, set_slider, stats_pattern
 from tests.conftest import free_port
 
@@ -61,7 +61,7 @@ def votes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def app_url(standins: dict[str, Any], votes_file: Path) -> Iterator[str]:
     """The real app in this process, its catalog extended by one remote build per stand-in."""
     import app
-    from components.service import EngineRegistry, Playground
+    from components.core.service import EngineRegistry, Playground
 
     saved = {k: os.environ.get(k) for k in ("PLAYGROUND_VOTES_FILE", *[f"COMPARE_{n.upper()}_URL" for n in SERVERS])}
     os.environ["PLAYGROUND_VOTES_FILE"] = str(votes_file)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from components.messages import MESSAGES, t
-from components.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL, RAG_SYSTEM_PROMPT
+from components.core.messages import MESSAGES, t
+from components.features.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL, RAG_SYSTEM_PROMPT
 from tests.app_server import RunningApp, app_server_fixture
 from tests.browser import browser_fixture, set_slider
 

@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
-from components import compare
-from components.catalog import Catalog, CatalogFile
-from components.compare import (
+from components.core.catalog import Catalog, CatalogFile
+from components.core.service import EngineRegistry, Playground
+from components.core.validation import InputError
+from components.engines.base import Engine, EngineDone, EngineError, GenerationRequest, TextDelta
+from components.features import compare
+from components.features.compare import (
     TIE,
     PaneSpec,
     Round,
@@ -31,10 +34,7 @@ from components.compare import (
     shuffled,
     vote_record,
 )
-from components.engines.base import Engine, EngineDone, EngineError, GenerationRequest, TextDelta
-from components.ratings import leaderboard
-from components.service import EngineRegistry, Playground
-from components.validation import InputError
+from components.features.ratings import leaderboard
 
 
 # ---- a test catalog and a scripted engine ----------------------------------------------------------
@@ -416,7 +416,7 @@ async def test_blind_pane_view_hides_status_and_names(playground: Playground) ->
 async def test_compare_api_function(playground: Playground) -> None:
     import gradio as gr
 
-    from components.compare_api import register_compare_api
+    from components.api.compare import register as register_compare_api
 
     with gr.Blocks() as demo:
         register_compare_api(playground)

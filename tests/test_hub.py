@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from components import availability
+from components.core import availability
+from components.core.messages import t
 from components.engines import hub
 from components.engines.base import EngineError, Status
-from components.messages import t
 
 
 def fake_download(tmp_path: Path, chunks: int = 4, fail: bool = False):
@@ -98,8 +98,8 @@ def test_too_big_for_this_machine(catalog) -> None:
 
 async def test_engine_streams_download_status(monkeypatch, tmp_path: Path, catalog) -> None:
     """The llama.cpp engine forwards download progress while it waits for the file."""
+    from components.core.service import Playground
     from components.engines.llama_cpp import LlamaCppEngine
-    from components.service import Playground
 
     engine = LlamaCppEngine()
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from components.body_limit import BodyLimitMiddleware
+from components.core.logging_setup import RedactingStream, route_gradio_tracebacks, setup_logging
+from components.core.markers import find_marker
+from components.core.prompts import Turn
+from components.core.validation import InputError, check_message
 from components.engines.grammar_worker import GrammarRefused, GrammarWorker
-from components.logging_setup import RedactingStream, route_gradio_tracebacks, setup_logging
-from components.markers import find_marker
-from components.prompts import Turn
-from components.validation import InputError, check_message
+from components.serving.body_limit import BodyLimitMiddleware
 
 CARD_SCHEMA = json.dumps({"type": "object", "properties": {"jahr": {"type": "integer"}}, "required": ["jahr"]})
 
@@ -99,7 +99,7 @@ def test_a_huge_message_is_refused_before_any_cleaning() -> None:
 
 
 def test_the_json_tab_does_not_call_an_unsafe_schema_valid() -> None:
-    from components.ui.retrieval import schema_status
+    from components.ui.structured import schema_status
 
     looped = (
         '{"type":"object","properties":{"a":{"$ref":"#/$defs/x"}},"required":["a"],"$defs":{"x":{"$ref":"#/$defs/x"}}}'
@@ -267,10 +267,10 @@ def test_whatever_is_printed_to_stderr_is_redacted(monkeypatch: pytest.MonkeyPat
 def test_a_schema_for_a_local_engine_is_compiled_in_the_worker_first(
     catalog: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from components.core.service import Prepared
     from components.engines import grammar_worker as module
     from components.engines.base import GenerationRequest, SamplingSettings
-    from components.service import Prepared
-    from components.structured import check_compiles
+    from components.features.structured import check_compiles
 
     worker = GrammarWorker(timeout=1.0)
     monkeypatch.setattr(module, "_worker", worker)

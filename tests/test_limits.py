@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from components import limits
-from components.limits import (
+from components.core.messages import MESSAGES, t
+from components.core.validation import InputError
+from components.serving import limits
+from components.serving.limits import (
     Rate,
     RateLimited,
     RateLimiter,
@@ -17,8 +19,6 @@ from components.limits import (
     parse_rate,
     visitor_key,
 )
-from components.messages import MESSAGES, t
-from components.validation import InputError
 
 
 class FakeClock:

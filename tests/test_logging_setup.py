@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from components import logging_setup
+from components.core import logging_setup
+from components.core.logging_setup import (
+    ConversationLog,
+    JsonFormatter,
+    KeyValueFormatter,
+    RedactionFilter,
+    record_conversation,
+    redact,
+    setup_logging,
+)
 from components.engines.base import (
     Event,
     Failed,
@@ -22,15 +31,6 @@ from components.engines.base import (
     GenerationStats,
     SamplingSettings,
     TextDelta,
-)
-from components.logging_setup import (
-    ConversationLog,
-    JsonFormatter,
-    KeyValueFormatter,
-    RedactionFilter,
-    record_conversation,
-    redact,
-    setup_logging,
 )
 
 SECRET = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345"
@@ -160,8 +160,8 @@ def test_prompts_logged_only_when_asked(captured: io.StringIO, monkeypatch: pyte
 
 def test_the_real_request_log_line_has_no_prompt(captured: io.StringIO) -> None:
     """The service's own log line for a generation (through the real Playground)."""
-    from components.catalog import load_catalog
-    from components.service import Playground
+    from components.core.catalog import load_catalog
+    from components.core.service import Playground
 
     playground = Playground(load_catalog())
     prepared = playground.prepare(playground.catalog.default.id, PROMPT)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components import availability
+from components.core import availability
 from components.engines import offline_model
 from components.engines.offline_model import fetch_packaged_gguf, packaged_gguf, requirement_for
 

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from components.catalog import Endpoint, ModelRef, Quantization
+from components.core.catalog import Endpoint, ModelRef, Quantization
+from components.core.messages import MESSAGES, number, t
+from components.core.prompts import get_format
 from components.engines.base import (
     Event,
     Failed,
@@ -23,8 +25,6 @@ from components.engines.base import (
     TextDelta,
 )
 from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
-from components.messages import MESSAGES, number, t
-from components.prompts import get_format
 from tests.conftest import free_port
 from tests.llama_server import greedy_completion, offline_gguf, running_llama_server, xllamacpp_installed
 from tests.tgi_standin import Standin, StandinServer
@@ -166,8 +166,8 @@ async def test_forced_chat_mode_shows_what_the_server_rendered(
     _, events = await collect(engine, request)
     (sent,) = [e for e in events if isinstance(e, PromptSent)]
     assert sent.prompt is None and sent.note == "note_server_template"
-    # what the tabs show then: the card's prompt and the note (components/service.py prompt_shown)
-    from components.service import prompt_shown
+    # what the tabs show then: the card's prompt and the note (components/core/service.py prompt_shown)
+    from components.core.service import prompt_shown
 
     shown = prompt_shown(sent, request.prompt, "de")
     assert shown.startswith(request.prompt) and t("note_server_template", "de", **sent.params) in shown
@@ -471,11 +471,11 @@ async def test_llama_server_structured_on_an_em_german_build_validates_against_t
 ) -> None:
     """/structured's path (prepare_structured, the answer stream, check_answer) on EM German through the
     OpenAI-compatible engine: completions mode, the card's exact prompt, llama.cpp's top-level json_schema."""
-    from components.api import answer_stream
-    from components.catalog import load_catalog
-    from components.endpoints import register_env_endpoints
-    from components.service import Playground
-    from components.structured import EXAMPLE_SCHEMA, EXAMPLE_TEXT, check_answer, prepare_structured
+    from components.api.common import answer_stream
+    from components.core.catalog import load_catalog
+    from components.core.service import Playground
+    from components.features.structured import EXAMPLE_SCHEMA, EXAMPLE_TEXT, check_answer, prepare_structured
+    from components.serving.endpoints import register_env_endpoints
 
     monkeypatch.setenv("OPENAI_BASE_URL", llama_server[0] + "/v1")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
@@ -540,10 +540,10 @@ async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
     standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/chat's and /structured's info["prompt"]: the server's rendering in chat mode, else a note next to ours."""
-    from components.api import answer_stream
-    from components.catalog import load_catalog
-    from components.endpoints import register_env_endpoints
-    from components.service import Playground
+    from components.api.common import answer_stream
+    from components.core.catalog import load_catalog
+    from components.core.service import Playground
+    from components.serving.endpoints import register_env_endpoints
 
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     monkeypatch.setenv("OPENAI_API_MODE", "chat")
@@ -567,17 +567,17 @@ async def test_structured_on_leolm_through_tgis_messages_api(
 ) -> None:
     """/structured's path on LeoLM with OPENAI_BASE_URL at TGI: chat (TGI's ChatML template renders the card's
     prompt), response_format in TGI's grammar form, accepted, and the answer validates against the card's schema."""
-    from components.api import answer_stream
-    from components.catalog import load_catalog
-    from components.endpoints import register_env_endpoints
-    from components.service import Playground
-    from components.structured import (
+    from components.api.common import answer_stream
+    from components.core.catalog import load_catalog
+    from components.core.service import Playground
+    from components.features.structured import (
         EXAMPLE_CARD_OUTPUT,
         EXAMPLE_SCHEMA,
         EXAMPLE_TEXT,
         check_answer,
         prepare_structured,
     )
+    from components.serving.endpoints import register_env_endpoints
 
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):

@@ -1,4 +1,4 @@
-"""The public-Space profile (components/serving.py, components/limits.py), replaying issue 12's probes.
+"""The public-Space profile (components/serving/launch.py, components/serving/limits.py), replaying issue 12's probes.
 
 Fast tests check the pieces (who counts as a visitor, the caps, the ASGI middleware, the temporary folder,
 the session store); slow ones run the real app (`python app.py`) against the TGI stand-in, a recording
@@ -28,9 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
-from components import limits, serving
-from components.limits import VisitorSlots, visitor_key
-from components.messages import MESSAGES
+from components.core.messages import MESSAGES
+from components.serving import launch as serving
+from components.serving import limits
+from components.serving.limits import VisitorSlots, visitor_key
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture
 
@@ -642,7 +643,7 @@ def test_an_answer_cannot_load_images_from_elsewhere(public_app: RunningApp, tgi
 
 # ---- many visitors: pacing adapts to the load -------------------------------------------------------
 def test_the_pace_slows_with_many_streams_and_never_past_the_ceiling() -> None:
-    from components.streaming import STREAMS_PER_STEP, paced_interval
+    from components.core.streaming import STREAMS_PER_STEP, paced_interval
 
     assert paced_interval(0.05, 1, 0.25) == 0.05
     assert paced_interval(0.05, STREAMS_PER_STEP, 0.25) == 0.05
@@ -661,7 +662,7 @@ def test_many_streams_get_fewer_updates_and_their_end_is_not_held_back() -> None
 
 
 async def _many_streams() -> None:
-    from components.streaming import active_streams, batched
+    from components.core.streaming import active_streams, batched
 
     async def consume() -> tuple[int, float]:
         produced: list[float] = []

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from components import ratings
-from components.compare import VoteLog
-from components.ratings import Selection, leaderboard, parse_vote
+from components.features import ratings
+from components.features.compare import VoteLog
+from components.features.ratings import Selection, leaderboard, parse_vote
 
 #: Known strengths on the rating scale (the test draws battles from exactly this Bradley-Terry model).
 TRUE = {
@@ -66,7 +66,7 @@ def leaderboard_api(tmp_path: Path) -> Any:
     import gradio as gr
     from gradio_client import Client
 
-    from components.compare_api import register_leaderboard_api
+    from components.api.leaderboard import register as register_leaderboard_api
     from tests.conftest import free_port
 
     path = tmp_path / "votes.jsonl"
@@ -284,7 +284,7 @@ def test_exports_of_votes_and_leaderboard(tmp_path: Path) -> None:
 
 def test_empty_leaderboard_says_what_it_counts_and_why_votes_did_not_count() -> None:
     """Issue 13, point 3: after two votes of SmolLM2 against SmolLM2 the board showed "– 0 0 0 0 –" and no reason."""
-    from components.compare import PaneResult, Round
+    from components.features.compare import PaneResult, Round
     from components.ui.arena import leaderboard_html, vote_note
 
     same = [
@@ -338,8 +338,8 @@ def test_votes_api_lists_votes_without_texts(leaderboard_api: Any) -> None:
 
 
 def test_a_typed_prompt_of_a_prompt_set_counts_for_its_category() -> None:
-    from components.batch import load_prompts
-    from components.compare import PaneResult, Round
+    from components.features.batch import load_prompts
+    from components.features.compare import PaneResult, Round
     from components.ui.arena import tag_prompt
 
     prompts = load_prompts(Path(__file__).resolve().parent.parent / "prompts" / "german_eval.yaml")
@@ -355,12 +355,12 @@ def test_a_typed_prompt_of_a_prompt_set_counts_for_its_category() -> None:
 def test_every_message_of_the_leaderboard_and_session_exists_in_both_languages() -> None:
     import re
 
-    from components.batch import CATEGORIES
-    from components.messages import MESSAGES
+    from components.core.messages import MESSAGES
+    from components.features.batch import CATEGORIES
 
     root = Path(__file__).resolve().parent.parent / "components"
     keys = set()
-    for name in ("ui/arena.py", "compare_api.py"):
+    for name in ("ui/arena.py", "api/compare.py", "api/leaderboard.py"):
         keys |= set(re.findall(r"\bt\(\s*\"([a-z0-9_]+)\"", (root / name).read_text(encoding="utf-8")))
     keys |= {f"lb_reason_{r}" for r in ratings.REASONS} | {f"category_{c}" for c in (*CATEGORIES, "free")}
     assert len(keys) > 40

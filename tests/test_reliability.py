@@ -23,7 +23,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from components.messages import MESSAGES, t
+from components.core.messages import MESSAGES, t
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture
 from tests.tgi_standin import EOS_ID, EOS_TEXT, Standin, StandinConfig, StandinServer, tokenize
@@ -544,10 +544,12 @@ def test_waiting_visitor_sees_their_place_in_the_queue(live: RunningApp, client:
 
 
 # ---- limits through the running app --------------------------------------------------------------
-API_WIRED = "check_rate" in (Path(__file__).resolve().parent.parent / "components" / "api.py").read_text()
+API_WIRED = (
+    "check_rate" in (Path(__file__).resolve().parent.parent / "components" / "api" / "chat_models.py").read_text()
+)
 
 
-@pytest.mark.skipif(not API_WIRED, reason="components/api.py does not call limits.check_rate yet")
+@pytest.mark.skipif(not API_WIRED, reason="components/api/chat_models.py does not call limits.check_rate yet")
 def test_rate_limit_through_the_api(tgi: StandinHolder) -> None:
     from gradio_client import Client
     from gradio_client.exceptions import AppError
@@ -573,7 +575,7 @@ def test_closed_api_refuses_clients_and_keeps_the_page() -> None:
     from gradio_client import Client
 
     import app as app_module
-    from components.limits import apply_api_policy
+    from components.serving.limits import apply_api_policy
 
     demo = app_module.build_app(app_module.create_playground())
     apply_api_policy(demo, open_api=False)

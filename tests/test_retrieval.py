@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from components.catalog import Catalog, ModelRef
+from components.core.catalog import Catalog, ModelRef
+from components.core.messages import MESSAGES, number, t
+from components.core.service import EngineRegistry, Playground
+from components.core.validation import InputError
 from components.engines.base import Engine, EngineDone, Finished, GenerationRequest, Status, TextDelta
-from components.messages import MESSAGES, number, t
-from components.retrieval import (
+from components.features.retrieval import (
     CARD_QUESTION,
     CARD_QUESTION_UNANSWERABLE,
     CARD_SOURCE_TEXT,
@@ -33,8 +35,6 @@ from components.retrieval import (
     read_upload,
     user_message,
 )
-from components.service import EngineRegistry, Playground
-from components.validation import InputError
 from tests.cards import card_path
 from tests.tgi_standin import Standin
 from tests.tgi_standin import tokenize as standin_tokenize
@@ -225,7 +225,14 @@ def test_uploads_are_checked_for_type_size_and_encoding(tmp_path: Path) -> None:
 def test_every_retrieval_message_key_exists_in_both_languages() -> None:
     source = Path(__file__).resolve().parents[1] / "components"
     used: set[str] = set()
-    for name in ("retrieval.py", "structured.py", "ui/retrieval.py"):
+    for name in (
+        "features/retrieval.py",
+        "features/structured.py",
+        "ui/retrieval.py",
+        "ui/structured.py",
+        "api/retrieval.py",
+        "api/structured.py",
+    ):
         text = (source / name).read_text(encoding="utf-8")
         used |= set(re.findall(r'(?:\bt|InputError|AnswerCheck)\([^"()\n]*?"([a-z_]+)"', text))
     # keys built at run time
@@ -333,7 +340,7 @@ class SlowCountEngine(CountlessEngine):
 async def test_a_slow_tokenizer_falls_back_to_the_estimate_and_keeps_loading(
     catalog: Catalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import components.retrieval as retrieval
+    import components.features.retrieval as retrieval
 
     monkeypatch.setattr(retrieval, "COUNT_TIMEOUT_S", 0.05)
     playground = Playground(catalog, EngineRegistry(catalog, overrides={"llama_cpp": SlowCountEngine()}))

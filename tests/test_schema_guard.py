@@ -1,4 +1,4 @@
-"""The static schema checks (components/schema_guard.py): the issue's probes and the schemas that must pass."""
+"""The static schema checks (components/core/schema_guard.py): the issue's probes and the schemas that must pass."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from components.schema_guard import MAX_DEPTH, budget_chars, check_schema_safety
-from components.structured import EXAMPLE_SCHEMA, parse_schema
-from components.validation import InputError
+from components.core.schema_guard import MAX_DEPTH, budget_chars, check_schema_safety
+from components.core.validation import InputError
+from components.features.structured import EXAMPLE_SCHEMA, parse_schema
 
 LEFT_RECURSIVE = {
     "type": "object",

@@ -174,7 +174,7 @@ def test_dry_run_lists_and_writes_nothing(tmp_path: Path, capsys: pytest.Capture
     out = tmp_path / "never"
     assert space_build.main(["--dry-run", "--out", str(out)]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert "app.py" in listed and "requirements.txt" in listed and "components/service.py" in listed
+    assert "app.py" in listed and "requirements.txt" in listed and "components/core/service.py" in listed
     assert not out.exists()
 
 

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from components.streaming import batched, default_interval_s, merge_streams
+from components.core.streaming import batched, default_interval_s, merge_streams
 
 
 async def ticker(name: str, n: int, delay: float, log: list[str] | None = None) -> AsyncIterator[str]:

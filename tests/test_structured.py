@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from components.catalog import Catalog
+from components.core.catalog import Catalog
+from components.core.messages import MESSAGES, number, t
+from components.core.service import Playground
+from components.core.validation import InputError
 from components.engines.base import Finished, TextDelta
-from components.messages import MESSAGES, number, t
-from components.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL
-from components.service import Playground
-from components.structured import (
+from components.features.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL
+from components.features.structured import (
     EXAMPLE_CARD_OUTPUT,
     EXAMPLE_SCHEMA,
     EXAMPLE_TEXT,
@@ -28,7 +29,6 @@ from components.structured import (
     parse_schema,
     prepare_structured,
 )
-from components.validation import InputError
 from tests.cards import card_path
 from tests.conftest import free_port
 from tests.tgi_standin import Standin
@@ -264,7 +264,7 @@ def test_retrieve_api_streams_the_answer_with_the_exact_prompt(api_url: str) -> 
 
 
 def test_page_verdicts() -> None:
-    from components.ui.retrieval import schema_status, verdict_markdown
+    from components.ui.structured import schema_status, verdict_markdown
 
     assert verdict_markdown(check_answer(json.dumps(EXAMPLE_CARD_OUTPUT), EXAMPLE_SCHEMA), "de") == t(
         "json_valid", "de"

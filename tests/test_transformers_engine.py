@@ -863,7 +863,7 @@ def tiny_bloom() -> Any:
 def test_path_is_chosen_at_load_time(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForCausalLM
 
-    from components.catalog import QuantKind
+    from components.core.catalog import QuantKind
     from components.engines import transformers_batching as tb
 
     llama = AutoModelForCausalLM.from_pretrained(tiny_dir)

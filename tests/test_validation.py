@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.messages import MESSAGES, t
-from components.service import Playground
-from components.validation import InputError, build_settings, check_message, parse_history, parse_stop
+from components.core.messages import MESSAGES, t
+from components.core.service import Playground
+from components.core.validation import InputError, build_settings, check_message, parse_history, parse_stop
 
 OFFLINE = "smollm2-135m-instruct/gguf-q4_1"
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from components.compare import PaneResult, Round, VoteLog, viewer_of, vote_record
-from components.validation import InputError
+from components.core.validation import InputError
+from components.features.compare import PaneResult, Round, VoteLog, viewer_of, vote_record
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +86,7 @@ WRITER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, sys.argv[1])
-    from components.compare import VoteLog
+    from components.features.compare import VoteLog
     log = VoteLog(sys.argv[2])
     tag, size, count = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
     panes = [{"letter": "A", "model": "x/q", "output": "x" * size}, {"letter": "B", "model": "y/q"}]
@@ -179,7 +179,7 @@ def test_a_failed_write_releases_the_vote(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_commit_scheduler_is_off_without_a_repository(monkeypatch: pytest.MonkeyPatch) -> None:
-    from components.compare import hub_scheduler
+    from components.features.compare import hub_scheduler
 
     monkeypatch.delenv("PLAYGROUND_VOTES_HF_REPO", raising=False)
     assert hub_scheduler() is None
@@ -210,7 +210,7 @@ HUB_CHECK = textwrap.dedent(
     import sys, time
     sys.path.insert(0, sys.argv[1])
     from pathlib import Path
-    from components.compare import hub_scheduler
+    from components.features.compare import hub_scheduler
     start = time.monotonic()
     print(hub_scheduler(Path(sys.argv[2])), round(time.monotonic() - start, 1))
     """

@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.catalog import ModelRef
+from components.core.catalog import ModelRef
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Validated sampling settings (see components/validation.py for ranges)."""
+    """Validated sampling settings (see components/core/validation.py for ranges)."""
 
     temperature: float = 0.7
     top_p: float = 0.95
@@ -54,7 +54,7 @@ class TextDelta:
 @dataclass(frozen=True)
 class Status:
     """Progress that is not answer text: loading, downloading, waiting in a queue.
-    `key` is a message key of components/messages.py, `params` its placeholders."""
+    `key` is a message key of components/core/messages.py, `params` its placeholders."""
 
     key: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -64,7 +64,7 @@ class Status:
 class PromptSent:
     """What the model got when a server, not the playground, built the prompt (chat mode on a remote server):
     `prompt` is the server's own rendering, or None when the server cannot show it; `note` is a message key
-    (components/messages.py) with its `params`, shown next to the raw prompt."""
+    (components/core/messages.py) with its `params`, shown next to the raw prompt."""
 
     prompt: str | None
     note: str | None = None
@@ -119,7 +119,7 @@ Event = TextDelta | Status | PromptSent | Finished | Failed
 
 
 class EngineError(Exception):
-    """A failure with a message key (components/messages.py) and its placeholders."""
+    """A failure with a message key (components/core/messages.py) and its placeholders."""
 
     def __init__(self, key: str, **params: Any) -> None:
         super().__init__(f"{key}: {params}")

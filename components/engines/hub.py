@@ -97,7 +97,7 @@ async def download_file(
 
 
 def download_error(exc: BaseException, repo: str, filename: str) -> EngineError:
-    """A failed hf_hub_download as a message key of components/messages.py (huggingface_hub's own texts are
+    """A failed hf_hub_download as a message key of components/core/messages.py (huggingface_hub's own texts are
     English and, for a missing network, cut mid-sentence; they never reach the page)."""
     import errno
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from components.catalog import ModelRef
+from components.core.catalog import ModelRef
 from components.engines.base import (
     Engine,
     EngineDone,
@@ -27,7 +27,7 @@ from components.engines.base import (
     check_context,
 )
 from components.engines.hub import download_file
-from components.engines.model_cache import Loaded, ModelCache
+from components.engines.model_cache import Loaded, ModelCache, progress_while
 from components.engines.offline_model import ensure_packaged_gguf, packaged_gguf
 
 log = logging.getLogger(__name__)
@@ -527,17 +527,9 @@ class LlamaCppEngine(Engine):
         queue: asyncio.Queue[Status] = asyncio.Queue()
         # Loading may download; progress arrives as Status items while we wait.
         load_task = asyncio.ensure_future(self._load(request.model, queue.put_nowait))
-        try:
-            while not load_task.done():
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({load_task, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                else:
-                    getter.cancel()
-        finally:
-            if not load_task.done():
-                load_task.cancel()
+        async with contextlib.aclosing(progress_while(load_task, queue)) as progress:
+            async for status in progress:
+                yield status
         item = load_task.result()
         while not queue.empty():
             yield queue.get_nowait()

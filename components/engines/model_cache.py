@@ -7,9 +7,9 @@ import gc
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from components.engines.base import EngineError
 
@@ -34,6 +34,22 @@ def default_budget_gb() -> float:
         except ValueError:
             log.warning("PLAYGROUND_MEMORY_BUDGET_GB=%r is not a number; using the default", raw)
     return round(total_memory_gb() * 0.7, 1)
+
+
+async def progress_while(task: asyncio.Future[Any], queue: asyncio.Queue[Any]) -> AsyncIterator[Any]:
+    """What `queue` receives while `task` (a model's load, which may download) runs, as it arrives. Closed early
+    (use contextlib.aclosing), it cancels the task. The caller takes the task's result and what is still queued."""
+    try:
+        while not task.done():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+            else:
+                getter.cancel()
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 @dataclass

@@ -31,7 +31,7 @@ JSON output (request.json_schema), by server and mode:
   llama-cpp-python's server only knows `{"type": "json_object", "schema": ...}` and answers the standard form
   with an error naming response_format; the engine then switches to that form for this endpoint and retries
   once. OPENAI_JSON_FORMAT=json_schema|json_object fixes the form.
-Whatever comes back is validated against the schema by components/structured.py.
+Whatever comes back is validated against the schema by components/features/structured.py.
 
 Token counts (for refusing a prompt too long for the server before sending): TGI `POST /tokenize {"inputs"}`,
 llama.cpp `POST /tokenize {"content", "add_special": true}`, vLLM `POST /tokenize {"model", "prompt"}`
@@ -57,7 +57,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from components.catalog import Endpoint, ModelRef
+from components.core.catalog import Endpoint, ModelRef
 from components.engines.base import (
     Engine,
     EngineDone,

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from components.catalog import Endpoint
+from components.core.catalog import Endpoint
 from components.engines.base import EngineError
 
 T = TypeVar("T")

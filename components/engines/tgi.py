@@ -34,7 +34,7 @@ from huggingface_hub.errors import (
     ValidationError,
 )
 
-from components.catalog import Endpoint, ModelRef
+from components.core.catalog import Endpoint, ModelRef
 from components.engines.base import (
     Engine,
     EngineDone,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from components.catalog import QuantKind
+from components.core.catalog import QuantKind
 from components.engines.base import SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def batch_size() -> int:
 
 @dataclass(frozen=True)
 class PathChoice:
-    """Which path a loaded model uses and why (`reason` is a message key of components/messages.py)."""
+    """Which path a loaded model uses and why (`reason` is a message key of components/core/messages.py)."""
 
     batching: bool
     reason: str

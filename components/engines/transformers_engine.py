@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from components.catalog import ModelRef, Quantization, QuantKind
+from components.core.catalog import ModelRef, Quantization, QuantKind
 from components.engines import json_constraint
 from components.engines import transformers_batching as batching
 from components.engines.base import (
@@ -34,7 +34,7 @@ from components.engines.base import (
     check_context,
 )
 from components.engines.hub import hub_offline
-from components.engines.model_cache import Loaded, ModelCache
+from components.engines.model_cache import Loaded, ModelCache, progress_while
 
 log = logging.getLogger(__name__)
 
@@ -810,17 +810,9 @@ class TransformersEngine(Engine):
 
         # Loading may download; its progress arrives as Status items while we wait.
         load_task = asyncio.ensure_future(self._load(request.model, events.put_nowait))
-        try:
-            while not load_task.done():
-                getter = asyncio.ensure_future(events.get())
-                done, _ = await asyncio.wait({load_task, getter}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                else:
-                    getter.cancel()
-        finally:
-            if not load_task.done():
-                load_task.cancel()
+        async with contextlib.aclosing(progress_while(load_task, events)) as progress:
+            async for status in progress:
+                yield status
         item = load_task.result()
         loaded = item.value
         settings = request.settings

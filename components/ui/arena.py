@@ -18,10 +18,13 @@ from typing import Any
 
 import gradio as gr
 
-from components import ratings
-from components.batch import CATEGORIES, EvalPrompt, prompt_sets
-from components.catalog import QuantKind
-from components.compare import (
+from components.core.catalog import QuantKind
+from components.core.messages import t
+from components.core.service import Playground
+from components.core.validation import LIMITS, InputError
+from components.features import ratings
+from components.features.batch import CATEGORIES, EvalPrompt, prompt_sets
+from components.features.compare import (
     LETTERS,
     TIE,
     PaneSpec,
@@ -32,13 +35,10 @@ from components.compare import (
     stream_round,
     viewer_of,
 )
-from components.limits import check_rate
-from components.messages import t
-from components.ratings import FREE_CATEGORY, Leaderboard, Selection
-from components.service import Playground
+from components.features.ratings import FREE_CATEGORY, Leaderboard, Selection
+from components.serving.limits import check_rate
 from components.ui.chat import render
 from components.ui.common import CancelFlags, Translations, session_of, warn
-from components.validation import LIMITS, InputError
 
 log = logging.getLogger(__name__)
 
@@ -420,11 +420,34 @@ class SessionView:
     board: Any
 
 
-def build_blind_session(
-    playground: Playground, tr: Translations, flags: CancelFlags, vote_log: VoteLog, lang_state: Any
-) -> SessionView:
-    """A meeting's blind session: a fixed list of prompts, each to a random pair of the chosen models, one after
-    the other; after the last vote, the leaderboard of this session alone."""
+@dataclass
+class _SessionControls:
+    """The session's controls, made by its layout and wired by its events."""
+
+    set_name: Any
+    category: Any
+    count: Any
+    chosen: Any
+    max_new: Any
+    start: Any
+    progress: Any
+    panes: list[Any]
+    votes: list[Any]
+    next_button: Any
+    stop: Any
+    reveal: Any
+    board: Any
+    state: Any
+
+    @property
+    def outputs(self) -> list[Any]:
+        """What session_view updates, in its order."""
+        return [self.state, self.progress, *self.panes, *self.votes, self.next_button, self.reveal, self.board]
+
+
+def _session_layout(playground: Playground, tr: Translations) -> _SessionControls:
+    """The intro, the prompt set, category, count, models and max new tokens; Start; two blind panes, the votes,
+    Next and Stop; the reveal and the session's leaderboard."""
     sets = prompt_sets()
     models = runnable_models(playground)
     tr.add(gr.Markdown(t("session_intro"), elem_id="session-intro"), "session_intro", "value")
@@ -496,67 +519,101 @@ def build_blind_session(
     reveal = gr.Markdown("", elem_id="session-reveal")
     board = gr.HTML("", elem_id="session-board")
     state = gr.State(None)
+    return _SessionControls(
+        set_name,
+        category,
+        count,
+        chosen,
+        max_new,
+        start,
+        progress,
+        panes,
+        votes,
+        next_button,
+        stop,
+        reveal,
+        board,
+        state,
+    )
 
-    def view(run: SessionRun | None, lang: str, board_html: Any = None) -> list[Any]:
-        round_ = run.current if run else None
-        chatbots = []
-        for i in range(2):
-            label = t("compare_blind_name", lang, letter=LETTERS[i])
-            content: list[dict[str, str]] = []
-            if round_ is not None and i < len(round_.panes):
-                label = round_.name(i, lang)
-                p = round_.panes[i]
-                status = t("compare_working", lang) if p.status else None  # a loading text could name the model
-                item = {"user": round_.prompt, "assistant": p.text, "status": status, "error": p.error}
-                content = render([{**item, "stats": p.stats}], lang)
-            chatbots.append(gr.update(value=content, label=label))
-        open_vote = bool(round_ and round_.done and round_.winner is None)
-        more = bool(run and round_ and round_.winner is not None and not run.finished)
-        buttons = [
-            gr.update(
-                interactive=open_vote,
-                value=t("compare_vote_for", lang, name=t("compare_blind_name", lang, letter=letter)),
-            )
-            for letter in LETTERS[:2]
-        ]
-        buttons.append(gr.update(interactive=open_vote, value=t("compare_vote_tie", lang)))
-        return [
-            run,
-            session_progress(run, lang),
-            *chatbots,
-            *buttons,
-            gr.update(interactive=more, value=t("session_next", lang)),
-            session_reveal(run, lang),
-            gr.update() if board_html is None else board_html,
-        ]
 
-    outputs = [state, progress, *panes, *votes, next_button, reveal, board]
+def session_view(run: SessionRun | None, lang: str, board_html: Any = None) -> list[Any]:
+    """The session's page for _SessionControls.outputs: the two panes (blind), the votes, Next, the reveal and,
+    where given, the session's leaderboard."""
+    round_ = run.current if run else None
+    chatbots = []
+    for i in range(2):
+        label = t("compare_blind_name", lang, letter=LETTERS[i])
+        content: list[dict[str, str]] = []
+        if round_ is not None and i < len(round_.panes):
+            label = round_.name(i, lang)
+            p = round_.panes[i]
+            status = t("compare_working", lang) if p.status else None  # a loading text could name the model
+            item = {"user": round_.prompt, "assistant": p.text, "status": status, "error": p.error}
+            content = render([{**item, "stats": p.stats}], lang)
+        chatbots.append(gr.update(value=content, label=label))
+    open_vote = bool(round_ and round_.done and round_.winner is None)
+    more = bool(run and round_ and round_.winner is not None and not run.finished)
+    buttons = [
+        gr.update(
+            interactive=open_vote,
+            value=t("compare_vote_for", lang, name=t("compare_blind_name", lang, letter=letter)),
+        )
+        for letter in LETTERS[:2]
+    ]
+    buttons.append(gr.update(interactive=open_vote, value=t("compare_vote_tie", lang)))
+    return [
+        run,
+        session_progress(run, lang),
+        *chatbots,
+        *buttons,
+        gr.update(interactive=more, value=t("session_next", lang)),
+        session_reveal(run, lang),
+        gr.update() if board_html is None else board_html,
+    ]
 
-    async def play(run: SessionRun, lang: str, request: gr.Request) -> AsyncIterator[list[Any]]:
-        """Runs the session's next prompt on a random pair of its models, streaming both answers."""
-        try:
-            check_rate(request)
-        except InputError as exc:
-            warn(t(exc.key, lang, **exc.params), lang)
-            yield view(run, lang)
-            return
-        prompt = run.prompts[len(run.rounds)]
-        pair = random.SystemRandom().sample(run.models, 2)
-        specs = [PaneSpec(m, prompt.system_prompt, {"max_new_tokens": run.max_new_tokens}) for m in pair]
-        prepared = prepare_panes(playground, specs, prompt.text, None, lang)
-        round_ = new_round(playground, specs, prompt.text, prepared, lang, {"max_new_tokens": run.max_new_tokens}, True)
-        round_.session, round_.prompt_set = run.id, run.prompt_set
-        round_.prompt_id, round_.title, round_.category = prompt.id, prompt.title, prompt.category
-        run.rounds.append(round_)
-        session = session_of(request)
-        flag = flags.start(session, SLOT)
-        try:
-            async with contextlib.aclosing(stream_round(playground, round_, prepared, flag)) as updates:
-                async for _ in updates:
-                    yield view(run, lang)
-        finally:
-            flags.finish(session, SLOT, flag)
-        yield view(run, lang)
+
+async def session_board(vote_log: VoteLog, run: SessionRun, lang: str) -> str:
+    """The leaderboard of this session's votes alone, with its title."""
+    result = await vote_log.leaderboard(Selection(session=run.id))
+    title = t("session_board_title", lang, n=len(run.rounds))
+    return f"<h3>{html.escape(title)}</h3>" + leaderboard_html(result, lang)
+
+
+async def _play(
+    playground: Playground, flags: CancelFlags, run: SessionRun, lang: str, request: gr.Request
+) -> AsyncIterator[list[Any]]:
+    """Runs the session's next prompt on a random pair of its models, streaming both answers."""
+    try:
+        check_rate(request)
+    except InputError as exc:
+        warn(t(exc.key, lang, **exc.params), lang)
+        yield session_view(run, lang)
+        return
+    prompt = run.prompts[len(run.rounds)]
+    pair = random.SystemRandom().sample(run.models, 2)
+    specs = [PaneSpec(m, prompt.system_prompt, {"max_new_tokens": run.max_new_tokens}) for m in pair]
+    prepared = prepare_panes(playground, specs, prompt.text, None, lang)
+    round_ = new_round(playground, specs, prompt.text, prepared, lang, {"max_new_tokens": run.max_new_tokens}, True)
+    round_.session, round_.prompt_set = run.id, run.prompt_set
+    round_.prompt_id, round_.title, round_.category = prompt.id, prompt.title, prompt.category
+    run.rounds.append(round_)
+    session = session_of(request)
+    flag = flags.start(session, SLOT)
+    try:
+        async with contextlib.aclosing(stream_round(playground, round_, prepared, flag)) as updates:
+            async for _ in updates:
+                yield session_view(run, lang)
+    finally:
+        flags.finish(session, SLOT, flag)
+    yield session_view(run, lang)
+
+
+def _session_events_play(
+    c: _SessionControls, playground: Playground, flags: CancelFlags, vote_log: VoteLog, lang_state: Any
+) -> None:
+    """Start (the settings checked on the server), Next, the votes and Stop."""
+    outputs = c.outputs
 
     async def start_session(
         lang: str, set_in: Any, cat_in: Any, count_in: Any, models_in: Any, max_in: Any, request: gr.Request
@@ -568,7 +625,7 @@ def build_blind_session(
             yield [gr.update()] * len(outputs)
             return
         first = True
-        async for update in play(run, lang, request):
+        async for update in _play(playground, flags, run, lang, request):
             if first:  # a new session: the last session's leaderboard goes away
                 update[-1] = ""
                 first = False
@@ -580,55 +637,71 @@ def build_blind_session(
             warn(t("err_session_next", lang), lang)
             yield [gr.update()] * len(outputs)
             return
-        async for update in play(run, lang, request):
+        async for update in _play(playground, flags, run, lang, request):
             yield update
 
     def make_vote(choice: str) -> Callable[..., Any]:
         async def vote(run: SessionRun | None, lang: str, request: gr.Request) -> list[Any]:
-            round_ = run.current if run else None
-            try:
-                await vote_log.vote(round_, choice, viewer_of(session_of(request)))
-            except InputError as exc:
-                warn(t(exc.key, lang, **exc.params), lang)
-                return [gr.update()] * len(outputs)
-            except OSError as exc:
-                log.warning("vote not saved: %s", exc)
-                warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
+            if not await save_vote(vote_log, run.current if run else None, choice, request, lang):
                 return [gr.update()] * len(outputs)
             assert run is not None
-            board_html = await session_board(run, lang) if run.finished else None
-            return view(run, lang, board_html)
+            board_html = await session_board(vote_log, run, lang) if run.finished else None
+            return session_view(run, lang, board_html)
 
         return vote
 
-    start_inputs = [lang_state, set_name, category, count, chosen, max_new]
-    start.click(start_session, start_inputs, outputs, api_visibility="private", concurrency_limit=None)
-    next_button.click(next_prompt, [state, lang_state], outputs, api_visibility="private", concurrency_limit=None)
-    for button, choice in zip(votes, [*LETTERS[:2], TIE], strict=True):
-        button.click(make_vote(choice), [state, lang_state], outputs, api_visibility="private")
+    start_inputs = [lang_state, c.set_name, c.category, c.count, c.chosen, c.max_new]
+    c.start.click(start_session, start_inputs, outputs, api_visibility="private", concurrency_limit=None)
+    c.next_button.click(next_prompt, [c.state, lang_state], outputs, api_visibility="private", concurrency_limit=None)
+    for button, choice in zip(c.votes, [*LETTERS[:2], TIE], strict=True):
+        button.click(make_vote(choice), [c.state, lang_state], outputs, api_visibility="private")
 
     def stop_session(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
 
-    stop.click(stop_session, None, None, queue=False, api_visibility="private")
+    c.stop.click(stop_session, None, None, queue=False, api_visibility="private")
+
+
+def _session_events_page(c: _SessionControls, playground: Playground, vote_log: VoteLog, lang_state: Any) -> None:
+    """On page load the models that run now; the language relabels the session (and its leaderboard)."""
 
     def refresh_models() -> Any:
         return gr.update(choices=runnable_models(playground))
 
-    gr.on(None, refresh_models, None, [chosen], api_visibility="private")
-
-    async def session_board(run: SessionRun, lang: str) -> str:
-        result = await vote_log.leaderboard(Selection(session=run.id))
-        title = t("session_board_title", lang, n=len(run.rounds))
-        return f"<h3>{html.escape(title)}</h3>" + leaderboard_html(result, lang)
+    gr.on(None, refresh_models, None, [c.chosen], api_visibility="private")
 
     async def on_lang(run: SessionRun | None, lang: str, cat_in: Any) -> list[Any]:
-        cats = [(t("lb_all", lang), ALL), *[(t(f"category_{c}", lang), c) for c in CATEGORIES]]
-        board_html = await session_board(run, lang) if run is not None and run.finished else None
-        return [*view(run, lang, board_html), gr.update(choices=cats, value=cat_in)]
+        cats = [(t("lb_all", lang), ALL), *[(t(f"category_{cat}", lang), cat) for cat in CATEGORIES]]
+        board_html = await session_board(vote_log, run, lang) if run is not None and run.finished else None
+        return [*session_view(run, lang, board_html), gr.update(choices=cats, value=cat_in)]
 
-    lang_state.change(on_lang, [state, lang_state, category], [*outputs, category], api_visibility="private")
-    return SessionView(start, panes, votes, next_button, board)
+    lang_state.change(on_lang, [c.state, lang_state, c.category], [*c.outputs, c.category], api_visibility="private")
+
+
+def build_blind_session(
+    playground: Playground, tr: Translations, flags: CancelFlags, vote_log: VoteLog, lang_state: Any
+) -> SessionView:
+    """A meeting's blind session: a fixed list of prompts, each to a random pair of the chosen models, one after
+    the other; after the last vote, the leaderboard of this session alone."""
+    c = _session_layout(playground, tr)
+    _session_events_play(c, playground, flags, vote_log, lang_state)
+    _session_events_page(c, playground, vote_log, lang_state)
+    return SessionView(c.start, c.panes, c.votes, c.next_button, c.board)
+
+
+async def save_vote(vote_log: VoteLog, round_: Round | None, choice: str, request: gr.Request, lang: str) -> bool:
+    """A blind vote saved, once per round and viewer (a second click, even one racing the first, changes nothing);
+    False, after a warning that says why, where it was refused or could not be written."""
+    try:
+        await vote_log.vote(round_, choice, viewer_of(session_of(request)))
+    except InputError as exc:
+        warn(t(exc.key, lang, **exc.params), lang)
+        return False
+    except OSError as exc:
+        log.warning("vote not saved: %s", exc)
+        warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
+        return False
+    return True
 
 
 def tag_prompt(round_: Round) -> None:

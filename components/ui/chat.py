@@ -9,32 +9,36 @@ from typing import Any
 
 import gradio as gr
 
+from components.core.messages import t
+from components.core.prompts import Turn
+from components.core.service import Playground, format_stats, prompt_shown
+from components.core.streaming import batched
+from components.core.validation import InputError, settings_kwargs
 from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
-from components.limits import check_rate
-from components.messages import t
-from components.prompts import Turn
-from components.service import Playground, format_stats, prompt_shown
-from components.streaming import batched
+from components.serving.limits import check_rate
 from components.ui.common import (
     CancelFlags,
+    Pickers,
     SettingsControls,
     Translations,
     build_pickers,
-    first_runnable,
+    family_picked,
     guard_picker,
     max_new_tokens_for,
     model_info,
     offline_name,
-    quant_choices,
+    picked_id,
+    picked_ref,
+    pickers_relabelled,
+    raw_prompt_box,
     sendable,
     session_of,
-    settings_kwargs,
     settings_panel,
     settings_values,
-    variant_choices,
+    variant_picked,
     warn,
+    wire_settings_reset,
 )
-from components.validation import InputError
 
 log = logging.getLogger(__name__)
 
@@ -83,29 +87,59 @@ class ChatTab:
     settings: SettingsControls
 
 
-def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any) -> ChatTab:
-    catalog = playground.catalog
-    default = catalog.default
+@dataclass
+class _Controls:
+    """The tab's controls, made by its layout and wired by its events."""
+
+    pickers: Pickers
+    system: Any
+    reset_system: Any
+    settings: SettingsControls
+    offline_note: Any
+    chatbot: Any
+    message: Any
+    send: Any
+    stop: Any
+    retry: Any
+    clear: Any
+    examples: Any
+    raw_prompt: Any
+    conversation: Any
+
+    @property
+    def outputs(self) -> list[Any]:
+        """What an answer updates: the chat, its state, the message box, the raw prompt, Stop."""
+        return [self.chatbot, self.conversation, self.message, self.raw_prompt, self.stop]
+
+
+def _layout_side(playground: Playground, tr: Translations) -> tuple[Pickers, Any, Any, SettingsControls]:
+    """The left column: pickers, system prompt and its reset, settings."""
+    default = playground.catalog.default
+    pickers = build_pickers(playground, tr, "chat")
+    system = tr.add(
+        gr.Textbox(
+            value=default.family.system_prompt,
+            lines=4,
+            max_lines=12,
+            label=t("system_prompt"),
+            elem_id="chat-system",
+        ),
+        "system_prompt",
+    )
+    reset_system = tr.add(gr.Button(t("reset_system"), size="sm", elem_id="chat-reset-system"), "reset_system", "value")
+    with gr.Accordion(t("settings"), open=False, elem_id="chat-settings") as acc:
+        settings = settings_panel(default.family, tr, "chat", model=default)
+    tr.add(acc, "settings")
+    return pickers, system, reset_system, settings
+
+
+def _layout(playground: Playground, tr: Translations) -> _Controls:
+    """Pickers and settings on the left; the offline note, the chat, the message box, buttons, examples and the
+    raw prompt on the right."""
+    default = playground.catalog.default
     with gr.Row(elem_id="chat-row"):
         with gr.Column(scale=1, min_width=280):
-            pickers = build_pickers(playground, tr, "chat")
-            family, variant, quant, info = pickers.family, pickers.variant, pickers.quant, pickers.info
-            system = tr.add(
-                gr.Textbox(
-                    value=default.family.system_prompt,
-                    lines=4,
-                    max_lines=12,
-                    label=t("system_prompt"),
-                    elem_id="chat-system",
-                ),
-                "system_prompt",
-            )
-            reset_system = tr.add(
-                gr.Button(t("reset_system"), size="sm", elem_id="chat-reset-system"), "reset_system", "value"
-            )
-            with gr.Accordion(t("settings"), open=False, elem_id="chat-settings") as acc:
-                settings = settings_panel(default.family, tr, "chat", model=default)
-            tr.add(acc, "settings")
+            pickers, system, reset_system, settings = _layout_side(playground, tr)
         with gr.Column(scale=3):
             offline_note = tr.add(
                 gr.Markdown(
@@ -166,69 +200,31 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
                 ),
                 "examples",
             )
-            with gr.Accordion(t("raw_prompt"), open=False, elem_id="chat-raw-prompt-box") as raw_acc:
-                raw_prompt = gr.Textbox(
-                    value="", lines=8, max_lines=30, interactive=False, show_label=False, elem_id="chat-raw-prompt"
-                )
-            tr.add(raw_acc, "raw_prompt")
+            raw_prompt = raw_prompt_box(tr, "chat", lines=8, max_lines=30, copy=False)
     conversation = gr.State([])
-
-    # ---- pickers -------------------------------------------------------------------------------
-    def model_id(variant_id: str, quant_id: str) -> str:
-        return f"{variant_id}/{quant_id}"
-
-    def on_family(family_id: str, lang: str) -> list[Any]:
-        fam = catalog.family(family_id)
-        v = fam.variants[0].id
-        q = first_runnable(playground, v)
-        ref = catalog.get(model_id(v, q)) or catalog.default
-        return [
-            gr.update(choices=variant_choices(playground, family_id, lang), value=v),
-            gr.update(choices=quant_choices(playground, v, lang), value=q),
-            model_info(playground, ref, lang),
-            fam.system_prompt,
-            gr.update(samples=[[e] for e in fam.examples]),
-            *settings_values(fam),
-            *selection_updates(ref),
-        ]
-
-    selection_outputs = [offline_note, send, settings.max_new_tokens]
-    family_outputs = [variant, quant, info, system, examples, *settings.inputs, *selection_outputs]
-    family.input(guard_picker(on_family, family_outputs), [family, lang_state], family_outputs, queue=False)
-
-    def on_variant(variant_id: str, lang: str) -> list[Any]:
-        q = first_runnable(playground, variant_id)
-        ref = catalog.get(model_id(variant_id, q)) or catalog.default
-        return [
-            gr.update(choices=quant_choices(playground, variant_id, lang), value=q),
-            model_info(playground, ref, lang),
-            *selection_updates(ref),
-        ]
-
-    variant_outputs = [quant, info, *selection_outputs]
-    variant.input(guard_picker(on_variant, variant_outputs), [variant, lang_state], variant_outputs, queue=False)
-
-    def on_quant(variant_id: str, quant_id: str, lang: str) -> list[Any]:
-        ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
-        return [model_info(playground, ref, lang), *selection_updates(ref)]
-
-    quant.input(on_quant, [variant, quant, lang_state], [info, *selection_outputs], queue=False)
-
-    def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str, conv: list[dict[str, Any]]) -> list[Any]:
-        ref = catalog.get(model_id(variant_id, quant_id)) or catalog.default
-        return [
-            gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
-            gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
-            model_info(playground, ref, lang),
-            gr.update(value=render(conv, lang), placeholder=t("chat_welcome", lang)),
-        ]
-
-    lang_state.change(
-        guard_picker(on_lang, [variant, quant, info, chatbot]),
-        [family, variant, quant, lang_state, conversation],
-        [variant, quant, info, chatbot],
-        queue=False,
+    return _Controls(
+        pickers,
+        system,
+        reset_system,
+        settings,
+        offline_note,
+        chatbot,
+        message,
+        send,
+        stop,
+        retry,
+        clear,
+        examples,
+        raw_prompt,
+        conversation,
     )
+
+
+def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> None:
+    """Family → variants → builds; a family brings its system prompt, examples and settings; a build decides the
+    offline note, Send and the max-new-tokens range; the language relabels the pickers and the chat."""
+    family, variant, quant, info = c.pickers.family, c.pickers.variant, c.pickers.quant, c.pickers.info
+    system, examples, settings, chatbot = c.system, c.examples, c.settings, c.chatbot
 
     def selection_updates(ref: Any) -> list[Any]:
         """The offline note shows only above the offline model; Send works only for builds that can be sent to;
@@ -239,15 +235,58 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
             gr.update(maximum=max_new_tokens_for(ref)),
         ]
 
+    def on_family(family_id: str, lang: str) -> list[Any]:
+        fam, ref, dropdowns = family_picked(playground, family_id, lang)
+        return [
+            *dropdowns,
+            model_info(playground, ref, lang),
+            fam.system_prompt,
+            gr.update(samples=[[e] for e in fam.examples]),
+            *settings_values(fam),
+            *selection_updates(ref),
+        ]
+
+    selection_outputs = [c.offline_note, c.send, settings.max_new_tokens]
+    family_outputs = [variant, quant, info, system, examples, *settings.inputs, *selection_outputs]
+    family.input(guard_picker(on_family, family_outputs), [family, lang_state], family_outputs, queue=False)
+
+    def on_variant(variant_id: str, lang: str) -> list[Any]:
+        ref, quants = variant_picked(playground, variant_id, lang)
+        return [quants, model_info(playground, ref, lang), *selection_updates(ref)]
+
+    variant_outputs = [quant, info, *selection_outputs]
+    variant.input(guard_picker(on_variant, variant_outputs), [variant, lang_state], variant_outputs, queue=False)
+
+    def on_quant(variant_id: str, quant_id: str, lang: str) -> list[Any]:
+        ref = picked_ref(playground, variant_id, quant_id)
+        return [model_info(playground, ref, lang), *selection_updates(ref)]
+
+    quant.input(on_quant, [variant, quant, lang_state], [info, *selection_outputs], queue=False)
+
+    def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str, conv: list[dict[str, Any]]) -> list[Any]:
+        ref = picked_ref(playground, variant_id, quant_id)
+        return [
+            *pickers_relabelled(playground, family_id, variant_id, quant_id, lang),
+            model_info(playground, ref, lang),
+            gr.update(value=render(conv, lang), placeholder=t("chat_welcome", lang)),
+        ]
+
+    lang_state.change(
+        guard_picker(on_lang, [variant, quant, info, chatbot]),
+        [family, variant, quant, lang_state, c.conversation],
+        [variant, quant, info, chatbot],
+        queue=False,
+    )
+
     def reset_system_prompt(family_id: str) -> str:
-        return catalog.family(family_id).system_prompt
+        return playground.catalog.family(family_id).system_prompt
 
-    reset_system.click(guard_picker(reset_system_prompt, [system]), [family], [system], queue=False)
+    c.reset_system.click(guard_picker(reset_system_prompt, [system]), [family], [system], queue=False)
+    wire_settings_reset(playground, family, settings)
 
-    def reset_settings(family_id: str) -> list[Any]:
-        return settings_values(catalog.family(family_id))
 
-    settings.reset.click(guard_picker(reset_settings, settings.inputs), [family], settings.inputs, queue=False)
+def _events_preview(c: _Controls, playground: Playground, lang_state: Any) -> None:
+    """The raw-prompt view follows the message, the system prompt and the build; an example fills the box."""
 
     def preview(
         variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]], lang: str = "de"
@@ -256,8 +295,8 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
         prompt that was sent last (no empty user turn); an answer still being written is not history yet."""
         if not (text or "").strip():
             return gr.update()
-        turns = to_turns([c for c in conv if c.get("stats") or c.get("error")])
-        return playground.render_prompt(model_id(variant_id, quant_id), text or "", sys_prompt, turns, lang)
+        turns = to_turns([x for x in conv if x.get("stats") or x.get("error")])
+        return playground.render_prompt(picked_id(variant_id, quant_id), text or "", sys_prompt, turns, lang)
 
     def preview_message(
         variant_id: str, quant_id: str, text: str, sys_prompt: str, conv: list[dict[str, Any]], lang: str = "de"
@@ -269,158 +308,170 @@ def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags,
 
     preview_args: dict[str, Any] = {
         "fn": preview,
-        "inputs": [variant, quant, message, system, conversation, lang_state],
-        "outputs": [raw_prompt],
+        "inputs": [c.pickers.variant, c.pickers.quant, c.message, c.system, c.conversation, lang_state],
+        "outputs": [c.raw_prompt],
         "queue": False,
         "show_progress": "hidden",
         "trigger_mode": "always_last",
     }
-    for trigger in (system.change, quant.change):
+    for trigger in (c.system.change, c.pickers.quant.change):
         trigger(**preview_args)
-    message.change(**{**preview_args, "fn": preview_message})
-    examples.click(lambda sample: sample[0] if isinstance(sample, list) else sample, [examples], [message], queue=False)
+    c.message.change(**{**preview_args, "fn": preview_message})
+    c.examples.click(
+        lambda sample: sample[0] if isinstance(sample, list) else sample, [c.examples], [c.message], queue=False
+    )
 
-    # ---- generation ----------------------------------------------------------------------------
-    outputs = [chatbot, conversation, message, raw_prompt, stop]
 
-    async def run(
-        text: str,
-        conv: list[dict[str, Any]],
-        variant_id: str,
-        quant_id: str,
-        sys_prompt: str,
-        lang: str,
-        settings_args: dict[str, Any],
-        request: gr.Request | None,
-    ) -> AsyncIterator[list[Any]]:
-        session = session_of(request)
-        if flags.running(session, SLOT):
-            # one answer at a time per visitor: Enter or Send while one streams neither stops it nor queues
-            warn(t("err_busy", lang), lang)
-            yield gr.skip()
-            return
-        try:
-            check_rate(request)
-            prepared = playground.prepare(
-                model_id(variant_id, quant_id),
-                text,
-                system_prompt=sys_prompt,
-                history=to_turns(conv),
-                lang=lang,
-                **settings_args,
-            )
-        except InputError as exc:
-            warn(t(exc.key, lang, **exc.params), lang)
-            yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
-            return
-        flag = flags.start(session, SLOT)
-        prepared.request.cancel = flag
-        prepared_history = to_turns(conv)
-        entry: dict[str, Any] = {"user": text, "assistant": "", "model": prepared.request.model.id}
-        conv = [*conv, entry]
-        yield [render(conv, lang), conv, "", prepared.raw_prompt, gr.update(interactive=True)]
-        try:
-            async for batch in batched(playground.stream(prepared)):
-                shown: Any = gr.update()
-                for event in batch:
-                    if isinstance(event, TextDelta):
-                        entry["assistant"] += event.text
-                        entry.pop("status", None)
-                    elif isinstance(event, PromptSent):
-                        # the server built the prompt: show its rendering, or say that it cannot be shown
-                        shown = prompt_shown(event, prepared.raw_prompt, lang)
-                    elif isinstance(event, Status):
-                        entry["status"] = t(event.key, lang, **event.params)
-                    elif isinstance(event, Finished):
-                        entry["stats"] = event.stats.as_dict()
-                        flags.finish(session, SLOT, flag)  # done: the next message may go as soon as this shows
-                    elif isinstance(event, Failed):
-                        key = event.key
-                        if key == "err_context" and not prepared_history:
-                            key = "err_context_single"  # nothing to clear: the message itself is too long
-                        entry["error"] = t(key, lang, **event.params)
-                        flags.finish(session, SLOT, flag)
-                        if event.stats:
-                            entry["stats"] = event.stats.as_dict()
-                if getattr(flag, "reason", None) == "clear":
-                    break
-                if entry.get("assistant"):
-                    entry.pop("status", None)
-                yield [render(conv, lang), conv, gr.update(), shown, gr.update()]
-        finally:
-            flags.finish(session, SLOT, flag)
-        idle = gr.update(interactive=False)
-        if getattr(flag, "reason", None) == "clear":
-            yield [[], [], gr.update(), gr.update(), idle]
-            return
-        entry.pop("status", None)
-        yield [render(conv, lang), conv, gr.update(), gr.update(), idle]
+def _apply(entry: dict[str, Any], batch: list[Any], first_message: bool, prepared: Any, lang: str) -> tuple[Any, bool]:
+    """One batch of stream events written into the conversation's entry. Returns the raw-prompt view's update (the
+    server's rendering where it built the prompt) and whether the answer ended (finished or failed)."""
+    shown: Any = gr.update()
+    ended = False
+    for event in batch:
+        if isinstance(event, TextDelta):
+            entry["assistant"] += event.text
+            entry.pop("status", None)
+        elif isinstance(event, PromptSent):
+            # the server built the prompt: show its rendering, or say that it cannot be shown
+            shown = prompt_shown(event, prepared.raw_prompt, lang)
+        elif isinstance(event, Status):
+            entry["status"] = t(event.key, lang, **event.params)
+        elif isinstance(event, Finished):
+            entry["stats"] = event.stats.as_dict()
+            ended = True
+        elif isinstance(event, Failed):
+            key = event.key
+            if key == "err_context" and first_message:
+                key = "err_context_single"  # nothing to clear: the message itself is too long
+            entry["error"] = t(key, lang, **event.params)
+            ended = True
+            if event.stats:
+                entry["stats"] = event.stats.as_dict()
+    return shown, ended
 
-    inputs = [message, conversation, variant, quant, system, lang_state, *settings.inputs]
+
+async def _answer(
+    playground: Playground,
+    flags: CancelFlags,
+    text: str,
+    conv: list[dict[str, Any]],
+    model_id: str,
+    sys_prompt: str,
+    lang: str,
+    settings_args: dict[str, Any],
+    request: gr.Request | None,
+) -> AsyncIterator[list[Any]]:
+    """One message answered, streamed into the conversation; updates for _Controls.outputs."""
+    session = session_of(request)
+    if flags.running(session, SLOT):
+        # one answer at a time per visitor: Enter or Send while one streams neither stops it nor queues
+        warn(t("err_busy", lang), lang)
+        yield gr.skip()
+        return
+    try:
+        check_rate(request)
+        prepared = playground.prepare(
+            model_id, text, system_prompt=sys_prompt, history=to_turns(conv), lang=lang, **settings_args
+        )
+    except InputError as exc:
+        warn(t(exc.key, lang, **exc.params), lang)
+        yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
+        return
+    flag = flags.start(session, SLOT)
+    prepared.request.cancel = flag
+    first_message = not to_turns(conv)
+    entry: dict[str, Any] = {"user": text, "assistant": "", "model": prepared.request.model.id}
+    conv = [*conv, entry]
+    yield [render(conv, lang), conv, "", prepared.raw_prompt, gr.update(interactive=True)]
+    try:
+        async for batch in batched(playground.stream(prepared)):
+            shown, ended = _apply(entry, batch, first_message, prepared, lang)
+            if ended:
+                flags.finish(session, SLOT, flag)  # done: the next message may go as soon as this shows
+            if getattr(flag, "reason", None) == "clear":
+                break
+            if entry.get("assistant"):
+                entry.pop("status", None)
+            yield [render(conv, lang), conv, gr.update(), shown, gr.update()]
+    finally:
+        flags.finish(session, SLOT, flag)
+    idle = gr.update(interactive=False)
+    if getattr(flag, "reason", None) == "clear":
+        yield [[], [], gr.update(), gr.update(), idle]
+        return
+    entry.pop("status", None)
+    yield [render(conv, lang), conv, gr.update(), gr.update(), idle]
+
+
+def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags, lang_state: Any) -> None:
+    """Enter, Send or Retry: an answer streamed into the chat; Stop ends it; Clear (or the chat's trash icon)
+    forgets the conversation."""
+    inputs = [c.message, c.conversation, c.pickers.variant, c.pickers.quant, c.system, lang_state, *c.settings.inputs]
+    outputs = c.outputs
 
     async def respond(
+        request: gr.Request,
         text: str,
         conv: list[dict[str, Any]],
         variant_id: str,
         quant_id: str,
         sys_prompt: str,
         lang: str,
-        temperature: Any,
-        top_p: Any,
-        top_k: Any,
-        max_new: Any,
-        rep: Any,
-        seed: Any,
-        stop_text: Any,
-        request: gr.Request,
+        *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
-        async for update in run(text, conv or [], variant_id, quant_id, sys_prompt, lang, args, request):
+        args = settings_kwargs(*sampling)
+        model_id = picked_id(variant_id, quant_id)
+        async for update in _answer(playground, flags, text, conv or [], model_id, sys_prompt, lang, args, request):
             yield update
 
     async def retry_last(
+        request: gr.Request,
         text: str,
         conv: list[dict[str, Any]],
         variant_id: str,
         quant_id: str,
         sys_prompt: str,
         lang: str,
-        temperature: Any,
-        top_p: Any,
-        top_k: Any,
-        max_new: Any,
-        rep: Any,
-        seed: Any,
-        stop_text: Any,
-        request: gr.Request,
+        *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
         if not conv:
             warn(t("err_nothing_to_retry", lang), lang)
             yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
             return
         last = conv[-1]
-        args = settings_kwargs(temperature, top_p, top_k, max_new, rep, seed, stop_text)
-        async for update in run(last["user"], conv[:-1], variant_id, quant_id, sys_prompt, lang, args, request):
+        args = settings_kwargs(*sampling)
+        model_id = picked_id(variant_id, quant_id)
+        async for update in _answer(
+            playground, flags, last["user"], conv[:-1], model_id, sys_prompt, lang, args, request
+        ):
             if isinstance(update, list):
                 update[2] = gr.update()  # keep whatever the user is typing
             yield update
 
     # "multiple": Enter or Send while an answer streams reaches the server, which says why it does not send
     events = {"api_visibility": "private", "concurrency_limit": None, "trigger_mode": "multiple"}
-    message.submit(respond, inputs, outputs, **events)
-    send.click(respond, inputs, outputs, **events)
-    retry.click(retry_last, inputs, outputs, **events)
+    c.message.submit(respond, inputs, outputs, **events)
+    c.send.click(respond, inputs, outputs, **events)
+    c.retry.click(retry_last, inputs, outputs, **events)
 
     def stop_now(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
 
-    stop.click(stop_now, None, None, queue=False, api_visibility="private")
+    c.stop.click(stop_now, None, None, queue=False, api_visibility="private")
 
     def clear_all(request: gr.Request) -> list[Any]:
         flags.stop(session_of(request), SLOT, reason="clear")
         return [[], [], "", "", gr.update(interactive=False)]
 
-    clear.click(clear_all, None, outputs, queue=False, api_visibility="private")
+    c.clear.click(clear_all, None, outputs, queue=False, api_visibility="private")
     # the chatbot's own trash icon must forget the conversation too, not only hide it
-    chatbot.clear(clear_all, None, outputs, queue=False, api_visibility="private")
-    return ChatTab(family, variant, quant, info, system, chatbot, message, conversation, settings)
+    c.chatbot.clear(clear_all, None, outputs, queue=False, api_visibility="private")
+
+
+def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any) -> ChatTab:
+    c = _layout(playground, tr)
+    _events_pickers(c, playground, lang_state)
+    _events_preview(c, playground, lang_state)
+    _events_generation(c, playground, flags, lang_state)
+    p = c.pickers
+    return ChatTab(p.family, p.variant, p.quant, p.info, c.system, c.chatbot, c.message, c.conversation, c.settings)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
-from components import availability
-from components.catalog import Family, ModelRef
-from components.messages import t
-from components.service import Playground
-from components.validation import LIMITS, RANGES
+from components.core import availability
+from components.core.catalog import Family, ModelRef
+from components.core.messages import t
+from components.core.service import Playground, format_stats, prompt_shown
+from components.core.validation import LIMITS, RANGES
+from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
 
 log = logging.getLogger(__name__)
 
@@ -359,13 +362,169 @@ def settings_panel(family: Family, tr: Translations, prefix: str, model: ModelRe
     return SettingsControls(temperature, top_p, top_k, max_new, rep, seed, stop, reset)
 
 
-def settings_kwargs(temperature: Any, top_p: Any, top_k: Any, max_new: Any, rep: Any, seed: Any, stop: Any) -> dict:
-    return {
-        "temperature": temperature,
-        "top_p": top_p,
-        "top_k": top_k,
-        "max_new_tokens": max_new,
-        "repetition_penalty": rep,
-        "seed": seed,
-        "stop": stop,
-    }
+# ---- model pickers: what every tab's pickers do ----------------------------------------------------------
+def picked_id(variant_id: str, quant_id: str) -> str:
+    return f"{variant_id}/{quant_id}"
+
+
+def picked_ref(playground: Playground, variant_id: str, quant_id: str) -> ModelRef:
+    """The build the pickers show (the catalog's default for an id it does not know)."""
+    return playground.catalog.get(picked_id(variant_id, quant_id)) or playground.catalog.default
+
+
+def family_picked(playground: Playground, family_id: str, lang: str) -> tuple[Family, ModelRef, list[Any]]:
+    """A family picked: its first variant on the build that variant starts on. Returns the family, that build and
+    the variant and build dropdowns' updates; an unknown family raises KeyError (guard_picker)."""
+    fam = playground.catalog.family(family_id)
+    v = fam.variants[0].id
+    q = first_runnable(playground, v)
+    ref = picked_ref(playground, v, q)
+    return (
+        fam,
+        ref,
+        [
+            gr.update(choices=variant_choices(playground, family_id, lang), value=v),
+            gr.update(choices=quant_choices(playground, v, lang), value=q),
+        ],
+    )
+
+
+def variant_picked(playground: Playground, variant_id: str, lang: str) -> tuple[ModelRef, Any]:
+    """A variant picked: the build it starts on, and the build dropdown's update."""
+    q = first_runnable(playground, variant_id)
+    return picked_ref(playground, variant_id, q), gr.update(
+        choices=quant_choices(playground, variant_id, lang), value=q
+    )
+
+
+def pickers_relabelled(playground: Playground, family_id: str, variant_id: str, quant_id: str, lang: str) -> list[Any]:
+    """The variant and build dropdowns in another language, on the same choice."""
+    return [
+        gr.update(choices=variant_choices(playground, family_id, lang), value=variant_id),
+        gr.update(choices=quant_choices(playground, variant_id, lang), value=quant_id),
+    ]
+
+
+def wire_settings_reset(playground: Playground, family: Any, settings: SettingsControls, **event: Any) -> None:
+    """Reset: the settings go back to the picked family's recommended values."""
+
+    def reset_settings(family_id: str) -> list[Any]:
+        return settings_values(playground.catalog.family(family_id))
+
+    settings.reset.click(guard_picker(reset_settings, settings.inputs), [family], settings.inputs, queue=False, **event)
+
+
+def wire_pickers(
+    playground: Playground,
+    pickers: Pickers,
+    settings: SettingsControls,
+    lang_state: Any,
+    extra_outputs: list[Any] | None = None,
+    extra_values: Callable[[Any], list[Any]] | None = None,
+) -> None:
+    """Family → variants → builds, like the chat tab; a family change also loads its recommended settings."""
+    extra_outputs = extra_outputs or []
+
+    def on_family(family_id: str, lang: str) -> list[Any]:
+        fam, ref, dropdowns = family_picked(playground, family_id, lang)
+        return [
+            *dropdowns,
+            model_info(playground, ref, lang),
+            *settings_values(fam),
+            *(extra_values(fam) if extra_values else []),
+        ]
+
+    family_outputs = [pickers.variant, pickers.quant, pickers.info, *settings.inputs, *extra_outputs]
+    pickers.family.input(
+        guard_picker(on_family, family_outputs),
+        [pickers.family, lang_state],
+        family_outputs,
+        queue=False,
+        api_visibility="private",
+    )
+
+    def on_variant(variant_id: str, lang: str) -> list[Any]:
+        ref, quants = variant_picked(playground, variant_id, lang)
+        return [quants, model_info(playground, ref, lang)]
+
+    pickers.variant.input(
+        guard_picker(on_variant, [pickers.quant, pickers.info]),
+        [pickers.variant, lang_state],
+        [pickers.quant, pickers.info],
+        queue=False,
+        api_visibility="private",
+    )
+
+    def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
+        return model_info(playground, picked_ref(playground, variant_id, quant_id), lang)
+
+    pickers.quant.input(
+        on_quant, [pickers.variant, pickers.quant, lang_state], [pickers.info], queue=False, api_visibility="private"
+    )
+
+    def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str) -> list[Any]:
+        ref = picked_ref(playground, variant_id, quant_id)
+        return [
+            *pickers_relabelled(playground, family_id, variant_id, quant_id, lang),
+            model_info(playground, ref, lang),
+        ]
+
+    lang_state.change(
+        guard_picker(on_lang, [pickers.variant, pickers.quant, pickers.info]),
+        [pickers.family, pickers.variant, pickers.quant, lang_state],
+        [pickers.variant, pickers.quant, pickers.info],
+        queue=False,
+        api_visibility="private",
+    )
+    wire_settings_reset(playground, pickers.family, settings, api_visibility="private")
+
+
+def raw_prompt_box(tr: Translations, prefix: str, lines: int, max_lines: int, copy: bool = True) -> Any:
+    """The closed "raw prompt" box (elem ids `{prefix}-raw-prompt-box`, `{prefix}-raw-prompt`); returns its text."""
+    with gr.Accordion(t("raw_prompt"), open=False, elem_id=f"{prefix}-raw-prompt-box") as raw_acc:
+        raw_prompt = gr.Textbox(
+            value="",
+            lines=lines,
+            max_lines=max_lines,
+            interactive=False,
+            show_label=False,
+            **({"buttons": ["copy"]} if copy else {}),
+            elem_id=f"{prefix}-raw-prompt",
+        )
+    tr.add(raw_acc, "raw_prompt")
+    return raw_prompt
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def md_literal(text: str) -> str:
+    """Visitor text shown in Markdown, literally."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def status_markdown(parts: dict[str, str]) -> str:
+    order = ("fit", "status", "error", "stats")
+    return "\n\n".join(parts[k] for k in order if parts.get(k))
+
+
+def apply_events(batch: list[Any], notes: dict[str, str], raw_prompt: str, lang: str) -> tuple[str, Any]:
+    """One batch of a stream's events applied to a tab's status notes (status, stats, error): returns the text it
+    adds and the raw-prompt view's update (the server's own rendering where it built the prompt)."""
+    added = ""
+    prompt_update: Any = gr.update()
+    for event in batch:
+        if isinstance(event, TextDelta):
+            added += event.text
+            notes.pop("status", None)
+        elif isinstance(event, PromptSent):  # the server built the prompt (chat mode)
+            prompt_update = prompt_shown(event, raw_prompt, lang)
+        elif isinstance(event, Status):
+            notes["status"] = f"*{t(event.key, lang, **event.params)}*"
+        elif isinstance(event, Finished):
+            notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
+        elif isinstance(event, Failed):
+            notes["error"] = t("err_prefix", lang) + t(event.key, lang, **event.params)
+            if event.stats:
+                notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
+    return added, prompt_update

@@ -16,7 +16,10 @@ from typing import Any
 
 import gradio as gr
 
-from components.compare import (
+from components.core.messages import t
+from components.core.service import Playground, format_stats
+from components.core.validation import LIMITS, RANGES, InputError, check_message, settings_kwargs
+from components.features.compare import (
     LETTERS,
     MAX_PANES,
     MIN_PANES,
@@ -32,31 +35,33 @@ from components.compare import (
     prepare_panes,
     shuffled,
     stream_round,
-    viewer_of,
 )
-from components.limits import check_rate
-from components.messages import t
-from components.service import Playground, format_stats
-from components.ui.arena import build_blind_session, build_leaderboard_view, tag_prompt, vote_note
+from components.serving.limits import check_rate
+from components.ui.arena import (
+    LeaderboardView,
+    build_blind_session,
+    build_leaderboard_view,
+    save_vote,
+    tag_prompt,
+    vote_note,
+)
 from components.ui.chat import render
 from components.ui.common import (
     CancelFlags,
     SettingsControls,
     Translations,
     build_pickers,
-    first_runnable,
+    family_picked,
     guard_picker,
     offline_name,
-    quant_choices,
+    pickers_relabelled,
     runnable_refs,
     session_of,
-    settings_kwargs,
     settings_panel,
     settings_values,
-    variant_choices,
+    variant_picked,
     warn,
 )
-from components.validation import LIMITS, RANGES, InputError, check_message
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +74,7 @@ EXPORT_ROOT = Path(tempfile.gettempdir()) / "playground-compare-exports"
 
 
 def export_root() -> Path:
-    """PLAYGROUND_EXPORT_DIR (the app's own temporary folder, removed when it ends; components/serving.py),
+    """PLAYGROUND_EXPORT_DIR (the app's own temporary folder, removed when it ends; components/serving/launch.py),
     else EXPORT_ROOT."""
     raw = os.environ.get("PLAYGROUND_EXPORT_DIR", "").strip()
     return Path(raw) if raw else EXPORT_ROOT
@@ -201,40 +206,119 @@ def write_exports(rounds: list[Round], lang: str) -> tuple[str, str]:
     return str(md), str(js)
 
 
-# ---- the tab -------------------------------------------------------------------------------------
-def build_compare_tab(
-    playground: Playground,
-    tr: Translations,
-    flags: CancelFlags,
-    lang_state: Any,
-    votes: VoteLog | None = None,
-) -> CompareTab:
-    catalog = playground.catalog
-    default = catalog.default
-    vote_log = votes or VoteLog()
-    vote_log.start_hub_push()  # only with PLAYGROUND_VOTES_HF_REPO (README, blind leaderboard)
-    tr.add(gr.Markdown(t("compare_intro"), elem_id="compare-intro"), "compare_intro", "value")
-    # two different models that run here where there are two; else a line on how to get a second one
-    runnable = runnable_refs(playground)
-    if len(runnable) < 2:
-        tr.add(
-            gr.Markdown(t("compare_one_model", model=offline_name(playground)), elem_id="compare-one-model"),
-            "compare_one_model",
-            "value",
-            model=offline_name(playground),
-        )
-    with gr.Row():
-        pane_count = tr.add(
-            gr.Radio([2, 3, 4], value=MIN_PANES, label=t("compare_pane_count"), elem_id="compare-pane-count", scale=1),
-            "compare_pane_count",
-        )
-        blind = tr.add(gr.Checkbox(False, label=t("compare_blind"), elem_id="compare-blind", scale=2), "compare_blind")
+def pane_updates(conv: list[Round], lang: str) -> list[Any]:
+    """Every pane's chat and stats line (MAX_PANES of each)."""
+    chatbots = [
+        gr.update(value=render(pane_conversation(conv, i, lang), lang), label=pane_label(conv, i, lang))
+        for i in range(MAX_PANES)
+    ]
+    stats_lines = [pane_stats_line(conv, i, lang) for i in range(MAX_PANES)]
+    return [*chatbots, *stats_lines]
 
-    panes: list[PaneControls] = []
-    pickers: list[tuple[Any, ...]] = []
+
+def vote_updates(conv: list[Round], count: int, lang: str) -> list[Any]:
+    """The vote buttons (MAX_PANES and the tie), open after a blind round ended, and the reveal text."""
+    last = conv[-1] if conv else None
+    open_vote = bool(last and last.blind and last.done and last.winner is None)
+    buttons = [
+        gr.update(
+            visible=i < count,
+            interactive=open_vote and last is not None and i < len(last.panes),
+            value=t("compare_vote_for", lang, name=t("compare_blind_name", lang, letter=LETTERS[i])),
+        )
+        for i in range(MAX_PANES)
+    ]
+    return [*buttons, gr.update(interactive=open_vote), reveal_text(last, lang)]
+
+
+async def export_updates(conv: list[Round], lang: str) -> list[Any]:
+    """The two downloads, offered once the last round is done."""
+    if not conv or not conv[-1].done:
+        return [gr.update(), gr.update()]
+    try:
+        md, js = await asyncio.to_thread(write_exports, conv, lang)
+    except OSError as exc:
+        log.warning("compare export failed: %s", exc)
+        return [gr.update(interactive=False), gr.update(interactive=False)]
+    return [gr.update(value=md, interactive=True), gr.update(value=js, interactive=True)]
+
+
+def no_export() -> list[Any]:
+    return [gr.update(value=None, interactive=False), gr.update(value=None, interactive=False)]
+
+
+def pane_specs(values: list[Any], count: int, shared: dict[str, Any], fam_defaults: Any) -> list[PaneSpec]:
+    """The first `count` panes' model, system prompt and settings, from their PANE_FIELDS values each."""
+    specs = []
+    for i in range(count):
+        variant_id, quant_id, system, override, temp, max_new = values[i * PANE_FIELDS : (i + 1) * PANE_FIELDS]
+        own = {"temperature": temp, "max_new_tokens": max_new} if override else None
+        specs.append(
+            PaneSpec(
+                f"{variant_id}/{quant_id}",
+                system if isinstance(system, str) and system.strip() else None,
+                pane_settings(shared, own, bool(fam_defaults)),
+            )
+        )
+    return specs
+
+
+# ---- the tab: layout -----------------------------------------------------------------------------
+@dataclass
+class _Controls:
+    """The tab's controls, made by its layout and wired by its events."""
+
+    pane_count: Any
+    blind: Any
+    panes: list[PaneControls]
+    message: Any
+    send: Any
+    stop: Any
+    clear: Any
+    export_md: Any
+    export_js: Any
+    vote_buttons: list[Any]
+    vote_tie: Any
+    vote_row: Any
+    reveal: Any
+    family_defaults: Any
+    settings: SettingsControls
+    board_view: LeaderboardView
+    rounds: Any
+
+    @property
+    def all_votes(self) -> list[Any]:
+        return [*self.vote_buttons, self.vote_tie]
+
+    @property
+    def vote_outputs(self) -> list[Any]:
+        """What a vote updates: the panes' chats and stats, the rounds, the vote buttons, the reveal, the exports."""
+        panes = self.panes
+        return [
+            *[p.chatbot for p in panes],
+            *[p.stats for p in panes],
+            self.rounds,
+            *self.all_votes,
+            self.reveal,
+            self.export_md,
+            self.export_js,
+        ]
+
+    @property
+    def stream_outputs(self) -> list[Any]:
+        """What a round updates: vote_outputs and, after the rounds, the message box."""
+        outputs = self.vote_outputs
+        at = outputs.index(self.rounds) + 1
+        return [*outputs[:at], self.message, *outputs[at:]]
+
+
+def _layout_pane_settings(playground: Playground, tr: Translations, runnable: list[Any]) -> list[tuple[Any, ...]]:
+    """Each pane's pickers, system prompt and own settings (in a row of their own: in blind mode a pane's answer
+    comes from a shuffled model, so no pane may sit under the picker of "its" model)."""
+    default = playground.catalog.default
+    values = settings_values(default.family)
     low_t, high_t, _ = RANGES["temperature"]
-    # pickers and answers sit in two rows: in blind mode a pane's answer comes from a shuffled model,
-    # so no pane may sit under the picker of "its" model
+    pickers: list[tuple[Any, ...]] = []
     with gr.Row(equal_height=False, elem_id="compare-models"):
         for i in range(MAX_PANES):
             n = i + 1
@@ -244,7 +328,6 @@ def build_compare_tab(
             ):
                 start = runnable[i % len(runnable)] if runnable else default
                 built = build_pickers(playground, tr, "compare", suffix=f"-{n}", with_info=False, start=start)
-                family, variant, quant = built.family, built.variant, built.quant
                 system = tr.add(
                     gr.Textbox(
                         value="",
@@ -260,7 +343,6 @@ def build_compare_tab(
                     gr.Checkbox(False, label=t("compare_override"), elem_id=f"compare-override-{n}"),
                     "compare_override",
                 )
-                values = settings_values(default.family)
                 with gr.Group(visible=False, elem_classes=["compare-own"]) as own_box:
                     temperature = tr.add(
                         gr.Slider(
@@ -284,10 +366,19 @@ def build_compare_tab(
                         ),
                         "max_new_tokens",
                     )
+            # wired here, in the layout, so that the page's events keep their order
             override.change(
                 lambda on: gr.update(visible=bool(on)), [override], [own_box], queue=False, api_visibility="private"
             )
-            pickers.append((picker_column, box, family, variant, quant, system, override, temperature, max_new))
+            pickers.append(
+                (picker_column, box, built.family, built.variant, built.quant, system, override, temperature, max_new)
+            )
+    return pickers
+
+
+def _layout_panes(pickers: list[tuple[Any, ...]]) -> list[PaneControls]:
+    """The answers' row: a chat and a stats line per pane."""
+    panes: list[PaneControls] = []
     with gr.Row(equal_height=False, elem_id="compare-panes"):
         for i in range(MAX_PANES):
             n = i + 1
@@ -297,7 +388,11 @@ def build_compare_tab(
                 )
                 stats = gr.Markdown("", elem_id=f"compare-stats-{n}")
             panes.append(PaneControls(column, *pickers[i], chatbot, stats))
+    return panes
 
+
+def _layout_ask(tr: Translations) -> tuple[Any, ...]:
+    """The prompt box and Send; Stop, Clear and the two downloads."""
     with gr.Row(elem_id="compare-ask-row"):
         message = tr.add(
             gr.Textbox(
@@ -323,6 +418,11 @@ def build_compare_tab(
             gr.DownloadButton(t("compare_export_json"), value=None, interactive=False, elem_id="compare-export-json"),
             "compare_export_json",
         )
+    return message, send, stop, clear, export_md, export_js
+
+
+def _layout_votes(tr: Translations) -> tuple[list[Any], Any, Any, Any]:
+    """The blind vote buttons (one per pane and a tie, shown in blind mode) and the reveal text."""
     with gr.Row(visible=False, elem_id="compare-votes") as vote_row:
         vote_buttons = [
             gr.Button(
@@ -337,12 +437,19 @@ def build_compare_tab(
             gr.Button(t("compare_vote_tie"), interactive=False, elem_id="compare-vote-tie"), "compare_vote_tie", "value"
         )
     reveal = gr.Markdown("", elem_id="compare-reveal")
+    return vote_buttons, vote_tie, vote_row, reveal
+
+
+def _layout_boxes(
+    playground: Playground, tr: Translations, flags: CancelFlags, vote_log: VoteLog, lang_state: Any
+) -> tuple[Any, SettingsControls, LeaderboardView]:
+    """The closed boxes below: shared settings, the leaderboard, the blind session."""
     with gr.Accordion(t("compare_shared_settings"), open=False, elem_id="compare-settings") as settings_acc:
         family_defaults = tr.add(
             gr.Checkbox(True, label=t("compare_family_defaults"), elem_id="compare-family-defaults"),
             "compare_family_defaults",
         )
-        settings = settings_panel(default.family, tr, "compare-shared")
+        settings = settings_panel(playground.catalog.default.family, tr, "compare-shared")
     tr.add(settings_acc, "compare_shared_settings")
     with gr.Accordion(t("compare_leaderboard"), open=False, elem_id="compare-leaderboard-box") as lb_acc:
         board_view = build_leaderboard_view(tr, vote_log, lang_state)
@@ -350,20 +457,67 @@ def build_compare_tab(
     with gr.Accordion(t("session_title"), open=False, elem_id="session-box") as session_acc:
         build_blind_session(playground, tr, flags, vote_log, lang_state)
     tr.add(session_acc, "session_title")
-    leaderboard = board_view.html
-    rounds = gr.State([])
-    all_votes = [*vote_buttons, vote_tie]
+    return family_defaults, settings, board_view
 
-    # ---- pickers -------------------------------------------------------------------------------
-    def wire_pickers(pane: PaneControls) -> None:
+
+def _layout(
+    playground: Playground, tr: Translations, flags: CancelFlags, vote_log: VoteLog, lang_state: Any
+) -> _Controls:
+    """The intro, pane count and blind switch, the panes' settings and answers, the prompt, votes and boxes."""
+    tr.add(gr.Markdown(t("compare_intro"), elem_id="compare-intro"), "compare_intro", "value")
+    # two different models that run here where there are two; else a line on how to get a second one
+    runnable = runnable_refs(playground)
+    if len(runnable) < 2:
+        tr.add(
+            gr.Markdown(t("compare_one_model", model=offline_name(playground)), elem_id="compare-one-model"),
+            "compare_one_model",
+            "value",
+            model=offline_name(playground),
+        )
+    with gr.Row():
+        pane_count = tr.add(
+            gr.Radio([2, 3, 4], value=MIN_PANES, label=t("compare_pane_count"), elem_id="compare-pane-count", scale=1),
+            "compare_pane_count",
+        )
+        blind = tr.add(gr.Checkbox(False, label=t("compare_blind"), elem_id="compare-blind", scale=2), "compare_blind")
+    panes = _layout_panes(_layout_pane_settings(playground, tr, runnable))
+    message, send, stop, clear, export_md, export_js = _layout_ask(tr)
+    vote_buttons, vote_tie, vote_row, reveal = _layout_votes(tr)
+    family_defaults, settings, board_view = _layout_boxes(playground, tr, flags, vote_log, lang_state)
+    rounds = gr.State([])
+    return _Controls(
+        pane_count,
+        blind,
+        panes,
+        message,
+        send,
+        stop,
+        clear,
+        export_md,
+        export_js,
+        vote_buttons,
+        vote_tie,
+        vote_row,
+        reveal,
+        family_defaults,
+        settings,
+        board_view,
+        rounds,
+    )
+
+
+# ---- the tab: events -----------------------------------------------------------------------------
+def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> None:
+    """Each pane's family → variants → builds (a family brings its system prompt as the placeholder, its
+    temperature and max new tokens); the shared settings and their reset."""
+    default = playground.catalog.default
+
+    def wire_pane(pane: PaneControls) -> None:
         def on_family(family_id: str, lang: str) -> list[Any]:
-            fam = catalog.family(family_id)
-            v = fam.variants[0].id
-            q = first_runnable(playground, v)
+            fam, _, dropdowns = family_picked(playground, family_id, lang)
             values = settings_values(fam)
             return [
-                gr.update(choices=variant_choices(playground, family_id, lang), value=v),
-                gr.update(choices=quant_choices(playground, v, lang), value=q),
+                *dropdowns,
                 gr.update(placeholder=fam.system_prompt),
                 values[0],
                 min(values[3], LIMITS.max_new_tokens),
@@ -379,9 +533,7 @@ def build_compare_tab(
         )
 
         def on_variant(variant_id: str, lang: str) -> Any:
-            return gr.update(
-                choices=quant_choices(playground, variant_id, lang), value=first_runnable(playground, variant_id)
-            )
+            return variant_picked(playground, variant_id, lang)[1]
 
         pane.variant.input(
             guard_picker(on_variant, [pane.quant]),
@@ -391,73 +543,75 @@ def build_compare_tab(
             api_visibility="private",
         )
 
-    for pane in panes:
-        wire_pickers(pane)
+    for pane in c.panes:
+        wire_pane(pane)
 
     # the shared sliders hold one family's values; touching one means "use these for every model"
-    for control in settings.inputs:
-        control.input(lambda: False, None, [family_defaults], queue=False, api_visibility="private")
-    settings.reset.click(
+    for control in c.settings.inputs:
+        control.input(lambda: False, None, [c.family_defaults], queue=False, api_visibility="private")
+    c.settings.reset.click(
         lambda: [True, *settings_values(default.family)],
         None,
-        [family_defaults, *settings.inputs],
+        [c.family_defaults, *c.settings.inputs],
         queue=False,
         api_visibility="private",
     )
 
-    # ---- views ---------------------------------------------------------------------------------
-    def pane_updates(conv: list[Round], lang: str) -> list[Any]:
-        chatbots = [
-            gr.update(value=render(pane_conversation(conv, i, lang), lang), label=pane_label(conv, i, lang))
-            for i in range(MAX_PANES)
-        ]
-        stats_lines = [pane_stats_line(conv, i, lang) for i in range(MAX_PANES)]
-        return [*chatbots, *stats_lines]
 
-    def vote_updates(conv: list[Round], count: int, lang: str) -> list[Any]:
-        last = conv[-1] if conv else None
-        open_vote = bool(last and last.blind and last.done and last.winner is None)
-        buttons = [
-            gr.update(
-                visible=i < count,
-                interactive=open_vote and last is not None and i < len(last.panes),
-                value=t("compare_vote_for", lang, name=t("compare_blind_name", lang, letter=LETTERS[i])),
-            )
-            for i in range(MAX_PANES)
-        ]
-        return [*buttons, gr.update(interactive=open_vote), reveal_text(last, lang)]
-
-    async def export_updates(conv: list[Round], lang: str) -> list[Any]:
-        if not conv or not conv[-1].done:
-            return [gr.update(), gr.update()]
-        try:
-            md, js = await asyncio.to_thread(write_exports, conv, lang)
-        except OSError as exc:
-            log.warning("compare export failed: %s", exc)
-            return [gr.update(interactive=False), gr.update(interactive=False)]
-        return [gr.update(value=md, interactive=True), gr.update(value=js, interactive=True)]
-
-    no_export = [gr.update(value=None, interactive=False), gr.update(value=None, interactive=False)]
-    stream_outputs = [
-        *[p.chatbot for p in panes],
-        *[p.stats for p in panes],
-        rounds,
-        message,
-        *all_votes,
-        reveal,
-        export_md,
-        export_js,
+async def _play_round(
+    playground: Playground,
+    flags: CancelFlags,
+    conv: list[Round],
+    round_: Round,
+    prepared: Any,
+    count: int,
+    lang: str,
+    request: gr.Request,
+) -> AsyncIterator[list[Any]]:
+    """A round streamed into the panes; updates for _Controls.stream_outputs."""
+    session = session_of(request)
+    flag = flags.start(session, SLOT)
+    cleared = False
+    first = True
+    try:
+        async with contextlib.aclosing(stream_round(playground, round_, prepared, flag)) as updates:
+            async for _ in updates:
+                if getattr(flag, "reason", None) == "clear":
+                    cleared = True
+                    break
+                views = pane_updates(conv, lang)
+                if first:
+                    # the new prompt is shown; the box empties, the old votes and downloads go away
+                    yield [*views, conv, "", *vote_updates(conv, count, lang), *no_export()]
+                    first = False
+                else:
+                    unchanged_votes = [gr.update()] * (MAX_PANES + 1)  # the vote buttons and the tie
+                    yield [*views, conv, gr.update(), *unchanged_votes, gr.update(), gr.update(), gr.update()]
+    finally:
+        flags.finish(session, SLOT, flag)
+    if cleared or getattr(flag, "reason", None) == "clear":
+        yield [*pane_updates([], lang), [], gr.update(), *vote_updates([], count, lang), *no_export()]
+        return
+    yield [
+        *pane_updates(conv, lang),
+        conv,
+        gr.update(),
+        *vote_updates(conv, count, lang),
+        *(await export_updates(conv, lang)),
     ]
-    n_view = 2 * MAX_PANES
+
+
+def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags, lang_state: Any) -> None:
+    """Enter or Send: one prompt to every pane's model (shuffled in blind mode), streamed; Stop ends it; Clear
+    (or a pane's trash icon) forgets the comparison."""
+    settings, panes, stream_outputs = c.settings, c.panes, c.stream_outputs
 
     def unchanged() -> list[Any]:
         return [gr.update()] * len(stream_outputs)
 
-    # ---- generation ----------------------------------------------------------------------------
     async def send_prompt(request: gr.Request, *values: Any) -> AsyncIterator[list[Any]]:
         text, conv_in, count_in, blind_in, lang, fam_defaults, *rest = values
         shared = settings_kwargs(*rest[: len(settings.inputs)])
-        pane_values = rest[len(settings.inputs) :]
         count = pane_count_of(count_in)
         is_blind = bool(blind_in)
         try:
@@ -467,17 +621,7 @@ def build_compare_tab(
             warn(t(exc.key, lang, **exc.params), lang)
             yield unchanged()
             return
-        specs = []
-        for i in range(count):
-            variant_id, quant_id, system, override, temp, max_new = pane_values[i * PANE_FIELDS : (i + 1) * PANE_FIELDS]
-            own = {"temperature": temp, "max_new_tokens": max_new} if override else None
-            specs.append(
-                PaneSpec(
-                    f"{variant_id}/{quant_id}",
-                    system if isinstance(system, str) and system.strip() else None,
-                    pane_settings(shared, own, bool(fam_defaults)),
-                )
-            )
+        specs = pane_specs(rest[len(settings.inputs) :], count, shared, fam_defaults)
         if is_blind and len({spec.model_id for spec in specs}) < len(specs):
             # a blind comparison of a model with itself would tell nothing
             warn(t("err_blind_same_model", lang), lang)
@@ -498,84 +642,46 @@ def build_compare_tab(
         round_ = new_round(playground, specs, text, prepared, lang, recorded, is_blind)
         tag_prompt(round_)
         conv.append(round_)
-        session = session_of(request)
-        flag = flags.start(session, SLOT)
-        cleared = False
-        first = True
-        try:
-            async with contextlib.aclosing(stream_round(playground, round_, prepared, flag)) as updates:
-                async for _ in updates:
-                    if getattr(flag, "reason", None) == "clear":
-                        cleared = True
-                        break
-                    views = pane_updates(conv, lang)
-                    if first:
-                        # the new prompt is shown; the box empties, the old votes and downloads go away
-                        yield [*views, conv, "", *vote_updates(conv, count, lang), *no_export]
-                        first = False
-                    else:
-                        yield [
-                            *views,
-                            conv,
-                            gr.update(),
-                            *[gr.update()] * (len(all_votes) + 1),
-                            gr.update(),
-                            gr.update(),
-                        ]
-        finally:
-            flags.finish(session, SLOT, flag)
-        if cleared or getattr(flag, "reason", None) == "clear":
-            yield [*pane_updates([], lang), [], gr.update(), *vote_updates([], count, lang), *no_export]
-            return
-        yield [
-            *pane_updates(conv, lang),
-            conv,
-            gr.update(),
-            *vote_updates(conv, count, lang),
-            *(await export_updates(conv, lang)),
-        ]
+        async for update in _play_round(playground, flags, conv, round_, prepared, count, lang, request):
+            yield update
 
     send_inputs = [
-        message,
-        rounds,
-        pane_count,
-        blind,
+        c.message,
+        c.rounds,
+        c.pane_count,
+        c.blind,
         lang_state,
-        family_defaults,
+        c.family_defaults,
         *settings.inputs,
-        *[c for p in panes for c in p.inputs],
+        *[x for p in panes for x in p.inputs],
     ]
-    message.submit(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None)
-    send.click(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None)
+    c.message.submit(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None)
+    c.send.click(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None)
 
     def stop_all(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
 
-    stop.click(stop_all, None, None, queue=False, api_visibility="private")
+    c.stop.click(stop_all, None, None, queue=False, api_visibility="private")
 
     def clear_all(count_in: Any, lang: str, request: gr.Request) -> list[Any]:
         flags.stop(session_of(request), SLOT, reason="clear")
-        return [*pane_updates([], lang), [], "", *vote_updates([], pane_count_of(count_in), lang), *no_export]
+        return [*pane_updates([], lang), [], "", *vote_updates([], pane_count_of(count_in), lang), *no_export()]
 
-    clear.click(clear_all, [pane_count, lang_state], stream_outputs, queue=False, api_visibility="private")
+    clear_inputs = [c.pane_count, lang_state]
+    c.clear.click(clear_all, clear_inputs, stream_outputs, queue=False, api_visibility="private")
     # a pane's own trash icon must forget the comparison too, not only hide that pane's messages
     for pane in panes:
-        pane.chatbot.clear(clear_all, [pane_count, lang_state], stream_outputs, queue=False, api_visibility="private")
+        pane.chatbot.clear(clear_all, clear_inputs, stream_outputs, queue=False, api_visibility="private")
 
-    # ---- votes and leaderboard -----------------------------------------------------------------
+
+def _events_votes(c: _Controls, vote_log: VoteLog, lang_state: Any) -> None:
+    """A vote after a blind round: saved once per round and viewer, the models revealed, the leaderboard redrawn."""
+    vote_outputs = c.vote_outputs
+
     def make_vote(choice: str) -> Callable[..., Any]:
         async def vote(conv: list[Round], count_in: Any, lang: str, request: gr.Request) -> list[Any]:
-            last = conv[-1] if conv else None
-            try:
-                # one vote per round and viewer: a second click (even one racing the first) changes nothing
-                await vote_log.vote(last, choice, viewer_of(session_of(request)))
-            except InputError as exc:
-                warn(t(exc.key, lang, **exc.params), lang)
-                return [gr.update()] * (n_view + 1 + len(all_votes) + 3)
-            except OSError as exc:
-                log.warning("vote not saved: %s", exc)
-                warn(t("err_vote_write", lang, detail=type(exc).__name__), lang)
-                return [gr.update()] * (n_view + 1 + len(all_votes) + 3)
+            if not await save_vote(vote_log, conv[-1] if conv else None, choice, request, lang):
+                return [gr.update()] * len(vote_outputs)
             count = pane_count_of(count_in)
             return [
                 *pane_updates(conv, lang),
@@ -586,51 +692,40 @@ def build_compare_tab(
 
         return vote
 
-    vote_outputs = [
-        *[p.chatbot for p in panes],
-        *[p.stats for p in panes],
-        rounds,
-        *all_votes,
-        reveal,
-        export_md,
-        export_js,
-    ]
+    board_view = c.board_view
     board_inputs = [lang_state, *board_view.inputs]
-    for i, button in enumerate([*vote_buttons, vote_tie]):
-        choice = LETTERS[i] if i < len(vote_buttons) else TIE
-        button.click(make_vote(choice), [rounds, pane_count, lang_state], vote_outputs, api_visibility="private").then(
-            board_view.update, board_inputs, board_view.outputs, api_visibility="private"
-        )
+    for i, button in enumerate(c.all_votes):
+        choice = LETTERS[i] if i < len(c.vote_buttons) else TIE
+        button.click(
+            make_vote(choice), [c.rounds, c.pane_count, lang_state], vote_outputs, api_visibility="private"
+        ).then(board_view.update, board_inputs, board_view.outputs, api_visibility="private")
 
-    # ---- pane count, blind mode, language ------------------------------------------------------
+
+def _events_view(c: _Controls, playground: Playground, lang_state: Any) -> None:
+    """The pane count shows and hides panes, blind mode the vote row; the language relabels pickers and panes."""
+    panes = c.panes
+
     def on_count(count_in: Any, conv: list[Round], lang: str) -> list[Any]:
         count = pane_count_of(count_in)
         visible = [gr.update(visible=i < count) for i in range(MAX_PANES)]
         return [*visible, *visible, *vote_updates(conv or [], count, lang)[:MAX_PANES]]
 
-    pane_count.change(
+    c.pane_count.change(
         on_count,
-        [pane_count, rounds, lang_state],
-        [*[p.column for p in panes], *[p.picker_column for p in panes], *vote_buttons],
+        [c.pane_count, c.rounds, lang_state],
+        [*[p.column for p in panes], *[p.picker_column for p in panes], *c.vote_buttons],
         queue=False,
         api_visibility="private",
     )
-    blind.change(lambda b: gr.update(visible=bool(b)), [blind], [vote_row], queue=False, api_visibility="private")
+    c.blind.change(lambda b: gr.update(visible=bool(b)), [c.blind], [c.vote_row], queue=False, api_visibility="private")
 
     def on_lang(lang: str, conv: list[Round], count_in: Any, *picked: Any) -> list[Any]:
         conv = conv or []
-        quants = [
-            gr.update(choices=quant_choices(playground, picked[3 * i + 1], lang), value=picked[3 * i + 2])
-            for i in range(MAX_PANES)
-        ]
-        variants = [
-            gr.update(choices=variant_choices(playground, picked[3 * i], lang), value=picked[3 * i + 1])
-            for i in range(MAX_PANES)
-        ]
+        dropdowns = [pickers_relabelled(playground, *picked[3 * i : 3 * i + 3], lang) for i in range(MAX_PANES)]
         boxes = [gr.update(label=t("compare_pane_settings", lang, n=i + 1)) for i in range(MAX_PANES)]
         return [
-            *quants,
-            *variants,
+            *[quants for _, quants in dropdowns],
+            *[variants for variants, _ in dropdowns],
             *boxes,
             *pane_updates(conv, lang),
             *vote_updates(conv, pane_count_of(count_in), lang),
@@ -642,26 +737,42 @@ def build_compare_tab(
         *[p.settings_box for p in panes],
         *[p.chatbot for p in panes],
         *[p.stats for p in panes],
-        *all_votes,
-        reveal,
+        *c.all_votes,
+        c.reveal,
     ]
     lang_state.change(
         guard_picker(on_lang, lang_outputs),
-        [lang_state, rounds, pane_count, *[c for p in panes for c in (p.family, p.variant, p.quant)]],
+        [lang_state, c.rounds, c.pane_count, *[x for p in panes for x in (p.family, p.variant, p.quant)]],
         lang_outputs,
         queue=False,
         api_visibility="private",
     )
+
+
+def build_compare_tab(
+    playground: Playground,
+    tr: Translations,
+    flags: CancelFlags,
+    lang_state: Any,
+    votes: VoteLog | None = None,
+) -> CompareTab:
+    vote_log = votes or VoteLog()
+    vote_log.start_hub_push()  # only with PLAYGROUND_VOTES_HF_REPO (README, blind leaderboard)
+    c = _layout(playground, tr, flags, vote_log, lang_state)
+    _events_pickers(c, playground, lang_state)
+    _events_generation(c, playground, flags, lang_state)
+    _events_votes(c, vote_log, lang_state)
+    _events_view(c, playground, lang_state)
     return CompareTab(
-        message,
-        pane_count,
-        blind,
-        panes,
-        rounds,
-        settings,
-        family_defaults,
-        all_votes,
-        leaderboard,
-        export_md,
-        export_js,
+        c.message,
+        c.pane_count,
+        c.blind,
+        c.panes,
+        c.rounds,
+        c.settings,
+        c.family_defaults,
+        c.all_votes,
+        c.board_view.html,
+        c.export_md,
+        c.export_js,
     )

@@ -7,9 +7,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.endpoints import endpoint_health
-from components.messages import t
-from components.service import Playground
+from components.core.messages import t
+from components.core.service import Playground
+from components.serving.endpoints import endpoint_health
 from components.ui.common import Translations
 
 

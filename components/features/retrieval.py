@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.catalog import Family, ModelRef
-from components.engines.base import GenerationRequest
-from components.markers import find_marker, refuse_markers
-from components.messages import t
-from components.prompts import get_format
-from components.service import Playground, Prepared
-from components.validation import (
+from components.core.catalog import Family, ModelRef
+from components.core.markers import find_marker, refuse_markers
+from components.core.messages import t
+from components.core.prompts import get_format
+from components.core.service import Playground, Prepared
+from components.core.validation import (
     InputError,
     build_settings,
     check_message,
@@ -38,6 +37,7 @@ from components.validation import (
     clean_text,
     env_int,
 )
+from components.engines.base import GenerationRequest
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import logging
 import os
 from typing import Any
 
-from components.catalog import Catalog, Endpoint, Quantization, QuantKind
+from components.core.catalog import Catalog, Endpoint, Quantization, QuantKind
 from components.engines.remote import SIDE_TIMEOUT_S, endpoint_name, redact_url
 
 log = logging.getLogger(__name__)

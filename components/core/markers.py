@@ -25,8 +25,8 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from components.prompts import Turn
-from components.validation import InputError
+from components.core.prompts import Turn
+from components.core.validation import InputError
 
 _SPECIAL = (re.compile(r"<\s*\|[^|<>\n]{0,40}\|\s*>"), re.compile(r"<\s*/?\s*s\s*>"))
 FORMAT_MARKERS: dict[str, tuple[re.Pattern[str], ...]] = {

@@ -8,13 +8,13 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from components.catalog import Family
+from components.core.catalog import Family
+from components.core.prompts import Turn
 from components.engines.base import SamplingSettings
-from components.prompts import Turn
 
 
 class InputError(Exception):
-    """Refused input, with a message key of components/messages.py and its placeholders."""
+    """Refused input, with a message key of components/core/messages.py and its placeholders."""
 
     def __init__(self, key: str, **params: Any) -> None:
         super().__init__(f"{key}: {params}")
@@ -125,6 +125,22 @@ def parse_stop(value: Any) -> tuple[str, ...]:
     if len(stops) > LIMITS.max_stop_sequences or any(len(s) > LIMITS.max_stop_chars for s in stops):
         raise InputError("err_stop_sequences", count=LIMITS.max_stop_sequences, chars=LIMITS.max_stop_chars)
     return stops
+
+
+def settings_kwargs(
+    temperature: Any, top_p: Any, top_k: Any, max_new_tokens: Any, repetition_penalty: Any, seed: Any, stop: Any
+) -> dict[str, Any]:
+    """The seven sampling settings as keyword arguments for Playground.prepare (build_settings checks them), from
+    the page's settings controls (SettingsControls.inputs order) or an API call's parameters."""
+    return {
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "max_new_tokens": max_new_tokens,
+        "repetition_penalty": repetition_penalty,
+        "seed": seed,
+        "stop": stop,
+    }
 
 
 def build_settings(family: Family, family_stop: tuple[str, ...], **raw: Any) -> SamplingSettings:

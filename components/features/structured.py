@@ -27,13 +27,13 @@ import jsonschema
 import referencing.exceptions
 from jsonschema import Draft202012Validator
 
-from components import schema_guard
+from components.core import schema_guard
+from components.core.markers import refuse_markers
+from components.core.messages import Msg, t
+from components.core.prompts import get_format
+from components.core.service import Playground, Prepared
+from components.core.validation import LIMITS, InputError, build_settings, check_message, clean_text
 from components.engines import grammar_worker
-from components.markers import refuse_markers
-from components.messages import Msg, t
-from components.prompts import get_format
-from components.service import Playground, Prepared
-from components.validation import LIMITS, InputError, build_settings, check_message, clean_text
 
 #: The card's example ("Grammar-based structured Output with GGUF"): the sentence, and a schema whose answer
 #: looks like the card's output {'jahr': 2020, 'name': 'Paris', 'ort': 'Frankreich'}.
@@ -94,7 +94,7 @@ def load_schema(value: Any) -> Any:
 
 def parse_schema(value: Any, max_new_tokens: int | None = None) -> dict[str, Any]:
     """A JSON schema from a JSON object or its text, checked against the Draft 2020-12 meta-schema and refused
-    when no engine could compile it safely for an answer of `max_new_tokens` (components/schema_guard.py)."""
+    when no engine could compile it safely for an answer of `max_new_tokens` (components/core/schema_guard.py)."""
     value = load_schema(value)
     try:
         Draft202012Validator.check_schema(value)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.catalog import ModelRef, QuantKind
+from components.core.catalog import ModelRef, QuantKind
 from components.engines.hub import cached_file, hub_offline
 from components.engines.model_cache import default_budget_gb
 from components.engines.offline_model import packaged_gguf, requirement_for

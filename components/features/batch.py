@@ -1,6 +1,6 @@
 """Batch comparison from the command line: every prompt of a prompt file to several models, one report.
 
-    python -m components.batch --prompts prompts/german_eval.yaml \\
+    python -m components.features.batch --prompts prompts/german_eval.yaml \\
         --models smollm2-135m-instruct/gguf-q4_1 [more ids] --out reports/ [--max-new-tokens 128]
 
 Writes `report.md` (stats table and answers side by side per prompt) and `report.json` to `--out`.
@@ -22,18 +22,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from components import availability
-from components.catalog import CatalogError, load_catalog
-from components.compare import LETTERS, PaneSpec, Round, export_dict, export_markdown, new_round, prepare_panes
-from components.compare import stream_round as _stream_round
-from components.messages import normalize_language, t
-from components.service import Playground
-from components.validation import InputError, build_settings, check_message
+from components.core import availability
+from components.core.catalog import CatalogError, load_catalog
+from components.core.messages import normalize_language, t
+from components.core.service import Playground
+from components.core.validation import InputError, build_settings, check_message
+from components.features.compare import LETTERS, PaneSpec, Round, export_dict, export_markdown, new_round, prepare_panes
+from components.features.compare import stream_round as _stream_round
 
 MAX_MODELS = len(LETTERS)
 #: What a prompt of a prompt set tests (the blind leaderboard filters by it).
 CATEGORIES = ("reasoning", "explanation", "writing", "retrieval", "known_limitations")
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"
 
 
 class EvalPrompt(BaseModel):
@@ -96,7 +96,7 @@ def create_playground() -> Playground:
     """The app's catalog (PLAYGROUND_CATALOG or models.yaml) with the endpoints the environment adds."""
     catalog = load_catalog(os.environ.get("PLAYGROUND_CATALOG") or None)
     try:
-        from components.endpoints import register_env_endpoints
+        from components.serving.endpoints import register_env_endpoints
     except ImportError:  # remote endpoints are optional
         pass
     else:
@@ -212,7 +212,9 @@ def write_report(
 
 
 def parse_args(argv: Sequence[str] | None, lang: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m components.batch", description=t("batch_description", lang))
+    parser = argparse.ArgumentParser(
+        prog="python -m components.features.batch", description=t("batch_description", lang)
+    )
     parser.add_argument("--prompts", required=True, help="prompts/german_eval.yaml")
     parser.add_argument("--models", required=True, nargs="+", help="variant/quantization ids (see /models)")
     parser.add_argument("--out", required=True, help="reports/")

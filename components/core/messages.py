@@ -947,7 +947,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Zu viele Anfragen (höchstens {limit}). Bitte in {retry} s erneut versuchen.",
         "en": "Too many requests (at most {limit}). Please try again in {retry} s.",
     },
-    # public profile (components/serving.py)
+    # public profile (components/serving/launch.py)
     "err_visitor_busy": {
         "de": "Sie haben schon {limit} Antworten gleichzeitig laufen. Bitte warten, bis eine fertig ist.",
         "en": "You already have {limit} answers running at once. Please wait until one has finished.",

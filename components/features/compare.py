@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components import ratings
+from components.core.messages import number, t
+from components.core.prompts import Turn
+from components.core.service import Playground, Prepared, decimal, format_stats
+from components.core.validation import InputError, check_message
 from components.engines.base import Failed, Finished, Status, TextDelta
-from components.messages import number, t
-from components.prompts import Turn
-from components.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
-from components.service import Playground, Prepared, decimal, format_stats
-from components.validation import InputError, check_message
+from components.features import ratings
+from components.features.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
 
 try:
     import fcntl
@@ -248,7 +248,7 @@ async def stream_round(
     the others. Setting `cancel` (Stop) sets every pane request's own cancel flag; panes that do
     not end within STOP_GRACE_S are closed from here, which cancels their engine streams.
     """
-    from components.streaming import merge_streams
+    from components.core.streaming import merge_streams
 
     lang = round_.lang
     start = time.perf_counter()
@@ -461,7 +461,7 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
 
 
 # ---- blind votes ---------------------------------------------------------------------------------
-# The votes file: one JSON object per line, schema VOTE_SCHEMA (components/ratings.py reads every
+# The votes file: one JSON object per line, schema VOTE_SCHEMA (components/features/ratings.py reads every
 # version). Each line is appended with a single O_APPEND write and fsync while an exclusive file lock
 # is held, so that concurrent visitors (threads or processes) never interleave, and a killed process
 # leaves at most its own last line torn: the reader skips it, and the next writer ends it first.

@@ -12,9 +12,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from components.prompts import PROMPT_FORMATS
+from components.core.prompts import PROMPT_FORMATS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CATALOG = ROOT / "models.yaml"
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"

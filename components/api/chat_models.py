@@ -1,76 +1,22 @@
-"""Named API endpoints for gradio_client (`/chat`, `/models`), with parameters named for what they are."""
+"""The `/chat` and `/models` API endpoints, with parameters named for what they are."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import gradio as gr
 
-from components import availability
-from components.engines.base import Failed, Finished, PromptSent, TextDelta
-from components.limits import check_rate
-from components.messages import normalize_language, t
-from components.service import Playground, Prepared
-from components.streaming import batched
-from components.validation import InputError, parse_history
-
-log = logging.getLogger("playground.api")
+from components.api.common import answer_stream, api_language, failed, refused
+from components.core import availability
+from components.core.messages import normalize_language, t
+from components.core.service import Playground
+from components.core.validation import InputError, parse_history, settings_kwargs
+from components.serving.limits import check_rate
 
 
-async def answer_stream(
-    playground: Playground, prepared: Prepared, info: dict[str, Any], language: str
-) -> AsyncIterator[str]:
-    """The answer so far, once per batch of events, for the streaming API endpoints; puts `stats` and, on
-    failure, `error` (in `language`) and `error_code` into `info` as they arrive. Where a server built the
-    prompt (chat mode), `prompt` becomes the server's rendering, or `prompt_note` says it cannot be shown."""
-    text = ""
-    async for batch in batched(playground.stream(prepared)):
-        for event in batch:
-            if isinstance(event, TextDelta):
-                text += event.text
-            elif isinstance(event, PromptSent):
-                if event.prompt is not None:
-                    info["prompt"] = event.prompt
-                if event.note:
-                    info["prompt_note"] = t(event.note, language, **event.params)
-            elif isinstance(event, Finished):
-                info["stats"] = event.stats.as_dict()
-            elif isinstance(event, Failed):
-                info["error"] = t(event.key, language, **event.params)
-                info["error_code"] = event.key
-                if event.stats:
-                    info["stats"] = event.stats.as_dict()
-        yield text
-
-
-def api_language(value: Any) -> str:
-    """The `lang` parameter: "de"/"en" (anything else that is text: German); not text at all is refused."""
-    if value is not None and not isinstance(value, str):
-        raise InputError("err_wrong_type", name="lang", kind=type(value).__name__, expected='"de" or "en"')
-    return normalize_language(value)
-
-
-def refused(exc: InputError, language: str, endpoint: str) -> gr.Error:
-    """The gr.Error for refused input: its message in `language` to the client, one JSON line to the log, and no
-    traceback (Gradio prints one for every gr.Error unless told not to)."""
-    log.info("request refused", extra={"endpoint": endpoint, "reason": exc.key})
-    return gr.Error(t(exc.key, language, **exc.params), print_exception=False)
-
-
-def failed(exc: BaseException, language: str, endpoint: str) -> gr.Error:
-    """The gr.Error for an unexpected failure while checking a request: a message, never `{"error": null}`; the
-    log gets one JSON line (the traceback inside it, redacted)."""
-    log.error(
-        "request failed", extra={"endpoint": endpoint, "error": type(exc).__name__}, exc_info=(type(exc), exc, None)
-    )
-    return gr.Error(t("err_request_failed", language, detail=type(exc).__name__), print_exception=False)
-
-
-def register_api(playground: Playground) -> None:
-    """Adds the API endpoints to the Blocks being built."""
+def register(playground: Playground) -> None:
+    """Adds `/chat` and `/models` to the Blocks being built."""
     default_model = playground.catalog.default.id
 
     async def chat(
@@ -106,13 +52,7 @@ def register_api(playground: Playground) -> None:
                     system_prompt=system_prompt,
                     history=parse_history(history),
                     lang=language,
-                    temperature=temperature,
-                    top_p=top_p,
-                    top_k=top_k,
-                    max_new_tokens=max_new_tokens,
-                    repetition_penalty=repetition_penalty,
-                    seed=seed,
-                    stop=stop,
+                    **settings_kwargs(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, stop),
                 )
             )
         except InputError as exc:

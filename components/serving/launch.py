@@ -2,7 +2,7 @@
 
 `PLAYGROUND_PUBLIC=1` (on by default where `SPACE_ID` is set, i.e. on a Hugging Face Space) turns on
 what an open Space needs: a rate limit and a per-visitor cap on answers running at once
-(components/limits.py), a tighter bound on kept sessions, shorter-lived files and no deep-link route.
+(components/serving/limits.py), a tighter bound on kept sessions, shorter-lived files and no deep-link route.
 The rest holds everywhere: Gradio's run-history routes are off (they act on the Hub with the server's
 `HF_TOKEN` for requests that merely look local), uvicorn no longer believes X-Forwarded-For from
 loopback (the app decides whom to believe, limits.visitor_key), every response carries a
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.limits import VisitorSlots, public_profile, visitor_concurrency, visitor_key
-from components.messages import normalize_language, t
+from components.core.messages import normalize_language, t
+from components.serving.limits import VisitorSlots, public_profile, visitor_concurrency, visitor_key
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from components import availability
-from components.catalog import Catalog, ModelRef, QuantKind
+from components.core import availability
+from components.core.catalog import Catalog, ModelRef, QuantKind
+from components.core.logging_setup import record_conversation
+from components.core.markers import check_prompt_parts
+from components.core.messages import t
+from components.core.prompts import Turn, get_format
+from components.core.validation import (
+    InputError,
+    build_settings,
+    check_message,
+    check_system_prompt,
+    clean_text,
+)
 from components.engines.base import (
     Engine,
     Event,
@@ -19,17 +30,6 @@ from components.engines.base import (
     PromptSent,
     Status,
     TextDelta,
-)
-from components.logging_setup import record_conversation
-from components.markers import check_prompt_parts
-from components.messages import t
-from components.prompts import Turn, get_format
-from components.validation import (
-    InputError,
-    build_settings,
-    check_message,
-    check_system_prompt,
-    clean_text,
 )
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ class Playground:
         fmt = get_format(family.prompt_format)
         system = check_system_prompt(system_prompt, family.system_prompt)
         turns = history_turns(history)
-        # user text never becomes the format's control markup (components/markers.py)
+        # user text never becomes the format's control markup (components/core/markers.py)
         check_prompt_parts(fmt.name, text, system, turns)
         sampling = build_settings(family, fmt.stop, **settings)
         raw = fmt.render(system, turns, text)

@@ -1,0 +1,17 @@
+"""The named API endpoints (gradio_client): one module per endpoint group, each with one `register` function."""
+
+from __future__ import annotations
+
+from components.api import chat_models, compare, leaderboard, retrieval, structured
+from components.core.service import Playground
+from components.features.compare import VoteLog
+
+
+def register_api(playground: Playground, votes: VoteLog | None = None) -> None:
+    """Adds every named endpoint to the Blocks being built: /chat, /models, /retrieve, /structured, /leaderboard,
+    /votes, /compare (in this order, as before)."""
+    chat_models.register(playground)
+    retrieval.register(playground)
+    structured.register(playground)
+    leaderboard.register(votes)
+    compare.register(playground)

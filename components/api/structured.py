@@ -1,0 +1,75 @@
+"""The `/structured` API endpoint: JSON extracted from a text, following a JSON schema, and checked."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import gradio as gr
+
+from components.api.common import answer_stream, api_language, failed, refused
+from components.core.messages import normalize_language
+from components.core.service import Playground
+from components.core.validation import InputError, settings_kwargs
+from components.features.structured import check_answer, check_compiles, prepare_structured
+from components.serving.limits import check_rate
+
+
+def register(playground: Playground) -> None:
+    """Adds `/structured` to the Blocks being built."""
+    default_model = playground.catalog.default.id
+
+    async def structured(
+        text: str,
+        schema: dict[str, Any] | str,
+        model: str = default_model,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        max_new_tokens: int | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+        lang: str = "de",
+        request: gr.Request | None = None,
+    ) -> tuple[str, Any, dict[str, Any]]:
+        """Extracts JSON from `text` following `schema` (a JSON schema, Draft 2020-12, as an object or a string).
+
+        The engine constrains decoding to the schema where it can (llama.cpp grammar, TGI grammar,
+        response_format). Returns (raw answer, parsed JSON or null, info); info has `valid`, `errors`
+        (`$.path: message` lines), `error_code`, `model`, `prompt`, `schema`, `stats` and, when generation
+        failed, `error`. An invalid schema is refused with a message before anything is generated.
+        """
+        language = normalize_language(lang if isinstance(lang, str) else None)
+        try:
+            language = api_language(lang)
+            check_rate(request)
+            # schema checks off the event loop, then the compile in the grammar worker
+            # (components/features/structured.py)
+            prepared, checked = await asyncio.to_thread(
+                lambda: prepare_structured(
+                    playground,
+                    model,
+                    text,
+                    schema,
+                    system_prompt,
+                    language,
+                    **settings_kwargs(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, stop),
+                )
+            )
+            await check_compiles(prepared)
+        except InputError as exc:
+            raise refused(exc, language, "structured") from None
+        except Exception as exc:
+            raise failed(exc, language, "structured") from None
+        answer = ""
+        info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "schema": checked}
+        # not streamed: only the whole answer can be checked against the schema
+        async for so_far in answer_stream(playground, prepared, info, language):
+            answer = so_far
+        check = check_answer(answer, checked, language)
+        info.update(check.as_info())
+        return answer, (check.value if check.parsed else None), info
+
+    gr.api(structured, api_name="structured", concurrency_limit=None)
