@@ -63,6 +63,14 @@ button[role=tab].selected { color: #c2410c !important; }
   [id^="compare-pane-"] { height: 50vh !important; }
 }
 .upload-container .or { color: var(--body-text-color) !important; opacity: 1 !important; }
+/* compare: the pickers two to a row (four panes: 2 x 2), so "✓ runs here" and the names have room */
+@media (min-width: 641px) {
+  #compare-models { flex-wrap: wrap; }
+  #compare-models > .column { min-width: calc(50% - var(--layout-gap)) !important; }
+}
+/* a pane's heading (the model's name) wraps instead of being cut off */
+[id^="compare-pane-"] [data-testid="block-label"] { white-space: normal; max-width: 100%; height: auto; }
+#compare-question { padding: 0 var(--size-2); }
 """
 
 

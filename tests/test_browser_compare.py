@@ -185,23 +185,27 @@ def test_fast_pane_finishes_first_while_slow_pane_streams(open_compare: Any, sta
         slow_text = cp.answer(1)
         if slow_text and (not slow_texts or slow_texts[-1] != slow_text):
             slow_texts.append(slow_text)
-        if fast_done_at is None and STATS_DE.search(cp.stats(2)):
+        if fast_done_at is None and STATS_DE.search(cp.answer(2)):
             fast_done_at = now
             slow_at_fast_done = slow_text
-        if STATS_DE.search(cp.stats(1)):
+        if STATS_DE.search(cp.answer(1)):
             slow_done_at = now
         assert now < 60, "the comparison never finished"
         time.sleep(0.03)
     assert fast_done_at is not None and fast_done_at < slow_done_at
     assert FAST_REPLY in cp.answer(2)
     # the slow pane did not wait for the fast one: it was already on screen, and kept growing after
-    assert STATS_DE.search(cp.stats(1)) and not STATS_DE.search(slow_at_fast_done)
+    assert STATS_DE.search(cp.answer(1)) and not STATS_DE.search(slow_at_fast_done)
     growing = [s for s in slow_texts if not STATS_DE.search(s)]
     assert len(growing) >= 3, f"the slow pane was not streamed: {growing!r}"
-    slow_stats = STATS_DE.search(cp.stats(1))
+    slow_stats = STATS_DE.search(cp.answer(1))
     assert slow_stats and slow_stats["tokens"].strip() == "30"
     assert slow_stats["reason"].strip() == t("finish_length", "de")
-    assert re.fullmatch(r"\d+ ms", STATS_DE.search(cp.stats(2))["ttft"].strip())
+    assert re.fullmatch(r"\d+ ms", STATS_DE.search(cp.answer(2))["ttft"].strip())
+    # each answer's figures once, in its bubble: the line under the pane no longer repeats them (issue 13, 6)
+    for n in (1, 2):
+        assert cp.stats(n).strip() == ""
+        assert len(STATS_DE.findall(cp.page.locator(f"#compare-col-{n}").inner_text())) == 1
     # chatbot headings name the models
     assert "Server slow" in cp.label(1) and "Server fast" in cp.label(2)
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -212,7 +216,7 @@ def test_fast_pane_finishes_first_while_slow_pane_streams(open_compare: Any, sta
     slow_calls = len(standins["slow"].standin.generation_calls())
     cp.send("Und morgen?")
     cp.wait_until(lambda: cp.pane(1).locator("[data-testid=user]").count() == 2, "the second question")
-    cp.wait_until(lambda: cp.answers(2).count() == 2 and STATS_DE.search(cp.stats(1)) is not None, "second answers")
+    cp.wait_until(lambda: cp.answers(2).count() == 2 and STATS_DE.search(cp.answer(1)) is not None, "second answers")
     cp.wait_until(lambda: len(STATS_DE.findall(cp.pane(1).inner_text())) == 2, "second slow answer", 60)
     slow_prompt = standins["slow"].standin.generation_calls()[slow_calls].body["inputs"]
     fast_prompt = standins["fast"].standin.generation_calls()[-1].body["inputs"]
@@ -227,7 +231,7 @@ def test_failing_pane_shows_its_error_while_the_other_finishes(open_compare: Any
     cp.pick(1, "broken")
     cp.pick(2, "fast")
     cp.send("Was ist los?")
-    cp.wait_until(lambda: STATS_DE.search(cp.stats(2)) is not None, "the healthy pane's answer")
+    cp.wait_until(lambda: STATS_DE.search(cp.answer(2)) is not None, "the healthy pane's answer")
     cp.wait_until(lambda: t("err_prefix", "de").strip() in cp.answer(1), "the failing pane's error")
     broken = cp.answer(1)
     assert "CUDA out of memory" in broken or "broken" in broken, broken
@@ -244,13 +248,13 @@ def test_stop_stops_every_pane(open_compare: Any, standins: dict[str, Any]) -> N
     clicked = time.monotonic()
     cp.page.locator("#compare-stop").click()
     cp.wait_until(
-        lambda: STATS_DE.search(cp.stats(1)) is not None and STATS_DE.search(cp.stats(2)) is not None,
+        lambda: STATS_DE.search(cp.answer(1)) is not None and STATS_DE.search(cp.answer(2)) is not None,
         "both panes stopped",
         10,
     )
     assert time.monotonic() - clicked < 5
     for n in (1, 2):
-        assert STATS_DE.search(cp.stats(n))["reason"].strip() == t("finish_stopped", "de")
+        assert STATS_DE.search(cp.answer(n))["reason"].strip() == t("finish_stopped", "de")
     assert len(standins["slow"].standin.disconnects) >= 2, "both HTTP streams must be closed"
 
 

@@ -1136,6 +1136,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "jede Familie mit ihren empfohlenen Einstellungen",
         "en": "each family with its recommended settings",
     },
+    # ---- issue 13: compare question line, names of sources not yet added ----
+    "compare_question": {"de": "**Frage:** {text}", "en": "**Question:** {text}"},
+    "source_new_text": {"de": "im Textfeld", "en": "in the text box"},
+    "source_new_file": {"de": "„{name}“", "en": "“{name}”"},
     "err_structured_empty": {
         "de": "Bitte zuerst den Text eingeben, aus dem das JSON entstehen soll.",
         "en": "Please enter the text to extract the JSON from first.",

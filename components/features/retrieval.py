@@ -26,7 +26,7 @@ from typing import Any
 
 from components.core.catalog import Family, ModelRef
 from components.core.markers import find_marker, refuse_markers
-from components.core.messages import t
+from components.core.messages import Msg, t
 from components.core.prompts import get_format
 from components.core.service import Playground, Prepared
 from components.core.validation import (
@@ -114,7 +114,7 @@ def _marker_in(text: str) -> str | None:
     return found.upper() if found else None
 
 
-def check_metadata(value: Any, index: int = 1) -> tuple[tuple[str, str], ...]:
+def check_metadata(value: Any, index: int | Msg = 1) -> tuple[tuple[str, str], ...]:
     """Metadata from a mapping or (key, value) pairs: one-line values, keys without ':' and line breaks."""
     if value in (None, "", [], {}):
         return ()
@@ -178,7 +178,7 @@ def form_metadata(
     return pairs
 
 
-def check_source(text: Any, metadata: Any = None, index: int = 1) -> Source:
+def check_source(text: Any, metadata: Any = None, index: int | Msg = 1) -> Source:
     """A checked source: non-empty, within the size limit, without the format's delimiters."""
     if not isinstance(text, str):
         raise InputError("err_source_shape", index=index)

@@ -187,6 +187,16 @@ def max_new_tokens_for(ref: ModelRef) -> int:
     return max(1, min(LIMITS.max_new_tokens, ref.variant.context_length - PROMPT_ROOM))
 
 
+def max_new_update(ref: ModelRef, value: Any) -> Any:
+    """The max-new-tokens slider for the build `ref`: its range, and the value kept within it."""
+    top = max_new_tokens_for(ref)
+    try:
+        kept = min(int(value), top)
+    except (TypeError, ValueError):
+        kept = top
+    return gr.update(maximum=top, value=max(1, kept))
+
+
 def offline_name(playground: Playground) -> str:
     """The offline stand-in model's name, from the catalog."""
     offline = next((r for r in playground.catalog.refs() if r.variant.offline), playground.catalog.default)
@@ -276,7 +286,13 @@ def build_pickers(
     default = start or playground.catalog.default
 
     def dropdown(key: str, choices: list[tuple[str, str]], value: str) -> Any:
-        return tr.add(gr.Dropdown(choices, value=value, label=t(key), elem_id=f"{prefix}-{key}{suffix}"), key)
+        # allow_custom_value: Gradio's own check of a value against the choices it last sent answers in English
+        # ("Value: … is not in the list of choices"), e.g. on Enter right after a family change; the playground
+        # checks every id itself and answers in the page's language (err_unknown_model)
+        dropdown = gr.Dropdown(
+            choices, value=value, label=t(key), elem_id=f"{prefix}-{key}{suffix}", allow_custom_value=True
+        )
+        return tr.add(dropdown, key)
 
     family = dropdown("family", family_choices(playground), default.family.id)
     variant = dropdown("variant", variant_choices(playground, default.family.id), default.variant.id)
@@ -427,10 +443,12 @@ def wire_pickers(
 
     def on_family(family_id: str, lang: str) -> list[Any]:
         fam, ref, dropdowns = family_picked(playground, family_id, lang)
+        values = settings_values(fam)
+        values[3] = max_new_update(ref, values[3])
         return [
             *dropdowns,
             model_info(playground, ref, lang),
-            *settings_values(fam),
+            *values,
             *(extra_values(fam) if extra_values else []),
         ]
 
@@ -443,23 +461,29 @@ def wire_pickers(
         api_visibility="private",
     )
 
-    def on_variant(variant_id: str, lang: str) -> list[Any]:
+    def on_variant(variant_id: str, lang: str, max_new: Any) -> list[Any]:
         ref, quants = variant_picked(playground, variant_id, lang)
-        return [quants, model_info(playground, ref, lang)]
+        return [quants, model_info(playground, ref, lang), max_new_update(ref, max_new)]
 
+    variant_outputs = [pickers.quant, pickers.info, settings.max_new_tokens]
     pickers.variant.input(
-        guard_picker(on_variant, [pickers.quant, pickers.info]),
-        [pickers.variant, lang_state],
-        [pickers.quant, pickers.info],
+        guard_picker(on_variant, variant_outputs),
+        [pickers.variant, lang_state, settings.max_new_tokens],
+        variant_outputs,
         queue=False,
         api_visibility="private",
     )
 
-    def on_quant(variant_id: str, quant_id: str, lang: str) -> str:
-        return model_info(playground, picked_ref(playground, variant_id, quant_id), lang)
+    def on_quant(variant_id: str, quant_id: str, lang: str, max_new: Any) -> list[Any]:
+        ref = picked_ref(playground, variant_id, quant_id)
+        return [model_info(playground, ref, lang), max_new_update(ref, max_new)]
 
     pickers.quant.input(
-        on_quant, [pickers.variant, pickers.quant, lang_state], [pickers.info], queue=False, api_visibility="private"
+        on_quant,
+        [pickers.variant, pickers.quant, lang_state, settings.max_new_tokens],
+        [pickers.info, settings.max_new_tokens],
+        queue=False,
+        api_visibility="private",
     )
 
     def on_lang(family_id: str, variant_id: str, quant_id: str, lang: str) -> list[Any]:

@@ -17,8 +17,8 @@ from typing import Any
 import gradio as gr
 
 from components.core.messages import t
-from components.core.service import Playground, format_stats
-from components.core.validation import LIMITS, RANGES, InputError, check_message, settings_kwargs
+from components.core.service import Playground
+from components.core.validation import RANGES, InputError, check_message, settings_kwargs
 from components.features.compare import (
     LETTERS,
     MAX_PANES,
@@ -53,6 +53,9 @@ from components.ui.common import (
     build_pickers,
     family_picked,
     guard_picker,
+    max_new_tokens_for,
+    max_new_update,
+    md_literal,
     offline_name,
     pickers_relabelled,
     runnable_refs,
@@ -148,14 +151,15 @@ def pane_label(rounds: list[Round], pane: int, lang: str) -> str:
 
 
 def pane_stats_line(rounds: list[Round], pane: int, lang: str) -> str:
+    """The line under a pane: "writing …" while its answer streams, else nothing. The answer's figures, error or
+    queue position are in its own bubble (render()); saying them twice, or "writing" under a bubble that says
+    "queued", only confused."""
     for r in reversed(rounds):
         if pane < len(r.panes):
             p = r.panes[pane]
-            if p.stats:
-                return format_stats(p.stats, lang)
-            if p.error:
-                return t("err_prefix", lang) + t("finish_error", lang)
-            return t("compare_working", lang) if not p.done else ""
+            if p.done or p.stats or p.error or p.status:
+                return ""
+            return t("compare_working", lang)
     return ""
 
 
@@ -213,7 +217,21 @@ def pane_updates(conv: list[Round], lang: str) -> list[Any]:
         for i in range(MAX_PANES)
     ]
     stats_lines = [pane_stats_line(conv, i, lang) for i in range(MAX_PANES)]
-    return [*chatbots, *stats_lines]
+    return [*chatbots, *stats_lines, question_line(conv, lang)]
+
+
+#: the longest question the line above the panes shows in full
+QUESTION_LINE_CHARS = 300
+
+
+def question_line(conv: list[Round], lang: str) -> str:
+    """The latest question, above the panes: a long answer scrolls its pane, and the question out of sight."""
+    if not conv:
+        return ""
+    text = " ".join(conv[-1].prompt.split())
+    if len(text) > QUESTION_LINE_CHARS:
+        text = text[:QUESTION_LINE_CHARS].rstrip() + " …"
+    return t("compare_question", lang, text=md_literal(text))
 
 
 def vote_updates(conv: list[Round], count: int, lang: str) -> list[Any]:
@@ -285,6 +303,7 @@ class _Controls:
     settings: SettingsControls
     board_view: LeaderboardView
     rounds: Any
+    question: Any
 
     @property
     def all_votes(self) -> list[Any]:
@@ -297,6 +316,7 @@ class _Controls:
         return [
             *[p.chatbot for p in panes],
             *[p.stats for p in panes],
+            self.question,
             self.rounds,
             *self.all_votes,
             self.reveal,
@@ -358,8 +378,8 @@ def _layout_pane_settings(playground: Playground, tr: Translations, runnable: li
                     max_new = tr.add(
                         gr.Slider(
                             1,
-                            LIMITS.max_new_tokens,
-                            value=min(values[3], LIMITS.max_new_tokens),
+                            max_new_tokens_for(start),
+                            value=min(values[3], max_new_tokens_for(start)),
                             step=1,
                             label=t("max_new_tokens"),
                             elem_id=f"compare-max-new-tokens-{n}",
@@ -376,9 +396,10 @@ def _layout_pane_settings(playground: Playground, tr: Translations, runnable: li
     return pickers
 
 
-def _layout_panes(pickers: list[tuple[Any, ...]]) -> list[PaneControls]:
-    """The answers' row: a chat and a stats line per pane."""
+def _layout_panes(pickers: list[tuple[Any, ...]]) -> tuple[Any, list[PaneControls]]:
+    """The latest question above the answers' row: a chat and a stats line per pane."""
     panes: list[PaneControls] = []
+    question = gr.Markdown("", elem_id="compare-question")
     with gr.Row(equal_height=False, elem_id="compare-panes"):
         for i in range(MAX_PANES):
             n = i + 1
@@ -388,7 +409,7 @@ def _layout_panes(pickers: list[tuple[Any, ...]]) -> list[PaneControls]:
                 )
                 stats = gr.Markdown("", elem_id=f"compare-stats-{n}")
             panes.append(PaneControls(column, *pickers[i], chatbot, stats))
-    return panes
+    return question, panes
 
 
 def _layout_ask(tr: Translations) -> tuple[Any, ...]:
@@ -408,7 +429,8 @@ def _layout_ask(tr: Translations) -> tuple[Any, ...]:
         )
         send = tr.add(gr.Button(t("send"), variant="primary", scale=1, elem_id="compare-send"), "send", "value")
     with gr.Row(elem_id="compare-buttons-row"):
-        stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="compare-stop"), "stop", "value")
+        # idle until a round runs (as in the chat tab): a red Stop that stops nothing looks like a fault
+        stop = tr.add(gr.Button(t("stop"), variant="stop", interactive=False, elem_id="compare-stop"), "stop", "value")
         clear = tr.add(gr.Button(t("clear"), elem_id="compare-clear"), "clear", "value")
         export_md = tr.add(
             gr.DownloadButton(t("compare_export_md"), value=None, interactive=False, elem_id="compare-export-md"),
@@ -449,7 +471,9 @@ def _layout_boxes(
             gr.Checkbox(True, label=t("compare_family_defaults"), elem_id="compare-family-defaults"),
             "compare_family_defaults",
         )
-        settings = settings_panel(playground.catalog.default.family, tr, "compare-shared")
+        settings = settings_panel(
+            playground.catalog.default.family, tr, "compare-shared", model=playground.catalog.default
+        )
     tr.add(settings_acc, "compare_shared_settings")
     with gr.Accordion(t("compare_leaderboard"), open=False, elem_id="compare-leaderboard-box") as lb_acc:
         board_view = build_leaderboard_view(tr, vote_log, lang_state)
@@ -480,7 +504,7 @@ def _layout(
             "compare_pane_count",
         )
         blind = tr.add(gr.Checkbox(False, label=t("compare_blind"), elem_id="compare-blind", scale=2), "compare_blind")
-    panes = _layout_panes(_layout_pane_settings(playground, tr, runnable))
+    question, panes = _layout_panes(_layout_pane_settings(playground, tr, runnable))
     message, send, stop, clear, export_md, export_js = _layout_ask(tr)
     vote_buttons, vote_tie, vote_row, reveal = _layout_votes(tr)
     family_defaults, settings, board_view = _layout_boxes(playground, tr, flags, vote_log, lang_state)
@@ -503,6 +527,7 @@ def _layout(
         settings,
         board_view,
         rounds,
+        question,
     )
 
 
@@ -514,13 +539,13 @@ def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> No
 
     def wire_pane(pane: PaneControls) -> None:
         def on_family(family_id: str, lang: str) -> list[Any]:
-            fam, _, dropdowns = family_picked(playground, family_id, lang)
+            fam, ref, dropdowns = family_picked(playground, family_id, lang)
             values = settings_values(fam)
             return [
                 *dropdowns,
                 gr.update(placeholder=fam.system_prompt),
                 values[0],
-                min(values[3], LIMITS.max_new_tokens),
+                max_new_update(ref, values[3]),
             ]
 
         family_outputs = [pane.variant, pane.quant, pane.system, pane.temperature, pane.max_new_tokens]
@@ -532,13 +557,14 @@ def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> No
             api_visibility="private",
         )
 
-        def on_variant(variant_id: str, lang: str) -> Any:
-            return variant_picked(playground, variant_id, lang)[1]
+        def on_variant(variant_id: str, lang: str, max_new: Any) -> list[Any]:
+            ref, quants = variant_picked(playground, variant_id, lang)
+            return [quants, max_new_update(ref, max_new)]
 
         pane.variant.input(
-            guard_picker(on_variant, [pane.quant]),
-            [pane.variant, lang_state],
-            [pane.quant],
+            guard_picker(on_variant, [pane.quant, pane.max_new_tokens]),
+            [pane.variant, lang_state, pane.max_new_tokens],
+            [pane.quant, pane.max_new_tokens],
             queue=False,
             api_visibility="private",
         )
@@ -655,8 +681,12 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         *settings.inputs,
         *[x for p in panes for x in p.inputs],
     ]
-    c.message.submit(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None)
-    c.send.click(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None)
+    for trigger in (c.message.submit, c.send.click):
+        # Stop is active exactly while a round runs (also when the round was refused: then only for a moment)
+        trigger(lambda: gr.update(interactive=True), None, [c.stop], queue=False, api_visibility="private")
+        trigger(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None).then(
+            lambda: gr.update(interactive=False), None, [c.stop], queue=False, api_visibility="private"
+        )
 
     def stop_all(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
@@ -737,6 +767,7 @@ def _events_view(c: _Controls, playground: Playground, lang_state: Any) -> None:
         *[p.settings_box for p in panes],
         *[p.chatbot for p in panes],
         *[p.stats for p in panes],
+        c.question,
         *c.all_votes,
         c.reveal,
     ]

@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import t
+from components.core.messages import Msg, t
 from components.core.service import Playground
 from components.core.streaming import batched
 from components.core.validation import InputError, settings_kwargs
@@ -135,7 +135,7 @@ def _layout_side(playground: Playground, tr: Translations) -> tuple[Pickers, Any
         gr.Button(t("reset_system"), size="sm", elem_id="retrieval-reset-system"), "reset_system", "value"
     )
     with gr.Accordion(t("settings"), open=False, elem_id="retrieval-settings") as acc:
-        settings = settings_panel(playground.catalog.default.family, tr, "retrieval")
+        settings = settings_panel(playground.catalog.default.family, tr, "retrieval", model=playground.catalog.default)
     tr.add(acc, "settings")
     return pickers, system, reset_system, settings
 
@@ -277,14 +277,17 @@ def add_sources(
     items = list(items or [])
     try:
         new: list[Source] = []
+        # a refused candidate is named as what it is ("in the text box", its file name), not by the number it
+        # would have had: "Quelle 2 enthält ENDINPUT" named a source the list did not show
+        in_box = Msg("source_new_text")
         if text and text.strip():
-            new.append(check_source(text, form_metadata(url_text, author_text, extra_text), len(items) + 1))
+            new.append(check_source(text, form_metadata(url_text, author_text, extra_text), in_box))
         for path in paths or []:
             name, body = read_upload(path)
             meta = form_metadata(url_text, author_text, extra_text, file_name=name)
-            new.append(check_source(body, meta, len(items) + len(new) + 1))
+            new.append(check_source(body, meta, Msg("source_new_file", name=name)))
         if not new:
-            raise InputError("err_source_empty", index=len(items) + 1)
+            raise InputError("err_source_empty", index=in_box)
         if len(items) + len(new) > SOURCE_LIMITS.max_sources:
             raise InputError("err_too_many_sources", count=len(items) + len(new), limit=SOURCE_LIMITS.max_sources)
         check_total([*sources_from_state(items), *new])

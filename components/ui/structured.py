@@ -115,7 +115,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 "system_prompt",
             )
             with gr.Accordion(t("settings"), open=False, elem_id="structured-settings") as acc:
-                settings = settings_panel(default.family, tr, "structured")
+                settings = settings_panel(default.family, tr, "structured", model=default)
             tr.add(acc, "settings")
         with gr.Column(scale=3):
             text = tr.add(
