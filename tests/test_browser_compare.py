@@ -206,6 +206,8 @@ def test_fast_pane_finishes_first_while_slow_pane_streams(open_compare: Any, sta
     for n in (1, 2):
         assert cp.stats(n).strip() == ""
         assert len(STATS_DE.findall(cp.page.locator(f"#compare-col-{n}").inner_text())) == 1
+    # Stop is idle again once the round has ended (it was red and "active" with nothing running)
+    cp.wait_until(lambda: cp.page.locator("#compare-stop").is_disabled(), "Stop idle after the round")
     # chatbot headings name the models
     assert "Server slow" in cp.label(1) and "Server fast" in cp.label(2)
     SHOTS.mkdir(parents=True, exist_ok=True)
