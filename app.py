@@ -60,7 +60,7 @@ button[role=tab].selected { color: #c2410c !important; }
   #tab-compare > div, #tab-compare > .column { display: flex; flex-direction: column; }
   #compare-ask-row { order: -2; }
   #compare-buttons-row { order: -1; }
-  [id^="compare-pane-"] { height: 50vh !important; }
+  #compare-panes [id^="compare-pane-"] { height: 50vh !important; }
 }
 .upload-container .or { color: var(--body-text-color) !important; opacity: 1 !important; }
 /* compare: the pickers two to a row (four panes: 2 x 2), so "✓ runs here" and the names have room */
@@ -69,7 +69,7 @@ button[role=tab].selected { color: #c2410c !important; }
   #compare-models > .column { min-width: calc(50% - var(--layout-gap)) !important; }
 }
 /* a pane's heading (the model's name) wraps instead of being cut off */
-[id^="compare-pane-"] [data-testid="block-label"] { white-space: normal; max-width: 100%; height: auto; }
+#compare-panes [id^="compare-pane-"] [data-testid="block-label"] { white-space: normal; max-width: 100%; height: auto; }
 #compare-question { padding: 0 var(--size-2); }
 """
 

@@ -328,6 +328,9 @@ def test_phone_has_the_message_boxes_on_the_first_screen(offline_app: RunningApp
     p.tab("compare") if page.get_by_role("tab", name=t("tab_compare", lang), exact=True).is_visible() else None
     question = page.locator("#compare-input textarea").bounding_box()
     assert question and question["y"] + question["height"] <= PHONE["height"], f"compare question at {question}"
+    # the pane-count row is as tall as its content (a rule for the answer panes, `[id^=compare-pane-]`, made it 50vh)
+    count = page.locator("#compare-pane-count").bounding_box()
+    assert count and count["height"] < 250, f"pane count box at {count}"
 
 
 # ---- 13: the Server tab shows the local engines -------------------------------------------------------------------
