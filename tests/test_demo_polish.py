@@ -82,7 +82,7 @@ def test_compare_pane_sliders_stop_short_of_their_models_context(demo: Any, n: i
     assert slider.maximum <= ref.variant.context_length - PROMPT_ROOM
 
 
-@pytest.mark.parametrize("elem_id", ["chat-stop", "compare-stop"])
+@pytest.mark.parametrize("elem_id", ["chat-stop", "compare-stop", "retrieval-stop-button", "structured-stop-button"])
 def test_stop_buttons_look_idle_before_anything_runs(demo: Any, elem_id: str) -> None:
     assert blocks_by_id(demo)[elem_id].interactive is False
 

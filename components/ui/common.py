@@ -552,3 +552,13 @@ def apply_events(batch: list[Any], notes: dict[str, str], raw_prompt: str, lang:
             if event.stats:
                 notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
     return added, prompt_update
+
+
+def run_with_stop(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], stop: Any) -> None:
+    """Wires `fn` (a streaming handler) to each trigger, with Stop active exactly while it runs: a red Stop that
+    stops nothing looks like a fault. A refused request enables Stop only for a moment."""
+    for trigger in triggers:
+        trigger(lambda: gr.update(interactive=True), None, [stop], queue=False, api_visibility="private")
+        trigger(fn, inputs, outputs, api_visibility="private", concurrency_limit=None).then(
+            lambda: gr.update(interactive=False), None, [stop], queue=False, api_visibility="private"
+        )

@@ -58,6 +58,7 @@ from components.ui.common import (
     md_literal,
     offline_name,
     pickers_relabelled,
+    run_with_stop,
     runnable_refs,
     session_of,
     settings_panel,
@@ -681,12 +682,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         *settings.inputs,
         *[x for p in panes for x in p.inputs],
     ]
-    for trigger in (c.message.submit, c.send.click):
-        # Stop is active exactly while a round runs (also when the round was refused: then only for a moment)
-        trigger(lambda: gr.update(interactive=True), None, [c.stop], queue=False, api_visibility="private")
-        trigger(send_prompt, send_inputs, stream_outputs, api_visibility="private", concurrency_limit=None).then(
-            lambda: gr.update(interactive=False), None, [c.stop], queue=False, api_visibility="private"
-        )
+    run_with_stop([c.message.submit, c.send.click], send_prompt, send_inputs, stream_outputs, c.stop)
 
     def stop_all(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)

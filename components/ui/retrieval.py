@@ -44,6 +44,7 @@ from components.ui.common import (
     inform,
     picked_id,
     raw_prompt_box,
+    run_with_stop,
     session_of,
     settings_panel,
     status_markdown,
@@ -207,7 +208,11 @@ def _layout_answer(tr: Translations) -> tuple[Any, ...]:
         ask = tr.add(
             gr.Button(t("retrieval_ask"), variant="primary", scale=1, elem_id="retrieval-ask"), "retrieval_ask", "value"
         )
-        stop = tr.add(gr.Button(t("stop"), variant="stop", scale=1, elem_id="retrieval-stop-button"), "stop", "value")
+        stop = tr.add(
+            gr.Button(t("stop"), variant="stop", scale=1, interactive=False, elem_id="retrieval-stop-button"),
+            "stop",
+            "value",
+        )
     answer = tr.add(
         gr.Textbox(
             label=t("retrieval_answer"),
@@ -463,8 +468,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
     inputs = [question, sources, pickers.variant, pickers.quant, system, lang_state, *settings.inputs]
     outputs = [answer, status, raw_prompt]
-    question.submit(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
-    ask.click(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
+    run_with_stop([question.submit, ask.click], respond, inputs, outputs, stop)
 
     def stop_now(request: gr.Request) -> None:
         flags.stop(session_of(request), RETRIEVAL_SLOT)

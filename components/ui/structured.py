@@ -34,6 +34,7 @@ from components.ui.common import (
     md_literal,
     picked_id,
     raw_prompt_box,
+    run_with_stop,
     session_of,
     settings_panel,
     status_markdown,
@@ -138,7 +139,11 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                     "structured_run",
                     "value",
                 )
-                stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="structured-stop-button"), "stop", "value")
+                stop = tr.add(
+                    gr.Button(t("stop"), variant="stop", interactive=False, elem_id="structured-stop-button"),
+                    "stop",
+                    "value",
+                )
             with gr.Row():
                 raw = tr.add(
                     gr.Textbox(
@@ -238,7 +243,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
     inputs = [text, schema, pickers.variant, pickers.quant, system, lang_state, *settings.inputs]
     outputs = [raw, parsed, verdict, raw_prompt]
-    run.click(respond, inputs, outputs, api_visibility="private", concurrency_limit=None)
+    run_with_stop([run.click], respond, inputs, outputs, stop)
 
     def stop_now(request: gr.Request) -> None:
         flags.stop(session_of(request), STRUCTURED_SLOT)
