@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from components.core.catalog import load_catalog
 from components.core.markers import check_prompt_parts
 from components.core.saved_chat import MAX_EXCHANGES, MAX_TOTAL_CHARS, VERSION, pack, unpack
 from components.core.validation import LIMITS, InputError
@@ -159,3 +160,53 @@ def test_markers_stay_text_and_sending_them_is_refused() -> None:
     with pytest.raises(InputError) as refused:
         check_prompt_parts("chatml", "Weiter?", "", to_turns(back.conversation))
     assert refused.value.key == "err_marker_history" and refused.value.params["turn"] == 1
+
+
+# ---- the page's restore handler ---------------------------------------------------------------------------
+class FakeRequest:
+    """What restore reads of gr.Request: the page's query (its language)."""
+
+    def __init__(self, lang: str) -> None:
+        self.query_params = {"lang": lang}
+
+
+@pytest.fixture(scope="module")
+def restore() -> Any:
+    import app
+
+    demo = app.build_app(app.create_playground())
+    [fn] = [f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "restore"]
+    return fn
+
+
+def test_restore_draws_the_chat_in_the_page_language(restore: Any) -> None:
+    out = restore(FakeRequest("en"), stored([entry()], model="em-german-7b/gptq", system="Sei kurz."), False)
+    family, variant, quant = out[0], out[1], out[2]
+    assert family == "em-german"
+    assert variant["value"] == "em-german-7b" and quant["value"] == "gptq"
+    assert out[4] == "Sei kurz."
+    chatbot, conversation, done = out[-3:]
+    assert conversation == [entry()] and done is True
+    assert chatbot[0] == {"role": "user", "content": "Hallo?"}
+    assert "model finished" in chatbot[1]["content"]  # the stats line in English
+
+
+@pytest.mark.parametrize("model", ["gone-variant/q4", "../../etc/passwd", None, 7])
+def test_restore_falls_back_to_the_default_model(restore: Any, model: Any) -> None:
+    default = load_catalog().default
+    out = restore(FakeRequest("de"), stored([entry()], model=model, system=None), False)
+    assert out[0] == default.family.id
+    assert out[1]["value"] == default.variant.id and out[2]["value"] == default.quant.id
+    assert out[4] == default.family.system_prompt
+    assert out[-2] == [entry()]
+
+
+@pytest.mark.parametrize("value", [None, "junk", {"v": 1}, [1, 2]])
+def test_restore_of_nothing_changes_nothing(restore: Any, value: Any) -> None:
+    out = restore(FakeRequest("de"), value, False)
+    assert all(isinstance(x, dict) and x.get("__type__") == "update" and len(x) <= 2 for x in out), out
+
+
+def test_restore_happens_once_per_page(restore: Any) -> None:
+    out = restore(FakeRequest("de"), stored([entry()]), True)
+    assert out[-2] != [entry()]
