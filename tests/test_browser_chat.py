@@ -486,6 +486,8 @@ def test_reload_keeps_the_conversation_in_the_page_language(open_chat: Any) -> N
     """Issue 13: a reload (F5) after switching to English used to come back German and empty."""
     chat = open_chat()
     page = chat.page
+    system = "Antworte kurz."
+    page.locator("#chat-system textarea").fill(system)
     chat.limit_tokens(24)
     chat.send_with_enter("Was ist die Hauptstadt von Frankreich?")
     chat.wait_for_stats(STATS_DE)
@@ -506,6 +508,7 @@ def test_reload_keeps_the_conversation_in_the_page_language(open_chat: Any) -> N
     assert chat.bot_messages().count() == 1
     chat.wait_until(lambda: STATS_EN.search(chat.last_answer()) is not None, "the answer with English stats")
     assert answer_text in chat.last_answer()
+    assert page.locator("#chat-system textarea").input_value() == system
 
     # the restored conversation is the model's history: the follow-up's prompt carries the first question
     chat.open_accordion("chat-raw-prompt-box", t("raw_prompt", "en"))
@@ -513,7 +516,7 @@ def test_reload_keeps_the_conversation_in_the_page_language(open_chat: Any) -> N
     chat.wait_until(lambda: chat.bot_messages().count() == 2, "the follow-up's answer")
     chat.wait_for_stats(STATS_EN)
     prompt = chat.raw_prompt()
-    assert prompt.startswith(chatml(SYSTEM_DE, [], "Was ist die Hauptstadt von Frankreich?")), prompt
+    assert prompt.startswith(chatml(system, [], "Was ist die Hauptstadt von Frankreich?")), prompt
     assert prompt.endswith(chatml("", [], "And of Italy?")), prompt
 
     # Clear empties what the browser keeps too
