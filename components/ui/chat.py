@@ -513,8 +513,9 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
     """A page (re)loaded in a browser that kept a chat: the conversation, drawn in the page's language, and the
     model (if the catalog still has it; else the default) with its family's settings and the system prompt.
 
-    Gradio reads localStorage when the store's component is mounted, which can be after the page's load event:
-    so both the load event and the store's first change restore, once per page (`restored`)."""
+    The page's load event brings the stored value (seen in Chromium); should Gradio's store ever be mounted after
+    it, the store's change (when it reads localStorage) restores instead. Either way once per page (`restored`):
+    the change that follows a save restores nothing."""
     p, settings = c.pickers, c.settings
     outputs = [
         p.family,
