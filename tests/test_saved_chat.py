@@ -180,13 +180,13 @@ def restore() -> Any:
 
 
 def test_restore_draws_the_chat_in_the_page_language(restore: Any) -> None:
-    out = restore(FakeRequest("en"), stored([entry()], model="em-german-7b/gptq", system="Sei kurz."), False)
+    out = restore(FakeRequest("en"), stored([entry()], model="em-german-7b/gptq", system="Sei kurz."))
     family, variant, quant = out[0], out[1], out[2]
     assert family == "em-german"
     assert variant["value"] == "em-german-7b" and quant["value"] == "gptq"
     assert out[4] == "Sei kurz."
-    chatbot, conversation, done = out[-3:]
-    assert conversation == [entry()] and done is True
+    chatbot, conversation = out[-2:]
+    assert conversation == [entry()]
     assert chatbot[0] == {"role": "user", "content": "Hallo?"}
     assert "model finished" in chatbot[1]["content"]  # the stats line in English
 
@@ -194,19 +194,14 @@ def test_restore_draws_the_chat_in_the_page_language(restore: Any) -> None:
 @pytest.mark.parametrize("model", ["gone-variant/q4", "../../etc/passwd", None, 7])
 def test_restore_falls_back_to_the_default_model(restore: Any, model: Any) -> None:
     default = load_catalog().default
-    out = restore(FakeRequest("de"), stored([entry()], model=model, system=None), False)
+    out = restore(FakeRequest("de"), stored([entry()], model=model, system=None))
     assert out[0] == default.family.id
     assert out[1]["value"] == default.variant.id and out[2]["value"] == default.quant.id
     assert out[4] == default.family.system_prompt
-    assert out[-2] == [entry()]
+    assert out[-1] == [entry()]
 
 
 @pytest.mark.parametrize("value", [None, "junk", {"v": 1}, [1, 2]])
 def test_restore_of_nothing_changes_nothing(restore: Any, value: Any) -> None:
-    out = restore(FakeRequest("de"), value, False)
+    out = restore(FakeRequest("de"), value)
     assert all(isinstance(x, dict) and x.get("__type__") == "update" and len(x) <= 2 for x in out), out
-
-
-def test_restore_happens_once_per_page(restore: Any) -> None:
-    out = restore(FakeRequest("de"), stored([entry()]), True)
-    assert out[-2] != [entry()]

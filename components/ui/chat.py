@@ -119,8 +119,6 @@ class _Controls:
     conversation: Any
     #: the conversation, model and system prompt kept in the visitor's browser (gr.BrowserState)
     saved: Any
-    #: whether this page has restored (or saved) the chat: a restore happens once per page
-    restored: Any
 
     @property
     def outputs(self) -> list[Any]:
@@ -219,7 +217,6 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
             raw_prompt = raw_prompt_box(tr, "chat", lines=8, max_lines=30, copy=False)
     conversation = gr.State([])
     saved = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=browser_secret())
-    restored = gr.State(False)
     return _Controls(
         pickers,
         system,
@@ -236,7 +233,6 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
         raw_prompt,
         conversation,
         saved,
-        restored,
     )
 
 
@@ -494,15 +490,15 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
 def _save_args(c: _Controls) -> dict[str, Any]:
     """The event that writes the conversation (its last exchanges), the model and the system prompt into the
-    browser; after it, this page no longer restores."""
+    browser."""
 
-    def save(conv: list[dict[str, Any]], variant_id: str, quant_id: str, sys_prompt: str) -> list[Any]:
-        return [pack(conv or [], picked_id(str(variant_id), str(quant_id)), sys_prompt), True]
+    def save(conv: list[dict[str, Any]], variant_id: str, quant_id: str, sys_prompt: str) -> dict[str, Any]:
+        return pack(conv or [], picked_id(str(variant_id), str(quant_id)), sys_prompt)
 
     return {
         "fn": save,
         "inputs": [c.conversation, c.pickers.variant, c.pickers.quant, c.system],
-        "outputs": [c.saved, c.restored],
+        "outputs": [c.saved],
         "queue": False,
         "show_progress": "hidden",
         "api_visibility": "private",
@@ -513,9 +509,8 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
     """A page (re)loaded in a browser that kept a chat: the conversation, drawn in the page's language, and the
     model (if the catalog still has it; else the default) with its family's settings and the system prompt.
 
-    The page's load event brings the stored value (seen in Chromium); should Gradio's store ever be mounted after
-    it, the store's change (when it reads localStorage) restores instead. Either way once per page (`restored`):
-    the change that follows a save restores nothing."""
+    The page's load event brings the stored value (Gradio's store reads localStorage when it is mounted, before
+    the load event; measured in Chromium), so a save, which changes the store, restores nothing."""
     p, settings = c.pickers, c.settings
     outputs = [
         p.family,
@@ -530,12 +525,11 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
         settings.max_new_tokens,
         c.chatbot,
         c.conversation,
-        c.restored,
     ]
 
-    def restore(request: gr.Request, value: Any, done: bool) -> list[Any]:
+    def restore(request: gr.Request, value: Any) -> list[Any]:
         saved = unpack(value)
-        if done or saved.empty:
+        if saved.empty:
             return [gr.skip() for _ in outputs]
         lang = normalize_language(request.query_params.get("lang") if request else None)
         ref = (playground.catalog.get(saved.model_id) if saved.model_id else None) or playground.catalog.default
@@ -554,13 +548,11 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
             gr.update(maximum=max_new_tokens_for(ref)),
             render(saved.conversation, lang),
             saved.conversation,
-            True,
         ]
 
-    gr.on(
-        [page.load, c.saved.change],
+    page.load(
         restore,
-        [c.saved, c.restored],
+        [c.saved],
         outputs,
         queue=False,
         show_progress="hidden",
