@@ -93,7 +93,7 @@ def build_app(playground: Playground) -> gr.Blocks:
                 )
         with gr.Tabs():
             with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as chat_tab:
-                build_chat_tab(playground, tr, flags, lang_state)
+                build_chat_tab(playground, tr, flags, lang_state, demo)
             tr.add(chat_tab, "tab_chat")
             with gr.Tab(t("tab_compare"), id="compare", elem_id="tab-compare") as compare_tab:
                 build_compare_tab(playground, tr, flags, lang_state)

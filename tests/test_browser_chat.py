@@ -479,3 +479,52 @@ def test_em_german_shows_quantizations_and_its_system_prompt(open_chat: Any) -> 
     refusal = t("err_unavailable", "de", model=model.label, why=gpu)
     page.locator("[data-testid=toast-body]", has_text=refusal).first.wait_for(timeout=10_000)
     assert chat.user_messages().count() == 0
+
+
+# ---- (h) reload -----------------------------------------------------------------------------------------
+def test_reload_keeps_the_conversation_in_the_page_language(open_chat: Any) -> None:
+    """Issue 13: a reload (F5) after switching to English used to come back German and empty."""
+    chat = open_chat()
+    page = chat.page
+    system = "Antworte kurz."
+    page.locator("#chat-system textarea").fill(system)
+    chat.limit_tokens(24)
+    chat.send_with_enter("Was ist die Hauptstadt von Frankreich?")
+    chat.wait_for_stats(STATS_DE)
+    first_answer = chat.bot_messages().first.inner_text()
+    answer_text = first_answer[: STATS_DE.search(first_answer).start()].strip()  # type: ignore[union-attr]
+    assert answer_text
+    page.locator("#lang").get_by_text("English", exact=True).click()
+    chat.wait_until(lambda: STATS_EN.search(chat.last_answer()) is not None, "the English stats line")
+    time.sleep(0.5)
+
+    page.reload()
+    page.locator("#chat-input textarea").wait_for()
+    send = page.locator("#chat-send")
+    chat.wait_until(lambda: send.inner_text().strip() == t("send", "en"), "English labels after the reload")
+    assert page.locator("#lang input[value=en]").is_checked()
+    chat.wait_until(lambda: chat.user_messages().count() == 1, "the question again after the reload", 30)
+    assert chat.user_messages().first.inner_text().strip() == "Was ist die Hauptstadt von Frankreich?"
+    assert chat.bot_messages().count() == 1
+    chat.wait_until(lambda: STATS_EN.search(chat.last_answer()) is not None, "the answer with English stats")
+    assert answer_text in chat.last_answer()
+    assert page.locator("#chat-system textarea").input_value() == system
+
+    # the restored conversation is the model's history: the follow-up's prompt carries the first question
+    chat.open_accordion("chat-raw-prompt-box", t("raw_prompt", "en"))
+    chat.send_with_enter("And of Italy?")
+    chat.wait_until(lambda: chat.bot_messages().count() == 2, "the follow-up's answer")
+    chat.wait_for_stats(STATS_EN)
+    prompt = chat.raw_prompt()
+    assert prompt.startswith(chatml(system, [], "Was ist die Hauptstadt von Frankreich?")), prompt
+    assert prompt.endswith(chatml("", [], "And of Italy?")), prompt
+
+    # Clear empties what the browser keeps too
+    page.locator("#chat-clear").click()
+    chat.wait_until(lambda: chat.bot_messages().count() == 0, "an empty chat")
+    time.sleep(0.5)
+    page.reload()
+    page.locator("#chat-input textarea").wait_for()
+    chat.wait_until(lambda: send.inner_text().strip() == t("send", "en"), "English labels after the second reload")
+    time.sleep(2)
+    assert chat.user_messages().count() == 0 and chat.bot_messages().count() == 0

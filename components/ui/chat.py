@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from components.core.messages import t
+from components.core.messages import normalize_language, t
 from components.core.prompts import Turn
+from components.core.saved_chat import pack, unpack
 from components.core.service import Playground, format_stats, prompt_shown
 from components.core.streaming import batched
 from components.core.validation import InputError, settings_kwargs
@@ -30,11 +32,13 @@ from components.ui.common import (
     picked_id,
     picked_ref,
     pickers_relabelled,
+    quant_choices,
     raw_prompt_box,
     sendable,
     session_of,
     settings_panel,
     settings_values,
+    variant_choices,
     variant_picked,
     warn,
     wire_settings_reset,
@@ -43,6 +47,14 @@ from components.ui.common import (
 log = logging.getLogger(__name__)
 
 SLOT = "chat"
+#: the browser's localStorage key of the saved chat (a new shape gets a new key)
+STORAGE_KEY = "playground-chat-v1"
+
+
+def browser_secret() -> str | None:
+    """The key Gradio encrypts the saved chat with: PLAYGROUND_BROWSER_SECRET, else None (Gradio draws one per
+    start, so a restarted server finds nothing it can read and the chat starts empty)."""
+    return os.environ.get("PLAYGROUND_BROWSER_SECRET") or None
 
 
 def to_turns(conversation: list[dict[str, Any]]) -> list[Turn]:
@@ -105,6 +117,8 @@ class _Controls:
     examples: Any
     raw_prompt: Any
     conversation: Any
+    #: the conversation, model and system prompt kept in the visitor's browser (gr.BrowserState)
+    saved: Any
 
     @property
     def outputs(self) -> list[Any]:
@@ -202,6 +216,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
             )
             raw_prompt = raw_prompt_box(tr, "chat", lines=8, max_lines=30, copy=False)
     conversation = gr.State([])
+    saved = gr.BrowserState(None, storage_key=STORAGE_KEY, secret=browser_secret())
     return _Controls(
         pickers,
         system,
@@ -217,6 +232,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
         examples,
         raw_prompt,
         conversation,
+        saved,
     )
 
 
@@ -268,7 +284,11 @@ def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> No
         return [
             *pickers_relabelled(playground, family_id, variant_id, quant_id, lang),
             model_info(playground, ref, lang),
-            gr.update(value=render(conv, lang), placeholder=t("chat_welcome", lang)),
+            # an empty conversation leaves the chat's messages alone: a chat restored from the browser may be
+            # drawn while this runs
+            gr.update(value=render(conv, lang), placeholder=t("chat_welcome", lang))
+            if conv
+            else gr.update(placeholder=t("chat_welcome", lang)),
         ]
 
     lang_state.change(
@@ -450,9 +470,9 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
     # "multiple": Enter or Send while an answer streams reaches the server, which says why it does not send
     events = {"api_visibility": "private", "concurrency_limit": None, "trigger_mode": "multiple"}
-    c.message.submit(respond, inputs, outputs, **events)
-    c.send.click(respond, inputs, outputs, **events)
-    c.retry.click(retry_last, inputs, outputs, **events)
+    for trigger, handler in ((c.message.submit, respond), (c.send.click, respond), (c.retry.click, retry_last)):
+        # once the answer has ended (done, stopped, failed), the browser keeps the conversation
+        trigger(handler, inputs, outputs, **events).then(**_save_args(c))
 
     def stop_now(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
@@ -463,15 +483,89 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         flags.stop(session_of(request), SLOT, reason="clear")
         return [[], [], "", "", gr.update(interactive=False)]
 
-    c.clear.click(clear_all, None, outputs, queue=False, api_visibility="private")
+    c.clear.click(clear_all, None, outputs, queue=False, api_visibility="private").then(**_save_args(c))
     # the chatbot's own trash icon must forget the conversation too, not only hide it
-    c.chatbot.clear(clear_all, None, outputs, queue=False, api_visibility="private")
+    c.chatbot.clear(clear_all, None, outputs, queue=False, api_visibility="private").then(**_save_args(c))
 
 
-def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any) -> ChatTab:
+def _save_args(c: _Controls) -> dict[str, Any]:
+    """The event that writes the conversation (its last exchanges), the model and the system prompt into the
+    browser."""
+
+    def save(conv: list[dict[str, Any]], variant_id: str, quant_id: str, sys_prompt: str) -> dict[str, Any]:
+        return pack(conv or [], picked_id(str(variant_id), str(quant_id)), sys_prompt)
+
+    return {
+        "fn": save,
+        "inputs": [c.conversation, c.pickers.variant, c.pickers.quant, c.system],
+        "outputs": [c.saved],
+        "queue": False,
+        "show_progress": "hidden",
+        "api_visibility": "private",
+    }
+
+
+def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
+    """A page (re)loaded in a browser that kept a chat: the conversation, drawn in the page's language, and the
+    model (if the catalog still has it; else the default) with its family's settings and the system prompt.
+
+    The page's load event brings the stored value (Gradio's store reads localStorage when it is mounted, before
+    the load event; measured in Chromium), so a save, which changes the store, restores nothing."""
+    p, settings = c.pickers, c.settings
+    outputs = [
+        p.family,
+        p.variant,
+        p.quant,
+        p.info,
+        c.system,
+        c.examples,
+        *settings.inputs,
+        c.offline_note,
+        c.send,
+        settings.max_new_tokens,
+        c.chatbot,
+        c.conversation,
+    ]
+
+    def restore(request: gr.Request, value: Any) -> list[Any]:
+        saved = unpack(value)
+        if saved.empty:
+            return [gr.skip() for _ in outputs]
+        lang = normalize_language(request.query_params.get("lang") if request else None)
+        ref = (playground.catalog.get(saved.model_id) if saved.model_id else None) or playground.catalog.default
+        fam = ref.family
+        system = fam.system_prompt if saved.system is None else saved.system
+        return [
+            fam.id,
+            gr.update(choices=variant_choices(playground, fam.id, lang), value=ref.variant.id),
+            gr.update(choices=quant_choices(playground, ref.variant.id, lang), value=ref.quant.id),
+            model_info(playground, ref, lang),
+            system,
+            gr.update(samples=[[e] for e in fam.examples]),
+            *settings_values(fam),
+            gr.update(visible=ref.variant.offline),
+            gr.update(interactive=sendable(playground, ref)),
+            gr.update(maximum=max_new_tokens_for(ref)),
+            render(saved.conversation, lang),
+            saved.conversation,
+        ]
+
+    page.load(
+        restore,
+        [c.saved],
+        outputs,
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+
+
+def build_chat_tab(playground: Playground, tr: Translations, flags: CancelFlags, lang_state: Any, page: Any) -> ChatTab:
+    """The chat tab inside `page` (the gr.Blocks whose load restores a chat the browser kept)."""
     c = _layout(playground, tr)
     _events_pickers(c, playground, lang_state)
     _events_preview(c, playground, lang_state)
     _events_generation(c, playground, flags, lang_state)
+    _events_restore(c, playground, page)
     p = c.pickers
     return ChatTab(p.family, p.variant, p.quant, p.info, c.system, c.chatbot, c.message, c.conversation, c.settings)

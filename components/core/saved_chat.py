@@ -1,0 +1,154 @@
+"""The chat conversation as the visitor's browser keeps it across a reload: packed bounded, read back untrusted.
+
+The page stores what `pack` returns in the browser's localStorage (gr.BrowserState, encrypted by Gradio) and
+sends it back when the page is loaded again. Whatever comes back may have been edited, so `unpack` trusts none
+of it: anything of the wrong shape or over a limit is dropped, never raised. Only what the visitor saw is kept
+(their messages, the answers, an answer's error line and figures, the chosen model and system prompt), never a
+raw prompt or a secret. Text with a prompt format's control markers stays text: sending it refuses it
+(components/core/markers.py), as for a conversation typed in this session.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.core.validation import LIMITS, clean_text
+
+#: version of the stored shape; a stored value of another version is dropped
+VERSION = 1
+#: exchanges kept: the last ones, fewer than the history limit (a restored chat can always go on)
+MAX_EXCHANGES = max(1, min(20, LIMITS.max_turns - 1))
+#: characters of all kept messages and answers together (half the history limit)
+MAX_TOTAL_CHARS = LIMITS.max_message_chars * 5
+#: one message or answer
+MAX_TEXT_CHARS = LIMITS.max_message_chars
+#: an error line under an answer
+MAX_ERROR_CHARS = 2_000
+#: a model id (variant/quant)
+MAX_ID_CHARS = 200
+#: finish reasons an answer's stats may name (components/core/messages.py has a `finish_…` text for each)
+FINISH_REASONS = frozenset({"length", "stop", "eos_token", "stop_sequence", "stopped", "error", "unknown"})
+_INT_STATS = ("prompt_tokens", "completion_tokens")
+_FLOAT_STATS = ("ttft_s", "total_s", "tokens_per_s")
+
+
+@dataclass
+class SavedChat:
+    """What was read back: the conversation (entries like the chat tab's), the model id and system prompt (None:
+    not given or not valid)."""
+
+    conversation: list[dict[str, Any]] = field(default_factory=list)
+    model_id: str | None = None
+    system: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.conversation and self.model_id is None and self.system is None
+
+
+def _text(value: Any, limit: int, required: bool = False) -> str | None:
+    """`value` as clean text within `limit` characters; None when it is not a string or too long (or empty when
+    `required`). The length is checked before cleaning, which only shortens (NFC may at most triple a few)."""
+    if not isinstance(value, str) or len(value) > 3 * limit:
+        return None
+    text = clean_text(value)
+    if len(text) > limit or (required and not text.strip()):
+        return None
+    return text
+
+
+def _stats(value: Any) -> dict[str, Any] | None:
+    """An answer's figures with the keys and types GenerationStats.as_dict writes; None for anything else."""
+    if not isinstance(value, dict) or value.get("finish_reason") not in FINISH_REASONS:
+        return None
+    out: dict[str, Any] = {"finish_reason": value["finish_reason"]}
+    for name in _INT_STATS:
+        number = value.get(name)
+        if number is None and name == "prompt_tokens":
+            out[name] = None
+            continue
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 10_000_000:
+            return None
+        out[name] = number
+    for name in _FLOAT_STATS:
+        number = value.get(name)
+        if number is None and name != "total_s":
+            out[name] = None
+            continue
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            return None
+        if not math.isfinite(number) or not 0 <= number <= 1e7:
+            return None
+        out[name] = float(number)
+    return out
+
+
+def _entry(value: Any) -> dict[str, Any] | None:
+    """One exchange that ended (with figures or an error), or None."""
+    if not isinstance(value, dict):
+        return None
+    user = _text(value.get("user"), MAX_TEXT_CHARS, required=True)
+    assistant = _text(value.get("assistant", ""), MAX_TEXT_CHARS)
+    if user is None or assistant is None:
+        return None
+    entry: dict[str, Any] = {"user": user, "assistant": assistant}
+    model = _text(value.get("model"), MAX_ID_CHARS)
+    if model:
+        entry["model"] = model
+    if value.get("error") is not None:
+        error = _text(value.get("error"), MAX_ERROR_CHARS, required=True)
+        if error is None:
+            return None
+        entry["error"] = error
+    if value.get("stats") is not None:
+        stats = _stats(value.get("stats"))
+        if stats is None:
+            return None
+        entry["stats"] = stats
+    if "stats" not in entry and "error" not in entry:
+        return None  # an answer still being written is not kept
+    return entry
+
+
+def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last entries within MAX_EXCHANGES and MAX_TOTAL_CHARS."""
+    kept: list[dict[str, Any]] = []
+    total = 0
+    for entry in reversed(entries[-MAX_EXCHANGES:]):
+        size = len(entry["user"]) + len(entry["assistant"]) + len(entry.get("error", ""))
+        if total + size > MAX_TOTAL_CHARS:
+            break
+        kept.append(entry)
+        total += size
+    kept.reverse()
+    return kept
+
+
+def pack(conversation: Any, model_id: Any, system: Any) -> dict[str, Any]:
+    """What the browser keeps: the conversation's last exchanges that ended, the model id and the system prompt."""
+    entries = conversation if isinstance(conversation, list) else []
+    ended = [e for e in (_entry(x) for x in entries[-MAX_EXCHANGES:]) if e is not None]
+    return {
+        "v": VERSION,
+        "model": _text(model_id, MAX_ID_CHARS),
+        "system": _text(system, LIMITS.max_system_chars),
+        "conversation": _bounded(ended),
+    }
+
+
+def unpack(value: Any) -> SavedChat:
+    """What the browser sent back, checked: entries of the wrong shape or over a limit are dropped, a value that is
+    not a stored chat gives an empty one. Never raises."""
+    if not isinstance(value, dict) or value.get("v") != VERSION:
+        return SavedChat()
+    items = value.get("conversation")
+    items = items[-MAX_EXCHANGES:] if isinstance(items, list) else []
+    conversation = _bounded([e for e in (_entry(x) for x in items) if e is not None])
+    model = _text(value.get("model"), MAX_ID_CHARS, required=True)
+    system = _text(value.get("system"), LIMITS.max_system_chars)
+    return SavedChat(conversation, model, system)
+
+
+__all__ = ["MAX_EXCHANGES", "MAX_TOTAL_CHARS", "VERSION", "SavedChat", "pack", "unpack"]
