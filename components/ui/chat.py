@@ -52,9 +52,9 @@ STORAGE_KEY = "playground-chat-v1"
 
 
 def browser_secret() -> str | None:
-    """The key Gradio encrypts the saved chat with: PLAYGROUND_BROWSER_SECRET, else None (Gradio draws one per
+    """The key Gradio encrypts the saved chat with: PLAYGROUND_BROWSER_KEY, else None (Gradio draws one per
     start, so a restarted server finds nothing it can read and the chat starts empty)."""
-    return os.environ.get("PLAYGROUND_BROWSER_SECRET") or None
+    return os.environ.get("PLAYGROUND_BROWSER_KEY") or None
 
 
 def to_turns(conversation: list[dict[str, Any]]) -> list[Turn]:
