@@ -26,19 +26,18 @@ from components.ui.common import (
     build_pickers,
     family_picked,
     guard_picker,
+    live_update,
     max_new_tokens_for,
     model_info,
     offline_name,
     picked_id,
     picked_ref,
     pickers_relabelled,
-    quant_choices,
     raw_prompt_box,
     sendable,
     session_of,
     settings_panel,
     settings_values,
-    variant_choices,
     variant_picked,
     warn,
     wire_settings_reset,
@@ -236,20 +235,21 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
     )
 
 
+def selection_updates(playground: Playground, ref: Any) -> list[Any]:
+    """The offline note, Send and max new tokens for the build `ref`, in that order: the note shows only above the
+    offline model; Send works only for builds that can be sent to; max new tokens leaves room for the prompt."""
+    return [
+        gr.update(visible=ref.variant.offline),
+        gr.update(interactive=sendable(playground, ref)),
+        gr.update(maximum=max_new_tokens_for(ref)),
+    ]
+
+
 def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> None:
     """Family → variants → builds; a family brings its system prompt, examples and settings; a build decides the
     offline note, Send and the max-new-tokens range; the language relabels the pickers and the chat."""
     family, variant, quant, info = c.pickers.family, c.pickers.variant, c.pickers.quant, c.pickers.info
     system, examples, settings, chatbot = c.system, c.examples, c.settings, c.chatbot
-
-    def selection_updates(ref: Any) -> list[Any]:
-        """The offline note shows only above the offline model; Send works only for builds that can be sent to;
-        max new tokens leaves room for the prompt in the model's context."""
-        return [
-            gr.update(visible=ref.variant.offline),
-            gr.update(interactive=sendable(playground, ref)),
-            gr.update(maximum=max_new_tokens_for(ref)),
-        ]
 
     def on_family(family_id: str, lang: str) -> list[Any]:
         fam, ref, dropdowns = family_picked(playground, family_id, lang)
@@ -259,7 +259,7 @@ def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> No
             fam.system_prompt,
             gr.update(samples=[[e] for e in fam.examples]),
             *settings_values(fam),
-            *selection_updates(ref),
+            *selection_updates(playground, ref),
         ]
 
     selection_outputs = [c.offline_note, c.send, settings.max_new_tokens]
@@ -268,14 +268,14 @@ def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> No
 
     def on_variant(variant_id: str, lang: str) -> list[Any]:
         ref, quants = variant_picked(playground, variant_id, lang)
-        return [quants, model_info(playground, ref, lang), *selection_updates(ref)]
+        return [quants, model_info(playground, ref, lang), *selection_updates(playground, ref)]
 
     variant_outputs = [quant, info, *selection_outputs]
     variant.input(guard_picker(on_variant, variant_outputs), [variant, lang_state], variant_outputs, queue=False)
 
     def on_quant(variant_id: str, quant_id: str, lang: str) -> list[Any]:
         ref = picked_ref(playground, variant_id, quant_id)
-        return [model_info(playground, ref, lang), *selection_updates(ref)]
+        return [model_info(playground, ref, lang), *selection_updates(playground, ref)]
 
     quant.input(on_quant, [variant, quant, lang_state], [info, *selection_outputs], queue=False)
 
@@ -326,17 +326,9 @@ def _events_preview(c: _Controls, playground: Playground, lang_state: Any) -> No
             return gr.update()
         return preview(variant_id, quant_id, text, sys_prompt, conv, lang)
 
-    preview_args: dict[str, Any] = {
-        "fn": preview,
-        "inputs": [c.pickers.variant, c.pickers.quant, c.message, c.system, c.conversation, lang_state],
-        "outputs": [c.raw_prompt],
-        "queue": False,
-        "show_progress": "hidden",
-        "trigger_mode": "always_last",
-    }
-    for trigger in (c.system.change, c.pickers.quant.change):
-        trigger(**preview_args)
-    c.message.change(**{**preview_args, "fn": preview_message})
+    inputs = [c.pickers.variant, c.pickers.quant, c.message, c.system, c.conversation, lang_state]
+    live_update([c.system.change, c.pickers.quant.change], preview, inputs, [c.raw_prompt])
+    live_update([c.message.change], preview_message, inputs, [c.raw_prompt])
     c.examples.click(
         lambda sample: sample[0] if isinstance(sample, list) else sample, [c.examples], [c.message], queue=False
     )
@@ -537,15 +529,12 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
         system = fam.system_prompt if saved.system is None else saved.system
         return [
             fam.id,
-            gr.update(choices=variant_choices(playground, fam.id, lang), value=ref.variant.id),
-            gr.update(choices=quant_choices(playground, ref.variant.id, lang), value=ref.quant.id),
+            *pickers_relabelled(playground, fam.id, ref.variant.id, ref.quant.id, lang),
             model_info(playground, ref, lang),
             system,
             gr.update(samples=[[e] for e in fam.examples]),
             *settings_values(fam),
-            gr.update(visible=ref.variant.offline),
-            gr.update(interactive=sendable(playground, ref)),
-            gr.update(maximum=max_new_tokens_for(ref)),
+            *selection_updates(playground, ref),
             render(saved.conversation, lang),
             saved.conversation,
         ]

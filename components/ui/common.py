@@ -562,3 +562,10 @@ def run_with_stop(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list
         trigger(fn, inputs, outputs, api_visibility="private", concurrency_limit=None).then(
             lambda: gr.update(interactive=False), None, [stop], queue=False, api_visibility="private"
         )
+
+
+def live_update(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], **extra: Any) -> None:
+    """`fn` on each trigger as a quiet, latest-wins update (a raw-prompt preview, a schema note): no queue, no
+    spinner, a burst of changes runs once more at its end."""
+    for trigger in triggers:
+        trigger(fn, inputs, outputs, queue=False, show_progress="hidden", trigger_mode="always_last", **extra)

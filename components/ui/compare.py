@@ -376,11 +376,12 @@ def _layout_pane_settings(playground: Playground, tr: Translations, runnable: li
                         ),
                         "temperature",
                     )
+                    top = max_new_tokens_for(start)
                     max_new = tr.add(
                         gr.Slider(
                             1,
-                            max_new_tokens_for(start),
-                            value=min(values[3], max_new_tokens_for(start)),
+                            top,
+                            value=min(values[3], top),
                             step=1,
                             label=t("max_new_tokens"),
                             elem_id=f"compare-max-new-tokens-{n}",

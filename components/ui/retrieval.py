@@ -42,6 +42,7 @@ from components.ui.common import (
     apply_events,
     build_pickers,
     inform,
+    live_update,
     picked_id,
     raw_prompt_box,
     run_with_stop,
@@ -395,16 +396,13 @@ def _events_sources(c: _Controls, playground: Playground, lang_state: Any) -> No
         chosen = sources_from_state(items)
         return preview_prompt(playground, picked_id(variant_id, quant_id), chosen, text, sys_prompt, lang)
 
-    for trigger in (question.change, system.change, pickers.quant.change, sources.change):
-        trigger(
-            preview,
-            [pickers.variant, pickers.quant, sources, question, system, lang_state],
-            [raw_prompt],
-            queue=False,
-            show_progress="hidden",
-            trigger_mode="always_last",
-            api_visibility="private",
-        )
+    live_update(
+        [question.change, system.change, pickers.quant.change, sources.change],
+        preview,
+        [pickers.variant, pickers.quant, sources, question, system, lang_state],
+        [raw_prompt],
+        api_visibility="private",
+    )
 
 
 def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags, lang_state: Any) -> None:

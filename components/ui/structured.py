@@ -31,6 +31,7 @@ from components.ui.common import (
     Translations,
     apply_events,
     build_pickers,
+    live_update,
     md_literal,
     picked_id,
     raw_prompt_box,
@@ -180,16 +181,9 @@ def _events_inputs(c: _Controls, playground: Playground, lang_state: Any) -> Non
     example.click(
         lambda: [EXAMPLE_TEXT, example_schema_text()], None, [text, schema], queue=False, api_visibility="private"
     )
-    for trigger in (schema.change, lang_state.change):
-        trigger(
-            schema_status,
-            [schema, lang_state],
-            [schema_note],
-            queue=False,
-            show_progress="hidden",
-            trigger_mode="always_last",
-            api_visibility="private",
-        )
+    live_update(
+        [schema.change, lang_state.change], schema_status, [schema, lang_state], [schema_note], api_visibility="private"
+    )
 
 
 def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags, lang_state: Any) -> None:
