@@ -392,20 +392,31 @@ def session_progress(run: SessionRun | None, lang: str) -> str:
     return f"**{head}**\n\n{quoted}"
 
 
+def voted_line(round_: Round, lang: str) -> str:
+    """What the viewer voted for, after a blind round ("Modell A", or a tie)."""
+    if round_.winner == TIE:
+        choice = t("compare_vote_tie", lang)
+    else:
+        choice = t("compare_blind_name", lang, letter=round_.winner)
+    return t("compare_voted", lang, choice=choice)
+
+
+def reveal_lines(round_: Round, lang: str) -> list[str]:
+    """One Markdown list line per pane after a vote: its blind name and the model behind it."""
+    lines = []
+    for p in round_.panes:
+        name = t("compare_blind_name", lang, letter=LETTERS[p.pane])
+        lines.append(f"- {t('compare_reveal_line', lang, name=name, model=p.model_label or p.model_id, id=p.model_id)}")
+    return lines
+
+
 def session_reveal(run: SessionRun | None, lang: str) -> str:
     round_ = run.current if run else None
     if round_ is None:
         return ""
     if round_.winner is None:
         return t("compare_vote_hint", lang) if round_.done else ""
-    if round_.winner == TIE:
-        choice = t("compare_vote_tie", lang)
-    else:
-        choice = t("compare_blind_name", lang, letter=round_.winner)
-    lines = [t("compare_voted", lang, choice=choice)]
-    for p in round_.panes:
-        name = t("compare_blind_name", lang, letter=LETTERS[p.pane])
-        lines.append(f"- {t('compare_reveal_line', lang, name=name, model=p.model_label or p.model_id, id=p.model_id)}")
+    lines = [voted_line(round_, lang), *reveal_lines(round_, lang)]
     if run and run.finished:
         lines += ["", t("session_done", lang, n=len(run.rounds))]
     return "\n".join(lines)

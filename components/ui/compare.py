@@ -41,9 +41,11 @@ from components.ui.arena import (
     LeaderboardView,
     build_blind_session,
     build_leaderboard_view,
+    reveal_lines,
     save_vote,
     tag_prompt,
     vote_note,
+    voted_line,
 )
 from components.ui.chat import render
 from components.ui.common import (
@@ -169,25 +171,10 @@ def reveal_text(round_: Round | None, lang: str) -> str:
         return ""
     if not round_.revealed:
         return t("compare_vote_hint", lang) if round_.done else ""
-    if round_.winner == TIE:
-        choice = t("compare_vote_tie", lang)
-    else:
-        choice = t("compare_blind_name", lang, letter=round_.winner)
-    lines = [t("compare_voted", lang, choice=choice)]
+    lines = [voted_line(round_, lang)]
     if note := vote_note(round_, lang):
         lines.append(note)
-    for p in round_.panes:
-        lines.append(
-            "- "
-            + t(
-                "compare_reveal_line",
-                lang,
-                name=t("compare_blind_name", lang, letter=LETTERS[p.pane]),
-                model=p.model_label or p.model_id,
-                id=p.model_id,
-            )
-        )
-    return "\n".join(lines)
+    return "\n".join([*lines, *reveal_lines(round_, lang)])
 
 
 def write_exports(rounds: list[Round], lang: str) -> tuple[str, str]:
