@@ -206,13 +206,19 @@ class Engine(ABC):
         return model.variant.context_length
 
 
-def check_context(prompt_tokens: int, max_new_tokens: int, context: int) -> None:
-    """Refuses a prompt that, with the answer budget, does not fit the model's context."""
+def check_context(prompt_tokens: int, max_new_tokens: int, context: int, max_input: int | None = None) -> None:
+    """Refuses a prompt that, with the answer budget, does not fit the model's context, or that is longer than a
+    server's own limit on prompts (`max_input`, e.g. TGI's max_input_tokens), named as the context then."""
     if prompt_tokens + max_new_tokens > context:
-        raise EngineError(
-            "err_context",
-            prompt_tokens=prompt_tokens,
-            max_new_tokens=max_new_tokens,
-            total=prompt_tokens + max_new_tokens,
-            context=context,
-        )
+        limit = context
+    elif max_input and prompt_tokens > max_input:
+        limit = max_input
+    else:
+        return
+    raise EngineError(
+        "err_context",
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        total=prompt_tokens + max_new_tokens,
+        context=limit,
+    )

@@ -450,16 +450,9 @@ class OpenAICompatEngine(Engine):
     def _check_fits(self, request: GenerationRequest, prompt_tokens: int, facts: dict[str, Any]) -> None:
         """Refuses, before sending, a prompt the server would refuse (or cut) for length."""
         max_new = request.settings.max_new_tokens
-        check_context(prompt_tokens, max_new, facts["context"] or request.model.variant.context_length)
-        max_input = facts.get("max_input")
-        if max_input and prompt_tokens > max_input:
-            raise EngineError(
-                "err_context",
-                prompt_tokens=prompt_tokens,
-                max_new_tokens=max_new,
-                total=prompt_tokens + max_new,
-                context=max_input,
-            )
+        check_context(
+            prompt_tokens, max_new, facts["context"] or request.model.variant.context_length, facts.get("max_input")
+        )
 
     async def _plan(
         self, request: GenerationRequest, wanted: str, watchdog: Watchdog

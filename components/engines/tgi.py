@@ -100,11 +100,17 @@ def surely_fits(request: GenerationRequest, info: dict[str, Any]) -> int | None:
     Byte-level and byte-fallback tokenizers (Llama, Mistral, BLOOM, GPT-2) never make more tokens than the
     text has UTF-8 bytes, plus the few they add themselves (BOS, a prefix space)."""
     bound = len(request.prompt.encode("utf-8", "surrogatepass")) + ADDED_TOKENS_ALLOWANCE
-    total = _int(info.get("max_total_tokens")) or request.model.variant.context_length
-    max_input = _int(info.get("max_input_tokens")) or _int(info.get("max_input_length")) or total
-    if bound + request.settings.max_new_tokens <= total and bound <= max_input:
+    total, max_input = length_limits(request, info)
+    if bound + request.settings.max_new_tokens <= total and bound <= (max_input or total):
         return bound
     return None
+
+
+def length_limits(request: GenerationRequest, info: dict[str, Any]) -> tuple[int, int | None]:
+    """TGI's length limits from /info: max_total_tokens (else the model's context) and the prompt's own limit,
+    max_input_tokens (max_input_length before 2.1), if it says one."""
+    total = _int(info.get("max_total_tokens")) or request.model.variant.context_length
+    return total, _int(info.get("max_input_tokens")) or _int(info.get("max_input_length"))
 
 
 def check_tgi_grammar(schema: dict[str, Any] | None, endpoint: Endpoint) -> None:
@@ -222,19 +228,7 @@ class TgiEngine(Engine):
 
     def _check_fits(self, request: GenerationRequest, prompt_tokens: int, info: dict[str, Any]) -> None:
         """Refuses, before sending, what TGI's validation would refuse for length."""
-        max_new = request.settings.max_new_tokens
-        total = _int(info.get("max_total_tokens")) or request.model.variant.context_length
-        check_context(prompt_tokens, max_new, total)
-        # servers before 2.1 call it max_input_length
-        max_input = _int(info.get("max_input_tokens")) or _int(info.get("max_input_length"))
-        if max_input and prompt_tokens > max_input:
-            raise EngineError(
-                "err_context",
-                prompt_tokens=prompt_tokens,
-                max_new_tokens=max_new,
-                total=prompt_tokens + max_new,
-                context=max_input,
-            )
+        check_context(prompt_tokens, request.settings.max_new_tokens, *length_limits(request, info))
 
     # ---- generation --------------------------------------------------------------------------
     def _timeout_error(self, first: bool) -> EngineError:
