@@ -33,8 +33,9 @@ pytestmark = pytest.mark.slow
 OFFLINE = "smollm2-135m-instruct/gguf-q4_1"
 TGI_MODEL = "em-german-leo-mistral/tgi"
 MARKER_RE = re.compile(r"MARKER-[0-9a-f]{12}")
-#: greedy, this makes the offline model count for well over 1000 tokens (several seconds)
-LONG_PROMPT = "Write the numbers from 1 to 500, separated by commas."
+#: greedy, the offline model answers this until max_new_tokens runs out (measured: 1500 of 1500 tokens,
+#: finish "length", 15-32 s); "count to 500" ended by itself after 579 tokens, too soon for a busy machine
+LONG_PROMPT = "Noch eine Frage"
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", 'File "/', "Exception:", "Error(")
 REMOTE_TIMEOUT_S = 2.0
 
@@ -224,20 +225,41 @@ def test_each_bad_request_gets_a_clear_refusal(client: Any, name: str, kwargs: d
 
 
 def test_a_burst_of_bad_requests_then_good_ones_work(live: RunningApp, client: Any, fresh: EchoStandin) -> None:
-    """160 bad requests from 16 threads at once; every one refused quickly, then the app serves normally."""
+    """160 bad requests from 16 visitors at once; every one refused quickly, then the app serves normally."""
+    from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    def one(kwargs: dict[str, Any]) -> str:
-        try:
-            client.predict(api_name="/chat", **{"model": TGI_MODEL, **kwargs})
-        except AppError as exc:
-            return str(exc)
-        return "NOT REFUSED"
-
+    # 16 visitors, each its own client sending its requests one after another: gradio_client 2.7's Client
+    # shares one event stream between its calls, and a call posted from another thread while that stream is
+    # closing (gradio sends close_stream once a session has nothing pending) gets the closing stream's end and
+    # raises CancelledError although the server answered it (client.py send_data/close_stream; seen once in
+    # CI with one client shared by 16 threads)
+    visitors = list(
+        concurrent.futures.ThreadPoolExecutor(16).map(
+            lambda _: Client(live.url, verbose=False, httpx_kwargs={"timeout": 60}), range(16)
+        )
+    )
     burst = [kwargs for _, kwargs in BAD_REQUESTS] * 8
+
+    def one(visitor: Any) -> list[str]:
+        said = []
+        for kwargs in burst[visitors.index(visitor) :: len(visitors)]:
+            try:
+                visitor.predict(api_name="/chat", **{"model": TGI_MODEL, **kwargs})
+                said.append("NOT REFUSED")
+            except AppError as exc:
+                said.append(str(exc))
+        return said
+
     start = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        messages = list(pool.map(one, burst))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(visitors)) as pool:
+            messages = [m for said in pool.map(one, visitors) for m in said]
+    finally:
+        for c in visitors:
+            with contextlib.suppress(Exception):
+                c.close()
+    assert len(messages) == len(burst)
     elapsed = time.monotonic() - start
     assert "NOT REFUSED" not in messages
     for message in messages:
