@@ -142,8 +142,9 @@ async def test_panes_stream_concurrently_and_fast_finishes_first(playground: Pla
     assert not at_fast_done[1] and at_fast_done[0], at_fast_done
     # the fast pane's text arrived in several updates, not in one lump at the end
     assert len({s[2] for s in snapshots if not s[3]}) >= 3
-    # both together take about as long as the slow one alone (0.6 s), far less than one after the other
-    assert took < 0.6 + 0.1 + 0.4, took
+    # concurrency is shown by the snapshots above; the time only guards against a hang (a busy CI machine
+    # can add a second to a 0.6 s round, so a tight bound here measures the machine, not the code)
+    assert took < 5, took
     assert r.panes[1].elapsed_s < r.panes[0].elapsed_s
     for pane in r.panes:
         assert pane.stats and pane.stats["completion_tokens"] == 10 and pane.stats["ttft_s"] is not None

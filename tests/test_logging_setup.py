@@ -279,7 +279,8 @@ def test_record_never_blocks_even_when_the_disk_is_stuck(tmp_path: Path, monkeyp
     start = time.perf_counter()
     accepted = [sink.record({"n": i}) for i in range(1000)]
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.5, f"recording 1000 entries took {elapsed:.2f} s"
+    # a blocking record() would wait the stuck writer's 10 s; far below that is "never blocks" on any machine
+    assert elapsed < 5, f"recording 1000 entries took {elapsed:.2f} s"
     assert sum(accepted) <= 101 and sink.dropped >= 899  # overflow is dropped and counted, not waited for
     gate.set()
     assert sink.flush(10)
