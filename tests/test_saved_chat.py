@@ -205,3 +205,59 @@ def test_restore_falls_back_to_the_default_model(restore: Any, model: Any) -> No
 def test_restore_of_nothing_changes_nothing(restore: Any, value: Any) -> None:
     out = restore(FakeRequest("de"), value)
     assert all(isinstance(x, dict) and x.get("__type__") == "update" and len(x) <= 2 for x in out), out
+
+
+# ---- an error line follows the page's language ----------------------------------------------------------
+def failed_entry(lang: str) -> dict[str, Any]:
+    """A chat entry as the chat tab writes it when the server could not be reached, on a page in `lang`."""
+    from components.engines.base import Failed
+    from components.ui.chat import _apply
+
+    item: dict[str, Any] = {"user": "Hallo?", "assistant": "", "model": "em-german-leo-mistral/tgi"}
+    _, ended = _apply(item, [Failed("err_remote_unreachable", {"endpoint": "TGI_URL"})], False, None, lang)
+    assert ended
+    return item
+
+
+@pytest.mark.parametrize(("shown", "later"), [("de", "en"), ("en", "de")])
+def test_an_error_line_is_redrawn_in_the_language_chosen_later(shown: str, later: str) -> None:
+    """Switching the language (or reloading the page in the other one) redraws the error line in it."""
+    from components.core.messages import t
+    from components.ui.chat import render
+
+    item = failed_entry(shown)
+    wanted = t("err_remote_unreachable", later, endpoint="TGI_URL")
+    assert wanted != t("err_remote_unreachable", shown, endpoint="TGI_URL")
+    assert wanted in render([item], later)[1]["content"]
+    back = unpack(json.loads(json.dumps(pack([item], "em-german-leo-mistral/tgi", ""))))
+    assert back.conversation == [item]
+    assert wanted in render(back.conversation, later)[1]["content"]
+    assert t("err_prefix", later) in render(back.conversation, later)[1]["content"]
+
+
+@pytest.mark.parametrize(
+    "by_lang",
+    [
+        {"fr": "Erreur"},
+        {"de": 5},
+        {"de": "x" * 100_000},
+        {"de": "   "},
+        {},
+        ["de", "en"],
+        "Fehler",
+    ],
+)
+def test_an_edited_error_translation_is_dropped_and_the_line_kept(by_lang: Any) -> None:
+    from components.ui.chat import render
+
+    sent = {"user": "Hallo?", "assistant": "", "error": "Server nicht erreichbar.", "error_by_lang": by_lang}
+    back = unpack(stored([sent]))
+    assert back.conversation == [{"user": "Hallo?", "assistant": "", "error": "Server nicht erreichbar."}]
+    assert "Server nicht erreichbar." in render(back.conversation, "en")[1]["content"]
+
+
+def test_error_translations_count_towards_the_size_bound() -> None:
+    line = "z" * 1_900
+    item = {"user": "q", "assistant": "", "error": line, "error_by_lang": {"de": line, "en": line}}
+    kept = pack([dict(item) for _ in range(MAX_EXCHANGES)], "m/q", "")["conversation"]
+    assert sum(len(e["error"]) * 3 for e in kept) <= MAX_TOTAL_CHARS

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.core.messages import LANGUAGES
 from components.core.validation import LIMITS, clean_text
 
 #: version of the stored shape; a stored value of another version is dropped
@@ -85,6 +86,23 @@ def _stats(value: Any) -> dict[str, Any] | None:
     return out
 
 
+def _by_lang(value: Any) -> dict[str, str] | None:
+    """An error line in each language ({"de": …, "en": …}, as the chat writes it); None for any other shape (the
+    entry then keeps its error in the language it was shown in)."""
+    if not isinstance(value, dict) or not value or any(lang not in LANGUAGES for lang in value):
+        return None
+    texts = {lang: _text(text, MAX_ERROR_CHARS, required=True) for lang, text in value.items()}
+    if any(text is None for text in texts.values()):
+        return None
+    return {lang: text for lang, text in texts.items() if text is not None}
+
+
+def _size(entry: dict[str, Any]) -> int:
+    """The characters an entry keeps."""
+    translations = sum(map(len, (entry.get("error_by_lang") or {}).values()))
+    return len(entry["user"]) + len(entry["assistant"]) + len(entry.get("error", "")) + translations
+
+
 def _entry(value: Any) -> dict[str, Any] | None:
     """One exchange that ended (with figures or an error), or None."""
     if not isinstance(value, dict):
@@ -102,6 +120,9 @@ def _entry(value: Any) -> dict[str, Any] | None:
         if error is None:
             return None
         entry["error"] = error
+        by_lang = _by_lang(value.get("error_by_lang"))
+        if by_lang:
+            entry["error_by_lang"] = by_lang
     if value.get("stats") is not None:
         stats = _stats(value.get("stats"))
         if stats is None:
@@ -117,7 +138,7 @@ def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     kept: list[dict[str, Any]] = []
     total = 0
     for entry in reversed(entries[-MAX_EXCHANGES:]):
-        size = len(entry["user"]) + len(entry["assistant"]) + len(entry.get("error", ""))
+        size = _size(entry)
         if total + size > MAX_TOTAL_CHARS:
             break
         kept.append(entry)

@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import normalize_language, t
+from components.core.messages import in_every_language, normalize_language, shown_in, t
 from components.core.prompts import Turn
 from components.core.saved_chat import pack, unpack
 from components.core.service import Playground, format_stats, prompt_shown
@@ -71,8 +71,9 @@ def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]
         if not text and status:
             text = f"*{status}*"
         notes = []
-        if c.get("error"):
-            notes.append(t("err_prefix", lang) + c["error"])
+        error = shown_in(c.get("error_by_lang"), lang, c.get("error"))
+        if error:
+            notes.append(t("err_prefix", lang) + error)
         stats = c.get("stats")
         # an answer that failed or was stopped before its first token has no figures worth a line ("– · 0 Tokens")
         if stats and (stats.get("completion_tokens") or not (c.get("error") or stats.get("ttft_s") is None)):
@@ -356,6 +357,7 @@ def _apply(entry: dict[str, Any], batch: list[Any], first_message: bool, prepare
             if key == "err_context" and first_message:
                 key = "err_context_single"  # nothing to clear: the message itself is too long
             entry["error"] = t(key, lang, **event.params)
+            entry["error_by_lang"] = in_every_language(key, **event.params)  # a language switch redraws it
             ended = True
             if event.stats:
                 entry["stats"] = event.stats.as_dict()
