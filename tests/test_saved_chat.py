@@ -201,6 +201,23 @@ def test_restore_falls_back_to_the_default_model(restore: Any, model: Any) -> No
     assert out[-1] == [entry()]
 
 
+def test_restore_sets_the_kept_settings_and_fills_the_rest_from_the_family(restore: Any) -> None:
+    from components.ui.common import max_new_tokens_for, settings_values
+
+    offline = next(r for r in load_catalog().refs() if r.variant.offline)
+    top = max_new_tokens_for(offline)
+    kept = {"temperature": 0.7, "max_new_tokens": min(top + 100, LIMITS.max_new_tokens), "seed": "42", "stop": "###"}
+    assert kept["max_new_tokens"] > top, "the test needs a kept value above this build's room"
+    out = restore(FakeRequest("de"), stored([entry()], model=offline.id, settings=kept))
+    temperature, top_p, top_k, _, repetition, seed, stop = out[6:13]
+    recommended = settings_values(offline.family)
+    assert (temperature, seed, stop) == (0.7, "42", "###")
+    assert (top_p, top_k, repetition) == (recommended[1], recommended[2], recommended[4])
+    assert out[9] == top
+    # the slider is drawn within this build's context (the prompt needs room), whatever was kept
+    assert out[15]["maximum"] == top and out[15]["value"] == top
+
+
 @pytest.mark.parametrize("value", [None, "junk", {"v": 1}, [1, 2]])
 def test_restore_of_nothing_changes_nothing(restore: Any, value: Any) -> None:
     out = restore(FakeRequest("de"), value)
@@ -261,3 +278,69 @@ def test_error_translations_count_towards_the_size_bound() -> None:
     item = {"user": "q", "assistant": "", "error": line, "error_by_lang": {"de": line, "en": line}}
     kept = pack([dict(item) for _ in range(MAX_EXCHANGES)], "m/q", "")["conversation"]
     assert sum(len(e["error"]) * 3 for e in kept) <= MAX_TOTAL_CHARS
+
+
+# ---- the sampling settings ------------------------------------------------------------------------------
+SETTINGS_SHOWN = [0.7, 0.5, 12, 300, 1.3, "42", "###\nEnde"]
+
+
+def test_settings_round_trip_as_the_controls_show_them() -> None:
+    value = json.loads(json.dumps(pack([entry()], "m/q", "", SETTINGS_SHOWN)))
+    back = unpack(value)
+    assert back.settings == {
+        "temperature": 0.7,
+        "top_p": 0.5,
+        "top_k": 12,
+        "max_new_tokens": 300,
+        "repetition_penalty": 1.3,
+        "seed": "42",
+        "stop": "###\nEnde",
+    }
+    # an empty seed and no stop sequences are the controls' defaults: nothing to keep
+    assert unpack(pack([], "m/q", "", [0.2, 0.9, 40, 256, 1.1, "", ""])).settings == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "top_k": 40,
+        "max_new_tokens": 256,
+        "repetition_penalty": 1.1,
+        "stop": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("temperature", 9.0),
+        ("temperature", "nan"),
+        ("temperature", True),
+        ("temperature", "0." + "1" * 100),
+        ("top_p", 0),
+        ("top_k", 1.5),
+        ("max_new_tokens", 10**9),
+        ("repetition_penalty", [1.2]),
+        ("seed", -5),
+        ("seed", "9" * 30),
+        ("seed", {"x": 1}),
+        ("stop", "\n".join(f"s{i}" for i in range(50))),
+        ("stop", ["###"]),
+        ("stop", "x" * 100_000),
+    ],
+)
+def test_an_edited_setting_is_left_out_and_the_others_kept(name: str, bad: Any) -> None:
+    """A setting that would be refused in a request is not restored (the family's recommendation takes its
+    place); the other settings and the conversation stay."""
+    from components.core.saved_chat import SETTINGS
+
+    good = unpack(pack([entry()], "m/q", "", SETTINGS_SHOWN)).settings
+    value = pack([entry()], "m/q", "", SETTINGS_SHOWN)
+    value["settings"] = {**good, name: bad}
+    back = unpack(json.loads(json.dumps(value)))
+    assert name not in back.settings
+    assert back.settings == {k: v for k, v in good.items() if k != name}
+    assert back.conversation == [entry()] and set(back.settings) < set(SETTINGS)
+
+
+@pytest.mark.parametrize("settings", [None, "x", [1, 2], 5, {"temperature": {"deep": 1}}])
+def test_settings_of_another_shape_restore_none(settings: Any) -> None:
+    back = unpack(stored([entry()], settings=settings))
+    assert back.settings == {} and back.conversation == [entry()]
