@@ -491,6 +491,10 @@ def test_reload_keeps_the_conversation_in_the_page_language(open_chat: Any) -> N
     system = "Antworte kurz."
     page.locator("#chat-system textarea").fill(system)
     chat.limit_tokens(24)
+    # the settings are kept too (the family recommends temperature 0.2, top-k 40)
+    chat.set_number("chat-temperature", 0.7)
+    chat.set_number("chat-top-k", 12)
+    page.locator("#chat-stop-sequences textarea").fill("###")
     chat.send_with_enter("Was ist die Hauptstadt von Frankreich?")
     chat.wait_for_stats(STATS_DE)
     first_answer = chat.bot_messages().first.inner_text()
@@ -511,6 +515,12 @@ def test_reload_keeps_the_conversation_in_the_page_language(open_chat: Any) -> N
     chat.wait_until(lambda: STATS_EN.search(chat.last_answer()) is not None, "the answer with English stats")
     assert answer_text in chat.last_answer()
     assert page.locator("#chat-system textarea").input_value() == system
+    if not page.locator("#chat-max-new-tokens input[type=number]").is_visible():
+        chat.open_accordion("chat-settings", t("settings", "en"))
+    kept = {name: page.locator(f"#chat-{name} input[type=number]").input_value() for name in ("temperature", "top-k")}
+    assert kept == {"temperature": "0.7", "top-k": "12"}, kept
+    assert page.locator("#chat-max-new-tokens input[type=number]").input_value() == "24"
+    assert page.locator("#chat-stop-sequences textarea").input_value() == "###"
 
     # the restored conversation is the model's history: the follow-up's prompt carries the first question
     chat.open_accordion("chat-raw-prompt-box", t("raw_prompt", "en"))

@@ -160,6 +160,21 @@ async def test_failing_pane_reports_its_error_while_the_other_finishes(playgroun
     assert all(p.done for p in r.panes)
 
 
+async def test_a_pane_error_is_redrawn_in_the_language_chosen_later(playground: Playground) -> None:
+    """The page's language changes after a pane failed: its error line changes with it; exports keep one text."""
+    from components.core.messages import t
+    from components.ui.chat import render
+    from components.ui.compare import pane_conversation
+
+    r = await run_all(playground, [PaneSpec("broken/q"), PaneSpec("nope/q")])
+    for pane, key in ((0, "err_remote_unreachable"), (1, "err_unknown_model")):
+        german, english = (render(pane_conversation([r], pane, lang), lang)[1]["content"] for lang in ("de", "en"))
+        assert r.panes[pane].error and r.panes[pane].error in german, german
+        assert r.panes[pane].error not in english and t("err_prefix", "en") in english, english
+        assert r.panes[pane].error_key == key
+    assert all("error_by_lang" not in p for p in r.to_dict()["panes"])
+
+
 async def test_empty_message_is_refused_before_anything_runs(playground: Playground, engine: ScriptedEngine) -> None:
     with pytest.raises(InputError) as caught:
         await run_all(playground, [PaneSpec("fast/q")], "   ")

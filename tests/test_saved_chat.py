@@ -201,7 +201,146 @@ def test_restore_falls_back_to_the_default_model(restore: Any, model: Any) -> No
     assert out[-1] == [entry()]
 
 
+def test_restore_sets_the_kept_settings_and_fills_the_rest_from_the_family(restore: Any) -> None:
+    from components.ui.common import max_new_tokens_for, settings_values
+
+    offline = next(r for r in load_catalog().refs() if r.variant.offline)
+    top = max_new_tokens_for(offline)
+    kept = {"temperature": 0.7, "max_new_tokens": min(top + 100, LIMITS.max_new_tokens), "seed": "42", "stop": "###"}
+    assert kept["max_new_tokens"] > top, "the test needs a kept value above this build's room"
+    out = restore(FakeRequest("de"), stored([entry()], model=offline.id, settings=kept))
+    temperature, top_p, top_k, _, repetition, seed, stop = out[6:13]
+    recommended = settings_values(offline.family)
+    assert (temperature, seed, stop) == (0.7, "42", "###")
+    assert (top_p, top_k, repetition) == (recommended[1], recommended[2], recommended[4])
+    assert out[9] == top
+    # the slider is drawn within this build's context (the prompt needs room), whatever was kept
+    assert out[15]["maximum"] == top and out[15]["value"] == top
+
+
 @pytest.mark.parametrize("value", [None, "junk", {"v": 1}, [1, 2]])
 def test_restore_of_nothing_changes_nothing(restore: Any, value: Any) -> None:
     out = restore(FakeRequest("de"), value)
     assert all(isinstance(x, dict) and x.get("__type__") == "update" and len(x) <= 2 for x in out), out
+
+
+# ---- an error line follows the page's language ----------------------------------------------------------
+def failed_entry(lang: str) -> dict[str, Any]:
+    """A chat entry as the chat tab writes it when the server could not be reached, on a page in `lang`."""
+    from components.engines.base import Failed
+    from components.ui.chat import _apply
+
+    item: dict[str, Any] = {"user": "Hallo?", "assistant": "", "model": "em-german-leo-mistral/tgi"}
+    _, ended = _apply(item, [Failed("err_remote_unreachable", {"endpoint": "TGI_URL"})], False, None, lang)
+    assert ended
+    return item
+
+
+@pytest.mark.parametrize(("shown", "later"), [("de", "en"), ("en", "de")])
+def test_an_error_line_is_redrawn_in_the_language_chosen_later(shown: str, later: str) -> None:
+    """Switching the language (or reloading the page in the other one) redraws the error line in it."""
+    from components.core.messages import t
+    from components.ui.chat import render
+
+    item = failed_entry(shown)
+    wanted = t("err_remote_unreachable", later, endpoint="TGI_URL")
+    assert wanted != t("err_remote_unreachable", shown, endpoint="TGI_URL")
+    assert wanted in render([item], later)[1]["content"]
+    back = unpack(json.loads(json.dumps(pack([item], "em-german-leo-mistral/tgi", ""))))
+    assert back.conversation == [item]
+    assert wanted in render(back.conversation, later)[1]["content"]
+    assert t("err_prefix", later) in render(back.conversation, later)[1]["content"]
+
+
+@pytest.mark.parametrize(
+    "by_lang",
+    [
+        {"fr": "Erreur"},
+        {"de": 5},
+        {"de": "x" * 100_000},
+        {"de": "   "},
+        {},
+        ["de", "en"],
+        "Fehler",
+    ],
+)
+def test_an_edited_error_translation_is_dropped_and_the_line_kept(by_lang: Any) -> None:
+    from components.ui.chat import render
+
+    sent = {"user": "Hallo?", "assistant": "", "error": "Server nicht erreichbar.", "error_by_lang": by_lang}
+    back = unpack(stored([sent]))
+    assert back.conversation == [{"user": "Hallo?", "assistant": "", "error": "Server nicht erreichbar."}]
+    assert "Server nicht erreichbar." in render(back.conversation, "en")[1]["content"]
+
+
+def test_error_translations_count_towards_the_size_bound() -> None:
+    line = "z" * 1_900
+    item = {"user": "q", "assistant": "", "error": line, "error_by_lang": {"de": line, "en": line}}
+    kept = pack([dict(item) for _ in range(MAX_EXCHANGES)], "m/q", "")["conversation"]
+    assert sum(len(e["error"]) * 3 for e in kept) <= MAX_TOTAL_CHARS
+
+
+# ---- the sampling settings ------------------------------------------------------------------------------
+SETTINGS_SHOWN = [0.7, 0.5, 12, 300, 1.3, "42", "###\nEnde"]
+
+
+def test_settings_round_trip_as_the_controls_show_them() -> None:
+    value = json.loads(json.dumps(pack([entry()], "m/q", "", SETTINGS_SHOWN)))
+    back = unpack(value)
+    assert back.settings == {
+        "temperature": 0.7,
+        "top_p": 0.5,
+        "top_k": 12,
+        "max_new_tokens": 300,
+        "repetition_penalty": 1.3,
+        "seed": "42",
+        "stop": "###\nEnde",
+    }
+    # an empty seed and no stop sequences are the controls' defaults: nothing to keep
+    assert unpack(pack([], "m/q", "", [0.2, 0.9, 40, 256, 1.1, "", ""])).settings == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "top_k": 40,
+        "max_new_tokens": 256,
+        "repetition_penalty": 1.1,
+        "stop": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("temperature", 9.0),
+        ("temperature", "nan"),
+        ("temperature", True),
+        ("temperature", "0." + "1" * 100),
+        ("top_p", 0),
+        ("top_k", 1.5),
+        ("max_new_tokens", 10**9),
+        ("repetition_penalty", [1.2]),
+        ("seed", -5),
+        ("seed", "9" * 30),
+        ("seed", {"x": 1}),
+        ("stop", "\n".join(f"s{i}" for i in range(50))),
+        ("stop", ["###"]),
+        ("stop", "x" * 100_000),
+    ],
+)
+def test_an_edited_setting_is_left_out_and_the_others_kept(name: str, bad: Any) -> None:
+    """A setting that would be refused in a request is not restored (the family's recommendation takes its
+    place); the other settings and the conversation stay."""
+    from components.core.saved_chat import SETTINGS
+
+    good = unpack(pack([entry()], "m/q", "", SETTINGS_SHOWN)).settings
+    value = pack([entry()], "m/q", "", SETTINGS_SHOWN)
+    value["settings"] = {**good, name: bad}
+    back = unpack(json.loads(json.dumps(value)))
+    assert name not in back.settings
+    assert back.settings == {k: v for k, v in good.items() if k != name}
+    assert back.conversation == [entry()] and set(back.settings) < set(SETTINGS)
+
+
+@pytest.mark.parametrize("settings", [None, "x", [1, 2], 5, {"temperature": {"deep": 1}}])
+def test_settings_of_another_shape_restore_none(settings: Any) -> None:
+    back = unpack(stored([entry()], settings=settings))
+    assert back.settings == {} and back.conversation == [entry()]

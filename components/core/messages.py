@@ -1224,6 +1224,19 @@ def t(key: str, lang: str = DEFAULT_LANGUAGE, **params: Any) -> str:
         return text
 
 
+def in_every_language(key: str, **params: Any) -> dict[str, str]:
+    """The message `key` in each language, for a line that must follow a later language switch (an error under an
+    answer is written once, when the answer fails, and kept as text)."""
+    return {lang: t(key, lang, **params) for lang in LANGUAGES}
+
+
+def shown_in(texts: Any, lang: str, fallback: Any = None) -> Any:
+    """The text of `texts` (from in_every_language) in `lang`; `fallback` where there is none."""
+    if isinstance(texts, dict) and isinstance(texts.get(lang), str):
+        return texts[lang]
+    return fallback
+
+
 def normalize_language(value: Any) -> str:
     """ "de" or "en" from whatever arrived (the page, the API, a query string); anything else: German."""
     if not isinstance(value, str):

@@ -3,18 +3,20 @@
 The page stores what `pack` returns in the browser's localStorage (gr.BrowserState, encrypted by Gradio) and
 sends it back when the page is loaded again. Whatever comes back may have been edited, so `unpack` trusts none
 of it: anything of the wrong shape or over a limit is dropped, never raised. Only what the visitor saw is kept
-(their messages, the answers, an answer's error line and figures, the chosen model and system prompt), never a
-raw prompt or a secret. Text with a prompt format's control markers stays text: sending it refuses it
+(their messages, the answers, an answer's error line and figures, the chosen model, system prompt and sampling
+settings), never a raw prompt or a secret. Text with a prompt format's control markers stays text: sending it refuses it
 (components/core/markers.py), as for a conversation typed in this session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.validation import LIMITS, clean_text
+from components.core.messages import LANGUAGES
+from components.core.validation import LIMITS, InputError, check_setting, clean_text, parse_stop
 
 #: version of the stored shape; a stored value of another version is dropped
 VERSION = 1
@@ -30,6 +32,10 @@ MAX_ERROR_CHARS = 2_000
 MAX_ID_CHARS = 200
 #: finish reasons an answer's stats may name (components/core/messages.py has a `finish_…` text for each)
 FINISH_REASONS = frozenset({"length", "stop", "eos_token", "stop_sequence", "stopped", "error", "unknown"})
+#: the sampling settings kept, in the settings controls' order (SettingsControls.inputs)
+SETTINGS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed", "stop")
+#: the stop sequences' text box (one per line, each line within the limits)
+MAX_STOP_TEXT_CHARS = 2 * LIMITS.max_stop_sequences * (LIMITS.max_stop_chars + 1)
 _INT_STATS = ("prompt_tokens", "completion_tokens")
 _FLOAT_STATS = ("ttft_s", "total_s", "tokens_per_s")
 
@@ -42,10 +48,12 @@ class SavedChat:
     conversation: list[dict[str, Any]] = field(default_factory=list)
     model_id: str | None = None
     system: str | None = None
+    #: the settings that were valid, by name (SETTINGS); a missing one takes the family's recommendation
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
-        return not self.conversation and self.model_id is None and self.system is None
+        return not self.conversation and self.model_id is None and self.system is None and not self.settings
 
 
 def _text(value: Any, limit: int, required: bool = False) -> str | None:
@@ -85,6 +93,23 @@ def _stats(value: Any) -> dict[str, Any] | None:
     return out
 
 
+def _by_lang(value: Any) -> dict[str, str] | None:
+    """An error line in each language ({"de": …, "en": …}, as the chat writes it); None for any other shape (the
+    entry then keeps its error in the language it was shown in)."""
+    if not isinstance(value, dict) or not value or any(lang not in LANGUAGES for lang in value):
+        return None
+    texts = {lang: _text(text, MAX_ERROR_CHARS, required=True) for lang, text in value.items()}
+    if any(text is None for text in texts.values()):
+        return None
+    return {lang: text for lang, text in texts.items() if text is not None}
+
+
+def _size(entry: dict[str, Any]) -> int:
+    """The characters an entry keeps."""
+    translations = sum(map(len, (entry.get("error_by_lang") or {}).values()))
+    return len(entry["user"]) + len(entry["assistant"]) + len(entry.get("error", "")) + translations
+
+
 def _entry(value: Any) -> dict[str, Any] | None:
     """One exchange that ended (with figures or an error), or None."""
     if not isinstance(value, dict):
@@ -102,6 +127,9 @@ def _entry(value: Any) -> dict[str, Any] | None:
         if error is None:
             return None
         entry["error"] = error
+        by_lang = _by_lang(value.get("error_by_lang"))
+        if by_lang:
+            entry["error_by_lang"] = by_lang
     if value.get("stats") is not None:
         stats = _stats(value.get("stats"))
         if stats is None:
@@ -112,12 +140,35 @@ def _entry(value: Any) -> dict[str, Any] | None:
     return entry
 
 
+def _settings(value: Any) -> dict[str, Any]:
+    """The sampling settings of `value` that pass the same checks as a request's (validation.py): numbers within
+    RANGES (the seed as its digits, as its text box shows it), stop sequences one per line; the rest left out."""
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for name in SETTINGS[:-1]:
+        raw = value.get(name)
+        if isinstance(raw, str) and len(raw) > 40:
+            continue
+        try:
+            number = check_setting(name, raw)
+        except InputError:
+            continue
+        if number is not None:
+            out[name] = str(number) if name == "seed" else number
+    stop = value.get("stop")
+    if isinstance(stop, str) and len(stop) <= MAX_STOP_TEXT_CHARS:
+        with contextlib.suppress(InputError):
+            out["stop"] = "\n".join(parse_stop(stop))
+    return out
+
+
 def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The last entries within MAX_EXCHANGES and MAX_TOTAL_CHARS."""
     kept: list[dict[str, Any]] = []
     total = 0
     for entry in reversed(entries[-MAX_EXCHANGES:]):
-        size = len(entry["user"]) + len(entry["assistant"]) + len(entry.get("error", ""))
+        size = _size(entry)
         if total + size > MAX_TOTAL_CHARS:
             break
         kept.append(entry)
@@ -126,8 +177,9 @@ def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def pack(conversation: Any, model_id: Any, system: Any) -> dict[str, Any]:
-    """What the browser keeps: the conversation's last exchanges that ended, the model id and the system prompt."""
+def pack(conversation: Any, model_id: Any, system: Any, settings: Any = None) -> dict[str, Any]:
+    """What the browser keeps: the conversation's last exchanges that ended, the model id, the system prompt and
+    the sampling settings (values in SETTINGS order, as the settings controls give them)."""
     entries = conversation if isinstance(conversation, list) else []
     ended = [e for e in (_entry(x) for x in entries[-MAX_EXCHANGES:]) if e is not None]
     return {
@@ -135,6 +187,7 @@ def pack(conversation: Any, model_id: Any, system: Any) -> dict[str, Any]:
         "model": _text(model_id, MAX_ID_CHARS),
         "system": _text(system, LIMITS.max_system_chars),
         "conversation": _bounded(ended),
+        "settings": _settings(dict(zip(SETTINGS, settings, strict=False)) if isinstance(settings, list) else {}),
     }
 
 
@@ -148,7 +201,7 @@ def unpack(value: Any) -> SavedChat:
     conversation = _bounded([e for e in (_entry(x) for x in items) if e is not None])
     model = _text(value.get("model"), MAX_ID_CHARS, required=True)
     system = _text(value.get("system"), LIMITS.max_system_chars)
-    return SavedChat(conversation, model, system)
+    return SavedChat(conversation, model, system, _settings(value.get("settings")))
 
 
-__all__ = ["MAX_EXCHANGES", "MAX_TOTAL_CHARS", "VERSION", "SavedChat", "pack", "unpack"]
+__all__ = ["MAX_EXCHANGES", "MAX_TOTAL_CHARS", "SETTINGS", "VERSION", "SavedChat", "pack", "unpack"]

@@ -114,6 +114,11 @@ def _number(name: str, value: Any) -> float | int | None:
     return number
 
 
+def check_setting(name: str, value: Any) -> float | int | None:
+    """One sampling setting (a RANGES name) checked as a request's is: None when empty; raises InputError."""
+    return _number(name, value)
+
+
 def parse_stop(value: Any) -> tuple[str, ...]:
     """Stop sequences from a list or from text with one per line."""
     if value is None:

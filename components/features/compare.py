@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.core.messages import number, t
+from components.core.messages import in_every_language, number, t
 from components.core.prompts import Turn
 from components.core.service import Playground, Prepared, decimal, format_stats
 from components.core.validation import InputError, check_message
@@ -73,6 +73,8 @@ class PaneResult:
     status: str | None = None
     error: str | None = None
     error_key: str | None = None
+    #: the error in each language (the page's language may change after the pane failed); not exported
+    error_by_lang: dict[str, str] | None = None
     stats: dict[str, Any] | None = None
     elapsed_s: float | None = None
     done: bool = False
@@ -122,6 +124,7 @@ class Round:
         panes = []
         for p in self.panes:
             item = asdict(p)
+            item.pop("error_by_lang")  # the report has the error in the report's language
             item["name"] = self.name(p.pane) if show else t("compare_blind_name", self.lang, letter=LETTERS[p.pane])
             item["letter"] = LETTERS[p.pane]
             if not show:
@@ -216,6 +219,7 @@ def new_round(
         if isinstance(prep, InputError):
             pane.error = t(prep.key, lang, **prep.params)
             pane.error_key = prep.key
+            pane.error_by_lang = in_every_language(prep.key, **prep.params)
             pane.done = True
         else:
             request = prep.request
@@ -279,6 +283,7 @@ async def stream_round(
             elif isinstance(event, Failed):
                 pane.error = t(event.key, lang, **event.params)
                 pane.error_key = event.key
+                pane.error_by_lang = in_every_language(event.key, **event.params)
                 if event.stats:
                     pane.stats = event.stats.as_dict()
                 finish(pane)

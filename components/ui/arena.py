@@ -560,7 +560,13 @@ def session_view(run: SessionRun | None, lang: str, board_html: Any = None) -> l
             label = round_.name(i, lang)
             p = round_.panes[i]
             status = t("compare_working", lang) if p.status else None  # a loading text could name the model
-            item = {"user": round_.prompt, "assistant": p.text, "status": status, "error": p.error}
+            item = {
+                "user": round_.prompt,
+                "assistant": p.text,
+                "status": status,
+                "error": p.error,
+                "error_by_lang": p.error_by_lang,
+            }
             content = render([{**item, "stats": p.stats}], lang)
         chatbots.append(gr.update(value=content, label=label))
     open_vote = bool(round_ and round_.done and round_.winner is None)

@@ -10,9 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import normalize_language, t
+from components.core.messages import in_every_language, normalize_language, shown_in, t
 from components.core.prompts import Turn
-from components.core.saved_chat import pack, unpack
+from components.core.saved_chat import SETTINGS, pack, unpack
 from components.core.service import Playground, format_stats, prompt_shown
 from components.core.streaming import batched
 from components.core.validation import InputError, settings_kwargs
@@ -28,6 +28,7 @@ from components.ui.common import (
     guard_picker,
     live_update,
     max_new_tokens_for,
+    max_new_update,
     model_info,
     offline_name,
     picked_id,
@@ -71,8 +72,9 @@ def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]
         if not text and status:
             text = f"*{status}*"
         notes = []
-        if c.get("error"):
-            notes.append(t("err_prefix", lang) + c["error"])
+        error = shown_in(c.get("error_by_lang"), lang, c.get("error"))
+        if error:
+            notes.append(t("err_prefix", lang) + error)
         stats = c.get("stats")
         # an answer that failed or was stopped before its first token has no figures worth a line ("– · 0 Tokens")
         if stats and (stats.get("completion_tokens") or not (c.get("error") or stats.get("ttft_s") is None)):
@@ -356,6 +358,7 @@ def _apply(entry: dict[str, Any], batch: list[Any], first_message: bool, prepare
             if key == "err_context" and first_message:
                 key = "err_context_single"  # nothing to clear: the message itself is too long
             entry["error"] = t(key, lang, **event.params)
+            entry["error_by_lang"] = in_every_language(key, **event.params)  # a language switch redraws it
             ended = True
             if event.stats:
                 entry["stats"] = event.stats.as_dict()
@@ -481,15 +484,15 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
 
 def _save_args(c: _Controls) -> dict[str, Any]:
-    """The event that writes the conversation (its last exchanges), the model and the system prompt into the
-    browser."""
+    """The event that writes the conversation (its last exchanges), the model, the system prompt and the settings
+    into the browser."""
 
-    def save(conv: list[dict[str, Any]], variant_id: str, quant_id: str, sys_prompt: str) -> dict[str, Any]:
-        return pack(conv or [], picked_id(str(variant_id), str(quant_id)), sys_prompt)
+    def save(conv: list[dict[str, Any]], variant_id: str, quant_id: str, sys_prompt: str, *settings: Any) -> Any:
+        return pack(conv or [], picked_id(str(variant_id), str(quant_id)), sys_prompt, list(settings))
 
     return {
         "fn": save,
-        "inputs": [c.conversation, c.pickers.variant, c.pickers.quant, c.system],
+        "inputs": [c.conversation, c.pickers.variant, c.pickers.quant, c.system, *c.settings.inputs],
         "outputs": [c.saved],
         "queue": False,
         "show_progress": "hidden",
@@ -498,8 +501,9 @@ def _save_args(c: _Controls) -> dict[str, Any]:
 
 
 def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
-    """A page (re)loaded in a browser that kept a chat: the conversation, drawn in the page's language, and the
-    model (if the catalog still has it; else the default) with its family's settings and the system prompt.
+    """A page (re)loaded in a browser that kept a chat: the conversation, drawn in the page's language, the model
+    (if the catalog still has it; else the default), the system prompt and the settings (each one that passes the
+    checks; the family's recommendation for the others, max new tokens within the build's context).
 
     The page's load event brings the stored value (Gradio's store reads localStorage when it is mounted, before
     the load event; measured in Chromium), so a save, which changes the store, restores nothing."""
@@ -527,14 +531,21 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
         ref = (playground.catalog.get(saved.model_id) if saved.model_id else None) or playground.catalog.default
         fam = ref.family
         system = fam.system_prompt if saved.system is None else saved.system
+        # the kept settings where they passed the checks, the family's recommendation for the others
+        values = [saved.settings.get(name, value) for name, value in zip(SETTINGS, settings_values(fam), strict=True)]
+        at = SETTINGS.index("max_new_tokens")
+        values[at] = max(1, min(int(values[at]), max_new_tokens_for(ref)))  # room for the prompt in this build
+        note, send, _ = selection_updates(playground, ref)
         return [
             fam.id,
             *pickers_relabelled(playground, fam.id, ref.variant.id, ref.quant.id, lang),
             model_info(playground, ref, lang),
             system,
             gr.update(samples=[[e] for e in fam.examples]),
-            *settings_values(fam),
-            *selection_updates(playground, ref),
+            *values,
+            note,
+            send,
+            max_new_update(ref, values[at]),
             render(saved.conversation, lang),
             saved.conversation,
         ]

@@ -142,7 +142,16 @@ def pane_conversation(rounds: list[Round], pane: int, lang: str) -> list[dict[st
         status = p.status
         if status and r.blind and not r.revealed:
             status = t("compare_working", lang)  # a loading message would name the model
-        out.append({"user": r.prompt, "assistant": p.text, "status": status, "error": p.error, "stats": p.stats})
+        out.append(
+            {
+                "user": r.prompt,
+                "assistant": p.text,
+                "status": status,
+                "error": p.error,
+                "error_by_lang": p.error_by_lang,
+                "stats": p.stats,
+            }
+        )
     return out
 
 
