@@ -284,3 +284,130 @@ def test_hub_probe_runs_off_the_event_loop_thread_in_time() -> None:
         return time.monotonic() - start
 
     assert asyncio.run(main()) < 1.2
+
+
+# ---- remote builds: does their server answer? ----------------------------------------------------------------
+def test_server_probe_sends_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe asks whether something answers; it never carries the endpoint's key or the Hub token."""
+    seen: list[dict[str, str]] = []
+
+    class Recorder(FakeHub):
+        def do_HEAD(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(401)  # a server that wants a key still answers
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    monkeypatch.setenv("TGI_TOKEN", "hf_secret_endpoint_key")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_hub_token")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert availability.probe_server(f"http://127.0.0.1:{server.server_address[1]}/v1") is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(seen) == 1 and "authorization" not in seen[0]
+    assert not any("secret" in value for value in seen[0].values())
+
+
+def test_server_probe_of_a_failing_proxy_says_no() -> None:
+    class BadGateway(FakeHub):
+        def do_HEAD(self) -> None:
+            self.send_response(502)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BadGateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert availability.probe_server(f"http://127.0.0.1:{server.server_address[1]}") is False
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("url", ["http://", "not a url", "http://127.0.0.1:notaport", "http://[::1"])
+def test_server_probe_of_a_broken_url_says_no(url: str) -> None:
+    assert availability.probe_server(url) is False
+
+
+def test_server_probe_of_a_closed_port_and_a_silent_server_is_quick() -> None:
+    start = time.monotonic()
+    assert availability.probe_server(closed_port()) is False
+    assert time.monotonic() - start < 1.0
+    with silent_server() as url:
+        start = time.monotonic()
+        assert availability.probe_server(url) is False
+        assert time.monotonic() - start < 1.5
+
+
+def test_server_answers_are_remembered_per_url() -> None:
+    calls: list[str] = []
+
+    def probe(url: str) -> bool:
+        calls.append(url)
+        return "up" in url
+
+    servers = availability.ServerProbes(max_age_s=60, probe=probe)
+    assert servers.answers("http://up:1") is True and servers.answers("http://down:1") is False
+    assert servers.answers("http://up:1") is True and servers.answers("http://down:1") is False
+    assert calls == ["http://up:1", "http://down:1"]
+
+
+@pytest.fixture
+def remote_catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from components.core.catalog import load_catalog
+    from components.serving.endpoints import register_env_endpoints
+
+    with fake_hub() as up:
+        monkeypatch.setenv("TGI_URL", up)
+        monkeypatch.setenv("OPENAI_BASE_URL", closed_port())
+        catalog = load_catalog()
+        assert register_env_endpoints(catalog) == ["tgi", "openai"]
+        yield catalog
+
+
+@pytest.mark.parametrize("lang", ["de", "en"])
+def test_a_remote_build_says_whether_its_server_answers(remote_catalog: Any, lang: str) -> None:
+    """A configured server that is down is not "✓ runs here": the picker says it is not answering, the model
+    line why and which variable holds its address; Send stays (the server may be back by then)."""
+    from components.ui.common import availability_line, quant_label, sendable
+
+    playground = Playground(remote_catalog, servers=availability.ServerProbes())
+    up, down = remote_catalog.get("em-german-leo-mistral/tgi"), remote_catalog.get("em-german-leo-mistral/openai")
+    answers, silent = playground.availability(up), playground.availability(down)
+    assert answers.ok and answers.server == availability.SERVER_ANSWERS
+    assert silent.ok and silent.state == availability.READY and silent.server == availability.SERVER_SILENT
+    assert quant_label(playground, up, lang) == t("quant_remote_ready", lang, quant=up.quant.display)
+    assert quant_label(playground, down, lang) == t("quant_remote_silent", lang, quant=down.quant.display)
+    assert t("quant_ready", lang, quant=down.quant.display) != quant_label(playground, down, lang)
+    line = availability_line(playground, down, lang)
+    assert "OPENAI_BASE_URL" in line and "OpenAI-compatible server" in line and line.startswith("⚠")
+    assert "127.0.0.1" not in line, "the address stays on the server"
+    assert "TGI server" in availability_line(playground, up, lang)
+    assert sendable(playground, down) and sendable(playground, up)
+
+
+def test_models_endpoint_says_whether_a_server_answers(remote_catalog: Any) -> None:
+    import gradio as gr
+
+    from components.api.chat_models import register as register_api
+
+    playground = Playground(remote_catalog, servers=availability.ServerProbes())
+    with gr.Blocks() as demo:
+        register_api(playground)
+    models_fn = next(f.fn for f in demo.fns.values() if f.api_name == "models")
+    rows = {row["id"]: row for row in models_fn(lang="en")}
+    up, down = rows["em-german-leo-mistral/tgi"], rows["em-german-leo-mistral/openai"]
+    assert (up["server"], up["server_note"], up["available"]) == ("answers", None, True)
+    assert down["server"] == "silent" and down["available"] is True and "OPENAI_BASE_URL" in down["server_note"]
+    assert rows[remote_catalog.default.id]["server"] is None
+
+
+def test_compare_defaults_skip_a_server_that_does_not_answer(remote_catalog: Any) -> None:
+    from components.ui.common import runnable_refs
+
+    ids = [ref.id for ref in runnable_refs(Playground(remote_catalog, servers=availability.ServerProbes()))]
+    assert ids[0] == remote_catalog.default.id
+    assert "em-german-leo-mistral/tgi" in ids and not any(i.endswith("/openai") for i in ids)

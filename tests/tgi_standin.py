@@ -174,7 +174,10 @@ class Standin:
         return [r for r in self.requests if not paths or r.path in paths]
 
     def generation_calls(self) -> list[Recorded]:
-        return self.calls("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")
+        """Requests that generate: POSTs to TGI's generation routes (a HEAD of "/" is the app asking whether the
+        server answers, components/core/availability.py)."""
+        paths = ("/", "/generate", "/generate_stream", "/v1/chat/completions", "/v1/completions")
+        return [r for r in self.calls(*paths) if r.method == "POST"]
 
     def wait_disconnect(self, timeout: float = 2.0) -> Disconnect | None:
         end = time.monotonic() + timeout

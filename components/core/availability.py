@@ -1,4 +1,5 @@
-"""Whether a build runs here: now, after a download of N GB (and whether the Hub can be reached), or not (why)."""
+"""Whether a build runs here: now, after a download of N GB (and whether the Hub can be reached), or not (why);
+for a remote build, whether its server answers."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ HUB_OFFLINE = "offline"  # HF_HUB_OFFLINE=1
 PROBE_TIMEOUT_S = 1.0
 #: A probe's answer is used this long; after that the next look starts a new probe in the background.
 PROBE_MAX_AGE_S = 60.0
+#: A remote server's answer is used this long (a server that comes back shows so within this, on the next look).
+SERVER_PROBE_MAX_AGE_S = 15.0
+#: Whether a remote build's server answers (Availability.server), for remote builds only.
+SERVER_ANSWERS = "answers"
+SERVER_SILENT = "silent"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,8 @@ class Availability:
     state: str = READY
     download_gb: float | None = None
     hub: str | None = None
+    #: remote builds: SERVER_ANSWERS or SERVER_SILENT (a silent server is still sent to: it may be back by then)
+    server: str | None = None
 
 
 # ---- the Hub probe ------------------------------------------------------------------------------------------
@@ -65,8 +73,9 @@ def hub_endpoint() -> str:
 
 
 def probe_hub(endpoint: str | None = None, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    """True when the Hub answers an HTTP request within `timeout_s` (the name lookup counts too: it runs in a
-    thread that is abandoned when it takes longer; httpx's time-outs do not cover getaddrinfo)."""
+    """True when the Hub (or the server at `endpoint`) answers an HTTP request below 500 within `timeout_s` (the
+    name lookup counts too: it runs in a thread that is abandoned when it takes longer; httpx's time-outs do not
+    cover getaddrinfo)."""
     url = endpoint or hub_endpoint()
 
     def ask() -> bool:
@@ -74,7 +83,7 @@ def probe_hub(endpoint: str | None = None, timeout_s: float = PROBE_TIMEOUT_S) -
 
         try:
             response = httpx.head(url, timeout=timeout_s, follow_redirects=False)
-        except (httpx.HTTPError, OSError, ValueError):
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError):
             return False
         return response.status_code < 500
 
@@ -87,14 +96,22 @@ def probe_hub(endpoint: str | None = None, timeout_s: float = PROBE_TIMEOUT_S) -
         pool.shutdown(wait=False)
 
 
+def probe_server(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """True when the server at `url` gives an HTTP answer below 500 within `timeout_s` (a 401 or 404 is a
+    server that answers; a proxy's 502 in front of a stopped one is not). No token is sent: the probe only asks
+    whether something answers, so nothing secret goes out and a server that needs a key still counts."""
+    return probe_hub(url, timeout_s)
+
+
 class HubProbe:
     """Remembers whether the Hub was reachable. The first look probes (at most PROBE_TIMEOUT_S); later looks
     return the last answer at once and, once it is older than `max_age_s`, refresh it in a background thread,
-    so that no page event ever waits for the network."""
+    so that no page event ever waits for the network. `endpoint_of` names what is probed (the Hub's URL)."""
 
-    def __init__(self, max_age_s: float = PROBE_MAX_AGE_S, probe: Any = None) -> None:
+    def __init__(self, max_age_s: float = PROBE_MAX_AGE_S, probe: Any = None, endpoint_of: Any = None) -> None:
         self.max_age_s = max_age_s
         self._probe = probe or probe_hub
+        self._endpoint_of = endpoint_of or hub_endpoint
         self._lock = threading.Lock()
         self._value: bool | None = None
         self._checked_at = 0.0
@@ -102,7 +119,7 @@ class HubProbe:
         self._endpoint: str | None = None
 
     def reachable(self) -> bool:
-        endpoint = hub_endpoint()
+        endpoint = self._endpoint_of()
         with self._lock:
             known = self._value is not None and self._endpoint == endpoint
             stale = time.monotonic() - self._checked_at > self.max_age_s
@@ -130,6 +147,28 @@ class HubProbe:
 
 
 HUB = HubProbe()
+
+
+class ServerProbes:
+    """One HubProbe-like memory per remote server URL: whether its server answers, never waiting on a page event
+    longer than the first look's PROBE_TIMEOUT_S."""
+
+    def __init__(self, max_age_s: float = SERVER_PROBE_MAX_AGE_S, probe: Any = None) -> None:
+        self.max_age_s = max_age_s
+        self._probe = probe or probe_server
+        self._lock = threading.Lock()
+        self._probes: dict[str, HubProbe] = {}
+
+    def answers(self, url: str) -> bool:
+        with self._lock:
+            probe = self._probes.get(url)
+            if probe is None:
+                probe = HubProbe(self.max_age_s, probe=self._probe, endpoint_of=lambda: url)
+                self._probes[url] = probe
+        return probe.reachable()
+
+
+SERVERS = ServerProbes()
 
 
 def hub_state(probe: HubProbe | None = None) -> str:
@@ -162,14 +201,22 @@ def _downloaded(ref: ModelRef) -> bool:
 
 
 def check(
-    ref: ModelRef, endpoint_url: str | None = None, budget_gb: float | None = None, probe: HubProbe | None = None
+    ref: ModelRef,
+    endpoint_url: str | None = None,
+    budget_gb: float | None = None,
+    probe: HubProbe | None = None,
+    servers: ServerProbes | None = None,
 ) -> Availability:
-    """Availability of one build. Remote builds are ready when their endpoint has a URL."""
+    """Availability of one build. Remote builds are ready when their endpoint has a URL; `server` says whether
+    that server answers now (a silent one is still sent to, and its refusal then says why)."""
     quant = ref.quant
     kind = quant.kind
     if kind is QuantKind.remote:
         if endpoint_url:
-            return Availability(True)
+            answers = (servers or SERVERS).answers(endpoint_url)
+            if answers:
+                return Availability(True, server=SERVER_ANSWERS)
+            return Availability(True, "server_silent", {"endpoint": quant.endpoint}, READY, server=SERVER_SILENT)
         return Availability(False, "why_no_endpoint", {"endpoint": quant.endpoint, "env": "URL"}, UNAVAILABLE)
     if kind is QuantKind.gguf and quant.package:
         # installed, taken from its wheel before, or pinned so that the engine fetches it on first use

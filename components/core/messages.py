@@ -975,6 +975,19 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "quant_blocked": {"de": "{quant} — ✗ {why}", "en": "{quant} — ✗ {why}"},
     "info_ready": {"de": "✓ Läuft hier.", "en": "✓ Runs here."},
+    "quant_remote_ready": {"de": "{quant} — ✓ Server antwortet", "en": "{quant} — ✓ server answers"},
+    "quant_remote_silent": {"de": "{quant} — ⚠ Server antwortet nicht", "en": "{quant} — ⚠ server not answering"},
+    "info_remote_ready": {
+        "de": "✓ Läuft auf dem Server {endpoint}; er antwortet.",
+        "en": "✓ Runs on the server {endpoint}, which answers.",
+    },
+    "server_silent": {
+        "de": "Der Server {endpoint} antwortet gerade nicht (keine Verbindung; Adresse in {env}). Senden versucht "
+        "es trotzdem: läuft er wieder, antwortet er",
+        "en": "The server {endpoint} is not answering right now (no connection; address in {env}). Sending tries "
+        "anyway: once it runs again, it answers",
+    },
+    "info_remote_silent": {"de": "⚠ {why}.", "en": "⚠ {why}."},
     "info_download": {
         "de": "⬇ Läuft nach einem Download von {size:.1f} GB vom Hugging Face Hub (der erste Start dauert).",
         "en": "⬇ Runs after a download of {size:.1f} GB from the Hugging Face Hub (the first start takes a while).",

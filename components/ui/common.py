@@ -161,8 +161,10 @@ def quant_label(playground: Playground, ref: ModelRef, lang: str) -> str:
     if avail.state == availability.DOWNLOAD:
         key = "quant_download" if avail.ok else "quant_download_blocked"
         return t(key, lang, quant=quant, size=avail.params.get("size", 0.0))
+    if avail.server == availability.SERVER_SILENT:
+        return t("quant_remote_silent", lang, quant=quant)
     if avail.ok:
-        return t("quant_ready", lang, quant=quant)
+        return t("quant_remote_ready" if avail.server else "quant_ready", lang, quant=quant)
     return t("quant_blocked", lang, quant=quant, why=t(avail.key, lang, **avail.params))
 
 
@@ -246,6 +248,12 @@ def availability_line(playground: Playground, ref: ModelRef, lang: str) -> str:
     avail = playground.availability(ref)
     if avail.state == availability.DOWNLOAD and avail.ok:
         return t("info_download", lang, size=avail.params.get("size", 0.0))
+    if avail.server == availability.SERVER_SILENT:
+        return t("info_remote_silent", lang, why=t(avail.key, lang, **avail.params))
+    if avail.ok and avail.server:
+        endpoint = playground.catalog.endpoints.get(ref.quant.endpoint or "")
+        name = (endpoint.label or endpoint.id) if endpoint else ref.quant.display
+        return t("info_remote_ready", lang, endpoint=name)
     if avail.ok:
         return t("info_ready", lang)
     why = t(avail.key, lang, **avail.params)
@@ -263,12 +271,14 @@ class Pickers:
 
 
 def runnable_refs(playground: Playground) -> list[ModelRef]:
-    """Every build that runs here now, the catalog's default first."""
+    """Every build that runs here now, the catalog's default first (a remote build whose server does not answer
+    is not offered as a default)."""
     default = playground.catalog.default
     refs = [default] if playground.availability(default).state == availability.READY else []
     for ref in playground.catalog.refs():
         avail = playground.availability(ref)
-        if ref.id != default.id and avail.ok and avail.state == availability.READY:
+        answering = avail.server != availability.SERVER_SILENT
+        if ref.id != default.id and avail.ok and avail.state == availability.READY and answering:
             refs.append(ref)
     return refs
 
