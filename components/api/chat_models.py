@@ -71,9 +71,9 @@ def register(playground: Playground) -> None:
         `state` is `ready` (runs now), `download` (runs after a download of `download_gb` GB; `hub` says
         whether the Hub is `reachable`, `unreachable` or switched off with HF_HUB_OFFLINE, `offline`) or
         `unavailable` (`why_not` says why). `available` is true only for `ready`; `why_not` is set whenever
-        a request would be refused now. `server` (remote builds only) is `answers` or `silent`: whether a
-        connection to the build's server opened at the last look (at most 15 s old); a silent server is still
-        sent to, and `server_note` says so.
+        a request would be refused now. `server` (remote builds only) is `answers` or `silent`: whether the
+        build's server gave an HTTP answer at the last look (at most 15 s old); a silent server is still sent
+        to, and `server_note` says so.
         """
         try:
             language = api_language(lang)

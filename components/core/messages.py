@@ -982,9 +982,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "✓ Runs on the server {endpoint}, which answers.",
     },
     "server_silent": {
-        "de": "Der Server {endpoint} antwortet gerade nicht (keine Verbindung; Adresse in {env}). Senden versucht "
+        "de": "Der Server {endpoint} antwortet gerade nicht (keine Antwort; Adresse in {env}). Senden versucht "
         "es trotzdem: läuft er wieder, antwortet er",
-        "en": "The server {endpoint} is not answering right now (no connection; address in {env}). Sending tries "
+        "en": "The server {endpoint} is not answering right now (no answer; address in {env}). Sending tries "
         "anyway: once it runs again, it answers",
     },
     "info_remote_silent": {"de": "⚠ {why}.", "en": "⚠ {why}."},

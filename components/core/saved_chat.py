@@ -4,8 +4,8 @@ The page stores what `pack` returns in the browser's localStorage (gr.BrowserSta
 sends it back when the page is loaded again. Whatever comes back may have been edited, so `unpack` trusts none
 of it: anything of the wrong shape or over a limit is dropped, never raised. Only what the visitor saw is kept
 (their messages, the answers, an answer's error line and figures, the chosen model, system prompt and sampling
-settings), never a raw prompt or a secret. Text with a prompt format's control markers stays text: sending it refuses it
-(components/core/markers.py), as for a conversation typed in this session.
+settings), never a raw prompt or a secret. Text with a prompt format's control markers stays text: sending it
+refuses it (components/core/markers.py), as for a conversation typed in this session.
 """
 
 from __future__ import annotations
