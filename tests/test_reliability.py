@@ -225,7 +225,7 @@ def test_each_bad_request_gets_a_clear_refusal(client: Any, name: str, kwargs: d
 
 
 def test_a_burst_of_bad_requests_then_good_ones_work(live: RunningApp, client: Any, fresh: EchoStandin) -> None:
-    """160 bad requests from 16 visitors at once; every one refused quickly, then the app serves normally."""
+    """176 bad requests from 16 visitors at once; every one refused quickly, then the app serves normally."""
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
