@@ -383,9 +383,9 @@ def test_a_remote_build_says_whether_its_server_answers(remote_catalog: Any, lan
     assert quant_label(playground, down, lang) == t("quant_remote_silent", lang, quant=down.quant.display)
     assert t("quant_ready", lang, quant=down.quant.display) != quant_label(playground, down, lang)
     line = availability_line(playground, down, lang)
-    assert "OPENAI_BASE_URL" in line and "OpenAI-compatible server" in line and line.startswith("⚠")
+    assert "OPENAI_BASE_URL" in line and "OpenAI API" in line and line.startswith("⚠")
     assert "127.0.0.1" not in line, "the address stays on the server"
-    assert "TGI server" in availability_line(playground, up, lang)
+    assert "TGI" in availability_line(playground, up, lang)
     assert sendable(playground, down) and sendable(playground, up)
 
 

@@ -61,7 +61,7 @@ def test_tgi_url_adds_a_build_to_every_german_variant(monkeypatch: pytest.Monkey
         ref = catalog.get(f"{variant_id}/tgi")
         assert ref is not None, variant_id
         assert ref.quant.kind is QuantKind.remote and ref.quant.endpoint == "tgi"
-        assert ref.quant.display == "TGI server"
+        assert ref.quant.display == "TGI"
     assert catalog.get("smollm2-135m-instruct/tgi") is None  # the offline model stays local
     playground = Playground(catalog)
     assert playground.availability(catalog.get(f"{variants[0]}/tgi")).ok  # type: ignore[arg-type]

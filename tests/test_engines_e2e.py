@@ -189,8 +189,8 @@ def choose(page: Any, elem_id: str, option: str) -> None:
     [
         ("SmolLM2", "SmolLM2-135M-Instruct", "GGUF Q4_1", "smollm2-135m-instruct/gguf-q4_1"),
         ("Tiny (Test)", "Tiny E2E", "fp32", "tiny-e2e/fp32"),
-        ("EM German", "LeoLM Mistral", "TGI server", f"{EM_GERMAN}/tgi"),
-        ("EM German", "LeoLM Mistral", "OpenAI-compatible", f"{EM_GERMAN}/openai"),
+        ("EM German", "LeoLM Mistral", "TGI", f"{EM_GERMAN}/tgi"),
+        ("EM German", "LeoLM Mistral", "OpenAI API", f"{EM_GERMAN}/openai"),
     ],
 )
 def test_chat_tab_streams_from_every_engine(

@@ -623,7 +623,7 @@ def test_an_answer_cannot_load_images_from_elsewhere(public_app: RunningApp, tgi
             page.locator("#chat-family input").click()
             page.locator("#chat-family [role=option]", has_text="EM German").first.click()
             page.locator("#chat-quant input").click()
-            page.locator("#chat-quant [role=option]", has_text="TGI server").first.click()
+            page.locator("#chat-quant [role=option]", has_text="TGI").first.click()
             box = page.locator("#chat-input textarea")
             box.fill("Zeig mir ein Bild.")
             box.press("Enter")

@@ -292,7 +292,7 @@ def test_server_failure_in_the_stream(
     assert info.get("error_code") == key, info
     assert info["error"] and info["error"] != key, "the error is a sentence, not a key"
     assert_clean(info["error"])
-    assert "TGI server" in info["error"]  # names the endpoint by its label, never by URL
+    assert "TGI" in info["error"]  # names the endpoint by its label, never by URL
     assert tgi.url not in info["error"] and str(tgi.port) not in info["error"]
     if partial:
         assert text.startswith("Berlin ist"), "text streamed before the failure stays"
@@ -437,7 +437,7 @@ def test_closed_tab_stops_the_work_on_the_server(live: RunningApp, browser: Any,
     context, page = open_chat(browser, live.url)
     try:
         choose(page, "chat-family", "EM German")
-        choose(page, "chat-quant", "TGI server")
+        choose(page, "chat-quant", "TGI")
         send(page, "Erzähl mir eine lange Geschichte.")
         wait_until(lambda: "Berlin" in last_answer(page), "the answer to stream")
         closed_at = time.monotonic()
@@ -523,7 +523,7 @@ def test_browser_sessions_keep_their_own_conversation(live: RunningApp, browser:
             context, page = open_chat(browser, live.url)
             contexts.append(context)
             choose(page, "chat-family", "EM German")
-            choose(page, "chat-quant", "TGI server")
+            choose(page, "chat-quant", "TGI")
             pages.append(page)
         page_a, page_b = pages
         for turn in range(2):

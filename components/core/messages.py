@@ -249,10 +249,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     # issue 11: what each remote server accepts
     "err_schema_tgi_properties": {
-        "de": "Der TGI-Server {endpoint} erzwingt nur JSON-Schemas mit „properties“ auf oberster Ebene (ein "
+        "de": "Der Server {endpoint} (TGI) erzwingt nur JSON-Schemas mit „properties“ auf oberster Ebene (ein "
         "Objekt mit benannten Feldern); dieses Schema (type: {kind}) lehnt er ab. Beschreibe die Antwort als "
         'Objekt, z. B. {{"type": "object", "properties": {{"liste": …}}}}.',
-        "en": "The TGI server {endpoint} only enforces JSON schemas with top-level 'properties' (an object with "
+        "en": "The server {endpoint} (TGI) only enforces JSON schemas with top-level 'properties' (an object with "
         "named fields); it refuses this schema (type: {kind}). Describe the answer as an object, e.g. "
         '{{"type": "object", "properties": {{"list": …}}}}.',
     },

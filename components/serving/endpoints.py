@@ -22,10 +22,12 @@ from components.engines.remote import SIDE_TIMEOUT_S, endpoint_name, redact_url
 
 log = logging.getLogger(__name__)
 
-#: (endpoint id, type, URL variable, token variable, build label) of the endpoints the environment can add.
+#: (endpoint id, type, URL variable, token variable, build label) of the endpoints the environment can add. The
+#: labels are names, the same in German and English ("Der Server TGI …", "The server TGI …"): a label is one
+#: string, and "TGI server" made every German message about the server half English.
 ENV_ENDPOINTS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("tgi", "tgi", "TGI_URL", "TGI_TOKEN", "TGI server"),
-    ("openai", "openai", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OpenAI-compatible server"),
+    ("tgi", "tgi", "TGI_URL", "TGI_TOKEN", "TGI"),
+    ("openai", "openai", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OpenAI API"),
 )
 
 
