@@ -411,3 +411,27 @@ def test_compare_defaults_skip_a_server_that_does_not_answer(remote_catalog: Any
     ids = [ref.id for ref in runnable_refs(Playground(remote_catalog, servers=availability.ServerProbes()))]
     assert ids[0] == remote_catalog.default.id
     assert "em-german-leo-mistral/tgi" in ids and not any(i.endswith("/openai") for i in ids)
+
+
+def test_a_build_whose_endpoint_has_no_url_is_unavailable(tmp_path: Any) -> None:
+    """Found in review: the playground answered such a build with state "ready" (and available false) in /models,
+    beside availability.check()'s own "unavailable" for the same case; now one place says it."""
+    import yaml
+
+    from components.core.catalog import DEFAULT_CATALOG, load_catalog
+    from components.ui.common import quant_label, sendable
+
+    raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
+    raw["endpoints"] = [{"id": "lab", "type": "openai", "url_env": "LAB_URL_NOT_SET", "label": "Labor"}]
+    igel = next(f for f in raw["families"] if f["id"] == "igel")
+    igel["variants"][0]["quantizations"].append({"id": "lab", "kind": "remote", "endpoint": "lab", "label": "Labor"})
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    catalog = load_catalog(path)
+    playground = Playground(catalog, servers=availability.ServerProbes(probe=lambda url: pytest.fail("probed")))
+    ref = catalog.get("instruct-igel-001/lab")
+    avail = playground.availability(ref)
+    assert (avail.ok, avail.state, avail.server) == (False, availability.UNAVAILABLE, None)
+    assert avail.key == "why_no_endpoint"
+    assert avail.params["env"] == "LAB_URL_NOT_SET"
+    assert not sendable(playground, ref) and "✗" in quant_label(playground, ref, "de")

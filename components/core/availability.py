@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.core.catalog import ModelRef, QuantKind
+from components.core.catalog import Endpoint, ModelRef, QuantKind
 from components.engines.hub import cached_file, hub_offline
 from components.engines.model_cache import default_budget_gb
 from components.engines.offline_model import packaged_gguf, requirement_for
+from components.engines.remote import endpoint_name
 from components.engines.transformers_engine import missing_packages
 
 GPU_KINDS = {QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq}
@@ -202,22 +203,26 @@ def _downloaded(ref: ModelRef) -> bool:
 
 def check(
     ref: ModelRef,
-    endpoint_url: str | None = None,
+    endpoint: Endpoint | None = None,
     budget_gb: float | None = None,
     probe: HubProbe | None = None,
     servers: ServerProbes | None = None,
 ) -> Availability:
-    """Availability of one build. Remote builds are ready when their endpoint has a URL; `server` says whether
-    that server answers now (a silent one is still sent to, and its refusal then says why)."""
+    """Availability of one build. A remote build (`endpoint`: the catalog's endpoint it points at) is ready when
+    that endpoint has a URL; `server` says whether its server answers now (a silent one is still sent to, and
+    its refusal then says why); `params` name the endpoint as the engines' messages do, never by its URL."""
     quant = ref.quant
     kind = quant.kind
     if kind is QuantKind.remote:
-        if endpoint_url:
-            answers = (servers or SERVERS).answers(endpoint_url)
-            if answers:
-                return Availability(True, server=SERVER_ANSWERS)
-            return Availability(True, "server_silent", {"endpoint": quant.endpoint}, READY, server=SERVER_SILENT)
-        return Availability(False, "why_no_endpoint", {"endpoint": quant.endpoint, "env": "URL"}, UNAVAILABLE)
+        url = endpoint.url() if endpoint else None
+        if endpoint is None or not url:
+            env = endpoint.url_env if endpoint else "?"
+            return Availability(False, "why_no_endpoint", {"endpoint": quant.endpoint, "env": env}, UNAVAILABLE)
+        named = {"endpoint": endpoint_name(endpoint)}
+        if (servers or SERVERS).answers(url):
+            return Availability(True, params=named, server=SERVER_ANSWERS)
+        silent = {**named, "env": endpoint.url_env}
+        return Availability(True, "server_silent", silent, READY, server=SERVER_SILENT)
     if kind is QuantKind.gguf and quant.package:
         # installed, taken from its wheel before, or pinned so that the engine fetches it on first use
         if packaged_gguf(quant) is None and requirement_for(quant.package) is None:

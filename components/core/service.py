@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from components.core import availability
@@ -121,18 +121,9 @@ class Playground:
         return ref
 
     def availability(self, ref: ModelRef) -> availability.Availability:
-        url, endpoint = None, None
-        if ref.quant.kind is QuantKind.remote:
-            endpoint = self.catalog.endpoints.get(ref.quant.endpoint or "")
-            url = endpoint.url() if endpoint else None
-            if not url:
-                env = endpoint.url_env if endpoint else "?"
-                return availability.Availability(False, "why_no_endpoint", {"endpoint": ref.quant.endpoint, "env": env})
-        avail = availability.check(ref, endpoint_url=url, probe=self.hub, servers=self.servers)
-        if endpoint is not None and avail.server == availability.SERVER_SILENT:
-            # named as the engines' messages name it (its label, never its URL), with the variable to check
-            avail = replace(avail, params={"endpoint": endpoint.label or endpoint.id, "env": endpoint.url_env})
-        return avail
+        remote = ref.quant.kind is QuantKind.remote
+        endpoint = self.catalog.endpoints.get(ref.quant.endpoint or "") if remote else None
+        return availability.check(ref, endpoint=endpoint, probe=self.hub, servers=self.servers)
 
     def local_engines(self) -> list[dict[str, Any]]:
         """What the local engines have loaded: per model its label, size and, where the engine has them, its

@@ -251,9 +251,7 @@ def availability_line(playground: Playground, ref: ModelRef, lang: str) -> str:
     if avail.server == availability.SERVER_SILENT:
         return t("info_remote_silent", lang, why=t(avail.key, lang, **avail.params))
     if avail.ok and avail.server:
-        endpoint = playground.catalog.endpoints.get(ref.quant.endpoint or "")
-        name = (endpoint.label or endpoint.id) if endpoint else ref.quant.display
-        return t("info_remote_ready", lang, endpoint=name)
+        return t("info_remote_ready", lang, **avail.params)
     if avail.ok:
         return t("info_ready", lang)
     why = t(avail.key, lang, **avail.params)
