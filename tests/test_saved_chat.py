@@ -329,7 +329,7 @@ def test_settings_round_trip_as_the_controls_show_them() -> None:
 def test_an_edited_setting_is_left_out_and_the_others_kept(name: str, bad: Any) -> None:
     """A setting that would be refused in a request is not restored (the family's recommendation takes its
     place); the other settings and the conversation stay."""
-    from components.core.saved_chat import SETTINGS
+    from components.core.validation import SETTING_NAMES
 
     good = unpack(pack([entry()], "m/q", "", SETTINGS_SHOWN)).settings
     value = pack([entry()], "m/q", "", SETTINGS_SHOWN)
@@ -337,7 +337,7 @@ def test_an_edited_setting_is_left_out_and_the_others_kept(name: str, bad: Any) 
     back = unpack(json.loads(json.dumps(value)))
     assert name not in back.settings
     assert back.settings == {k: v for k, v in good.items() if k != name}
-    assert back.conversation == [entry()] and set(back.settings) < set(SETTINGS)
+    assert back.conversation == [entry()] and set(back.settings) < set(SETTING_NAMES)
 
 
 @pytest.mark.parametrize("settings", [None, "x", [1, 2], 5, {"temperature": {"deep": 1}}])

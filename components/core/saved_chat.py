@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.core.messages import LANGUAGES
-from components.core.validation import LIMITS, InputError, check_setting, clean_text, parse_stop
+from components.core.validation import LIMITS, SETTING_NAMES, InputError, check_setting, clean_text, parse_stop
 
 #: version of the stored shape; a stored value of another version is dropped
 VERSION = 1
@@ -32,8 +32,6 @@ MAX_ERROR_CHARS = 2_000
 MAX_ID_CHARS = 200
 #: finish reasons an answer's stats may name (components/core/messages.py has a `finish_…` text for each)
 FINISH_REASONS = frozenset({"length", "stop", "eos_token", "stop_sequence", "stopped", "error", "unknown"})
-#: the sampling settings kept, in the settings controls' order (SettingsControls.inputs)
-SETTINGS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed", "stop")
 #: the stop sequences' text box (one per line, each line within the limits)
 MAX_STOP_TEXT_CHARS = 2 * LIMITS.max_stop_sequences * (LIMITS.max_stop_chars + 1)
 _INT_STATS = ("prompt_tokens", "completion_tokens")
@@ -48,7 +46,7 @@ class SavedChat:
     conversation: list[dict[str, Any]] = field(default_factory=list)
     model_id: str | None = None
     system: str | None = None
-    #: the settings that were valid, by name (SETTINGS); a missing one takes the family's recommendation
+    #: the settings that were valid, by name (SETTING_NAMES); a missing one takes the family's recommendation
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -146,7 +144,7 @@ def _settings(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         return {}
     out: dict[str, Any] = {}
-    for name in SETTINGS[:-1]:
+    for name in SETTING_NAMES[:-1]:
         raw = value.get(name)
         if isinstance(raw, str) and len(raw) > 40:
             continue
@@ -179,7 +177,7 @@ def _bounded(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def pack(conversation: Any, model_id: Any, system: Any, settings: Any = None) -> dict[str, Any]:
     """What the browser keeps: the conversation's last exchanges that ended, the model id, the system prompt and
-    the sampling settings (values in SETTINGS order, as the settings controls give them)."""
+    the sampling settings (values in SETTING_NAMES order, as the settings controls give them)."""
     entries = conversation if isinstance(conversation, list) else []
     ended = [e for e in (_entry(x) for x in entries[-MAX_EXCHANGES:]) if e is not None]
     return {
@@ -187,7 +185,7 @@ def pack(conversation: Any, model_id: Any, system: Any, settings: Any = None) ->
         "model": _text(model_id, MAX_ID_CHARS),
         "system": _text(system, LIMITS.max_system_chars),
         "conversation": _bounded(ended),
-        "settings": _settings(dict(zip(SETTINGS, settings, strict=False)) if isinstance(settings, list) else {}),
+        "settings": _settings(dict(zip(SETTING_NAMES, settings, strict=False)) if isinstance(settings, list) else {}),
     }
 
 
@@ -204,4 +202,4 @@ def unpack(value: Any) -> SavedChat:
     return SavedChat(conversation, model, system, _settings(value.get("settings")))
 
 
-__all__ = ["MAX_EXCHANGES", "MAX_TOTAL_CHARS", "SETTINGS", "VERSION", "SavedChat", "pack", "unpack"]
+__all__ = ["MAX_EXCHANGES", "MAX_TOTAL_CHARS", "VERSION", "SavedChat", "pack", "unpack"]

@@ -132,6 +132,10 @@ def parse_stop(value: Any) -> tuple[str, ...]:
     return stops
 
 
+#: the seven sampling settings by name, in settings_kwargs' order (and the page's settings controls')
+SETTING_NAMES = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed", "stop")
+
+
 def settings_kwargs(
     temperature: Any, top_p: Any, top_k: Any, max_new_tokens: Any, repetition_penalty: Any, seed: Any, stop: Any
 ) -> dict[str, Any]:

@@ -12,10 +12,10 @@ import gradio as gr
 
 from components.core.messages import in_every_language, normalize_language, shown_in, t
 from components.core.prompts import Turn
-from components.core.saved_chat import SETTINGS, pack, unpack
+from components.core.saved_chat import pack, unpack
 from components.core.service import Playground, format_stats, prompt_shown
 from components.core.streaming import batched
-from components.core.validation import InputError, settings_kwargs
+from components.core.validation import SETTING_NAMES, InputError, settings_kwargs
 from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
 from components.serving.limits import check_rate
 from components.ui.common import (
@@ -532,9 +532,11 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
         fam = ref.family
         system = fam.system_prompt if saved.system is None else saved.system
         # the kept settings where they passed the checks, the family's recommendation for the others
-        values = [saved.settings.get(name, value) for name, value in zip(SETTINGS, settings_values(fam), strict=True)]
-        at = SETTINGS.index("max_new_tokens")
-        values[at] = max(1, min(int(values[at]), max_new_tokens_for(ref)))  # room for the prompt in this build
+        recommended = zip(SETTING_NAMES, settings_values(fam), strict=True)
+        values = [saved.settings.get(name, value) for name, value in recommended]
+        at = SETTING_NAMES.index("max_new_tokens")
+        slider = max_new_update(ref, values[at])  # room for the prompt in this build
+        values[at] = slider["value"]
         note, send, _ = selection_updates(playground, ref)
         return [
             fam.id,
@@ -545,7 +547,7 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
             *values,
             note,
             send,
-            max_new_update(ref, values[at]),
+            slider,
             render(saved.conversation, lang),
             saved.conversation,
         ]
