@@ -37,7 +37,7 @@ from components.ui.common import (
     raw_prompt_box,
     sendable,
     session_of,
-    settings_panel,
+    settings_accordion,
     settings_values,
     variant_picked,
     warn,
@@ -142,10 +142,7 @@ def _layout_side(playground: Playground, tr: Translations) -> tuple[Pickers, Any
         "system_prompt",
     )
     reset_system = tr.add(gr.Button(t("reset_system"), size="sm", elem_id="chat-reset-system"), "reset_system", "value")
-    with gr.Accordion(t("settings"), open=False, elem_id="chat-settings") as acc:
-        settings = settings_panel(default.family, tr, "chat", model=default)
-    tr.add(acc, "settings")
-    return pickers, system, reset_system, settings
+    return pickers, system, reset_system, settings_accordion(tr, "chat", default)
 
 
 def _layout(playground: Playground, tr: Translations) -> _Controls:

@@ -355,6 +355,14 @@ def settings_values(family: Family) -> list[Any]:
     ]
 
 
+def settings_accordion(tr: Translations, prefix: str, model: ModelRef) -> SettingsControls:
+    """The closed "settings" box (elem id `{prefix}-settings`) with `model`'s family's sliders."""
+    with gr.Accordion(t("settings"), open=False, elem_id=f"{prefix}-settings") as acc:
+        settings = settings_panel(model.family, tr, prefix, model=model)
+    tr.add(acc, "settings")
+    return settings
+
+
 def settings_panel(family: Family, tr: Translations, prefix: str, model: ModelRef | None = None) -> SettingsControls:
     """Sliders whose ranges are the server's own validation ranges."""
     values = settings_values(family)

@@ -47,7 +47,7 @@ from components.ui.common import (
     raw_prompt_box,
     run_with_stop,
     session_of,
-    settings_panel,
+    settings_accordion,
     status_markdown,
     warn,
     wire_pickers,
@@ -136,10 +136,7 @@ def _layout_side(playground: Playground, tr: Translations) -> tuple[Pickers, Any
     reset_system = tr.add(
         gr.Button(t("reset_system"), size="sm", elem_id="retrieval-reset-system"), "reset_system", "value"
     )
-    with gr.Accordion(t("settings"), open=False, elem_id="retrieval-settings") as acc:
-        settings = settings_panel(playground.catalog.default.family, tr, "retrieval", model=playground.catalog.default)
-    tr.add(acc, "settings")
-    return pickers, system, reset_system, settings
+    return pickers, system, reset_system, settings_accordion(tr, "retrieval", playground.catalog.default)
 
 
 def _layout_sources(tr: Translations) -> tuple[Any, ...]:

@@ -37,7 +37,7 @@ from components.ui.common import (
     raw_prompt_box,
     run_with_stop,
     session_of,
-    settings_panel,
+    settings_accordion,
     status_markdown,
     warn,
     wire_pickers,
@@ -116,9 +116,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 ),
                 "system_prompt",
             )
-            with gr.Accordion(t("settings"), open=False, elem_id="structured-settings") as acc:
-                settings = settings_panel(default.family, tr, "structured", model=default)
-            tr.add(acc, "settings")
+            settings = settings_accordion(tr, "structured", default)
         with gr.Column(scale=3):
             text = tr.add(
                 gr.Textbox(lines=4, max_lines=20, label=t("structured_text"), elem_id="structured-text"),
