@@ -7,9 +7,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.api.common import answer_stream, api_language, failed, refused
+from components.api.common import answer_stream, api_language, checking, refused
 from components.core import availability
-from components.core.messages import normalize_language, t
+from components.core.messages import t
 from components.core.service import Playground
 from components.core.validation import InputError, parse_history, settings_kwargs
 from components.serving.limits import check_rate
@@ -40,9 +40,7 @@ def register(playground: Playground) -> None:
         `system_prompt` None means the family's default; `history` is a list of [question, answer]
         pairs; unset settings use the family's recommended values; out-of-range settings are refused.
         """
-        language = normalize_language(lang if isinstance(lang, str) else None)
-        try:
-            language = api_language(lang)
+        with checking(lang, "chat") as language:
             check_rate(request)
             # checks and prompt building off the event loop: they are bounded, but not free
             prepared = await asyncio.to_thread(
@@ -55,10 +53,6 @@ def register(playground: Playground) -> None:
                     **settings_kwargs(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, stop),
                 )
             )
-        except InputError as exc:
-            raise refused(exc, language, "chat") from None
-        except Exception as exc:
-            raise failed(exc, language, "chat") from None
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt}
         async for text in answer_stream(playground, prepared, info, language):
             yield text, info

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import gradio as gr
@@ -48,6 +49,21 @@ def api_language(value: Any) -> str:
     if value is not None and not isinstance(value, str):
         raise InputError("err_wrong_type", name="lang", kind=type(value).__name__, expected='"de" or "en"')
     return normalize_language(value)
+
+
+@contextlib.contextmanager
+def checking(lang: Any, endpoint: str) -> Iterator[str]:
+    """A request's checks, before anything is generated: yields the `lang` parameter's language and turns what the
+    checks raise into the endpoint's answer, refused input (InputError) into refused(), anything else into
+    failed(), in that language (in German when `lang` itself is what is refused)."""
+    language = normalize_language(lang if isinstance(lang, str) else None)
+    try:
+        language = api_language(lang)
+        yield language
+    except InputError as exc:
+        raise refused(exc, language, endpoint) from None
+    except Exception as exc:
+        raise failed(exc, language, endpoint) from None
 
 
 def refused(exc: InputError, language: str, endpoint: str) -> gr.Error:

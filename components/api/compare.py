@@ -8,8 +8,8 @@ from typing import Any
 
 import gradio as gr
 
-from components.api.common import api_language, failed, refused
-from components.core.messages import normalize_language, t
+from components.api.common import checking
+from components.core.messages import t
 from components.core.service import Playground
 from components.core.validation import InputError, check_message
 from components.features.compare import MAX_PANES, PaneSpec, new_round, prepare_panes, stream_round
@@ -52,9 +52,7 @@ def register(playground: Playground) -> None:
         {model, label, text, stats, error, error_code, done} per model, in the order given; a model
         that fails reports its `error` while the others go on. Bad input is refused as a whole.
         """
-        language = normalize_language(lang if isinstance(lang, str) else None)
-        try:
-            language = api_language(lang)
+        with checking(lang, "compare") as language:
             if isinstance(models, str):
                 models = [models]
             if models is not None and not isinstance(models, (list, tuple)):
@@ -81,10 +79,6 @@ def register(playground: Playground) -> None:
                         model=str(spec.model_id)[:80],
                         why=t(prep.key, language, **prep.params),
                     )
-        except InputError as exc:
-            raise refused(exc, language, "compare") from None
-        except Exception as exc:
-            raise failed(exc, language, "compare") from None
         round_ = new_round(playground, specs, text, prepared, language, settings)
         async with contextlib.aclosing(stream_round(playground, round_, prepared)) as updates:
             async for update in updates:

@@ -7,10 +7,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.api.common import answer_stream, api_language, failed, refused
-from components.core.messages import normalize_language
+from components.api.common import answer_stream, checking
 from components.core.service import Playground
-from components.core.validation import InputError, settings_kwargs
+from components.core.validation import settings_kwargs
 from components.features.retrieval import check_fit, parse_sources, prepare_retrieval
 from components.serving.limits import check_rate
 
@@ -42,9 +41,7 @@ def register(playground: Playground) -> None:
         `stats` and, on failure, `error` / `error_code`. Sources that do not fit the context are refused
         before anything is generated, with the token counts in the message.
         """
-        language = normalize_language(lang if isinstance(lang, str) else None)
-        try:
-            language = api_language(lang)
+        with checking(lang, "retrieve") as language:
             check_rate(request)
 
             def prepare() -> tuple[Any, Any]:
@@ -62,10 +59,6 @@ def register(playground: Playground) -> None:
             # checks and prompt building off the event loop (up to 400 000 characters of sources)
             checked, prepared = await asyncio.to_thread(prepare)
             fit = await check_fit(playground, prepared, checked)
-        except InputError as exc:
-            raise refused(exc, language, "retrieve") from None
-        except Exception as exc:
-            raise failed(exc, language, "retrieve") from None
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "fit": fit.as_dict()}
         async for text in answer_stream(playground, prepared, info, language):
             yield text, info

@@ -7,10 +7,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.api.common import answer_stream, api_language, failed, refused
-from components.core.messages import normalize_language
+from components.api.common import answer_stream, checking
 from components.core.service import Playground
-from components.core.validation import InputError, settings_kwargs
+from components.core.validation import settings_kwargs
 from components.features.structured import check_answer, check_compiles, prepare_structured
 from components.serving.limits import check_rate
 
@@ -41,9 +40,7 @@ def register(playground: Playground) -> None:
         (`$.path: message` lines), `error_code`, `model`, `prompt`, `schema`, `stats` and, when generation
         failed, `error`. An invalid schema is refused with a message before anything is generated.
         """
-        language = normalize_language(lang if isinstance(lang, str) else None)
-        try:
-            language = api_language(lang)
+        with checking(lang, "structured") as language:
             check_rate(request)
             # schema checks off the event loop, then the compile in the grammar worker
             # (components/features/structured.py)
@@ -59,10 +56,6 @@ def register(playground: Playground) -> None:
                 )
             )
             await check_compiles(prepared)
-        except InputError as exc:
-            raise refused(exc, language, "structured") from None
-        except Exception as exc:
-            raise failed(exc, language, "structured") from None
         answer = ""
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt, "schema": checked}
         # not streamed: only the whole answer can be checked against the schema
