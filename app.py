@@ -23,7 +23,7 @@ from components.core.logging_setup import setup_logging
 from components.core.messages import normalize_language, t
 from components.core.service import Playground
 from components.serving.body_limit import BodyLimitMiddleware
-from components.serving.launch import configure, exit_on_sigterm, prepare_runtime_dir
+from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
 from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, resolve_annotations
@@ -158,6 +158,8 @@ def main() -> None:
     # page is built: components read GRADIO_TEMP_DIR when they are made)
     prepare_runtime_dir()
     exit_on_sigterm()
+    # which builds may be downloaded, within which disk budget: before the pickers are built (they show it)
+    install_download_policy()
     try:
         demo = build_app(create_playground())
     except RateLimitError as exc:

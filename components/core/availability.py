@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.catalog import Endpoint, ModelRef, QuantKind
+from components.engines import disk
 from components.engines.hub import cached_file, hub_offline
 from components.engines.model_cache import default_budget_gb
 from components.engines.offline_model import packaged_gguf, requirement_for
@@ -245,6 +246,13 @@ def check(
             return Availability(False, "why_too_big", {"need": need, "have": budget}, UNAVAILABLE)
     if _downloaded(ref):
         return Availability(True)
+    # the operator's bounds on downloads (components/engines/disk.py): not "⬇ N GB" when it would be refused
+    policy = disk.current_policy()
+    if not policy.allows(ref.id):
+        return Availability(False, "why_download_not_allowed", {}, UNAVAILABLE)
+    on_disk = disk.download_gb(ref)
+    if policy.budget_gb is not None and on_disk > policy.budget_gb:
+        return Availability(False, "why_over_disk_budget", {"size": on_disk, "budget": policy.budget_gb}, UNAVAILABLE)
     size = round(need, 1)
     hub = hub_state(probe)
     if hub == HUB_REACHABLE:

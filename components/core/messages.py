@@ -1161,6 +1161,38 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Download von {model} ({size:.1f} GB) beginnt …",
         "en": "Starting the download of {model} ({size:.1f} GB) …",
     },
+    # ---- the disk: uploads (components/serving/uploads.py) and model downloads (components/engines/disk.py) ----
+    "why_download_not_allowed": {
+        "de": "auf diesem Server nicht verfügbar: der Betreiber hat den Download dieses Builds nicht freigegeben",
+        "en": "not available on this server: the operator has not allowed downloading this build",
+    },
+    "why_over_disk_budget": {
+        "de": "braucht {size:.1f} GB Speicherplatz, für Modelle sind hier {budget:.1f} GB vorgesehen",
+        "en": "needs {size:.1f} GB of disk space, models may take {budget:.1f} GB here",
+    },
+    "err_download_not_allowed": {
+        "de": "{model} wird auf diesem Server nicht heruntergeladen: der Betreiber hat nur bestimmte Modelle "
+        "freigegeben. Bitte ein Modell wählen, das mit ✓ markiert ist.",
+        "en": "{model} is not downloaded on this server: the operator has allowed only certain models. Please pick "
+        "a model marked with ✓.",
+    },
+    "err_download_over_budget": {
+        "de": "{model} braucht {size:.1f} GB Speicherplatz, für heruntergeladene Modelle sind hier nur {budget:.1f} GB "
+        "vorgesehen.",
+        "en": "{model} needs {size:.1f} GB of disk space, but downloaded models may take only {budget:.1f} GB here.",
+    },
+    "err_download_budget_in_use": {
+        "de": "Für {model} ({size:.1f} GB) ist gerade kein Platz: die {budget:.1f} GB für Modelle belegen Modelle, die "
+        "gerade benutzt werden. Bitte später erneut versuchen.",
+        "en": "There is no room for {model} ({size:.1f} GB) right now: the {budget:.1f} GB for models are taken by "
+        "models in use. Please try again later.",
+    },
+    "err_download_no_space": {
+        "de": "Nicht genug freier Speicherplatz für {model}: der Download braucht {size:.1f} GB und {margin:.1f} GB "
+        "sollen frei bleiben, frei sind {free:.1f} GB. Es wurde nichts heruntergeladen.",
+        "en": "Not enough free disk space for {model}: the download needs {size:.1f} GB and {margin:.1f} GB should "
+        "stay free, {free:.1f} GB are free. Nothing was downloaded.",
+    },
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from components.core.catalog import ModelRef
+from components.engines import disk, hub
 from components.engines.base import (
     Engine,
     EngineDone,
@@ -418,7 +419,12 @@ class LlamaCppEngine(Engine):
             if not local.is_file():
                 raise EngineError("err_load", model=model.label, detail=f"{local} does not exist")
             return local
-        return await download_file(quant.repo, quant.file, token=self._hf_token, progress=progress)
+        cached = hub.cached_file(quant.repo, quant.file)
+        if cached is not None:
+            return cached
+        # allowed build, free disk, disk budget: checked (and room made) before anything is fetched
+        async with disk.download_slot(model):
+            return await download_file(quant.repo, quant.file, token=self._hf_token, progress=progress)
 
     def plan(self, model: ModelRef, path: Path | None) -> tuple[int, float]:
         """Slots and memory (GB: weights × 1.15 plus the KV cache of every slot) for `model` from `path`."""
@@ -439,23 +445,27 @@ class LlamaCppEngine(Engine):
         need = model.estimated_memory_gb() * 1.15
         if need > self.cache.budget_gb:  # refused before downloading gigabytes
             raise EngineError("err_memory", model=model.label, need=need, budget=self.cache.budget_gb)
-        path = await self._resolve_path(model, progress)
-        parallel, size_gb = self.plan(model, path)
+        # its files stay in the Hub cache from the download until the server is closed (disk budget removals)
+        with disk.holding(model.quant.repo):
+            path = await self._resolve_path(model, progress)
+            parallel, size_gb = self.plan(model, path)
 
-        async def load() -> LlamaServer:
-            progress(Status("status_loading", {"model": model.label}))
+            async def load() -> LlamaServer:
+                progress(Status("status_loading", {"model": model.label}))
 
-            threads = default_threads(model.variant.params_b)
+                threads = default_threads(model.variant.params_b)
 
-            def build() -> LlamaServer:
-                return LlamaServer(path, model.variant.context_length, parallel, threads, batch_threads())
+                def build() -> LlamaServer:
+                    return LlamaServer(path, model.variant.context_length, parallel, threads, batch_threads())
 
-            try:
-                return await asyncio.to_thread(build)
-            except Exception as exc:  # a corrupt or unsupported file
-                raise EngineError("err_load", model=model.label, detail=str(exc)[:200]) from exc
+                try:
+                    server = await asyncio.to_thread(build)
+                except Exception as exc:  # a corrupt or unsupported file
+                    raise EngineError("err_load", model=model.label, detail=str(exc)[:200]) from exc
+                disk.hold(path)  # released by _close_server
+                return server
 
-        return await self.cache.get(model.id, size_gb, load, label=model.label)
+            return await self.cache.get(model.id, size_gb, load, label=model.label)
 
     async def loaded(self, model: ModelRef) -> LlamaServer:
         """The server for `model` (loading it if needed); for token counting, benchmarks and tests."""
@@ -654,3 +664,4 @@ async def _never() -> LlamaServer:
 
 def _close_server(server: LlamaServer) -> None:
     server.close()
+    disk.release(server.path)

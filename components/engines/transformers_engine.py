@@ -21,7 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from components.core.catalog import ModelRef, Quantization, QuantKind
-from components.engines import json_constraint
+from components.engines import disk, hub, json_constraint
 from components.engines import transformers_batching as batching
 from components.engines.base import (
     Engine,
@@ -107,6 +107,8 @@ class LoadedModel:
     batcher: batching.Batcher | None = None
     #: Which path the model uses and why: a message key and its placeholders (shown on the Server tab).
     path: batching.PathChoice | None = None
+    #: The folder its weights were loaded from (kept in the Hub cache while it is loaded).
+    files: Path | None = None
 
 
 #: Loaded models by key; module level so a forked ZeroGPU worker sees the ones loaded before it forked.
@@ -117,6 +119,8 @@ _LIVE: weakref.WeakValueDictionary[str, LoadedModel] = weakref.WeakValueDictiona
 def unload_model(loaded: LoadedModel) -> None:
     """Drops every reference to the weights so that gc can free them, then returns cached CUDA blocks."""
     _LIVE.pop(loaded.key, None)
+    files, loaded.files = loaded.files, None
+    disk.release(files)
     batcher, loaded.batcher = loaded.batcher, None
     if batcher is not None:
         batcher.close()  # its loop thread and paged cache hold the weights too
@@ -200,6 +204,10 @@ def _snapshot_progress(report: Callable[[Status], None], name: str) -> type[tqdm
     return Progress
 
 
+#: what a tokenizer's files take at most, for the free-disk check before fetching them alone
+TOKENIZER_GB = 0.1
+
+
 def _weight_patterns(files: Sequence[str]) -> list[str]:
     """safetensors when the repo has them (most do, often next to .bin copies we must not fetch twice)."""
     if any(name.endswith(".safetensors") for name in files):
@@ -213,13 +221,18 @@ async def snapshot(
     progress: Callable[[Status], None],
     only_file: str | None = None,
     weights: bool = True,
+    build: ModelRef | None = None,
 ) -> Path:
-    """The local folder of `repo` (downloaded with progress if needed); a local directory is used as is."""
+    """The local folder of `repo` (downloaded with progress if needed); a local directory is used as is. A download
+    for `build` passes the operator's bounds first (components/engines/disk.py: allowed builds, free disk, budget)."""
     if is_local(repo):
         path = Path(repo)
         if not path.is_dir():
             raise EngineError("err_tf_local_missing", path=repo)
         return path
+    if build is not None and not hub_offline() and hub.cached_file(repo, only_file or "config.json") is None:
+        async with disk.download_slot(build, size_gb=None if weights else TOKENIZER_GB):
+            return await snapshot(repo, token, progress, only_file, weights)
     from huggingface_hub import HfApi, snapshot_download
 
     loop = asyncio.get_running_loop()
@@ -647,7 +660,15 @@ class TransformersEngine(Engine):
             quant = model.quant
             assert quant.repo  # the catalog requires it for every transformers kind
             gguf = gguf_file(quant)
-            folder = await snapshot(quant.repo, self._hf_token, progress, only_file=gguf)
+            # its files stay in the Hub cache from the download until the model is unloaded (disk budget removals)
+            with disk.holding(quant.repo):
+                return await load_from(
+                    await snapshot(quant.repo, self._hf_token, progress, only_file=gguf, build=model)
+                )
+
+        async def load_from(folder: Path) -> LoadedModel:
+            quant = model.quant
+            gguf = gguf_file(quant)
             progress(Status("status_loading", {"model": model.label}))
             kwargs = load_kwargs(quant.kind, device)
             if gguf:
@@ -683,7 +704,10 @@ class TransformersEngine(Engine):
                 raise EngineError(
                     "err_load", model=model.label, detail=f"{type(exc).__name__}: {str(exc)[:200]}"
                 ) from exc
-            return self._register(model, net, tokenizer)
+            loaded = self._register(model, net, tokenizer)
+            loaded.files = folder
+            disk.hold(folder)  # released by unload_model
+            return loaded
 
         return await self.cache.get(model.id, self.memory_gb(model), load, label=model.label)
 
@@ -765,7 +789,9 @@ class TransformersEngine(Engine):
             quant = model.quant
             assert quant.repo
             gguf = gguf_file(quant)
-            folder = await snapshot(quant.repo, self._hf_token, lambda status: None, only_file=gguf, weights=False)
+            folder = await snapshot(
+                quant.repo, self._hf_token, lambda status: None, only_file=gguf, weights=False, build=model
+            )
             from transformers import AutoTokenizer
 
             extra = {"gguf_file": gguf} if gguf else {}

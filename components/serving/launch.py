@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from components.core.messages import normalize_language, t
+from components.engines import disk
 from components.serving.limits import VisitorSlots, public_profile, visitor_concurrency, visitor_key
 
 log = logging.getLogger(__name__)
@@ -473,6 +474,20 @@ def cap_visitor_generators(demo: Any, slots: VisitorSlots) -> list[str]:
     return wrapped
 
 
+# ---- model downloads --------------------------------------------------------------------------------
+def install_download_policy() -> disk.DownloadPolicy:
+    """The operator's bounds on model downloads (components/engines/disk.py: allowed builds, disk budget, free
+    margin), with the public profile's defaults. Call it before the page is built: its pickers show them."""
+    policy = disk.policy_from_env(public_profile())
+    disk.install(policy)
+    log.info(
+        "model downloads: %s; disk budget %s",
+        "any build" if policy.allowed is None else (", ".join(sorted(policy.allowed)) or "none"),
+        "none" if policy.budget_gb is None else f"{policy.budget_gb:g} GB",
+    )
+    return policy
+
+
 # ---- all of it -------------------------------------------------------------------------------------
 def configure(demo: Any, policy: ServingPolicy | None = None) -> dict[str, Any]:
     """Applies the policy to a built page and returns the extra `demo.launch()` keyword arguments.
@@ -507,6 +522,7 @@ __all__ = [
     "configure",
     "content_security_policy",
     "exit_on_sigterm",
+    "install_download_policy",
     "install_lean_sessions",
     "prepare_runtime_dir",
     "remove_stale_runtime_dirs",
