@@ -25,6 +25,7 @@ from components.core.service import Playground
 from components.serving.body_limit import BodyLimitMiddleware
 from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
 from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
+from components.serving.uploads import UploadGuardMiddleware, upload_budget, upload_total_bytes
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, resolve_annotations
 from components.ui.compare import build_compare_tab
@@ -161,15 +162,18 @@ def main() -> None:
     # which builds may be downloaded, within which disk budget: before the pickers are built (they show it)
     install_download_policy()
     try:
+        uploads = {"budget": upload_budget(), "total_bytes": upload_total_bytes()}
         demo = build_app(create_playground())
     except RateLimitError as exc:
-        print(f"PLAYGROUND_RATE_LIMIT is not valid, the playground cannot start: {exc}", file=sys.stderr)
+        print(f"A limit is not valid, the playground cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     # public profile, security headers, run history off, lean and bounded sessions (components/serving/launch.py)
     serving = configure(demo)
     # a body over PLAYGROUND_MAX_REQUEST_BYTES is refused before it is read (components/serving/body_limit.py); inside
     # the serving middleware, so a refusal carries the security headers too
     serving["app_kwargs"]["middleware"].append(Middleware(BodyLimitMiddleware))
+    # per-visitor upload budget and a cap on the upload folder (components/serving/uploads.py), inside the body cap
+    serving["app_kwargs"]["middleware"].append(Middleware(UploadGuardMiddleware, **uploads))
     # status_update_rate: Gradio's default ("auto") sends every waiting event a queue estimate whenever one
     # starts: 64 visitors arriving at once got ~1 100 such messages ahead of their first token (bench_load).
     # Nothing waits in Gradio's queue here (no concurrency limit); a local model's own line is shown by the

@@ -1193,6 +1193,19 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Not enough free disk space for {model}: the download needs {size:.1f} GB and {margin:.1f} GB should "
         "stay free, {free:.1f} GB are free. Nothing was downloaded.",
     },
+    "err_upload_budget": {
+        "de": "Zu viele Uploads: höchstens {files} Dateien und {mb} MB in {window}. Bitte in {retry} s erneut "
+        "versuchen.",
+        "en": "Too many uploads: at most {files} files and {mb} MB in {window}. Please try again in {retry} s.",
+    },
+    "err_upload_too_large": {
+        "de": "Diese Uploads sind mit {mb} MB größer als alles, was in {window} erlaubt ist ({limit} MB).",
+        "en": "These uploads are larger ({mb} MB) than everything allowed in {window} ({limit} MB).",
+    },
+    "err_upload_folder_full": {
+        "de": "Der Speicher für hochgeladene Dateien ist gerade voll. Bitte in einer Minute erneut versuchen.",
+        "en": "The storage for uploaded files is full right now. Please try again in a minute.",
+    },
 }
 
 
