@@ -69,24 +69,30 @@ def put(folder: Path, name: str, size: int, age_s: float, top_level: bool = Fals
     return path
 
 
-def test_room_is_made_by_removing_the_oldest_uploads_first(tmp_path: Path) -> None:
+def test_room_is_made_by_removing_the_oldest_uploads_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     oldest = put(tmp_path, "a.txt", 400, 300)
     older = put(tmp_path, "b.txt", 400, 200)
     newer = put(tmp_path, "c.txt", 400, 100)
     writing = put(tmp_path, "tmpupload", 400, 0, top_level=True)  # an upload in progress writes it now
     folder = UploadFolder(tmp_path, cap_bytes=2000)
-    token = folder.make_room(700)
-    assert token is not None
+    walks = []
+    files = folder.files
+    monkeypatch.setattr(folder, "files", lambda: walks.append(1) or files())
+    # 1 600 kept + 700 > 2 000: the oldest go until 90 % of the cap is used (the next walk is not the next upload)
+    first = folder.make_room(700)
+    assert first is not None and len(walks) == 1
     assert not oldest.exists() and not oldest.parent.exists()  # its folder too
-    assert older.exists() and newer.exists() and writing.exists()
-    assert folder.used() + 700 <= 2000
-    # the reservation counts until released: the next upload must make room for both
+    assert not older.exists() and newer.exists() and writing.exists()
+    # 800 kept + 700 reserved + 500 fit: no walk
     second = folder.make_room(500)
-    assert second is not None and not older.exists() and newer.exists()
-    assert folder.make_room(2000) is None, "a file still being written is never removed to make room"
-    assert writing.exists()
-    folder.release(token)
+    assert second is not None and len(walks) == 1 and newer.exists()
+    # no room even after the old file went: a file still being written is never removed
+    assert folder.make_room(1000) is None and len(walks) == 2
+    assert not newer.exists() and writing.exists()
+    folder.release(first)
     folder.release(second)
+    assert folder.make_room(100) is not None and len(walks) == 2  # what was reserved counts as kept until a walk
+    assert folder.make_room(1000) is not None and len(walks) == 3 and folder.used() == 400
 
 
 # ---- the middleware, in front of a stand-in for Gradio's upload route ------------------------------------------

@@ -121,7 +121,17 @@ def upload_total_bytes() -> int | None:
 class UploadFolder:
     """A cap on the bytes kept in a folder: room is made before an upload by removing the oldest files first (never
     a temporary file an upload in progress is writing). Thread-safe; what uploads in progress may still write is
-    reserved until they end."""
+    reserved until they end.
+
+    The folder is walked only when the bytes known from the last walk plus those admitted since would not leave
+    room (or the last walk is older than RESCAN_S), and a clean-up goes down to LOW_WATER of the cap: with many
+    small files a walk takes a while (5 000 files: about 17 ms here), and it must not happen on every upload.
+    """
+
+    #: a clean-up removes files until this share of the cap is used, so that the next ones are rare
+    LOW_WATER = 0.9
+    #: the folder is walked again after this long anyway (Gradio adds and deletes files there too)
+    RESCAN_S = 60.0
 
     def __init__(self, path: Path, cap_bytes: int) -> None:
         self.path = path
@@ -129,6 +139,8 @@ class UploadFolder:
         self._lock = threading.Lock()
         self._reserved: dict[int, int] = {}
         self._tokens = itertools.count(1)
+        self._known: int | None = None  # bytes at the last walk plus what was admitted since
+        self._walked_at = 0.0
 
     def files(self) -> list[tuple[float, int, Path]]:
         """(modified, size, path) of every file below the folder (links not followed)."""
@@ -144,38 +156,51 @@ class UploadFolder:
     def used(self) -> int:
         return sum(size for _mtime, size, _path in self.files())
 
+    def _clean(self, incoming: int, reserved: int) -> int:
+        """Walks the folder and removes its oldest files until `incoming` fits under LOW_WATER; returns its bytes."""
+        files = sorted(self.files())
+        used = sum(size for _mtime, size, _path in files)
+        target = self.cap if used + reserved + incoming <= self.cap else self.cap * self.LOW_WATER
+        now = time.time()
+        removed = 0
+        for mtime, size, path in files:
+            if used + reserved + incoming <= target:
+                break
+            if path.parent == self.path and now - mtime < FRESH_S:
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
+                used -= size
+                removed += 1
+                with contextlib.suppress(OSError):
+                    if path.parent != self.path:
+                        path.parent.rmdir()  # Gradio's folder per upload, empty now
+        if removed:
+            log.info("removed %d old upload(s) to keep the upload folder within its cap", removed)
+        self._walked_at = time.monotonic()
+        return used
+
     def make_room(self, incoming: int) -> int | None:
         """Removes the oldest files until `incoming` more bytes fit; a reservation to release(), or None: no room."""
         with self._lock:
-            files = sorted(self.files())
-            used = sum(size for _mtime, size, _path in files) + sum(self._reserved.values())
-            if used + incoming > self.cap:
-                now = time.time()
-                removed = 0
-                for mtime, size, path in files:
-                    if used + incoming <= self.cap:
-                        break
-                    if path.parent == self.path and now - mtime < FRESH_S:
-                        continue
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-                        used -= size
-                        removed += 1
-                        with contextlib.suppress(OSError):
-                            if path.parent != self.path:
-                                path.parent.rmdir()  # Gradio's folder per upload, empty now
-                if removed:
-                    log.info("removed %d old upload(s) to keep the upload folder within its cap", removed)
-            if used + incoming > self.cap:
+            reserved = sum(self._reserved.values())
+            known = self._known
+            stale = time.monotonic() - self._walked_at > self.RESCAN_S
+            if known is None or stale or known + reserved + incoming > self.cap:
+                known = self._known = self._clean(incoming, reserved)
+            if known + reserved + incoming > self.cap:
                 return None
             token = next(self._tokens)
             self._reserved[token] = incoming
             return token
 
     def release(self, token: int | None) -> None:
+        """Ends a reservation; its bytes count as kept until the next walk (at most what the upload wrote)."""
         if token is not None:
             with self._lock:
-                self._reserved.pop(token, None)
+                size = self._reserved.pop(token, 0)
+                if self._known is not None:
+                    self._known += size
 
 
 class VisitorUploads:
@@ -226,9 +251,11 @@ class UploadGuardMiddleware:
         self.visitors = VisitorUploads(budget) if budget is not None else None
         self.folder: UploadFolder | None = None
         if total_bytes is not None:
-            from gradio.utils import get_upload_folder
+            if folder is None:
+                from gradio.utils import get_upload_folder
 
-            self.folder = UploadFolder(Path(folder or get_upload_folder()), total_bytes)
+                folder = Path(get_upload_folder())
+            self.folder = UploadFolder(folder, total_bytes)
 
     async def _answer(self, scope: dict[str, Any], send: Callable, status: int, key: str, **params: Any) -> None:
         headers = dict(scope.get("headers") or [])
