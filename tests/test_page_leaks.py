@@ -12,6 +12,7 @@ import pytest
 
 from components.core.messages import t
 from components.engines.base import Failed
+from components.ui import common
 from components.ui.chat import render
 from components.ui.common import WORD_JOINER, apply_events, inert_html
 from components.ui.status import endpoints_markdown
@@ -93,6 +94,16 @@ def test_chat_bubbles_and_status_lines_carry_no_markup() -> None:
     notes: dict[str, str] = {}
     apply_events([Failed("err_unknown_model", {"model": FORM, "example": "x"})], notes, "", "de")
     assert no_markup(notes["error"]) and FORM in shown(notes["error"])
+
+
+def test_toasts_show_quoted_input_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Gradio renders a toast's message as sanitized HTML (forms kept), and refusals quote what was sent
+    shown_toasts: list[str] = []
+    monkeypatch.setattr(common.gr, "Warning", lambda message, **_: shown_toasts.append(message))
+    monkeypatch.setattr(common.gr, "Info", lambda message, **_: shown_toasts.append(message))
+    common.warn(t("err_unknown_model", "de", model=FORM, example="x"), "de")
+    common.inform(FORM, "en")
+    assert len(shown_toasts) == 2 and all(no_markup(m) and FORM in shown(m) for m in shown_toasts), shown_toasts
 
 
 # ---- the Server tab ----------------------------------------------------------------------------------------

@@ -89,13 +89,14 @@ class CancelFlags:
 
 
 def warn(message: str, lang: str) -> None:
-    """A warning toast with its title in the page language (Gradio's default title is English)."""
-    gr.Warning(message, title=t("toast_warning", lang))
+    """A warning toast with its title in the page language (Gradio's default title is English). Gradio shows a
+    toast's text as sanitized HTML, and a refusal may quote the visitor's input: no element comes of it."""
+    gr.Warning(inert_html(message), title=t("toast_warning", lang))
 
 
 def inform(message: str, lang: str) -> None:
-    """An info toast with its title in the page language."""
-    gr.Info(message, title=t("toast_info", lang))
+    """An info toast with its title in the page language (no HTML element, as warn())."""
+    gr.Info(inert_html(message), title=t("toast_info", lang))
 
 
 def resolve_annotations(demo: gr.Blocks) -> int:
