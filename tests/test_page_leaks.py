@@ -12,10 +12,12 @@ import pytest
 
 from components.core.messages import t
 from components.engines.base import Failed
+from components.features.structured import check_answer
 from components.ui import common
 from components.ui.chat import render
 from components.ui.common import WORD_JOINER, apply_events, inert_html
 from components.ui.status import endpoints_markdown
+from components.ui.structured import verdict_markdown
 from tests.app_server import RunningApp, running_app
 from tests.browser import browser_fixture
 
@@ -94,6 +96,14 @@ def test_chat_bubbles_and_status_lines_carry_no_markup() -> None:
     notes: dict[str, str] = {}
     apply_events([Failed("err_unknown_model", {"model": FORM, "example": "x"})], notes, "", "de")
     assert no_markup(notes["error"]) and FORM in shown(notes["error"])
+
+
+def test_the_json_tabs_verdict_quotes_property_names_and_answers_as_text() -> None:
+    # a line break in a property name ends the code span: "<form" at a line's start begins an HTML block
+    key = "a\n" + FORM
+    schema = {"type": "object", "properties": {key: {"type": "integer"}}, "required": [key]}
+    verdict = verdict_markdown(check_answer(json.dumps({key: "<iframe>"}), schema, "de"), "de")
+    assert no_markup(verdict) and FORM in shown(verdict) and "<iframe>" in shown(verdict), verdict
 
 
 def test_toasts_show_quoted_input_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
