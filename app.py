@@ -21,6 +21,7 @@ from components.api import register_api
 from components.core.catalog import CatalogError, load_catalog
 from components.core.logging_setup import setup_logging
 from components.core.messages import normalize_language, t
+from components.core.output_capture import capture_output
 from components.core.service import Playground
 from components.serving.body_limit import BodyLimitMiddleware
 from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
@@ -155,6 +156,8 @@ def create_playground() -> Playground:
 
 def main() -> None:
     setup_logging()
+    # every line on stdout/stderr a JSON record: prints, uncaught exceptions, native libraries' output
+    capture_output()
     # uploads, exports and Gradio's cached files: this process's own folder, gone when it ends (before the
     # page is built: components read GRADIO_TEMP_DIR when they are made)
     prepare_runtime_dir()

@@ -24,7 +24,10 @@ from components.engines.base import Event, Failed, Finished, GenerationRequest, 
 #: environment variables whose values are secrets wherever they turn up
 SECRET_ENV_VARS: tuple[str, ...] = ("HF_TOKEN", "TGI_TOKEN", "OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN")
 #: record fields that carry what a visitor wrote or read; dropped unless PLAYGROUND_LOG_PROMPTS=1
-CONTENT_FIELDS: frozenset[str] = frozenset({"prompt", "raw_prompt", "system_prompt", "messages", "message", "answer"})
+#: (`native_line`: a line a native library printed, which may quote a visitor's schema or prompt)
+CONTENT_FIELDS: frozenset[str] = frozenset(
+    {"prompt", "raw_prompt", "system_prompt", "messages", "message", "answer", "native_line"}
+)
 
 REDACTED = "[REDACTED]"
 # Shapes of credentials that may appear without their variable: bearer headers, Hugging Face and
@@ -179,6 +182,28 @@ def route_gradio_tracebacks() -> None:
             module.traceback = _TracebackToLog()  # type: ignore[attr-defined]
 
 
+#: uvicorn's loggers (Gradio serves through uvicorn)
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def route_uvicorn_logs() -> None:
+    """uvicorn's records go to the root logger's handler. Every `uvicorn.Config` (Gradio makes one per launch)
+    applies uvicorn.config.LOGGING_CONFIG, which gives uvicorn's loggers plain-text handlers of their own: an
+    exception in a request (an unknown event index, for one) became a many-line traceback on stderr."""
+    try:
+        from uvicorn import config
+    except ImportError:
+        return
+    config.LOGGING_CONFIG["handlers"] = {}
+    config.LOGGING_CONFIG["loggers"] = {
+        name: {"handlers": [], "level": "INFO", "propagate": True} for name in UVICORN_LOGGERS
+    }
+    for name in UVICORN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+
+
 class RedactingStream:
     """A text stream that redacts what is written to it: the last line of defence for stderr, for whatever a
     library prints there without going through logging."""
@@ -236,6 +261,7 @@ def setup_logging(level: str | int | None = None, fmt: str | None = None, stream
     # warnings become log lines; Gradio's printed tracebacks too; anything else printed to stderr is redacted
     logging.captureWarnings(True)
     route_gradio_tracebacks()
+    route_uvicorn_logs()
     if stream is None and not isinstance(sys.stderr, RedactingStream):
         sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]
 
@@ -437,6 +463,7 @@ __all__ = [
     "redact",
     "redact_value",
     "route_gradio_tracebacks",
+    "route_uvicorn_logs",
     "session_tag",
     "setup_logging",
 ]

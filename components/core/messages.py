@@ -274,6 +274,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "**{endpoint}** ({type}) · {url} · {state} · model: {model_id} · version: {version} · "
         "max {max_total_tokens} tokens",
     },
+    # the public profile's line: the server's name, never its address
+    "endpoint_line_public": {
+        "de": "**{endpoint}** ({type}) · {state} · Modell: {model_id} · Version: {version} · "
+        "max. {max_total_tokens} Tokens",
+        "en": "**{endpoint}** ({type}) · {state} · model: {model_id} · version: {version} · "
+        "max {max_total_tokens} tokens",
+    },
     "endpoints_title_md": {"de": "## Entfernte Server", "en": "## Remote servers"},
     "endpoints_refresh": {"de": "Status prüfen", "en": "Check status"},
     "endpoints_none": {

@@ -33,6 +33,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+from components.core.output_capture import MAX_LINE_BYTES, log_native_line
+
 log = logging.getLogger(__name__)
 
 #: Which library compiles schemas for which local engine kind; remote servers compile in their own process.
@@ -101,7 +103,10 @@ def _serve(memory_limit_mb: int) -> None:
 
     imported: set[str] = set()
     state: dict[str, Any] = {}
-    out = sys.stdout
+    # The answers get a descriptor of their own; fd 1 becomes stderr, which the parent logs line by line. A
+    # library that prints to stdout (from C, or from a thread of its own) cannot corrupt the answers.
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
     out.write(json.dumps({"status": "ready"}) + "\n")
     out.flush()
     for line in sys.stdin:
@@ -132,6 +137,13 @@ def _serve(memory_limit_mb: int) -> None:
 
 
 # ---- the parent -------------------------------------------------------------------------------------------
+def _log_output(stream: Any) -> None:
+    """Logs each line the child writes to stdout or stderr (see output_capture.native_record) until it ends."""
+    with contextlib.suppress(OSError, ValueError), stream:  # ends (and closes) when the child has exited
+        for line in iter(lambda: stream.readline(MAX_LINE_BYTES), b""):
+            log_native_line(line, "grammar-worker")
+
+
 class GrammarWorker:
     """One child process (`python -m components.engines.grammar_worker`), one compile at a time (callers wait
     on a lock), results cached."""
@@ -158,9 +170,11 @@ class GrammarWorker:
             cwd=root,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])},
         )
+        # what the child's libraries print (llguidance quotes the schema) becomes log records without the text
+        threading.Thread(target=_log_output, args=(process.stderr,), name="grammar-worker-output", daemon=True).start()
         self.starts += 1
         self._imported: set[str] = set()
         assert process.stdout is not None

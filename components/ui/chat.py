@@ -26,6 +26,7 @@ from components.ui.common import (
     build_pickers,
     family_picked,
     guard_picker,
+    inert_html,
     live_update,
     max_new_tokens_for,
     max_new_update,
@@ -63,18 +64,19 @@ def to_turns(conversation: list[dict[str, Any]]) -> list[Turn]:
 
 
 def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]]:
-    """Chatbot messages: the answer, then its error or stats line in small print."""
+    """Chatbot messages: the answer, then its error or stats line in small print. What the visitor or a model
+    wrote is Markdown without HTML elements (inert_html): a typed or generated form shows as text."""
     out: list[dict[str, str]] = []
     for c in conversation:
-        out.append({"role": "user", "content": c["user"]})
-        text = c.get("assistant", "")
+        out.append({"role": "user", "content": inert_html(c["user"])})
+        text = inert_html(c.get("assistant", ""))
         status = c.get("status")
         if not text and status:
-            text = f"*{status}*"
+            text = f"*{inert_html(status)}*"
         notes = []
         error = shown_in(c.get("error_by_lang"), lang, c.get("error"))
         if error:
-            notes.append(t("err_prefix", lang) + error)
+            notes.append(t("err_prefix", lang) + inert_html(error))
         stats = c.get("stats")
         # an answer that failed or was stopped before its first token has no figures worth a line ("– · 0 Tokens")
         if stats and (stats.get("completion_tokens") or not (c.get("error") or stats.get("ttft_s") is None)):

@@ -89,13 +89,14 @@ class CancelFlags:
 
 
 def warn(message: str, lang: str) -> None:
-    """A warning toast with its title in the page language (Gradio's default title is English)."""
-    gr.Warning(message, title=t("toast_warning", lang))
+    """A warning toast with its title in the page language (Gradio's default title is English). Gradio shows a
+    toast's text as sanitized HTML, and a refusal may quote the visitor's input: no element comes of it."""
+    gr.Warning(inert_html(message), title=t("toast_warning", lang))
 
 
 def inform(message: str, lang: str) -> None:
-    """An info toast with its title in the page language."""
-    gr.Info(message, title=t("toast_info", lang))
+    """An info toast with its title in the page language (no HTML element, as warn())."""
+    gr.Info(inert_html(message), title=t("toast_info", lang))
 
 
 def resolve_annotations(demo: gr.Blocks) -> int:
@@ -543,6 +544,50 @@ def md_literal(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+#: Put after the "<" that starts markup, it keeps the text as it reads and makes it no markup (invisible, no break).
+WORD_JOINER = "\u2060"
+#: "<" that starts a tag, an end tag, a comment, a declaration or a processing instruction; not an autolink
+#: (`<https://…>`), which Markdown makes a plain link
+_MARKUP_START = re.compile(r"<(?=[A-Za-z/!?])(?![A-Za-z][A-Za-z0-9+.-]{1,31}:[^\s<>]*>)")
+#: a fenced code block's opening line at column 0, as CommonMark and marked (Gradio's Markdown) both read it
+_FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*")
+#: text in which a fenced block might not be one for Gradio's renderer: LaTeX delimiters (Gradio takes `$$…$$`
+#: out before Markdown sees it) and link reference definitions (a title may run over several lines)
+_FENCE_DOUBTS = ("$$", "\\[", "\\(", "]:")
+
+
+def inert_html(text: str) -> str:
+    """Visitor or model text for a Markdown view (chat bubbles, status lines) with no HTML element in it: every
+    tag, comment or declaration stays visible as the text it is, but a browser never makes it an element.
+
+    Gradio's sanitizer keeps forms, inputs, buttons, iframes and inline styles, so a message (or an answer that a
+    prompt injection wrote) could put a working form on the page. A word joiner after each such "<" makes it text
+    both for Markdown and for the browser, wherever it stands; `&lt;` would show up literally in code. The
+    contents of fenced code blocks stay untouched (copied code must compile), but only where Gradio's renderer
+    certainly reads the same block: an opening fence at column 0 and no LaTeX or link definitions in the text;
+    a fence closes at the first line that closes it for either CommonMark or marked."""
+    if not text or "<" not in text:
+        return text
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # the line breaks marked sees
+    keep_fences = not any(doubt in text for doubt in _FENCE_DOUBTS)
+    out: list[str] = []
+    closing: re.Pattern[str] | None = None
+    for line in text.split("\n"):
+        if closing is not None:
+            out.append(line)
+            if closing.match(line):
+                closing = None
+            continue
+        opening = _FENCE_OPEN.fullmatch(line) if keep_fences else None
+        if opening:
+            fence = opening.group(1) or opening.group(2)
+            closing = re.compile(f" {{0,3}}{re.escape(fence)}[~`]*[ \t]*$")
+            out.append(line)
+            continue
+        out.append(_MARKUP_START.sub("<" + WORD_JOINER, line))
+    return "\n".join(out)
+
+
 def status_markdown(parts: dict[str, str]) -> str:
     order = ("fit", "status", "error", "stats")
     return "\n\n".join(parts[k] for k in order if parts.get(k))
@@ -560,11 +605,11 @@ def apply_events(batch: list[Any], notes: dict[str, str], raw_prompt: str, lang:
         elif isinstance(event, PromptSent):  # the server built the prompt (chat mode)
             prompt_update = prompt_shown(event, raw_prompt, lang)
         elif isinstance(event, Status):
-            notes["status"] = f"*{t(event.key, lang, **event.params)}*"
+            notes["status"] = f"*{inert_html(t(event.key, lang, **event.params))}*"
         elif isinstance(event, Finished):
             notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
-        elif isinstance(event, Failed):
-            notes["error"] = t("err_prefix", lang) + t(event.key, lang, **event.params)
+        elif isinstance(event, Failed):  # its parameters may quote the visitor's input or a server's words
+            notes["error"] = t("err_prefix", lang) + inert_html(t(event.key, lang, **event.params))
             if event.stats:
                 notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
     return added, prompt_update

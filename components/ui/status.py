@@ -10,14 +10,17 @@ import gradio as gr
 from components.core.messages import t
 from components.core.service import Playground
 from components.serving.endpoints import endpoint_health
+from components.serving.limits import public_profile
 from components.ui.common import Translations
 
 
 async def endpoints_markdown(playground: Playground, lang: str) -> str:
-    """One line per endpoint; a hint when none is configured."""
+    """One line per endpoint; a hint when none is configured. The public profile names each server and never
+    shows its address (an internal host, a port, a path are nobody's business on an open Space)."""
     rows = await endpoint_health(playground.catalog, playground.registry)
     if not rows:
         return t("endpoints_none", lang)
+    line_key = "endpoint_line_public" if public_profile() else "endpoint_line"
     lines = []
     for row in rows:
         if not row.get("configured"):
@@ -31,7 +34,7 @@ async def endpoints_markdown(playground: Playground, lang: str) -> str:
         lines.append(
             "- "
             + t(
-                "endpoint_line",
+                line_key,
                 lang,
                 endpoint=row.get("label") or row["id"],
                 type=row["type"],

@@ -31,6 +31,7 @@ from components.ui.common import (
     Translations,
     apply_events,
     build_pickers,
+    inert_html,
     live_update,
     md_literal,
     picked_id,
@@ -54,7 +55,8 @@ def verdict_markdown(check: AnswerCheck, lang: str) -> str:
     if check.error_key == "json_not_json":
         return t("json_not_json", lang, detail=md_literal(check.errors[0] if check.errors else ""))
     lines = [t(check.error_key or "json_invalid", lang)]
-    lines += [f"- `{e.replace('`', 'ʼ')}`" for e in check.errors]
+    # each violation quotes the schema's property names and the answer: code, and never an element
+    lines += [inert_html(f"- `{e.replace('`', 'ʼ')}`") for e in check.errors]
     return "\n".join(lines)
 
 
