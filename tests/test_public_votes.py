@@ -92,7 +92,7 @@ async def compare_send(demo: Any, request: Any, *models: str, blind: bool = True
 
 
 # ---- made-up models are refused before anything runs ---------------------------------------------------
-@pytest.mark.parametrize("made_up", [FORMULA, IMAGE, HUGE])
+@pytest.mark.parametrize("made_up", [FORMULA, IMAGE, HUGE], ids=["formula", "html", "1.5-mb"])
 async def test_a_blind_compare_round_naming_made_up_models_is_refused_and_nothing_is_stored(
     playground: Playground,
     engine: ScriptedEngine,
