@@ -92,10 +92,19 @@ async def compare_send(demo: Any, request: Any, *models: str, blind: bool = True
 
 
 # ---- made-up models are refused before anything runs ---------------------------------------------------
+@pytest.fixture(scope="module")
+def compare_app() -> tuple[Any, ScriptedEngine]:
+    """The whole page on the scripted catalog (built once: it takes seconds)."""
+    import app
+
+    engine = ScriptedEngine()
+    cat = fake_catalog()
+    return app.build_app(Playground(cat, EngineRegistry(cat, overrides={"llama_cpp": engine}))), engine
+
+
 @pytest.mark.parametrize("made_up", [FORMULA, IMAGE, HUGE], ids=["formula", "html", "1.5-mb"])
 async def test_a_blind_compare_round_naming_made_up_models_is_refused_and_nothing_is_stored(
-    playground: Playground,
-    engine: ScriptedEngine,
+    compare_app: tuple[Any, ScriptedEngine],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     no_rate_limit: None,
@@ -103,17 +112,16 @@ async def test_a_blind_compare_round_naming_made_up_models_is_refused_and_nothin
 ) -> None:
     """The probe: typed values in the pickers, a blind round between two made-up "models", a vote. Before, both
     panes failed with "unknown model", the vote was stored with the made-up names and they were ranked 1 and 2."""
-    import app
-
+    demo, engine = compare_app
+    engine.requests.clear()
     votes = tmp_path / "votes.jsonl"
     monkeypatch.setenv("PLAYGROUND_VOTES_FILE", str(votes))
-    demo = app.build_app(playground)
+    vote = fn_named(demo, "_events_votes.<locals>.make_vote.<locals>.vote")
     with pytest.warns(UserWarning) as warned:
         conv = await compare_send(demo, visitor(), f"{made_up}/q", "fast/q")
     assert conv == [] and engine.requests == [], "the round must not start"
     message = str(warned[-1].message)
     assert message.startswith(MESSAGES["err_unknown_model"]["de"].split("„")[0]), message
-    vote = fn_named(demo, "_events_votes.<locals>.make_vote.<locals>.vote")
     with pytest.warns(UserWarning, match=MESSAGES["err_vote_not_blind"]["de"]):
         await vote(conv, 2, "de", visitor())
     assert not votes.exists()
@@ -121,6 +129,12 @@ async def test_a_blind_compare_round_naming_made_up_models_is_refused_and_nothin
     with pytest.warns(UserWarning, match="Unknown model"):
         await compare_send(demo, visitor(), "fast/q", f"{made_up}/q", blind=False, lang="en")
     assert engine.requests == []
+    # two builds of the catalog: the round runs and its vote is stored, with catalog ids
+    conv = await compare_send(demo, visitor(), "fast/q", "echo/q")
+    assert conv and conv[-1].votable and len(engine.requests) == 2
+    await vote(conv, 2, "de", visitor())
+    [record] = [json.loads(line) for line in votes.read_text(encoding="utf-8").splitlines()]
+    assert sorted(p["model"] for p in record["panes"]) == ["echo/q", "fast/q"]
 
 
 async def test_run_round_and_the_compare_api_refuse_made_up_models_before_anything_runs(
