@@ -150,13 +150,17 @@ async def test_panes_stream_concurrently_and_fast_finishes_first(playground: Pla
         assert pane.stats and pane.stats["completion_tokens"] == 10 and pane.stats["ttft_s"] is not None
 
 
+#: a pane whose own settings are refused (the others still run)
+REFUSED = PaneSpec("echo/q", None, {"temperature": 9.0})
+
+
 async def test_failing_pane_reports_its_error_while_the_other_finishes(playground: Playground) -> None:
-    r = await run_all(playground, [PaneSpec("broken/q"), PaneSpec("slow/q"), PaneSpec("nope/q")])
-    broken, slow, unknown = r.panes
+    r = await run_all(playground, [PaneSpec("broken/q"), PaneSpec("slow/q"), REFUSED])
+    broken, slow, refused = r.panes
     assert broken.error_key == "err_remote_unreachable" and "broken" in (broken.error or "")
     assert broken.text.split() == ["broken0", "broken1"], "text streamed before the failure stays"
     assert slow.error is None and slow.text.split() == [f"slow{i}" for i in range(10)]
-    assert unknown.error_key == "err_unknown_model" and unknown.done
+    assert refused.error_key == "err_setting_range" and refused.done
     assert all(p.done for p in r.panes)
 
 
@@ -166,8 +170,8 @@ async def test_a_pane_error_is_redrawn_in_the_language_chosen_later(playground: 
     from components.ui.chat import render
     from components.ui.compare import pane_conversation
 
-    r = await run_all(playground, [PaneSpec("broken/q"), PaneSpec("nope/q")])
-    for pane, key in ((0, "err_remote_unreachable"), (1, "err_unknown_model")):
+    r = await run_all(playground, [PaneSpec("broken/q"), REFUSED])
+    for pane, key in ((0, "err_remote_unreachable"), (1, "err_setting_range")):
         german, english = (render(pane_conversation([r], pane, lang), lang)[1]["content"] for lang in ("de", "en"))
         assert r.panes[pane].error and r.panes[pane].error in german, german
         assert r.panes[pane].error not in english and t("err_prefix", "en") in english, english

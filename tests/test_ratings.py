@@ -230,6 +230,7 @@ def test_votes_of_every_schema_version_load_and_bad_ones_are_counted_with_a_reas
         "incomplete": 2,
         "same_model": 1,
         "duplicate": 1,
+        "unknown_model": 0,
     }
     rows = {r.model: r for r in board.rows}
     assert (rows["y/q"].wins, rows["x/q"].wins) == (3, 1)

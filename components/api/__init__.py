@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from components.api import chat_models, compare, leaderboard, retrieval, structured
 from components.core.service import Playground
-from components.features.compare import VoteLog
+from components.features.compare import CatalogIds, VoteLog
 
 
 def register_api(playground: Playground, votes: VoteLog | None = None) -> None:
@@ -13,5 +13,6 @@ def register_api(playground: Playground, votes: VoteLog | None = None) -> None:
     chat_models.register(playground)
     retrieval.register(playground)
     structured.register(playground)
-    leaderboard.register(votes)
+    # the votes it reads count only for builds of this playground's catalog (remote builds from the environment too)
+    leaderboard.register(votes or VoteLog(known=CatalogIds(playground.catalog)))
     compare.register(playground)

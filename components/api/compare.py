@@ -12,7 +12,7 @@ from components.api.common import checking
 from components.core.messages import t
 from components.core.service import Playground
 from components.core.validation import InputError, check_message
-from components.features.compare import MAX_PANES, PaneSpec, new_round, prepare_panes, stream_round
+from components.features.compare import MAX_PANES, PaneSpec, catalog_ids, new_round, prepare_panes, stream_round
 from components.serving.limits import check_rate
 
 
@@ -62,6 +62,7 @@ def register(playground: Playground) -> None:
             text = check_message(message)
             if not 1 <= len(chosen) <= MAX_PANES or not all(isinstance(m, str) for m in chosen):
                 raise InputError("err_compare_models", count=len(chosen), max=MAX_PANES)
+            chosen = catalog_ids(playground, chosen)  # only the catalog's ids, as the catalog writes them
             settings = {
                 "temperature": temperature,
                 "top_p": top_p,

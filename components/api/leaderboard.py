@@ -6,11 +6,28 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import normalize_language, t
+from components.api.common import checking
+from components.core.validation import InputError
 from components.features import ratings
-from components.features.compare import VoteLog
+from components.features.compare import VoteLog, bootstrap_rounds
+from components.serving.limits import check_rate, public_profile
 
 MIN_ROUNDS, MAX_ROUNDS = 50, 10000
+
+
+def check_rounds(rounds: Any) -> int | None:
+    """The `rounds` parameter: None (the default), or a whole number from MIN_ROUNDS to MAX_ROUNDS; in the public
+    profile only the configured number (PLAYGROUND_BOOTSTRAP_ROUNDS): each other value is a computation of its own."""
+    if rounds is None:
+        return None
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, float)) or int(rounds) != rounds:
+        raise InputError("err_lb_rounds", low=MIN_ROUNDS, high=MAX_ROUNDS)
+    if not MIN_ROUNDS <= int(rounds) <= MAX_ROUNDS:
+        raise InputError("err_lb_rounds", low=MIN_ROUNDS, high=MAX_ROUNDS)
+    fixed = bootstrap_rounds()
+    if public_profile() and int(rounds) != fixed:
+        raise InputError("err_lb_rounds_fixed", rounds=fixed)
+    return int(rounds)
 
 
 def register(votes: VoteLog | None = None) -> None:
@@ -24,6 +41,7 @@ def register(votes: VoteLog | None = None) -> None:
         variant: str | None = None,
         rounds: int | None = None,
         lang: str = "de",
+        request: gr.Request | None = None,
     ) -> dict[str, Any]:
         """Ratings from every counted blind vote (or those of a prompt set, a category, a session, a variant).
 
@@ -32,28 +50,29 @@ def register(votes: VoteLog | None = None) -> None:
         {votes, battles, outside_selection, not_counted: {reason: n}}, selection, bootstrap_rounds, ...}.
         Ratings are on an Elo-like scale (mean 1000); lower/upper are the 95 % bootstrap interval;
         models whose intervals overlap are not separable. `category` "free" means typed prompts.
-        `rounds`: bootstrap samples (50 to 10000; default PLAYGROUND_BOOTSTRAP_ROUNDS or 1000).
+        `rounds`: bootstrap samples (50 to 10000; default PLAYGROUND_BOOTSTRAP_ROUNDS or 1000; on a public
+        Space only that default). Rate-limited like every endpoint (PLAYGROUND_RATE_LIMIT).
         """
-        language = normalize_language(lang)
-        values = {"prompt_set": prompt_set, "category": category, "session": session, "variant": variant}
-        for name, value in values.items():
-            if value is not None and not isinstance(value, str):
-                raise gr.Error(t("err_lb_filter", language, name=name))
-        if rounds is not None:
-            if isinstance(rounds, bool) or not isinstance(rounds, (int, float)) or int(rounds) != rounds:
-                raise gr.Error(t("err_lb_rounds", language, low=MIN_ROUNDS, high=MAX_ROUNDS))
-            if not MIN_ROUNDS <= int(rounds) <= MAX_ROUNDS:
-                raise gr.Error(t("err_lb_rounds", language, low=MIN_ROUNDS, high=MAX_ROUNDS))
-            rounds = int(rounds)
-        board = await vote_log.leaderboard(ratings.Selection.of(**values), rounds)
+        with checking(lang, "leaderboard"):
+            values = {"prompt_set": prompt_set, "category": category, "session": session, "variant": variant}
+            for name, value in values.items():
+                if value is not None and not isinstance(value, str):
+                    raise InputError("err_lb_filter", name=name)
+            n = check_rounds(rounds)
+            check_rate(request)
+            # computed once per votes-file state and selection, whoever asks; the default board never waits for
+            # another selection's (ratings.LeaderboardCache); too many other selections at once: err_lb_busy
+            board = await vote_log.leaderboard(ratings.Selection.of(**values), n)
         return board.as_dict()
 
     gr.api(leaderboard, api_name="leaderboard", concurrency_limit=None)
 
-    async def votes() -> list[dict[str, Any]]:
+    async def votes(request: gr.Request | None = None) -> list[dict[str, Any]]:
         """Every blind vote as a row: time, session, prompt set / id / category, models A-D, winner,
         whether it counts and if not, why. Prompt texts and answers are not part of it."""
-        records, _broken = await vote_log.records()
-        return ratings.vote_rows(records)
+        with checking(None, "votes"):
+            check_rate(request)
+            records, _broken = await vote_log.records()
+        return ratings.vote_rows(records, vote_log.known)
 
     gr.api(votes, api_name="votes", concurrency_limit=None)

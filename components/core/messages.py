@@ -907,6 +907,28 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "rounds muss eine ganze Zahl von {low} bis {high} sein.",
         "en": "rounds must be a whole number from {low} to {high}.",
     },
+    # leaderboard, votes and rounds against hostile input (components/features/ratings.py, compare.py)
+    "err_lb_rounds_fixed": {
+        "de": "Auf dieser öffentlichen Seite ist rounds fest: {rounds}.",
+        "en": "On this public page rounds is fixed: {rounds}.",
+    },
+    "err_lb_busy": {
+        "de": "Gerade werden schon {n} andere Ranglisten berechnet. Bitte gleich noch einmal versuchen.",
+        "en": "{n} other leaderboards are being computed already. Please try again in a moment.",
+    },
+    "lb_reason_unknown_model": {
+        "de": "mit einem Modell, das nicht im Katalog steht: {n}",
+        "en": "naming a model that is not in the catalog: {n}",
+    },
+    "err_vote_unanswered": {
+        "de": "Diese Runde zählt nicht für die Rangliste: nicht jedes Modell hat geantwortet (ohne Antwort: "
+        "Modell {letters}).",
+        "en": "This round does not count for the leaderboard: not every model answered (no answer: Model {letters}).",
+    },
+    "err_vote_unknown_model": {
+        "de": "Diese Runde nennt ein Modell, das nicht im Katalog steht; die Stimme wird nicht gespeichert.",
+        "en": "This round names a model that is not in the catalog; the vote is not saved.",
+    },
     "session_title": {"de": "Blindsitzung (für Meetings)", "en": "Blind session (for meetings)"},
     "session_intro": {
         "de": "Eine feste Liste von Prompts aus einem Prompt-Set, einer nach dem anderen, jeder an ein zufälliges "

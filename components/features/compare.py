@@ -14,15 +14,16 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Container, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.core.catalog import Catalog
 from components.core.messages import in_every_language, number, t
 from components.core.prompts import Turn
 from components.core.service import Playground, Prepared, decimal, format_stats
-from components.core.validation import InputError, check_message
+from components.core.validation import LIMITS, InputError, check_message
 from components.engines.base import Failed, Finished, Status, TextDelta
 from components.features import ratings
 from components.features.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
@@ -83,6 +84,11 @@ class PaneResult:
     def ok(self) -> bool:
         return self.done and self.error is None
 
+    @property
+    def answered(self) -> bool:
+        """Done with an answer and without an error: only such a pane can be judged in a vote."""
+        return self.ok and bool(self.text.strip())
+
 
 @dataclass
 class Round:
@@ -107,6 +113,16 @@ class Round:
     @property
     def done(self) -> bool:
         return all(p.done for p in self.panes)
+
+    @property
+    def unanswered(self) -> str:
+        """The blind letters of the panes that gave no answer ("B", "A, C"); "" when every pane answered."""
+        return ", ".join(LETTERS[p.pane] for p in self.panes if not p.answered)
+
+    @property
+    def votable(self) -> bool:
+        """A blind round that has ended with an answer in every pane and no vote yet."""
+        return self.blind and self.done and self.winner is None and not self.unanswered
 
     def name(self, pane: int, lang: str | None = None) -> str:
         """The pane's heading: its model, or "Modell A" while a blind round is unrevealed."""
@@ -176,6 +192,37 @@ def shuffled(specs: Sequence[PaneSpec], rng: random.Random | None = None) -> lis
 
 
 # ---- running a round -----------------------------------------------------------------------------
+def catalog_ids(playground: Playground, model_ids: Iterable[Any], runnable: bool = False) -> list[str]:
+    """Each model id checked against the playground's catalog (remote builds from the environment included) before a
+    round starts, as the catalog writes it. Raises InputError: err_unknown_model for an id it does not know;
+    with `runnable` (a blind round, whose votes count), err_session_model_unavailable for a build that cannot run
+    here now."""
+    out = []
+    for model_id in model_ids:
+        ref = playground.resolve(model_id)
+        if runnable and playground.why_not(ref, "de"):
+            raise InputError("err_session_model_unavailable", model=ref.label)
+        out.append(ref.id)
+    return out
+
+
+class CatalogIds:
+    """The catalog's model ids as a container (`id in CatalogIds(catalog)`), exactly as the catalog writes them."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def __contains__(self, model_id: object) -> bool:
+        if not isinstance(model_id, str):
+            return False
+        ref = self.catalog.get(model_id)
+        return ref is not None and ref.id == model_id
+
+    def fingerprint(self) -> tuple[str, ...]:
+        """What the ids are now (a cache key: a build registered later changes it)."""
+        return tuple(sorted(ref.id for ref in self.catalog.refs()))
+
+
 def prepare_panes(
     playground: Playground,
     specs: Sequence[PaneSpec],
@@ -214,8 +261,8 @@ def new_round(
 ) -> Round:
     panes = []
     for i, (spec, prep) in enumerate(zip(specs, prepared, strict=True)):
-        ref = playground.catalog.get(spec.model_id)
-        pane = PaneResult(pane=i, model_id=ref.id if ref else str(spec.model_id), model_label=ref.label if ref else "")
+        ref = playground.resolve(spec.model_id)  # a round names catalog ids only (what a vote stores)
+        pane = PaneResult(pane=i, model_id=ref.id, model_label=ref.label)
         if isinstance(prep, InputError):
             pane.error = t(prep.key, lang, **prep.params)
             pane.error_key = prep.key
@@ -343,6 +390,7 @@ async def run_round(
     text = check_message(message)
     if not 1 <= len(specs) <= MAX_PANES:
         raise InputError("err_compare_models", count=len(specs), max=MAX_PANES)
+    catalog_ids(playground, (spec.model_id for spec in specs), runnable=blind)
     prepared = prepare_panes(playground, specs, text, histories, lang)
     round_ = new_round(playground, specs, text, prepared, lang, shared_settings, blind)
     # closed explicitly so that a consumer who stops early (closed tab, Clear) ends the engines at once
@@ -480,36 +528,61 @@ def viewer_of(session_hash: str | None) -> str:
     return digest[:16]
 
 
+#: Characters a vote record keeps of an answer and of an error (the prompt and the system prompt keep what the
+#: request checks allowed: PLAYGROUND_MAX_MESSAGE_CHARS, PLAYGROUND_MAX_SYSTEM_CHARS).
+MAX_OUTPUT_CHARS = 50_000
+MAX_ERROR_CHARS = 500
+#: Characters of JSON a record keeps of settings and stats (a few hundred when they are what the checks let through).
+MAX_SETTINGS_JSON = 4_000
+
+
+def _clip(value: Any, chars: int) -> str | None:
+    return value[:chars] if isinstance(value, str) else None
+
+
+def _small(value: Any) -> Any:
+    """Settings or stats as they are when their JSON fits MAX_SETTINGS_JSON, else None."""
+    try:
+        fits = len(json.dumps(value, ensure_ascii=False, default=str)) <= MAX_SETTINGS_JSON
+    except (TypeError, ValueError):
+        fits = False
+    return value if fits else None
+
+
 def vote_record(round_: Round, winner: str, viewer: str | None = None) -> dict[str, Any]:
-    """The JSONL line of one vote: when, what was asked with which settings, who answered what, who won."""
+    """The JSONL line of one vote: when, what was asked with which settings, who answered what, who won.
+
+    Every field has a cap (ratings.FIELD_CHARS, MAX_OUTPUT_CHARS, ...): one line stays a few hundred KB at most.
+    """
+    caps = ratings.FIELD_CHARS
     winner_model = None
     if winner != TIE:
-        winner_model = round_.panes[LETTERS.index(winner)].model_id
+        winner_model = round_.panes[LETTERS.index(winner)].model_id[: ratings.MAX_MODEL_ID_CHARS]
     return {
         "schema": VOTE_SCHEMA,
         "ts": now_iso(),
-        "round_id": round_.round_id,
-        "viewer": viewer,
-        "session": round_.session,
-        "prompt_set": round_.prompt_set,
-        "prompt_id": round_.prompt_id,
-        "category": round_.category,
-        "prompt": round_.prompt,
-        "lang": round_.lang,
-        "shared_settings": round_.shared_settings,
+        "round_id": _clip(round_.round_id, caps["round_id"]),
+        "viewer": _clip(viewer, caps["viewer"]),
+        "session": _clip(round_.session, caps["session"]),
+        "prompt_set": _clip(round_.prompt_set, caps["prompt_set"]),
+        "prompt_id": _clip(round_.prompt_id, caps["prompt_id"]),
+        "category": _clip(round_.category, caps["category"]),
+        "prompt": _clip(round_.prompt, LIMITS.max_message_chars),
+        "lang": _clip(round_.lang, caps["lang"]),
+        "shared_settings": _small(round_.shared_settings),
         "panes": [
             {
                 "letter": LETTERS[p.pane],
-                "model": p.model_id,
-                "settings": p.settings,
-                "system_prompt": p.system_prompt,
-                "output": p.text,
-                "error": p.error,
-                "stats": p.stats,
+                "model": p.model_id[: ratings.MAX_MODEL_ID_CHARS],
+                "settings": _small(p.settings),
+                "system_prompt": _clip(p.system_prompt, LIMITS.max_system_chars),
+                "output": _clip(p.text, MAX_OUTPUT_CHARS),
+                "error": _clip(p.error, MAX_ERROR_CHARS),
+                "stats": _small(p.stats),
             }
-            for p in round_.panes
+            for p in round_.panes[:MAX_PANES]
         ],
-        "winner": winner,
+        "winner": winner[: caps["winner"]],
         "winner_model": winner_model,
     }
 
@@ -522,6 +595,9 @@ def check_vote(round_: Round | None, winner: Any) -> str:
         raise InputError("err_vote_not_ready")
     if round_.winner is not None:
         raise InputError("err_vote_twice")
+    if round_.unanswered:
+        # a failed or stopped pane gives nothing to judge: such a vote would rank a build that never answered
+        raise InputError("err_vote_unanswered", letters=round_.unanswered)
     value = str(winner).strip()
     if value.lower() == TIE:
         return TIE
@@ -543,17 +619,27 @@ class VoteLog:
     """The votes file: safe appends (thread lock + exclusive file lock + O_APPEND + fsync), torn-line-proof reads.
 
     `scheduler` is an optional huggingface_hub CommitScheduler whose lock every append also holds, so
-    that a push to the Hub never reads a half-written line (see hub_scheduler()).
+    that a push to the Hub never reads a half-written line (see hub_scheduler()). `known` (CatalogIds of the
+    playground's catalog) are the model ids a vote may name: a vote naming any other is not stored, and a line of
+    the file naming one does not count ("unknown_model") and shows no more than its capped fields.
     """
 
     _lock = threading.Lock()  # shared by every VoteLog of the process
     _cache = LeaderboardCache()
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, scheduler: Any = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        scheduler: Any = None,
+        known: Container[str] | None = None,
+    ) -> None:
         self._path = Path(path) if path else None
         self.scheduler = scheduler
+        self.known = known
         self._claims: set[tuple[str, str]] = set()
         self._claims_lock = threading.Lock()
+        self._slim: tuple[Any, list[Any], int] | None = None
+        self._slim_lock = threading.Lock()
 
     @property
     def path(self) -> Path:
@@ -612,6 +698,19 @@ class VoteLog:
         """Every readable vote; a broken line (a crash mid-write, a hand edit) is skipped."""
         return self.read_lines()[0]
 
+    def votes(self) -> tuple[list[Any], int]:
+        """What the leaderboard, its filters and exports read: every record slimmed to its capped fields
+        (ratings.slim_record), and the number of unreadable lines; read once per state of the file."""
+        state = (str(self.path), self._state())
+        with self._slim_lock:
+            if self._slim is not None and self._slim[0] == state:
+                return self._slim[1], self._slim[2]
+        records, broken = self.read_lines()
+        slim = [ratings.slim_record(r) for r in records]
+        with self._slim_lock:
+            self._slim = (state, slim, broken)
+        return slim, broken
+
     def _state(self) -> tuple[int, int]:
         try:
             st = self.path.stat()
@@ -657,6 +756,8 @@ class VoteLog:
         """
         winner = check_vote(round_, choice)
         assert round_ is not None
+        if self.known is not None and not all(ratings.known_model(p.model_id, self.known) for p in round_.panes):
+            raise InputError("err_vote_unknown_model")
         if not self.claim(round_.round_id, viewer):
             raise InputError("err_vote_twice")
         try:
@@ -668,22 +769,35 @@ class VoteLog:
         round_.revealed = True
         return winner
 
-    def board(self, selection: Selection | None = None, rounds: int | None = None) -> Leaderboard:
-        """The leaderboard of the file as it is now (cached per file state, selection and rounds)."""
+    def _board_future(self, selection: Selection | None, rounds: int | None) -> Any:
         sel = selection or Selection()
         n = bootstrap_rounds() if rounds is None else rounds
+        known = self.known
 
         def make() -> Leaderboard:
-            records, broken = self.read_lines()
-            return ratings.leaderboard(records, sel, n, unreadable=broken)
+            records, broken = self.votes()
+            return ratings.leaderboard(records, sel, n, unreadable=broken, known=known)
 
-        return self._cache.get((str(self.path), self._state(), sel, n), make)
+        fingerprint = getattr(known, "fingerprint", None)
+        models = fingerprint() if callable(fingerprint) else (None if known is None else id(known))
+        key = (str(self.path), self._state(), models, sel, n)
+        # the board of every page load has its own lane: no filter or other `rounds` ever waits in front of it
+        default = sel == Selection() and n == bootstrap_rounds()
+        return self._cache.submit(key, make, priority=default)
+
+    def board(self, selection: Selection | None = None, rounds: int | None = None) -> Leaderboard:
+        """The leaderboard of the file as it is now: computed once per file state, selection and rounds, however many
+        ask at once (ratings.LeaderboardCache); raises ratings.LeaderboardBusy when too many other selections wait."""
+        return self._board_future(selection, rounds).result()
 
     async def leaderboard(self, selection: Selection | None = None, rounds: int | None = None) -> Leaderboard:
-        return await asyncio.to_thread(self.board, selection, rounds)
+        """board(), awaited without holding a thread of the server while the computation waits or runs."""
+        future = await asyncio.to_thread(self._board_future, selection, rounds)  # stat() is file I/O
+        return await asyncio.wrap_future(future)
 
-    async def records(self) -> tuple[list[dict[str, Any]], int]:
-        return await asyncio.to_thread(self.read_lines)
+    async def records(self) -> tuple[list[Any], int]:
+        """votes(), off the event loop."""
+        return await asyncio.to_thread(self.votes)
 
 
 def bootstrap_rounds() -> int:

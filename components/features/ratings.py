@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Container, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit, ndtri
+
+from components.core.validation import InputError
 
 #: The vote file's schema this code writes; records without "schema" are version 1 (the first blind mode).
 VOTE_SCHEMA = 2
@@ -43,7 +46,24 @@ CONFIDENCE = 0.95
 TIE = "tie"
 FREE_CATEGORY = "free"
 #: Reasons a vote does not count, in the order the page lists them (message keys lb_reason_<reason>).
-REASONS = ("unreadable", "newer_schema", "incomplete", "same_model", "duplicate")
+REASONS = ("unreadable", "newer_schema", "incomplete", "same_model", "duplicate", "unknown_model")
+#: The longest model id a vote may name (the catalog's `variant/quantization` ids are far shorter).
+MAX_MODEL_ID_CHARS = 120
+#: The most panes a vote may have (the compare tab has at most 4).
+MAX_VOTE_PANES = 8
+#: Characters kept of each text field of a vote record, when it is written and when it is read: a record written by
+#: an older version (or by hand) can make no page, dropdown or export longer than this.
+FIELD_CHARS = {
+    "ts": 40,
+    "round_id": 64,
+    "viewer": 64,
+    "session": 64,
+    "prompt_set": 100,
+    "prompt_id": 100,
+    "category": 40,
+    "lang": 8,
+    "winner": 8,
+}
 
 
 # ---- votes -> battles ---------------------------------------------------------------------------
@@ -74,12 +94,30 @@ class Vote:
         return [(self.winner_model, m, 1.0) for m in self.models if m != self.winner_model]
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _text(value: Any, chars: int | None = None) -> str | None:
+    """A non-empty text, cut to `chars`; anything else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:chars] if chars else value
 
 
-def parse_vote(record: Any) -> Vote | str:
-    """A record of the votes file as a Vote, or the reason (one of REASONS) why it does not count."""
+def _field(record: dict[str, Any], name: str) -> str | None:
+    return _text(record.get(name), FIELD_CHARS[name])
+
+
+def known_model(model: Any, known: Container[str] | None = None) -> bool:
+    """A model id a vote may name: a text within MAX_MODEL_ID_CHARS, and in `known` (the catalog) where given."""
+    if not isinstance(model, str) or not model or len(model) > MAX_MODEL_ID_CHARS:
+        return False
+    return known is None or model in known
+
+
+def parse_vote(record: Any, known: Container[str] | None = None) -> Vote | str:
+    """A record of the votes file as a Vote, or the reason (one of REASONS) why it does not count.
+
+    `known`: the model ids that may count (the catalog's); a vote naming any other, or an id longer than
+    MAX_MODEL_ID_CHARS, is "unknown_model". Text fields are cut to FIELD_CHARS.
+    """
     if not isinstance(record, dict):
         return "incomplete"
     schema = record.get("schema", 1)
@@ -89,7 +127,7 @@ def parse_vote(record: Any) -> Vote | str:
         return "newer_schema"
     panes = record.get("panes")
     winner = record.get("winner")
-    if not isinstance(panes, list) or not isinstance(winner, str):
+    if not isinstance(panes, list) or not isinstance(winner, str) or len(panes) > MAX_VOTE_PANES:
         return "incomplete"
     letters: dict[str, str] = {}
     models: list[str] = []
@@ -97,6 +135,8 @@ def parse_vote(record: Any) -> Vote | str:
         if not isinstance(pane, dict) or not _text(pane.get("model")):
             return "incomplete"
         model = str(pane["model"])
+        if not known_model(model, known):
+            return "unknown_model"
         if isinstance(pane.get("letter"), str):
             letters[pane["letter"].upper()] = model
         if model not in models:
@@ -106,21 +146,47 @@ def parse_vote(record: Any) -> Vote | str:
     if winner.lower() == TIE:
         winner_model = None
     else:
-        winner_model = _text(record.get("winner_model")) or letters.get(winner.upper())
+        winner_model = _text(record.get("winner_model"), MAX_MODEL_ID_CHARS + 1) or letters.get(winner.upper()[:8])
         if winner_model not in models:
             return "incomplete"
     return Vote(
         models=tuple(models),
         winner_model=winner_model,
         schema=schema,
-        round_id=_text(record.get("round_id")),
-        viewer=_text(record.get("viewer")),
-        session=_text(record.get("session")),
-        prompt_set=_text(record.get("prompt_set")),
-        prompt_id=_text(record.get("prompt_id")),
-        category=_text(record.get("category")),
-        ts=_text(record.get("ts")),
+        round_id=_field(record, "round_id"),
+        viewer=_field(record, "viewer"),
+        session=_field(record, "session"),
+        prompt_set=_field(record, "prompt_set"),
+        prompt_id=_field(record, "prompt_id"),
+        category=_field(record, "category"),
+        ts=_field(record, "ts"),
     )
+
+
+def slim_record(record: Any) -> Any:
+    """What the leaderboard, its filters and its exports read of a record, each text cut to its cap: the prompt, the
+    answers and the settings stay in the file only (a poisoned line of megabytes becomes a few hundred bytes)."""
+    if not isinstance(record, dict):
+        return record
+    out: dict[str, Any] = {name: _field(record, name) for name in FIELD_CHARS if name in record}
+    schema = record.get("schema", 1)
+    out["schema"] = schema if isinstance(schema, int) else None
+    if isinstance(record.get("winner"), str):
+        out["winner"] = record["winner"][: FIELD_CHARS["winner"]]
+    if "winner_model" in record:
+        out["winner_model"] = _text(record.get("winner_model"), MAX_MODEL_ID_CHARS + 1)
+    panes = record.get("panes")
+    if isinstance(panes, list):
+        out["panes"] = [
+            {
+                "letter": _text(p.get("letter"), 8),
+                "model": p.get("model")[: MAX_MODEL_ID_CHARS + 1] if isinstance(p.get("model"), str) else None,
+            }
+            if isinstance(p, dict)
+            else None
+            for p in panes[: MAX_VOTE_PANES + 1]
+        ]
+    return out
 
 
 @dataclass(frozen=True)
@@ -187,7 +253,10 @@ class Tally:
 
 
 def collect(
-    records: Iterable[Any], selection: Selection | None = None, unreadable: int = 0
+    records: Iterable[Any],
+    selection: Selection | None = None,
+    unreadable: int = 0,
+    known: Container[str] | None = None,
 ) -> tuple[list[list[tuple[str, str, float]]], Tally]:
     """The battles of every vote that counts (one list per vote), and the tally of what did not count.
 
@@ -199,7 +268,7 @@ def collect(
     seen: set[tuple[str, str]] = set()
     per_vote: list[list[tuple[str, str, float]]] = []
     for record in records:
-        vote = parse_vote(record)
+        vote = parse_vote(record, known)
         if isinstance(vote, str):
             tally.not_counted[vote] += 1
             continue
@@ -462,23 +531,76 @@ def compute(
     )
 
 
-class LeaderboardCache:
-    """Leaderboards by (file state, selection, rounds): page refreshes and many voters fit each state once."""
+class LeaderboardBusy(InputError):
+    """Too many leaderboards of other selections are being computed already: try again in a moment."""
 
-    def __init__(self, size: int = 32) -> None:
+    def __init__(self, waiting: int) -> None:
+        super().__init__("err_lb_busy", n=waiting)
+
+
+class LeaderboardCache:
+    """Leaderboards by key (file state, selection, rounds), the last `size` of them.
+
+    Each key is computed once however many callers ask at once (single flight): later callers of that key wait for
+    that computation alone, never for another key's. Computations run off the caller's thread on two lanes of one
+    thread each: `priority` (the default leaderboard every page load shows) has a lane of its own, so that no
+    filter, session or other `rounds` ever queues in front of it; the other lane takes at most `max_waiting`
+    computations, more raise LeaderboardBusy.
+    """
+
+    def __init__(self, size: int = 32, max_waiting: int = 8) -> None:
         self._size = size
-        self._items: dict[Any, Leaderboard] = {}
+        self._max_waiting = max_waiting
+        self._items: OrderedDict[Any, Leaderboard] = OrderedDict()
+        self._flights: dict[Any, Future[Leaderboard]] = {}
+        self._waiting = 0
+        self._lanes: dict[bool, ThreadPoolExecutor] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Any, make: Any) -> Leaderboard:
-        with self._lock:  # one fit per key, even when several visitors ask at once
+    def submit(self, key: Any, make: Callable[[], Leaderboard], priority: bool = False) -> Future[Leaderboard]:
+        """The key's leaderboard as a future: done at once from the cache, else the running or a new computation."""
+        with self._lock:
             hit = self._items.get(key)
-            if hit is None:
-                hit = make()
-                self._items[key] = hit
+            if hit is not None:
+                self._items.move_to_end(key)
+                done: Future[Leaderboard] = Future()
+                done.set_result(hit)
+                return done
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight
+            if not priority:
+                if self._waiting >= self._max_waiting:
+                    raise LeaderboardBusy(self._waiting)
+                self._waiting += 1
+            lane = self._lanes.get(priority)
+            if lane is None:
+                name = "leaderboard-default" if priority else "leaderboard-other"
+                lane = self._lanes[priority] = ThreadPoolExecutor(1, thread_name_prefix=name)
+            flight = lane.submit(self._compute, key, make, priority)
+            self._flights[key] = flight
+            return flight
+
+    def _compute(self, key: Any, make: Callable[[], Leaderboard], priority: bool) -> Leaderboard:
+        try:
+            board = make()
+            with self._lock:
+                self._items[key] = board
                 while len(self._items) > self._size:
-                    self._items.pop(next(iter(self._items)))
-            return hit
+                    self._items.popitem(last=False)
+            return board
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+                if not priority:
+                    self._waiting -= 1
+
+    def get(self, key: Any, make: Callable[[], Leaderboard], priority: bool = False) -> Leaderboard:
+        """The key's leaderboard, waiting for its computation (never call it from a lane's own thread)."""
+        return self.submit(key, make, priority).result()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def leaderboard(
@@ -487,17 +609,18 @@ def leaderboard(
     rounds: int = DEFAULT_ROUNDS,
     seed: int = 0,
     unreadable: int = 0,
+    known: Container[str] | None = None,
 ) -> Leaderboard:
     """The whole pipeline: records of the votes file -> counted battles -> ratings."""
-    per_vote, tally = collect(records, selection, unreadable)
+    per_vote, tally = collect(records, selection, unreadable, known)
     return compute(per_vote, tally, selection, rounds, seed)
 
 
-def sessions(records: Iterable[Any]) -> list[str]:
+def sessions(records: Iterable[Any], known: Container[str] | None = None) -> list[str]:
     """Session ids in the order of their first vote."""
     seen: dict[str, None] = {}
     for record in records:
-        vote = parse_vote(record)
+        vote = parse_vote(record, known)
         if isinstance(vote, Vote) and vote.session:
             seen.setdefault(vote.session, None)
     return list(seen)
@@ -525,29 +648,33 @@ VOTE_COLUMNS = (
 BOARD_COLUMNS = ("rank", "model", "rating", "lower", "upper", "battles", "wins", "losses", "ties", "not_separable_from")
 
 
-def vote_rows(records: Iterable[Any]) -> list[dict[str, Any]]:
-    """One row per record of the votes file (VOTE_COLUMNS), with whether it counts and if not, why."""
+def vote_rows(records: Iterable[Any], known: Container[str] | None = None) -> list[dict[str, Any]]:
+    """One row per record of the votes file (VOTE_COLUMNS), with whether it counts and if not, why; every text cut to
+    its cap (FIELD_CHARS, MAX_MODEL_ID_CHARS)."""
     rows = []
     seen: set[tuple[str, str]] = set()
     for record in records:
-        vote = parse_vote(record)
+        vote = parse_vote(record, known)
         rec = record if isinstance(record, dict) else {}
         panes = rec.get("panes") if isinstance(rec.get("panes"), list) else []
-        models = [str(p.get("model") or "") if isinstance(p, dict) else "" for p in panes][:4]
+        models = [str(p.get("model") or "")[:MAX_MODEL_ID_CHARS] if isinstance(p, dict) else "" for p in panes][:4]
         reason = vote if isinstance(vote, str) else None
         if isinstance(vote, Vote) and vote.key is not None:
             if vote.key in seen:
                 reason = "duplicate"
             seen.add(vote.key)
+        schema = rec.get("schema", 1)
         row: dict[str, Any] = {
-            "ts": rec.get("ts"),
-            "schema": rec.get("schema", 1),
-            "session": rec.get("session"),
-            "prompt_set": rec.get("prompt_set"),
-            "prompt_id": rec.get("prompt_id"),
-            "category": rec.get("category"),
-            "winner": rec.get("winner"),
-            "winner_model": vote.winner_model if isinstance(vote, Vote) else rec.get("winner_model"),
+            "ts": _field(rec, "ts"),
+            "schema": schema if isinstance(schema, int) else None,
+            "session": _field(rec, "session"),
+            "prompt_set": _field(rec, "prompt_set"),
+            "prompt_id": _field(rec, "prompt_id"),
+            "category": _field(rec, "category"),
+            "winner": _field(rec, "winner"),
+            "winner_model": vote.winner_model
+            if isinstance(vote, Vote)
+            else _text(rec.get("winner_model"), MAX_MODEL_ID_CHARS),
             "counted": reason is None,
             "reason": reason,
         }
@@ -557,20 +684,34 @@ def vote_rows(records: Iterable[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+#: First characters with which a spreadsheet takes a cell for a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with `'` (OWASP): it shows as the text it is.
+    Numbers stay numbers (a negative rating is no formula)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> str:
     import csv
     import io
 
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
+    # RFC 4180's line end: with it, csv quotes a cell holding a lone CR too (with "\n" it did not, and a spreadsheet
+    # started a new row at that CR, whose next cell then began with whatever followed it)
+    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+        writer.writerow({k: "" if row.get(k) is None else spreadsheet_safe(row.get(k)) for k in columns})
     return out.getvalue()
 
 
-def votes_csv(records: Iterable[Any]) -> str:
-    return _csv(VOTE_COLUMNS, vote_rows(records))
+def votes_csv(records: Iterable[Any], known: Container[str] | None = None) -> str:
+    return _csv(VOTE_COLUMNS, vote_rows(records, known))
 
 
 def board_csv(board: Leaderboard) -> str:

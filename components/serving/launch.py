@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import contextvars
+import datetime
 import fcntl
 import functools
 import inspect
@@ -26,6 +28,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from copy import copy
 from dataclasses import dataclass
@@ -75,6 +78,8 @@ class ServingPolicy:
     security_headers: bool
     frame_ancestors: str
     visitor_concurrency: int | None
+    #: sessions one visitor may hold before its own oldest go (None: only the global bound, max_sessions)
+    max_sessions_per_visitor: int | None = None
 
     @property
     def delete_cache(self) -> tuple[int, int]:
@@ -90,6 +95,8 @@ def serving_policy() -> ServingPolicy:
         # Gradio's run history is no part of the playground; only a local operator may opt in
         run_history=(not public) and _env_flag("PLAYGROUND_RUN_HISTORY", False),
         max_sessions=max(1, _env_int("PLAYGROUND_MAX_SESSIONS", 2000 if public else 10000)),
+        # 0 = no cap of its own (the global bound still holds)
+        max_sessions_per_visitor=_env_int("PLAYGROUND_MAX_SESSIONS_PER_VISITOR", 50 if public else 0) or None,
         session_idle_s=float(_env_int("PLAYGROUND_SESSION_IDLE_S", 3600 if public else 6 * 3600)),
         closed_session_grace_s=float(_env_int("PLAYGROUND_CLOSED_SESSION_S", 600 if public else 3600)),
         file_max_age_s=max(60, _env_int("PLAYGROUND_FILE_MAX_AGE_S", 3600 if public else 24 * 3600)),
@@ -192,7 +199,11 @@ class ServingMiddleware:
                 }
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        token = REQUEST_SCOPE.set(scope)  # whose request this is, for a session it creates (FairStateHolder)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            REQUEST_SCOPE.reset(token)
 
 
 # ---- temporary files -------------------------------------------------------------------------------
@@ -341,6 +352,157 @@ def install_lean_sessions() -> bool:
     return True
 
 
+#: The ASGI scope of the HTTP request being served (set by ServingMiddleware): whose request creates a session.
+REQUEST_SCOPE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "playground_request_scope", default=None
+)
+#: The owner of sessions whose visitor is not known (created outside any request): no cap of its own.
+UNKNOWN_VISITOR = "?"
+
+
+def session_owner() -> str | None:
+    """The visitor (limits.visitor_key: the address, or what a trusted proxy reports) of the request being served."""
+    scope = REQUEST_SCOPE.get()
+    if scope is None:
+        return None
+    from starlette.requests import HTTPConnection
+
+    return visitor_key(HTTPConnection(scope))
+
+
+def fair_state_holder() -> type | None:
+    """Gradio's session store (state_holder.StateHolder) bounded per visitor as well as globally; None where Gradio's
+    class does not look as expected.
+
+    Gradio keeps at most `capacity` sessions and drops the oldest one, whoever it belongs to: 2 100 calls with new
+    session hashes from one address wiped every other visitor's state (a blind round, then its vote failed). Here
+    each session belongs to the visitor whose request created it (REQUEST_SCOPE, or the request of the event that
+    first uses it); a visitor over `per_visitor` sessions loses its own least recently used one, and over the global
+    capacity the visitor holding the most sessions loses its least recently used one, never somebody else first.
+    """
+    from gradio import state_holder
+
+    base = state_holder.StateHolder
+    probe = base()
+    if not all(hasattr(probe, name) for name in ("session_data", "time_last_used", "lock", "capacity", "update")):
+        log.warning("Gradio's StateHolder changed: sessions stay bounded only globally")
+        return None
+
+    class FairStateHolder(base):  # type: ignore[misc, valid-type]
+        _playground_fair = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.per_visitor: int | None = None
+            self._owner: dict[str, str] = {}
+            self._by_owner: dict[str, OrderedDict[str, None]] = {}
+
+        def set_blocks(self, blocks: Any) -> None:
+            super().set_blocks(blocks)
+            self.per_visitor = getattr(blocks, "playground_sessions_per_visitor", None)
+
+        def __getitem__(self, session_id: str) -> Any:
+            owner = session_owner()
+            now = datetime.datetime.now()
+            with self.lock:
+                state = self.session_data.get(session_id)
+                if state is None:
+                    state = state_holder.SessionState(self.blocks)  # the lean one where installed
+                    self.session_data[session_id] = state
+                else:
+                    self.session_data.move_to_end(session_id)
+                self.time_last_used[session_id] = now
+                self._track(session_id, owner)
+                self._evict(session_id)
+            return state
+
+        def update(self, session_id: str) -> None:
+            with self.lock:
+                if session_id in self.session_data:
+                    self.session_data.move_to_end(session_id)
+                self._evict(session_id)
+
+        def sessions_of(self, owner: str) -> int:
+            return len(self._by_owner.get(owner, ()))
+
+        def untrack_locked(self, session_id: str) -> None:
+            """Forgets whose session it was (the caller holds `lock` and has removed the session itself)."""
+            owner = self._owner.pop(session_id, None)
+            mine = self._by_owner.get(owner) if owner is not None else None
+            if mine is not None:
+                mine.pop(session_id, None)
+                if not mine:
+                    del self._by_owner[owner]  # type: ignore[arg-type]
+
+        def _track(self, session_id: str, owner: str | None) -> None:
+            old = self._owner.get(session_id)
+            if old is not None and not (old == UNKNOWN_VISITOR and owner is not None):
+                self._by_owner[old].move_to_end(session_id)
+                return
+            if old is not None:
+                self.untrack_locked(session_id)
+            key = owner or UNKNOWN_VISITOR
+            self._owner[session_id] = key
+            self._by_owner.setdefault(key, OrderedDict())[session_id] = None
+
+        def _drop(self, session_id: str) -> None:
+            self.session_data.pop(session_id, None)
+            self.time_last_used.pop(session_id, None)
+            self.untrack_locked(session_id)
+
+        def _evict(self, current: str) -> None:
+            owner = self._owner.get(current)
+            mine = self._by_owner.get(owner) if owner not in (None, UNKNOWN_VISITOR) else None
+            if self.per_visitor and mine is not None:
+                while len(mine) > self.per_visitor:
+                    self._drop(next(s for s in mine if s != current))
+            while len(self.session_data) > self.capacity:
+                victim = self._victim(current)
+                if victim is None:
+                    break
+                self._drop(victim)
+
+        def _victim(self, current: str) -> str | None:
+            """The least recently used session of the visitor with the most sessions; with one each, the oldest."""
+            if self._by_owner:
+                heaviest = max(self._by_owner.values(), key=len)
+                if len(heaviest) > 1:
+                    return next((s for s in heaviest if s != current), None)
+            return next((s for s in self.session_data if s != current), None)
+
+    return FairStateHolder
+
+
+def install_fair_sessions() -> bool:
+    """Makes every Gradio app started from now on keep its sessions with fair_state_holder(), and lets a session that
+    an event creates outside a request (a `/call` without session hash) belong to that event's visitor. Returns False
+    (and changes nothing) where Gradio's internals are not as expected."""
+    from gradio import route_utils, routes
+
+    if getattr(routes.StateHolder, "_playground_fair", False):
+        return True
+    restore = getattr(route_utils, "restore_session_state", None)
+    holder = fair_state_holder()
+    if holder is None or restore is None or routes.StateHolder.__name__ != "StateHolder":
+        log.warning("Gradio's session handling changed: sessions stay bounded only globally")
+        return False
+
+    @functools.wraps(restore)
+    def restore_with_owner(app: Any, body: Any) -> Any:
+        request = getattr(body, "request", None)
+        scope = getattr(request, "scope", None)
+        token = REQUEST_SCOPE.set(scope) if isinstance(scope, dict) else None  # the event's own request
+        try:
+            return restore(app, body)
+        finally:
+            if token is not None:
+                REQUEST_SCOPE.reset(token)
+
+    routes.StateHolder = holder  # type: ignore[misc]
+    route_utils.restore_session_state = restore_with_owner  # type: ignore[assignment]
+    return True
+
+
 def _busy_sessions(app: Any) -> set[str]:
     queue = getattr(getattr(app, "get_blocks", lambda: None)(), "_queue", None)
     events = getattr(queue, "event_ids_to_events", None) or {}
@@ -363,6 +525,9 @@ def sweep_sessions(app: Any, idle_s: float, closed_grace_s: float, now: float | 
             if age > limit and session_id not in busy:
                 holder.session_data.pop(session_id, None)
                 holder.time_last_used.pop(session_id, None)
+                untrack = getattr(holder, "untrack_locked", None)
+                if untrack is not None:
+                    untrack(session_id)
                 freed += 1
     return freed
 
@@ -501,6 +666,8 @@ def configure(demo: Any, policy: ServingPolicy | None = None) -> dict[str, Any]:
     # the peer address from it for any loopback peer, before the app sees the request
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     install_lean_sessions()
+    install_fair_sessions()
+    demo.playground_sessions_per_visitor = policy.max_sessions_per_visitor
     demo.delete_cache = policy.delete_cache
     cap_visitor_generators(demo, VisitorSlots(policy.visitor_concurrency))
     return {
@@ -523,6 +690,7 @@ __all__ = [
     "content_security_policy",
     "exit_on_sigterm",
     "install_download_policy",
+    "install_fair_sessions",
     "install_lean_sessions",
     "prepare_runtime_dir",
     "remove_stale_runtime_dirs",

@@ -11,7 +11,7 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from components.features.compare import (
     PaneSpec,
     Round,
     VoteLog,
+    catalog_ids,
     new_round,
     prepare_panes,
     stream_round,
@@ -46,6 +47,8 @@ SLOT = "session"
 ALL = ""  # the filters' "all" choice
 EXPORT_ROOT = Path(tempfile.gettempdir()) / "playground-leaderboard-exports"
 SESSION_MAX_NEW_TOKENS = 256
+#: The most models a blind session draws its pairs from.
+SESSION_MAX_MODELS = 32
 
 
 # ---- pure view helpers (tested without a browser) ----------------------------------------------
@@ -156,11 +159,13 @@ def set_choices(lang: str, sets: dict[str, list[EvalPrompt]] | None = None) -> l
     return [(t("lb_all", lang), ALL), *[(n, n) for n in names]]
 
 
-def session_choices(records: list[dict[str, Any]], lang: str) -> list[tuple[str, str]]:
+def session_choices(
+    records: list[dict[str, Any]], lang: str, known: Container[str] | None = None
+) -> list[tuple[str, str]]:
     first: dict[str, str] = {}
     counts: dict[str, int] = {}
     for record in records:
-        vote = ratings.parse_vote(record)
+        vote = ratings.parse_vote(record, known)
         if isinstance(vote, ratings.Vote) and vote.session:
             first.setdefault(vote.session, vote.ts or "")
             counts[vote.session] = counts.get(vote.session, 0) + 1
@@ -171,11 +176,13 @@ def session_choices(records: list[dict[str, Any]], lang: str) -> list[tuple[str,
     return [(t("lb_all", lang), ALL), *reversed(items)]
 
 
-def variant_choices_of(records: list[dict[str, Any]], lang: str) -> list[tuple[str, str]]:
-    """Variants with at least two builds among the votes (what does 4-bit cost against fp16?)."""
+def variant_choices_of(
+    records: list[dict[str, Any]], lang: str, known: Container[str] | None = None
+) -> list[tuple[str, str]]:
+    """Variants with at least two builds among the votes that count (what does 4-bit cost against fp16?)."""
     builds: dict[str, set[str]] = {}
     for record in records:
-        vote = ratings.parse_vote(record)
+        vote = ratings.parse_vote(record, known)
         if isinstance(vote, ratings.Vote):
             for model in vote.models:
                 builds.setdefault(ratings.variant_of(model), set()).add(model)
@@ -183,8 +190,11 @@ def variant_choices_of(records: list[dict[str, Any]], lang: str) -> list[tuple[s
     return [(t("lb_all", lang), ALL), *[(n, n) for n in names]]
 
 
-def write_board_exports(board: Leaderboard, records: list[dict[str, Any]]) -> list[str]:
-    """Votes and leaderboard as CSV and JSON files in a fresh temporary folder (Gradio serves them)."""
+def write_board_exports(
+    board: Leaderboard, records: list[dict[str, Any]], known: Container[str] | None = None
+) -> list[str]:
+    """Votes and leaderboard as CSV and JSON files in a fresh temporary folder (Gradio serves them); a CSV cell that a
+    spreadsheet would run as a formula starts with `'` (ratings.spreadsheet_safe)."""
     EXPORT_ROOT.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - 3600
     for old in EXPORT_ROOT.iterdir():
@@ -196,8 +206,8 @@ def write_board_exports(board: Leaderboard, records: list[dict[str, Any]]) -> li
     folder = Path(tempfile.mkdtemp(prefix="lb-", dir=EXPORT_ROOT))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     files = {
-        f"votes-{stamp}.csv": ratings.votes_csv(records),
-        f"votes-{stamp}.json": json.dumps(ratings.vote_rows(records), ensure_ascii=False, indent=1),
+        f"votes-{stamp}.csv": ratings.votes_csv(records, known),
+        f"votes-{stamp}.json": json.dumps(ratings.vote_rows(records, known), ensure_ascii=False, indent=1),
         f"leaderboard-{stamp}.csv": ratings.board_csv(board),
         f"leaderboard-{stamp}.json": json.dumps(board.as_dict(), ensure_ascii=False, indent=1),
     }
@@ -265,14 +275,17 @@ def build_leaderboard_view(tr: Translations, vote_log: VoteLog, lang_state: Any)
             )
         ]
 
-    async def update(lang: str, set_in: Any, cat_in: Any, sess_in: Any, var_in: Any) -> list[Any]:
+    async def update(
+        lang: str, set_in: Any, cat_in: Any, sess_in: Any, var_in: Any, request: gr.Request | None = None
+    ) -> list[Any]:
         records, _ = await vote_log.records()
         sets = await asyncio.to_thread(prompt_sets)
+        known = vote_log.known
         choices = {
             "set": set_choices(lang, sets),
             "cat": category_choices(lang),
-            "sess": session_choices(records, lang),
-            "var": variant_choices_of(records, lang),
+            "sess": session_choices(records, lang, known),
+            "var": variant_choices_of(records, lang, known),
         }
 
         def pick(value: Any, options: list[tuple[str, str]]) -> str:
@@ -281,9 +294,15 @@ def build_leaderboard_view(tr: Translations, vote_log: VoteLog, lang_state: Any)
         values = [pick(set_in, choices["set"]), pick(cat_in, choices["cat"])]
         values += [pick(sess_in, choices["sess"]), pick(var_in, choices["var"])]
         selection = Selection.of(prompt_set=values[0], category=values[1], session=values[2], variant=values[3])
-        board = await vote_log.leaderboard(selection)
         try:
-            files = await asyncio.to_thread(write_board_exports, board, records)
+            if selection != Selection() and request is not None:
+                check_rate(request)  # a filter is a computation of its own; the default board is shared by all
+            board = await vote_log.leaderboard(selection)
+        except InputError as exc:
+            warn(t(exc.key, lang, **exc.params), lang)
+            return [gr.update()] * (1 + len(choices) + 4)  # the board, the four filters, the four downloads
+        try:
+            files = await asyncio.to_thread(write_board_exports, board, records, known)
             downloads = [gr.update(value=f, interactive=True) for f in files]
         except OSError as exc:
             log.warning("leaderboard export failed: %s", exc)
@@ -327,9 +346,14 @@ class SessionRun:
         return self.rounds[-1] if self.rounds else None
 
     @property
-    def finished(self) -> bool:
+    def settled(self) -> bool:
+        """The current round is over: voted on, or ended without an answer in every pane (no vote possible)."""
         last = self.current
-        return len(self.rounds) == len(self.prompts) and last is not None and last.winner is not None
+        return last is not None and (last.winner is not None or (last.done and bool(last.unanswered)))
+
+    @property
+    def finished(self) -> bool:
+        return len(self.rounds) == len(self.prompts) and self.settled
 
 
 def runnable_models(playground: Playground) -> list[tuple[str, str]]:
@@ -365,14 +389,13 @@ def check_session(
     except (TypeError, ValueError):
         n = len(prompts)
     prompts = prompts[: max(1, min(n, len(prompts)))]
-    chosen = list(dict.fromkeys(m for m in (models or []) if isinstance(m, str)))
+    typed = models if isinstance(models, (list, tuple)) else []
+    if len(typed) > SESSION_MAX_MODELS:
+        raise InputError("err_compare_models", count=len(typed), max=SESSION_MAX_MODELS)
+    # typed values of the multiselect: each checked against the catalog (and able to run) before anything runs
+    chosen = list(dict.fromkeys(catalog_ids(playground, typed, runnable=True)))
     if len(chosen) < 2:
         raise InputError("err_session_models")
-    for model in chosen:
-        ref = playground.resolve(model)
-        why = playground.why_not(ref, "de")
-        if why:
-            raise InputError("err_session_model_unavailable", model=ref.label)
     try:
         tokens = int(max_new)
     except (TypeError, ValueError):
@@ -415,7 +438,14 @@ def session_reveal(run: SessionRun | None, lang: str) -> str:
     if round_ is None:
         return ""
     if round_.winner is None:
-        return t("compare_vote_hint", lang) if round_.done else ""
+        if not round_.done:
+            return ""
+        if round_.unanswered:  # no vote for this round; Next goes on
+            lines = [t("err_vote_unanswered", lang, letters=round_.unanswered)]
+            if run and run.finished:
+                lines += ["", t("session_done", lang, n=len(run.rounds))]
+            return "\n".join(lines)
+        return t("compare_vote_hint", lang)
     lines = [voted_line(round_, lang), *reveal_lines(round_, lang)]
     if run and run.finished:
         lines += ["", t("session_done", lang, n=len(run.rounds))]
@@ -569,8 +599,8 @@ def session_view(run: SessionRun | None, lang: str, board_html: Any = None) -> l
             }
             content = render([{**item, "stats": p.stats}], lang)
         chatbots.append(gr.update(value=content, label=label))
-    open_vote = bool(round_ and round_.done and round_.winner is None)
-    more = bool(run and round_ and round_.winner is not None and not run.finished)
+    open_vote = bool(round_ and round_.votable)
+    more = bool(run and run.settled and not run.finished)
     buttons = [
         gr.update(
             interactive=open_vote,
@@ -592,8 +622,11 @@ def session_view(run: SessionRun | None, lang: str, board_html: Any = None) -> l
 
 async def session_board(vote_log: VoteLog, run: SessionRun, lang: str) -> str:
     """The leaderboard of this session's votes alone, with its title."""
-    result = await vote_log.leaderboard(Selection(session=run.id))
     title = t("session_board_title", lang, n=len(run.rounds))
+    try:
+        result = await vote_log.leaderboard(Selection(session=run.id))
+    except InputError as exc:  # too many other leaderboards being computed: say so instead of failing the vote
+        return f"<h3>{html.escape(title)}</h3><p>{html.escape(t(exc.key, lang, **exc.params))}</p>"
     return f"<h3>{html.escape(title)}</h3>" + leaderboard_html(result, lang)
 
 
@@ -636,7 +669,7 @@ def _session_events_play(
         lang: str, set_in: Any, cat_in: Any, count_in: Any, models_in: Any, max_in: Any, request: gr.Request
     ) -> AsyncIterator[list[Any]]:
         try:
-            run = check_session(playground, set_in, cat_in, count_in, models_in, max_in)
+            run = await asyncio.to_thread(check_session, playground, set_in, cat_in, count_in, models_in, max_in)
         except InputError as exc:
             warn(t(exc.key, lang, **exc.params), lang)
             yield [gr.update()] * len(outputs)
@@ -649,8 +682,7 @@ def _session_events_play(
             yield update
 
     async def next_prompt(run: SessionRun | None, lang: str, request: gr.Request) -> AsyncIterator[list[Any]]:
-        last = run.current if run else None
-        if run is None or last is None or last.winner is None or run.finished:
+        if run is None or not run.settled or run.finished:
             warn(t("err_session_next", lang), lang)
             yield [gr.update()] * len(outputs)
             return

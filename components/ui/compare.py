@@ -24,9 +24,11 @@ from components.features.compare import (
     MAX_PANES,
     MIN_PANES,
     TIE,
+    CatalogIds,
     PaneSpec,
     Round,
     VoteLog,
+    catalog_ids,
     export_json,
     export_markdown,
     new_round,
@@ -179,7 +181,11 @@ def reveal_text(round_: Round | None, lang: str) -> str:
     if round_ is None or not round_.blind:
         return ""
     if not round_.revealed:
-        return t("compare_vote_hint", lang) if round_.done else ""
+        if not round_.done:
+            return ""
+        if round_.unanswered:  # nothing to judge: the vote stays closed, and this says why
+            return t("err_vote_unanswered", lang, letters=round_.unanswered)
+        return t("compare_vote_hint", lang)
     lines = [voted_line(round_, lang)]
     if note := vote_note(round_, lang):
         lines.append(note)
@@ -234,7 +240,7 @@ def question_line(conv: list[Round], lang: str) -> str:
 def vote_updates(conv: list[Round], count: int, lang: str) -> list[Any]:
     """The vote buttons (MAX_PANES and the tie), open after a blind round ended, and the reveal text."""
     last = conv[-1] if conv else None
-    open_vote = bool(last and last.blind and last.done and last.winner is None)
+    open_vote = bool(last and last.votable)
     buttons = [
         gr.update(
             visible=i < count,
@@ -646,6 +652,15 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
             yield unchanged()
             return
         specs = pane_specs(rest[len(settings.inputs) :], count, shared, fam_defaults)
+        try:
+            # the pickers take typed values: every id is checked against the catalog before anything runs, and a
+            # blind round (whose vote counts) takes only builds that run here
+            ids = await asyncio.to_thread(catalog_ids, playground, [s.model_id for s in specs], is_blind)
+        except InputError as exc:
+            warn(t(exc.key, lang, **exc.params), lang)
+            yield unchanged()
+            return
+        specs = [PaneSpec(i, s.system_prompt, s.settings) for s, i in zip(specs, ids, strict=True)]
         if is_blind and len({spec.model_id for spec in specs}) < len(specs):
             # a blind comparison of a model with itself would tell nothing
             warn(t("err_blind_same_model", lang), lang)
@@ -780,7 +795,7 @@ def build_compare_tab(
     lang_state: Any,
     votes: VoteLog | None = None,
 ) -> CompareTab:
-    vote_log = votes or VoteLog()
+    vote_log = votes or VoteLog(known=CatalogIds(playground.catalog))
     vote_log.start_hub_push()  # only with PLAYGROUND_VOTES_HF_REPO (README, blind leaderboard)
     c = _layout(playground, tr, flags, vote_log, lang_state)
     _events_pickers(c, playground, lang_state)
