@@ -34,7 +34,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def catalog():
-    from components.core.catalog import load_catalog
+    from components.vocabulary.catalog import load_catalog
 
     return load_catalog()
 
@@ -51,9 +51,9 @@ def tgi_server() -> Iterator[Any]:
 @pytest.fixture
 def tgi_playground(tgi_server: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     """(stand-in, Playground) with TGI_URL pointing at the stand-in: every German variant gets a `tgi` build."""
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
     tgi_server.standin.reset()
     monkeypatch.setenv("TGI_URL", tgi_server.url)

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from components.core.catalog import Endpoint, Quantization, QuantKind, load_catalog
-from components.core.messages import t
+from components.vocabulary.catalog import Endpoint, Quantization, QuantKind, load_catalog
+from components.vocabulary.messages import t
 from tests.browser import browser_fixture, set_slider, stats_pattern
 from tests.conftest import free_port
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.core.catalog import load_catalog
 from components.core.service import EngineRegistry, Playground
 from components.ui.common import PROMPT_ROOM
+from components.vocabulary.catalog import load_catalog
 
 CATALOG = load_catalog()
 
@@ -49,8 +49,8 @@ def test_a_stale_picker_value_is_no_english_error(demo: Any, elem_id: str) -> No
 
 
 def test_a_stale_model_is_refused_in_the_pages_language() -> None:
-    from components.core.messages import t
-    from components.core.validation import InputError
+    from components.vocabulary.generation import InputError
+    from components.vocabulary.messages import t
 
     playground = Playground(CATALOG, EngineRegistry(CATALOG))
     with pytest.raises(InputError) as refused:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.core.catalog import DEFAULT_CATALOG, Catalog, QuantKind, load_catalog
 from components.core.service import EngineRegistry, Playground
-from components.engines.base import Failed, Finished, TextDelta
 from components.serving.endpoints import endpoint_health, register_env_endpoints
+from components.vocabulary.catalog import DEFAULT_CATALOG, Catalog, QuantKind, load_catalog
+from components.vocabulary.generation import Failed, Finished, TextDelta
 from tests.conftest import free_port
 from tests.tgi_standin import Standin, StandinServer
 

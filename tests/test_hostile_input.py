@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from components.core.messages import t
+from components.vocabulary.messages import t
 from tests.app_server import RunningApp, running_app
 from tests.tgi_standin import StandinServer
 

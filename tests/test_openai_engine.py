@@ -12,10 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.catalog import Endpoint, ModelRef, Quantization
-from components.core.messages import MESSAGES, number, t
-from components.core.prompts import get_format
-from components.engines.base import (
+from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
+from components.vocabulary.catalog import Endpoint, ModelRef, Quantization
+from components.vocabulary.generation import (
     Event,
     Failed,
     Finished,
@@ -24,7 +23,8 @@ from components.engines.base import (
     SamplingSettings,
     TextDelta,
 )
-from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
+from components.vocabulary.messages import MESSAGES, number, t
+from components.vocabulary.prompts import get_format
 from tests.conftest import free_port
 from tests.llama_server import greedy_completion, offline_gguf, running_llama_server, xllamacpp_installed
 from tests.tgi_standin import Standin, StandinServer
@@ -472,10 +472,10 @@ async def test_llama_server_structured_on_an_em_german_build_validates_against_t
     """/structured's path (prepare_structured, the answer stream, check_answer) on EM German through the
     OpenAI-compatible engine: completions mode, the card's exact prompt, llama.cpp's top-level json_schema."""
     from components.api.common import answer_stream
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.features.structured import EXAMPLE_SCHEMA, EXAMPLE_TEXT, check_answer, prepare_structured
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
     monkeypatch.setenv("OPENAI_BASE_URL", llama_server[0] + "/v1")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
@@ -541,9 +541,9 @@ async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
 ) -> None:
     """/chat's and /structured's info["prompt"]: the server's rendering in chat mode, else a note next to ours."""
     from components.api.common import answer_stream
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     monkeypatch.setenv("OPENAI_API_MODE", "chat")
@@ -568,7 +568,6 @@ async def test_structured_on_leolm_through_tgis_messages_api(
     """/structured's path on LeoLM with OPENAI_BASE_URL at TGI: chat (TGI's ChatML template renders the card's
     prompt), response_format in TGI's grammar form, accepted, and the answer validates against the card's schema."""
     from components.api.common import answer_stream
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.features.structured import (
         EXAMPLE_CARD_OUTPUT,
@@ -578,6 +577,7 @@ async def test_structured_on_leolm_through_tgis_messages_api(
         prepare_structured,
     )
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
     monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):

@@ -10,14 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.messages import t
-from components.engines.base import Failed
 from components.features.structured import check_answer
 from components.ui import common
 from components.ui.chat import render
 from components.ui.common import WORD_JOINER, apply_events, inert_html
 from components.ui.status import endpoints_markdown
 from components.ui.structured import verdict_markdown
+from components.vocabulary.generation import Failed
+from components.vocabulary.messages import t
 from tests.app_server import RunningApp, running_app
 from tests.browser import browser_fixture
 

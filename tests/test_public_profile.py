@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.messages import MESSAGES
 from components.serving import launch as serving
 from components.serving import limits
 from components.serving.limits import VisitorSlots, visitor_key
+from components.vocabulary.messages import MESSAGES
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture
 

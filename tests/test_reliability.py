@@ -23,7 +23,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from components.core.messages import MESSAGES, t
+from components.vocabulary.messages import MESSAGES, t
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture
 from tests.tgi_standin import EOS_ID, EOS_TEXT, Standin, StandinConfig, StandinServer, tokenize

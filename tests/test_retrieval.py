@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components.core.catalog import Catalog, ModelRef
-from components.core.messages import MESSAGES, number, t
 from components.core.service import EngineRegistry, Playground
-from components.core.validation import InputError
-from components.engines.base import Engine, EngineDone, Finished, GenerationRequest, Status, TextDelta
+from components.engines.base import Engine
 from components.features.retrieval import (
     CARD_QUESTION,
     CARD_QUESTION_UNANSWERABLE,
@@ -35,6 +32,9 @@ from components.features.retrieval import (
     read_upload,
     user_message,
 )
+from components.vocabulary.catalog import Catalog, ModelRef
+from components.vocabulary.generation import EngineDone, Finished, GenerationRequest, InputError, Status, TextDelta
+from components.vocabulary.messages import MESSAGES, number, t
 from tests.cards import card_path
 from tests.tgi_standin import Standin
 from tests.tgi_standin import tokenize as standin_tokenize

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from components.core.schema_guard import MAX_DEPTH, budget_chars, check_schema_safety
-from components.core.validation import InputError
 from components.features.structured import EXAMPLE_SCHEMA, parse_schema
+from components.vocabulary.generation import InputError
 
 LEFT_RECURSIVE = {
     "type": "object",

@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.catalog import Endpoint, ModelRef
-from components.core.messages import MESSAGES, t
-from components.engines.base import (
+from components.engines.remote import Stopped, StopTrimmer, Watchdog, redact_url, remote_timeout_s
+from components.engines.tgi import TgiEngine, tgi_parameters
+from components.vocabulary.catalog import Endpoint, ModelRef
+from components.vocabulary.generation import (
     EngineError,
     Event,
     Failed,
@@ -22,8 +23,7 @@ from components.engines.base import (
     SamplingSettings,
     TextDelta,
 )
-from components.engines.remote import Stopped, StopTrimmer, Watchdog, redact_url, remote_timeout_s
-from components.engines.tgi import TgiEngine, tgi_parameters
+from components.vocabulary.messages import MESSAGES, t
 from tests.conftest import free_port
 from tests.tgi_standin import Disconnect, Standin, StandinServer, tokenize
 
@@ -586,7 +586,7 @@ async def test_second_turn_reads_the_stored_answer_stripped(
     """The server streams " Das" (SentencePiece's leading space); the next prompt has the trained format's one
     space (EM German `ASSISTANT: Das …</s>USER:`), newline (IGEL) or none (ChatML) before it."""
     from components.api.common import answer_stream
-    from components.core.prompts import Turn
+    from components.vocabulary.prompts import Turn
 
     standin, playground = tgi_playground
     standin.config.reply = " Das Buch hat 150.000 Wörter. \n"

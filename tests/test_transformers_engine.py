@@ -14,16 +14,9 @@ from typing import Any
 import pytest
 
 from components.engines import transformers_engine as te
-from components.engines.base import (
-    Failed,
-    Finished,
-    GenerationRequest,
-    SamplingSettings,
-    Status,
-    TextDelta,
-)
 from components.engines.model_cache import ModelCache
 from components.engines.transformers_engine import TokenFeed, TransformersEngine, unload_model
+from components.vocabulary.generation import Failed, Finished, GenerationRequest, SamplingSettings, Status, TextDelta
 from tests.tiny_models import build_tiny_llama, chatml, local_model_ref, tiny_model_ref
 
 PROMPT = chatml("Du bist ein hilfreicher Assistent.", "Wie viele Wörter hat das Buch?")
@@ -863,8 +856,8 @@ def tiny_bloom() -> Any:
 def test_path_is_chosen_at_load_time(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForCausalLM
 
-    from components.core.catalog import QuantKind
     from components.engines import transformers_batching as tb
+    from components.vocabulary.catalog import QuantKind
 
     llama = AutoModelForCausalLM.from_pretrained(tiny_dir)
     monkeypatch.delenv("PLAYGROUND_TRANSFORMERS_BATCHING", raising=False)

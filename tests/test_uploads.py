@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from components.core.messages import MESSAGES, t
 from components.serving import uploads
 from components.serving.limits import RateLimitError
 from components.serving.uploads import UploadBudget, UploadFolder, UploadGuardMiddleware, parse_upload_budget
+from components.vocabulary.messages import MESSAGES, t
 from tests.app_server import RunningApp, running_app
 
 UPLOAD_VARS = ("PLAYGROUND_UPLOAD_BUDGET", "PLAYGROUND_UPLOAD_TOTAL_MB", "PLAYGROUND_PUBLIC", "SPACE_ID")

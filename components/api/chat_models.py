@@ -9,10 +9,11 @@ import gradio as gr
 
 from components.api.common import answer_stream, api_language, checking, refused
 from components.core import availability
-from components.core.messages import t
 from components.core.service import Playground
-from components.core.validation import InputError, parse_history, settings_kwargs
+from components.core.validation import parse_history, settings_kwargs
 from components.serving.limits import check_rate
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
 
 
 def register(playground: Playground) -> None:

@@ -9,11 +9,10 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import normalize_language, t
 from components.core.service import Playground, Prepared
 from components.core.streaming import batched
-from components.core.validation import InputError
-from components.engines.base import Failed, Finished, PromptSent, TextDelta
+from components.vocabulary.generation import Failed, Finished, InputError, PromptSent, TextDelta
+from components.vocabulary.messages import normalize_language, t
 
 log = logging.getLogger("playground.api")
 

@@ -9,11 +9,12 @@ from typing import Any
 import gradio as gr
 
 from components.api.common import checking
-from components.core.messages import t
 from components.core.service import Playground
-from components.core.validation import InputError, check_message
+from components.core.validation import check_message
 from components.features.compare import MAX_PANES, PaneSpec, catalog_ids, new_round, prepare_panes, stream_round
 from components.serving.limits import check_rate
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
 
 
 def pane_payload(pane: Any) -> dict[str, Any]:

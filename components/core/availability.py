@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.core.catalog import Endpoint, ModelRef, QuantKind
 from components.engines import disk
 from components.engines.hub import cached_file, hub_offline
 from components.engines.model_cache import default_budget_gb
 from components.engines.offline_model import packaged_gguf, requirement_for
 from components.engines.remote import endpoint_name
 from components.engines.transformers_engine import missing_packages
+from components.vocabulary.catalog import Endpoint, ModelRef, QuantKind
 
 GPU_KINDS = {QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq}
 KIND_NAMES = {

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
-from components.core.validation import InputError
+from components.vocabulary.generation import InputError
 
 #: JSON nesting (objects and lists) a schema may have; a schema level is about two JSON levels.
 MAX_DEPTH = 48

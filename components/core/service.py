@@ -9,28 +9,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.core import availability
-from components.core.catalog import Catalog, ModelRef, QuantKind
-from components.core.logging_setup import record_conversation
-from components.core.markers import check_prompt_parts
-from components.core.messages import t
-from components.core.prompts import Turn, get_format
-from components.core.validation import (
-    InputError,
-    build_settings,
-    check_message,
-    check_system_prompt,
-    clean_text,
-)
-from components.engines.base import (
-    Engine,
+from components.core.validation import build_settings, check_message, check_system_prompt, clean_text
+from components.engines.base import Engine
+from components.logs.logging_setup import record_conversation
+from components.vocabulary.catalog import Catalog, ModelRef, QuantKind
+from components.vocabulary.generation import (
     Event,
     Failed,
     Finished,
     GenerationRequest,
+    InputError,
     PromptSent,
     Status,
     TextDelta,
 )
+from components.vocabulary.markers import check_prompt_parts
+from components.vocabulary.messages import t
+from components.vocabulary.prompts import Turn, get_format
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +181,7 @@ class Playground:
         fmt = get_format(family.prompt_format)
         system = check_system_prompt(system_prompt, family.system_prompt)
         turns = history_turns(history)
-        # user text never becomes the format's control markup (components/core/markers.py)
+        # user text never becomes the format's control markup (components/vocabulary/markers.py)
         check_prompt_parts(fmt.name, text, system, turns)
         sampling = build_settings(family, fmt.stop, **settings)
         raw = fmt.render(system, turns, text)

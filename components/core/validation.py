@@ -8,18 +8,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from components.core.catalog import Family
-from components.core.prompts import Turn
-from components.engines.base import SamplingSettings
-
-
-class InputError(Exception):
-    """Refused input, with a message key of components/core/messages.py and its placeholders."""
-
-    def __init__(self, key: str, **params: Any) -> None:
-        super().__init__(f"{key}: {params}")
-        self.key = key
-        self.params = params
+from components.vocabulary.catalog import Family
+from components.vocabulary.generation import InputError, SamplingSettings
+from components.vocabulary.prompts import Turn
 
 
 def env_int(name: str, default: int) -> int:

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from components.core.output_capture import MAX_LINE_BYTES, log_native_line
+from components.logs.output_capture import MAX_LINE_BYTES, log_native_line
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from components.core.catalog import QuantKind
-from components.engines.base import SamplingSettings
+from components.vocabulary.catalog import QuantKind
+from components.vocabulary.generation import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def batch_size() -> int:
 
 @dataclass(frozen=True)
 class PathChoice:
-    """Which path a loaded model uses and why (`reason` is a message key of components/core/messages.py)."""
+    """Which path a loaded model uses and why (`reason` is a message key of components/vocabulary/messages.py)."""
 
     batching: bool
     reason: str

@@ -20,21 +20,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from components.core.catalog import ModelRef, Quantization, QuantKind
 from components.engines import disk, hub, json_constraint
 from components.engines import transformers_batching as batching
-from components.engines.base import (
-    Engine,
+from components.engines.base import Engine, check_context
+from components.engines.hub import hub_offline
+from components.engines.model_cache import Loaded, ModelCache, progress_while
+from components.vocabulary.catalog import ModelRef, Quantization, QuantKind
+from components.vocabulary.generation import (
     EngineDone,
     EngineError,
     GenerationRequest,
     SamplingSettings,
     Status,
     TextDelta,
-    check_context,
 )
-from components.engines.hub import hub_offline
-from components.engines.model_cache import Loaded, ModelCache, progress_while
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.core.catalog import Catalog
-from components.core.messages import in_every_language, number, t
-from components.core.prompts import Turn
 from components.core.service import Playground, Prepared, decimal, format_stats
-from components.core.validation import LIMITS, InputError, check_message
-from components.engines.base import Failed, Finished, Status, TextDelta
+from components.core.validation import LIMITS, check_message
 from components.features import ratings
 from components.features.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
+from components.vocabulary.catalog import Catalog
+from components.vocabulary.generation import Failed, Finished, InputError, Status, TextDelta
+from components.vocabulary.messages import in_every_language, number, t
+from components.vocabulary.prompts import Turn
 
 try:
     import fcntl

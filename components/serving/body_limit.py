@@ -14,8 +14,8 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from components.core.messages import normalize_language, t
 from components.core.validation import env_int
+from components.vocabulary.messages import normalize_language, t
 
 log = logging.getLogger("playground.requests")
 

@@ -17,8 +17,8 @@ import logging
 import os
 from typing import Any
 
-from components.core.catalog import Catalog, Endpoint, Quantization, QuantKind
 from components.engines.remote import SIDE_TIMEOUT_S, endpoint_name, redact_url
+from components.vocabulary.catalog import Catalog, Endpoint, Quantization, QuantKind
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.core.messages import normalize_language, t
 from components.engines import disk
 from components.serving.limits import VisitorSlots, public_profile, visitor_concurrency, visitor_key
+from components.vocabulary.messages import normalize_language, t
 
 log = logging.getLogger(__name__)
 

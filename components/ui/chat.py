@@ -10,13 +10,10 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import in_every_language, normalize_language, shown_in, t
-from components.core.prompts import Turn
 from components.core.saved_chat import pack, unpack
 from components.core.service import Playground, format_stats, prompt_shown
 from components.core.streaming import batched
-from components.core.validation import SETTING_NAMES, InputError, settings_kwargs
-from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
+from components.core.validation import SETTING_NAMES, settings_kwargs
 from components.serving.limits import check_rate
 from components.ui.common import (
     CancelFlags,
@@ -44,6 +41,9 @@ from components.ui.common import (
     warn,
     wire_settings_reset,
 )
+from components.vocabulary.generation import Failed, Finished, InputError, PromptSent, Status, TextDelta
+from components.vocabulary.messages import in_every_language, normalize_language, shown_in, t
+from components.vocabulary.prompts import Turn
 
 log = logging.getLogger(__name__)
 

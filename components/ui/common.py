@@ -14,11 +14,11 @@ from typing import Any
 import gradio as gr
 
 from components.core import availability
-from components.core.catalog import Family, ModelRef
-from components.core.messages import t
 from components.core.service import Playground, format_stats, prompt_shown
 from components.core.validation import LIMITS, RANGES
-from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
+from components.vocabulary.catalog import Family, ModelRef
+from components.vocabulary.generation import Failed, Finished, PromptSent, Status, TextDelta
+from components.vocabulary.messages import t
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +341,7 @@ class SettingsControls:
 
 def settings_values(family: Family) -> list[Any]:
     """The family's recommended values for the settings controls, in SettingsControls.inputs order."""
-    from components.engines.base import SamplingSettings
+    from components.vocabulary.generation import SamplingSettings
 
     d = SamplingSettings()
     s = family.settings

@@ -16,9 +16,8 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import t
 from components.core.service import Playground
-from components.core.validation import RANGES, InputError, check_message, settings_kwargs
+from components.core.validation import RANGES, check_message, settings_kwargs
 from components.features.compare import (
     LETTERS,
     MAX_PANES,
@@ -70,6 +69,8 @@ from components.ui.common import (
     variant_picked,
     warn,
 )
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
 
 log = logging.getLogger(__name__)
 

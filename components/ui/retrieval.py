@@ -11,10 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import Msg, t
 from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import InputError, settings_kwargs
+from components.core.validation import settings_kwargs
 from components.features.retrieval import (
     CARD_QUESTION,
     CARD_SOURCE_TEXT,
@@ -52,6 +51,8 @@ from components.ui.common import (
     warn,
     wire_pickers,
 )
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import Msg, t
 
 log = logging.getLogger(__name__)
 

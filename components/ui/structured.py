@@ -10,10 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import t
 from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import InputError, settings_kwargs
+from components.core.validation import settings_kwargs
 from components.features.structured import (
     EXAMPLE_TEXT,
     AnswerCheck,
@@ -43,6 +42,8 @@ from components.ui.common import (
     warn,
     wire_pickers,
 )
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
 
 log = logging.getLogger(__name__)
 

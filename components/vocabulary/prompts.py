@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,13 +15,23 @@ class Turn:
     assistant: str
 
 
+#: special-token shapes `<|…|>` and Llama's `<s>`, `</s>`: markers of every format (every family here runs on a
+#: Llama, Mistral or BLOOM tokenizer); the search itself is in components/vocabulary/markers.py
+SPECIAL_MARKERS = (re.compile(r"<\s*\|[^|<>\n]{0,40}\|\s*>"), re.compile(r"<\s*/?\s*s\s*>"))
+
+
 @dataclass(frozen=True)
 class PromptFormat:
-    """A family's prompt convention. `render` gives the byte-exact raw prompt."""
+    """A family's prompt convention. `render` gives the byte-exact raw prompt; `markers` find the format's own
+    control markup in visitors' text, `label` names the format on the page, `stop` ends an answer at the next
+    turn; `server_template`: a server's own chat template may render it (OpenAI-compatible servers' chat mode)."""
 
     name: str
+    label: str
     stop: tuple[str, ...]
     source: str
+    markers: tuple[re.Pattern[str], ...] = SPECIAL_MARKERS
+    server_template: bool = False
 
     def render(self, system: str, history: Sequence[Turn], message: str) -> str:
         raise NotImplementedError
@@ -88,9 +99,29 @@ class ChatMLFormat(PromptFormat):
 
 
 PROMPT_FORMATS: dict[str, PromptFormat] = {
-    "igel": IgelFormat(name="igel", stop=("### Anweisung:",), source="000 IGEL card"),
-    "em_german": EmGermanFormat(name="em_german", stop=("USER:",), source="001 EM German card"),
-    "chatml": ChatMLFormat(name="chatml", stop=("<|im_end|>", "<|im_start|>"), source="003 LeoLM chat card"),
+    "igel": IgelFormat(
+        name="igel",
+        label="IGEL",
+        stop=("### Anweisung:",),
+        source="000 IGEL card",
+        # `### Anweisung` and `### Antwort`, any case, two or more `#`
+        markers=(re.compile(r"#{2,}\s*(?:anweisung|antwort)\b", re.IGNORECASE), *SPECIAL_MARKERS),
+    ),
+    "em_german": EmGermanFormat(
+        name="em_german",
+        label="EM German",
+        stop=("USER:",),
+        source="001 EM German card",
+        # upper case, as the format writes them; spaces before the colon too
+        markers=(re.compile(r"\b(?:USER|ASSISTANT)\s*:"), *SPECIAL_MARKERS),
+    ),
+    "chatml": ChatMLFormat(
+        name="chatml",
+        label="ChatML",
+        stop=("<|im_end|>", "<|im_start|>"),
+        source="003 LeoLM chat card",
+        server_template=True,
+    ),
 }
 
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from components.engines.base import Event, Failed, Finished, GenerationRequest, TextDelta
+from components.vocabulary.generation import Event, Failed, Finished, GenerationRequest, TextDelta
 
 #: environment variables whose values are secrets wherever they turn up
 SECRET_ENV_VARS: tuple[str, ...] = ("HF_TOKEN", "TGI_TOKEN", "OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN")
