@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from components.engines.model_cache import ModelCache  # noqa: E402
 from components.engines.transformers_engine import TransformersEngine, unload_model  # noqa: E402
-from components.vocabulary.generation import Finished, GenerationRequest, SamplingSettings, TextDelta  # noqa: E402
+from components.vocabulary.generation import Finished, GenerationRequest, TextDelta  # noqa: E402
+from components.vocabulary.settings import SamplingSettings  # noqa: E402
 from tests.tiny_models import IM_END, build_tiny_llama, chatml, local_model_ref, make_readable  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"

@@ -271,7 +271,8 @@ def test_a_schema_for_a_local_engine_is_compiled_in_the_worker_first(
     from components.core.service import Prepared
     from components.engines import grammar_worker as module
     from components.features.structured import check_compiles
-    from components.vocabulary.generation import GenerationRequest, SamplingSettings
+    from components.vocabulary.generation import GenerationRequest
+    from components.vocabulary.settings import SamplingSettings
 
     worker = GrammarWorker(timeout=1.0)
     monkeypatch.setattr(module, "_worker", worker)

@@ -23,15 +23,8 @@ from components.logs.logging_setup import (
     redact,
     setup_logging,
 )
-from components.vocabulary.generation import (
-    Event,
-    Failed,
-    Finished,
-    GenerationRequest,
-    GenerationStats,
-    SamplingSettings,
-    TextDelta,
-)
+from components.vocabulary.generation import Event, Failed, Finished, GenerationRequest, GenerationStats, TextDelta
+from components.vocabulary.settings import SamplingSettings
 
 SECRET = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345"
 TGI_SECRET = "tgi-secret-value-4711"

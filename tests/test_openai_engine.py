@@ -14,17 +14,10 @@ import pytest
 
 from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
 from components.vocabulary.catalog import Endpoint, ModelRef, Quantization
-from components.vocabulary.generation import (
-    Event,
-    Failed,
-    Finished,
-    GenerationRequest,
-    PromptSent,
-    SamplingSettings,
-    TextDelta,
-)
+from components.vocabulary.generation import Event, Failed, Finished, GenerationRequest, PromptSent, TextDelta
 from components.vocabulary.messages import MESSAGES, number, t
 from components.vocabulary.prompts import get_format
+from components.vocabulary.settings import SamplingSettings
 from tests.conftest import free_port
 from tests.llama_server import greedy_completion, offline_gguf, running_llama_server, xllamacpp_installed
 from tests.tgi_standin import Standin, StandinServer

@@ -330,7 +330,7 @@ def test_settings_round_trip_as_the_controls_show_them() -> None:
 def test_an_edited_setting_is_left_out_and_the_others_kept(name: str, bad: Any) -> None:
     """A setting that would be refused in a request is not restored (the family's recommendation takes its
     place); the other settings and the conversation stay."""
-    from components.core.validation import SETTING_NAMES
+    from components.vocabulary.settings import SETTING_NAMES
 
     good = unpack(pack([entry()], "m/q", "", SETTINGS_SHOWN)).settings
     value = pack([entry()], "m/q", "", SETTINGS_SHOWN)

@@ -14,16 +14,9 @@ import pytest
 from components.engines.remote import Stopped, StopTrimmer, Watchdog, redact_url, remote_timeout_s
 from components.engines.tgi import TgiEngine, tgi_parameters
 from components.vocabulary.catalog import Endpoint, ModelRef
-from components.vocabulary.generation import (
-    EngineError,
-    Event,
-    Failed,
-    Finished,
-    GenerationRequest,
-    SamplingSettings,
-    TextDelta,
-)
+from components.vocabulary.generation import EngineError, Event, Failed, Finished, GenerationRequest, TextDelta
 from components.vocabulary.messages import MESSAGES, t
+from components.vocabulary.settings import SamplingSettings
 from tests.conftest import free_port
 from tests.tgi_standin import Disconnect, Standin, StandinServer, tokenize
 

@@ -16,7 +16,8 @@ import pytest
 from components.engines import transformers_engine as te
 from components.engines.model_cache import ModelCache
 from components.engines.transformers_engine import TokenFeed, TransformersEngine, unload_model
-from components.vocabulary.generation import Failed, Finished, GenerationRequest, SamplingSettings, Status, TextDelta
+from components.vocabulary.generation import Failed, Finished, GenerationRequest, Status, TextDelta
+from components.vocabulary.settings import SamplingSettings
 from tests.tiny_models import build_tiny_llama, chatml, local_model_ref, tiny_model_ref
 
 PROMPT = chatml("Du bist ein hilfreicher Assistent.", "Wie viele Wörter hat das Buch?")

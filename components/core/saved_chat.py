@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.validation import LIMITS, SETTING_NAMES, check_setting, clean_text, parse_stop
+from components.core.validation import LIMITS, check_setting, clean_text, parse_stop
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import LANGUAGES
+from components.vocabulary.settings import SETTING_NAMES
 
 #: version of the stored shape; a stored value of another version is dropped
 VERSION = 1

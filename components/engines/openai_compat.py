@@ -74,16 +74,9 @@ from components.engines.remote import (
     remote_timeout_s,
 )
 from components.vocabulary.catalog import Endpoint, ModelRef
-from components.vocabulary.generation import (
-    EngineDone,
-    EngineError,
-    GenerationRequest,
-    PromptSent,
-    SamplingSettings,
-    Status,
-    TextDelta,
-)
+from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, PromptSent, Status, TextDelta
 from components.vocabulary.prompts import get_format
+from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 

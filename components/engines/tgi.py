@@ -51,14 +51,8 @@ from components.engines.remote import (
     scrub,
 )
 from components.vocabulary.catalog import Endpoint, ModelRef
-from components.vocabulary.generation import (
-    EngineDone,
-    EngineError,
-    GenerationRequest,
-    SamplingSettings,
-    Status,
-    TextDelta,
-)
+from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
+from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from components.vocabulary.catalog import QuantKind
-from components.vocabulary.generation import SamplingSettings
+from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 

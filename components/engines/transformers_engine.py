@@ -26,14 +26,8 @@ from components.engines.base import Engine, check_context
 from components.engines.hub import hub_offline
 from components.engines.model_cache import Loaded, ModelCache, progress_while
 from components.vocabulary.catalog import ModelRef, Quantization, QuantKind
-from components.vocabulary.generation import (
-    EngineDone,
-    EngineError,
-    GenerationRequest,
-    SamplingSettings,
-    Status,
-    TextDelta,
-)
+from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
+from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from components.vocabulary.catalog import Catalog
 from components.vocabulary.generation import Failed, Finished, InputError, Status, TextDelta
 from components.vocabulary.messages import in_every_language, number, t
 from components.vocabulary.prompts import Turn
+from components.vocabulary.settings import SETTING_NAMES
 
 try:
     import fcntl
@@ -44,8 +45,6 @@ CANCEL_POLL_S = 0.05
 STOP_GRACE_S = 3.0
 TIE = "tie"
 DEFAULT_VOTES_FILE = "data/votes.jsonl"
-#: Names of the settings a request carries, in the order reports show them.
-SETTING_NAMES = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed", "stop")
 #: Message keys of settings whose page label is too long (or means something else) for a table row.
 SETTING_LABELS = {"seed": "export_seed", "stop": "export_stop"}
 
@@ -270,7 +269,7 @@ def new_round(
             pane.done = True
         else:
             request = prep.request
-            settings = asdict(request.settings)
+            settings = request.settings.model_dump()
             settings["stop"] = list(settings["stop"])
             pane.settings = settings
             pane.raw_prompt = prep.raw_prompt

@@ -13,7 +13,6 @@ import gradio as gr
 from components.core.saved_chat import pack, unpack
 from components.core.service import Playground, format_stats, prompt_shown
 from components.core.streaming import batched
-from components.core.validation import SETTING_NAMES, settings_kwargs
 from components.serving.limits import check_rate
 from components.ui.common import (
     CancelFlags,
@@ -44,6 +43,7 @@ from components.ui.common import (
 from components.vocabulary.generation import Failed, Finished, InputError, PromptSent, Status, TextDelta
 from components.vocabulary.messages import in_every_language, normalize_language, shown_in, t
 from components.vocabulary.prompts import Turn
+from components.vocabulary.settings import SETTING_NAMES, settings_by_name
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +433,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         lang: str,
         *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(*sampling)
+        args = settings_by_name(sampling)
         model_id = picked_id(variant_id, quant_id)
         async for update in _answer(playground, flags, text, conv or [], model_id, sys_prompt, lang, args, request):
             yield update
@@ -453,7 +453,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
             yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
             return
         last = conv[-1]
-        args = settings_kwargs(*sampling)
+        args = settings_by_name(sampling)
         model_id = picked_id(variant_id, quant_id)
         async for update in _answer(
             playground, flags, last["user"], conv[:-1], model_id, sys_prompt, lang, args, request

@@ -13,7 +13,6 @@ import gradio as gr
 
 from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import settings_kwargs
 from components.features.retrieval import (
     CARD_QUESTION,
     CARD_SOURCE_TEXT,
@@ -53,6 +52,7 @@ from components.ui.common import (
 )
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import Msg, t
+from components.vocabulary.settings import settings_by_name
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +418,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         lang: str,
         *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(*sampling)
+        args = settings_by_name(sampling)
         chosen = sources_from_state(items or [])
         try:
             check_rate(request)

@@ -12,7 +12,6 @@ import gradio as gr
 
 from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import settings_kwargs
 from components.features.structured import (
     EXAMPLE_TEXT,
     AnswerCheck,
@@ -44,6 +43,7 @@ from components.ui.common import (
 )
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import t
+from components.vocabulary.settings import settings_by_name
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         lang: str,
         *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(*sampling)
+        args = settings_by_name(sampling)
         try:
             check_rate(request)
             prepared, checked = await asyncio.to_thread(

@@ -1,4 +1,4 @@
-"""What a request is and what comes back: sampling settings, the generation request, the stream's events, refusals."""
+"""What a request is and what comes back: the generation request, the stream's events, refusals."""
 
 from __future__ import annotations
 
@@ -7,19 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.vocabulary.catalog import ModelRef
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Validated sampling settings (see components/core/validation.py for ranges)."""
-
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 40
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.1
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
+from components.vocabulary.settings import SamplingSettings
 
 
 @dataclass
