@@ -159,12 +159,15 @@ async def test_forced_chat_mode_shows_what_the_server_rendered(
     _, events = await collect(engine, request)
     (sent,) = [e for e in events if isinstance(e, PromptSent)]
     assert sent.prompt is None and sent.note == "note_server_template"
-    # what the tabs show then: the card's prompt and the note (components/core/service.py prompt_shown)
-    from components.core.service import prompt_shown
+    # what the tabs show then: the card's prompt and the note (components/vocabulary/answer.py Answer.prompt_shown)
+    from components.vocabulary.answer import Answer
 
-    shown = prompt_shown(sent, request.prompt, "de")
+    answer = Answer()
+    answer.add(sent)
+    shown = answer.prompt_shown(request.prompt, "de") or ""
     assert shown.startswith(request.prompt) and t("note_server_template", "de", **sent.params) in shown
-    assert prompt_shown(PromptSent("SERVER"), request.prompt, "de") == "SERVER"
+    answer.add(PromptSent("SERVER"))
+    assert answer.prompt_shown(request.prompt, "de") == "SERVER"
     assert "Chat" in t("note_server_template", "de", endpoint="X") and MESSAGES["note_server_template"]["en"]
 
 

@@ -229,11 +229,13 @@ def test_restore_of_nothing_changes_nothing(restore: Any, value: Any) -> None:
 def failed_entry(lang: str) -> dict[str, Any]:
     """A chat entry as the chat tab writes it when the server could not be reached, on a page in `lang`."""
     from components.ui.chat import _apply
+    from components.vocabulary.answer import Answer
     from components.vocabulary.generation import Failed
 
     item: dict[str, Any] = {"user": "Hallo?", "assistant": "", "model": "em-german-leo-mistral/tgi"}
-    _, ended = _apply(item, [Failed("err_remote_unreachable", {"endpoint": "TGI_URL"})], False, None, lang)
-    assert ended
+    answer = Answer()
+    _apply(item, answer, [Failed("err_remote_unreachable", {"endpoint": "TGI_URL"})], False, None, lang)
+    assert answer.done
     return item
 
 

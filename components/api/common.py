@@ -14,7 +14,8 @@ import gradio as gr
 
 from components.core.service import Playground, Prepared
 from components.core.streaming import batched
-from components.vocabulary.generation import Failed, Finished, InputError, PromptSent, TextDelta
+from components.vocabulary.answer import Answer
+from components.vocabulary.generation import InputError
 from components.vocabulary.messages import normalize_language, t
 from components.vocabulary.settings import SETTING_NAMES, SamplingSettings
 
@@ -95,24 +96,19 @@ async def answer_stream(
     """The answer so far, once per batch of events, for the streaming API endpoints; puts `stats` and, on
     failure, `error` (in `language`) and `error_code` into `info` as they arrive. Where a server built the
     prompt (chat mode), `prompt` becomes the server's rendering, or `prompt_note` says it cannot be shown."""
-    text = ""
+    answer = Answer()
     async for batch in batched(playground.stream(prepared)):
-        for event in batch:
-            if isinstance(event, TextDelta):
-                text += event.text
-            elif isinstance(event, PromptSent):
-                if event.prompt is not None:
-                    info["prompt"] = event.prompt
-                if event.note:
-                    info["prompt_note"] = t(event.note, language, **event.params)
-            elif isinstance(event, Finished):
-                info["stats"] = event.stats.as_dict()
-            elif isinstance(event, Failed):
-                info["error"] = t(event.key, language, **event.params)
-                info["error_code"] = event.key
-                if event.stats:
-                    info["stats"] = event.stats.as_dict()
-        yield text
+        answer.add_all(batch)
+        if answer.sent is not None and answer.sent.prompt is not None:
+            info["prompt"] = answer.sent.prompt
+        if note := answer.prompt_note(language):
+            info["prompt_note"] = note
+        if answer.failed is not None:
+            info["error"] = answer.error_text(language)
+            info["error_code"] = answer.failed.key
+        if answer.stats:
+            info["stats"] = answer.stats
+        yield answer.text
 
 
 def api_language(value: Any) -> str:

@@ -263,18 +263,6 @@ def format_stats(stats: dict[str, Any] | None, lang: str) -> str:
     )
 
 
-def prompt_shown(event: PromptSent, raw_prompt: str, lang: str) -> str:
-    """The raw prompt to show once a server reports what it built (chat mode on a remote server): its own
-    rendering, else the card's prompt with the note that the server applies its own template."""
-    if event.prompt is not None:
-        return event.prompt
-    return f"{raw_prompt}\n\n⚠️ {t(event.note or '', lang, **event.params)}"
-
-
-def event_message(event: Failed | Status, lang: str) -> str:
-    return t(event.key, lang, **event.params)
-
-
 __all__ = [
     "EngineRegistry",
     "Failed",
@@ -284,7 +272,5 @@ __all__ = [
     "PromptSent",
     "Status",
     "TextDelta",
-    "event_message",
     "format_stats",
-    "prompt_shown",
 ]

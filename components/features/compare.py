@@ -23,8 +23,9 @@ from components.core.service import Playground, Prepared, decimal, format_stats
 from components.core.validation import LIMITS, check_message
 from components.features import ratings
 from components.features.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
+from components.vocabulary.answer import Answer
 from components.vocabulary.catalog import Catalog
-from components.vocabulary.generation import Failed, Finished, InputError, Status, TextDelta
+from components.vocabulary.generation import InputError
 from components.vocabulary.messages import in_every_language, number, t
 from components.vocabulary.prompts import Turn
 from components.vocabulary.settings import SETTING_NAMES
@@ -315,23 +316,20 @@ async def stream_round(
             pane.elapsed_s = round(time.perf_counter() - start, 4)
             round_.finish_order.append(pane.pane)
 
+    answers = {i: Answer() for i in live}
+
     def apply(batch: list[tuple[int, Any]]) -> None:
         for i, event in batch:
-            pane = round_.panes[i]
-            if isinstance(event, TextDelta):
-                pane.text += event.text
-                pane.status = None
-            elif isinstance(event, Status):
-                pane.status = t(event.key, lang, **event.params)
-            elif isinstance(event, Finished):
-                pane.stats = event.stats.as_dict()
-                finish(pane)
-            elif isinstance(event, Failed):
-                pane.error = t(event.key, lang, **event.params)
-                pane.error_key = event.key
-                pane.error_by_lang = in_every_language(event.key, **event.params)
-                if event.stats:
-                    pane.stats = event.stats.as_dict()
+            pane, answer = round_.panes[i], answers[i]
+            answer.add(event)
+            pane.text = answer.text
+            pane.status = answer.status_text(lang)
+            pane.stats = answer.stats
+            if answer.failed is not None:
+                pane.error = answer.error_text(lang)
+                pane.error_key = answer.failed.key
+                pane.error_by_lang = answer.error_by_lang()
+            if answer.done:
                 finish(pane)
 
     merged = merge_streams({i: playground.stream(p) for i, p in live.items()})

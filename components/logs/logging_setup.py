@@ -19,7 +19,8 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from components.vocabulary.generation import Event, Failed, Finished, GenerationRequest, TextDelta
+from components.vocabulary.answer import Answer
+from components.vocabulary.generation import Event, GenerationRequest
 
 #: environment variables whose values are secrets wherever they turn up
 SECRET_ENV_VARS: tuple[str, ...] = ("HF_TOKEN", "TGI_TOKEN", "OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN")
@@ -407,7 +408,7 @@ async def record_conversation(
             await _aclose(events)
         return
     started = time.time()
-    answer: list[str] = []
+    answer = Answer()
     entry: dict[str, Any] = {
         "ts": _dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(timespec="seconds"),
         "source": source,
@@ -420,17 +421,15 @@ async def record_conversation(
     }
     try:
         async for event in events:
-            if isinstance(event, TextDelta):
-                answer.append(event.text)
-            elif isinstance(event, Finished):
-                entry["finish"] = event.stats.finish_reason
-                entry["stats"] = event.stats.as_dict()
-            elif isinstance(event, Failed):
-                entry["finish"] = "error"
-                entry["error"] = {"key": event.key, "params": event.params}
+            answer.add(event)
             yield event
     finally:
-        entry["answer"] = "".join(answer)
+        entry["finish"] = answer.finish_reason
+        if answer.finished and answer.failed is None:
+            entry["stats"] = answer.stats
+        if answer.failed is not None:
+            entry["error"] = {"key": answer.failed.key, "params": answer.failed.params}
+        entry["answer"] = answer.text
         entry["duration_s"] = round(time.time() - started, 3)
         sink.record(entry)
         await _aclose(events)

@@ -14,10 +14,10 @@ from typing import Any
 import gradio as gr
 
 from components.core import availability
-from components.core.service import Playground, format_stats, prompt_shown
+from components.core.service import Playground, format_stats
 from components.core.validation import LIMITS, RANGES
+from components.vocabulary.answer import Answer
 from components.vocabulary.catalog import RECOMMENDED_SETTINGS, Family, ModelRef
-from components.vocabulary.generation import Failed, Finished, PromptSent, Status, TextDelta
 from components.vocabulary.messages import t
 from components.vocabulary.settings import SETTING_NAMES, SamplingSettings
 
@@ -580,26 +580,20 @@ def status_markdown(parts: dict[str, str]) -> str:
     return "\n\n".join(parts[k] for k in order if parts.get(k))
 
 
-def apply_events(batch: list[Any], notes: dict[str, str], raw_prompt: str, lang: str) -> tuple[str, Any]:
-    """One batch of a stream's events applied to a tab's status notes (status, stats, error): returns the text it
-    adds and the raw-prompt view's update (the server's own rendering where it built the prompt)."""
-    added = ""
-    prompt_update: Any = gr.update()
-    for event in batch:
-        if isinstance(event, TextDelta):
-            added += event.text
-            notes.pop("status", None)
-        elif isinstance(event, PromptSent):  # the server built the prompt (chat mode)
-            prompt_update = prompt_shown(event, raw_prompt, lang)
-        elif isinstance(event, Status):
-            notes["status"] = f"*{inert_html(t(event.key, lang, **event.params))}*"
-        elif isinstance(event, Finished):
-            notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
-        elif isinstance(event, Failed):  # its parameters may quote the visitor's input or a server's words
-            notes["error"] = t("err_prefix", lang) + inert_html(t(event.key, lang, **event.params))
-            if event.stats:
-                notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
-    return added, prompt_update
+def apply_events(answer: Answer, batch: list[Any], notes: dict[str, str], raw_prompt: str, lang: str) -> Any:
+    """One batch of a stream's events folded into `answer` and shown in a tab's status notes (status, stats, error):
+    returns the raw-prompt view's update (the server's own rendering where it built the prompt)."""
+    before, sent = len(answer.text), answer.sent
+    answer.add_all(batch)
+    if answer.status is not None:
+        notes["status"] = f"*{inert_html(answer.status_text(lang) or '')}*"
+    elif len(answer.text) > before:
+        notes.pop("status", None)
+    if answer.failed is not None:  # its parameters may quote the visitor's input or a server's words
+        notes["error"] = t("err_prefix", lang) + inert_html(answer.error_text(lang) or "")
+    if answer.stats:
+        notes["stats"] = f"<sub>{format_stats(answer.stats, lang)}</sub>"
+    return answer.prompt_shown(raw_prompt, lang) if answer.sent is not sent else gr.update()
 
 
 def run_with_stop(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], stop: Any) -> None:

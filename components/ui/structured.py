@@ -41,6 +41,7 @@ from components.ui.common import (
     warn,
     wire_pickers,
 )
+from components.vocabulary.answer import Answer
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import t
 from components.vocabulary.settings import settings_by_name
@@ -220,21 +221,20 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         session = session_of(request)
         flag = flags.start(session, STRUCTURED_SLOT)
         prepared.request.cancel = flag
-        answer_text = ""
+        reply = Answer()
         notes: dict[str, str] = {}
         yield ["", None, "", prepared.raw_prompt]
         try:
             async for batch in batched(playground.stream(prepared)):
-                added, prompt_update = apply_events(batch, notes, prepared.raw_prompt, lang)
-                answer_text += added
-                yield [answer_text, gr.update(), status_markdown(notes), prompt_update]
+                prompt_update = apply_events(reply, batch, notes, prepared.raw_prompt, lang)
+                yield [reply.text, gr.update(), status_markdown(notes), prompt_update]
         finally:
             flags.finish(session, STRUCTURED_SLOT, flag)
         notes.pop("status", None)
-        check = check_answer(answer_text, checked, lang)
+        check = check_answer(reply.text, checked, lang)
         notes["verdict"] = verdict_markdown(check, lang)
         shown = "\n\n".join(notes[k] for k in ("verdict", "error", "stats") if notes.get(k))
-        yield [answer_text, check.value if check.parsed else None, shown, gr.update()]
+        yield [reply.text, check.value if check.parsed else None, shown, gr.update()]
 
     inputs = [text, schema, pickers.variant, pickers.quant, system, lang_state, *settings.inputs]
     outputs = [raw, parsed, verdict, raw_prompt]
