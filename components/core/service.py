@@ -11,6 +11,7 @@ from typing import Any
 from components.core import availability
 from components.core.validation import build_settings, check_message, check_system_prompt, clean_text
 from components.engines.base import Engine
+from components.engines.kinds import kind_of
 from components.logs.logging_setup import record_conversation
 from components.vocabulary.catalog import Catalog, ModelRef, QuantKind
 from components.vocabulary.generation import (
@@ -51,24 +52,10 @@ class EngineRegistry:
         return engine
 
     def _create(self, ref: ModelRef) -> Engine:
-        kind = ref.engine_kind
-        hf_token = os.environ.get("HF_TOKEN") or None
-        if kind == "llama_cpp":
-            from components.engines.llama_cpp import LlamaCppEngine
-
-            return LlamaCppEngine(hf_token=hf_token)
-        if kind == "transformers":
-            from components.engines.transformers_engine import TransformersEngine
-
-            return TransformersEngine(hf_token=hf_token)
-        endpoint = self.catalog.endpoints[ref.quant.endpoint or ""]
-        if endpoint.type == "tgi":
-            from components.engines.tgi import TgiEngine
-
-            return TgiEngine(endpoint)
-        from components.engines.openai_compat import OpenAICompatEngine
-
-        return OpenAICompatEngine(endpoint)
+        row = kind_of(ref, self.catalog.endpoints)
+        if row.remote:
+            return row.create(endpoint=self.catalog.endpoints[ref.quant.endpoint or ""])
+        return row.create(hf_token=os.environ.get("HF_TOKEN") or None)
 
     def all(self) -> dict[str, Engine]:
         return dict(self._engines)
