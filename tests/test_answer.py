@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from components.vocabulary.answer import Answer
+from components.vocabulary.answer import Answer, finish_text, stats_line
 from components.vocabulary.generation import Failed, Finished, GenerationStats, PromptSent, Status, TextDelta
 from components.vocabulary.messages import t
 
@@ -61,3 +61,15 @@ def test_no_other_fold_of_the_event_stream() -> None:
             ):
                 folds.append(f"{rel}:{node.lineno}")
     assert folds == []
+
+
+def test_an_unknown_finish_reason_shows_as_the_engine_gave_it() -> None:
+    stats = {"finish_reason": "xyz", "completion_tokens": 3, "ttft_s": 0.1, "tokens_per_s": 1234.5}
+    line = stats_line(stats, "de")
+    assert line.endswith("xyz") and "finish_xyz" not in line
+    assert finish_text("stop", "en") == t("finish_stop", "en") and finish_text(None, "de") == t("finish_unknown", "de")
+
+
+def test_the_stats_line_writes_numbers_as_the_page_language_does() -> None:
+    stats = {"finish_reason": "stop", "completion_tokens": 3, "ttft_s": 0.1, "tokens_per_s": 1234.5}
+    assert "1.234,5" in stats_line(stats, "de") and "1,234.5" in stats_line(stats, "en")

@@ -227,29 +227,6 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def decimal(value: float, lang: str, places: int = 1) -> str:
-    """A number with the page language's decimal mark: 31,7 in German, 31.7 in English."""
-    text = f"{value:.{places}f}"
-    return text.replace(".", ",") if lang == "de" else text
-
-
-def format_stats(stats: dict[str, Any] | None, lang: str) -> str:
-    """The one-line stats under an answer."""
-    if not stats:
-        return ""
-    ttft = stats.get("ttft_s")
-    rate = stats.get("tokens_per_s")
-    reason = stats.get("finish_reason") or "unknown"
-    return t(
-        "stats_line",
-        lang,
-        ttft="–" if ttft is None else f"{ttft * 1000:.0f} ms",
-        rate="–" if rate is None else decimal(rate, lang),
-        tokens=stats.get("completion_tokens", 0),
-        reason=t(f"finish_{reason}", lang) if f"finish_{reason}" else reason,
-    )
-
-
 __all__ = [
     "EngineRegistry",
     "Failed",
@@ -259,5 +236,4 @@ __all__ = [
     "PromptSent",
     "Status",
     "TextDelta",
-    "format_stats",
 ]

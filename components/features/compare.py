@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.core.service import Playground, Prepared, decimal, format_stats
+from components.core.service import Playground, Prepared
 from components.core.validation import LIMITS, check_message
 from components.features import ratings
 from components.features.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
-from components.vocabulary.answer import Answer
+from components.vocabulary.answer import Answer, finish_text, stats_line
 from components.vocabulary.catalog import Catalog
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import in_every_language, number, t
@@ -475,17 +475,14 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
         )
         row(
             t("export_rate", lang),
-            [None if stat(p, "tokens_per_s") is None else decimal(stat(p, "tokens_per_s"), lang) for p in panes],
+            [None if stat(p, "tokens_per_s") is None else number(stat(p, "tokens_per_s"), lang, 1) for p in panes],
         )
         row(t("export_tokens", lang), [stat(p, "completion_tokens") for p in panes])
         row(t("export_prompt_tokens", lang), [stat(p, "prompt_tokens") for p in panes])
         row(t("export_total", lang), [None if p["elapsed_s"] is None else f"{p['elapsed_s']:.2f} s" for p in panes])
         row(
             t("export_finish", lang),
-            [
-                None if stat(p, "finish_reason") is None else t(f"finish_{stat(p, 'finish_reason')}", lang)
-                for p in panes
-            ],
+            [None if stat(p, "finish_reason") is None else finish_text(stat(p, "finish_reason"), lang) for p in panes],
         )
         if any(p["settings"] for p in panes):
             for name in SETTING_NAMES:
@@ -506,7 +503,7 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
                 lines += [f"{t('err_prefix', lang)}{p['error']}", ""]
             lines.append(p["text"] if p["text"] else f"*{t('export_no_answer', lang)}*")
             if p["stats"]:
-                lines += ["", f"<sub>{format_stats(p['stats'], lang)}</sub>"]
+                lines += ["", f"<sub>{stats_line(p['stats'], lang)}</sub>"]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from components.core.saved_chat import pack, unpack
-from components.core.service import Playground, format_stats
+from components.core.service import Playground
 from components.core.streaming import batched
 from components.serving.limits import check_rate
 from components.ui.common import (
@@ -40,7 +40,7 @@ from components.ui.common import (
     warn,
     wire_settings_reset,
 )
-from components.vocabulary.answer import Answer
+from components.vocabulary.answer import Answer, stats_line
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import in_every_language, normalize_language, shown_in, t
 from components.vocabulary.prompts import Turn
@@ -81,7 +81,7 @@ def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]
         stats = c.get("stats")
         # an answer that failed or was stopped before its first token has no figures worth a line ("– · 0 Tokens")
         if stats and (stats.get("completion_tokens") or not (c.get("error") or stats.get("ttft_s") is None)):
-            notes.append(f"<sub>{format_stats(stats, lang)}</sub>")
+            notes.append(f"<sub>{stats_line(stats, lang)}</sub>")
         elif stats and stats.get("finish_reason") == "stopped" and not c.get("error"):
             notes.append(f"*{t('err_stopped_partial', lang)}*")
         if notes:

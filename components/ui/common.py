@@ -14,9 +14,9 @@ from typing import Any
 import gradio as gr
 
 from components.core import availability
-from components.core.service import Playground, format_stats
+from components.core.service import Playground
 from components.core.validation import LIMITS, RANGES
-from components.vocabulary.answer import Answer
+from components.vocabulary.answer import Answer, stats_line
 from components.vocabulary.catalog import RECOMMENDED_SETTINGS, Family, ModelRef
 from components.vocabulary.messages import t
 from components.vocabulary.settings import SETTING_NAMES, SamplingSettings
@@ -592,7 +592,7 @@ def apply_events(answer: Answer, batch: list[Any], notes: dict[str, str], raw_pr
     if answer.failed is not None:  # its parameters may quote the visitor's input or a server's words
         notes["error"] = t("err_prefix", lang) + inert_html(answer.error_text(lang) or "")
     if answer.stats:
-        notes["stats"] = f"<sub>{format_stats(answer.stats, lang)}</sub>"
+        notes["stats"] = f"<sub>{stats_line(answer.stats, lang)}</sub>"
     return answer.prompt_shown(raw_prompt, lang) if answer.sent is not sent else gr.update()
 
 

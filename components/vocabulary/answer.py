@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.vocabulary.generation import Event, Failed, Finished, PromptSent, Status, TextDelta
-from components.vocabulary.messages import in_every_language, t
+from components.vocabulary.messages import MESSAGES, in_every_language, number, t
 
 
 @dataclass
@@ -89,3 +89,25 @@ class Answer:
         if self.sent is None or not self.sent.note:
             return None
         return t(self.sent.note, lang, **self.sent.params)
+
+
+def finish_text(reason: str | None, lang: str) -> str:
+    """Why an answer ended, in words (`finish_…` messages); a reason without a message as the engine gave it."""
+    reason = reason or "unknown"
+    return t(f"finish_{reason}", lang) if f"finish_{reason}" in MESSAGES else reason
+
+
+def stats_line(stats: dict[str, Any] | None, lang: str) -> str:
+    """The one-line stats under an answer (Answer.stats): time to first token, speed, tokens, why it ended."""
+    if not stats:
+        return ""
+    ttft = stats.get("ttft_s")
+    rate = stats.get("tokens_per_s")
+    return t(
+        "stats_line",
+        lang,
+        ttft="–" if ttft is None else f"{ttft * 1000:.0f} ms",
+        rate="–" if rate is None else number(rate, lang, 1),
+        tokens=stats.get("completion_tokens", 0),
+        reason=finish_text(stats.get("finish_reason"), lang),
+    )
