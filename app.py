@@ -22,6 +22,7 @@ from components.core.service import Playground
 from components.logs.logging_setup import setup_logging
 from components.logs.output_capture import capture_output
 from components.serving.body_limit import BodyLimitMiddleware
+from components.serving.endpoints import register_env_endpoints
 from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
 from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
 from components.serving.uploads import UploadGuardMiddleware, upload_budget, upload_total_bytes
@@ -145,12 +146,7 @@ def create_playground() -> Playground:
     except CatalogError as exc:
         print(f"models.yaml is broken, the playground cannot start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    try:
-        from components.serving.endpoints import register_env_endpoints
-    except ImportError:  # remote endpoints are optional at this stage of the build
-        pass
-    else:
-        register_env_endpoints(catalog)
+    register_env_endpoints(catalog)
     return Playground(catalog)
 
 

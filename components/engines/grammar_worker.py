@@ -203,7 +203,7 @@ class GrammarWorker:
         return self._process
 
     def ensure_started(self) -> int:
-        """Starts the child if it is not running (at app start, so the first schema does not wait for it)."""
+        """Starts the child if it is not running; its process id."""
         with self._lock:
             return int(self._running().pid)
 

@@ -768,10 +768,6 @@ class TransformersEngine(Engine):
         item = await self._load(model, lambda status: None)
         return item.value
 
-    async def preload(self, model: ModelRef) -> None:
-        """Loads `model` now. On ZeroGPU call this at start: a worker only knows models loaded before it forked."""
-        await self.loaded(model)
-
     async def tokenizer_for(self, model: ModelRef) -> Any:
         """The tokenizer alone when the model is not loaded: counting tokens must not load gigabytes."""
         if model.id in self.cache:
