@@ -1,5 +1,5 @@
 """Input safety pieces on their own: control markers, the grammar worker's isolation, the request-size cap,
-Gradio's tracebacks in the log (the app-level replay of the issue's probes is tests/test_hostile_input.py)."""
+Gradio's tracebacks in the log (the app-level replay of the probes is tests/test_hostile_input.py)."""
 
 from __future__ import annotations
 

@@ -26,21 +26,9 @@ REPLY = "Berlin ist die Hauptstadt von Deutschland."
 QUESTION = "Was ist die Hauptstadt von Frankreich?"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
-
-
 @pytest.fixture
-def standin(server: StandinServer) -> Standin:
-    server.standin.reset()
-    return server.standin
-
-
-@pytest.fixture
-def endpoint(server: StandinServer, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
-    monkeypatch.setenv("TEST_OAI_URL", server.url)
+def endpoint(tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
+    monkeypatch.setenv("TEST_OAI_URL", tgi_server.url)
     monkeypatch.delenv("TEST_OAI_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_MODE", raising=False)
     monkeypatch.delenv("OPENAI_JSON_FORMAT", raising=False)
@@ -185,9 +173,9 @@ async def test_completions_mode_sends_the_exact_raw_prompt(standin: Standin, end
 
 
 async def test_base_url_with_v1_suffix(
-    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch, catalog: Any
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch, catalog: Any
 ) -> None:
-    monkeypatch.setenv("TEST_OAI_V1", server.url + "/v1/")
+    monkeypatch.setenv("TEST_OAI_V1", tgi_server.url + "/v1/")
     endpoint = Endpoint(id="openai", type="openai", url_env="TEST_OAI_V1")
     text, _ = await collect(OpenAICompatEngine(endpoint), make_request(remote_ref(catalog, "leolm-chat")))
     assert text == REPLY
@@ -204,10 +192,10 @@ async def test_tgi_messages_api_gets_tgis_grammar_form(standin: Standin, endpoin
     assert json.loads(text)["antwort"] == "Berlin"
 
 
-async def test_strict_standin_refuses_openais_response_format(server: StandinServer, standin: Standin) -> None:
+async def test_strict_standin_refuses_openais_response_format(tgi_server: StandinServer, standin: Standin) -> None:
     schema = {"type": "object", "properties": {"antwort": {"type": "string"}}}
     messages = [{"role": "user", "content": "Hallo"}]
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    async with httpx.AsyncClient(base_url=tgi_server.url) as http:
         for form in (
             {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
             {"type": "json_object", "schema": schema},
@@ -251,14 +239,14 @@ async def test_tgi_refuses_a_schema_without_properties_before_sending(
 
 
 async def test_tgi_completions_special_token_text_stays_out_of_the_answer(
-    standin: Standin, endpoint: Endpoint, server: StandinServer, catalog: Any
+    standin: Standin, endpoint: Endpoint, tgi_server: StandinServer, catalog: Any
 ) -> None:
     request = make_request(remote_ref(catalog, "em-german"))
     text, events = await collect(OpenAICompatEngine(endpoint), request)
     assert text == REPLY and "</s>" not in text
     assert isinstance(events[-1], Finished) and events[-1].stats.finish_reason == "eos_token"
     # the stand-in, like TGI, sends the end-of-sequence token's text in the last chunk
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    async with httpx.AsyncClient(base_url=tgi_server.url) as http:
         raw = await http.post("/v1/completions", json={"prompt": request.prompt, "stream": True})
     last = json.loads(raw.text.split("\n\n")[-3][6:])
     assert last["choices"][0] == {"index": 0, "text": "</s>", "logprobs": None, "finish_reason": "eos_token"}
@@ -533,7 +521,7 @@ async def test_llama_server_health(llama_endpoint: Endpoint) -> None:
 
 
 async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
-    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/chat's and /structured's info["prompt"]: the server's rendering in chat mode, else a note next to ours."""
     from components.api.common import answer_stream
@@ -541,7 +529,7 @@ async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
     from components.serving.endpoints import register_env_endpoints
     from components.vocabulary.catalog import load_catalog
 
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", tgi_server.url + "/v1")
     monkeypatch.setenv("OPENAI_API_MODE", "chat")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "TGI_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -559,7 +547,7 @@ async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
 
 
 async def test_structured_on_leolm_through_tgis_messages_api(
-    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/structured's path on LeoLM with OPENAI_BASE_URL at TGI: chat (TGI's ChatML template renders the card's
     prompt), response_format in TGI's grammar form, accepted, and the answer validates against the card's schema."""
@@ -575,7 +563,7 @@ async def test_structured_on_leolm_through_tgis_messages_api(
     from components.serving.endpoints import register_env_endpoints
     from components.vocabulary.catalog import load_catalog
 
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", tgi_server.url + "/v1")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
         monkeypatch.delenv(name, raising=False)
     standin.config.json_reply = json.dumps(EXAMPLE_CARD_OUTPUT, ensure_ascii=False)

@@ -1,4 +1,4 @@
-"""The public-Space profile (components/serving/launch.py, components/serving/limits.py), replaying issue 12's probes.
+"""The public-Space profile (components/serving/launch.py, components/serving/limits.py), replaying hostile probes.
 
 Fast tests check the pieces (who counts as a visitor, the caps, the ASGI middleware, the temporary folder,
 the session store); slow ones run the real app (`python app.py`) against the TGI stand-in, a recording

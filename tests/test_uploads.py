@@ -1,5 +1,5 @@
 """Uploads within bounds (components/serving/uploads.py): a per-visitor budget of files and bytes per time window and a
-total cap on the upload folder, replaying the issue's probe (one address kept 229 MB of uploads in 0.8 s).
+total cap on the upload folder, replaying a hostile probe (one address kept 229 MB of uploads in 0.8 s).
 
 Fast tests drive the middleware in front of a small stand-in of Gradio's upload route; slow ones the real app.
 """

@@ -1,4 +1,4 @@
-"""Issue 13's demo details that the page's configuration shows without a browser: pickers that never answer in
+"""Details of the page's controls that its configuration shows without a browser: pickers that never answer in
 Gradio's English, max-new-tokens sliders that stop short of the context, idle buttons that look idle."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def test_stop_buttons_look_idle_before_anything_runs(demo: Any, elem_id: str) ->
     assert blocks_by_id(demo)[elem_id].interactive is False
 
 
-# ---- issue 13, point 9: a refused new source is named as what it is, not by a number it never got ------------
+# ---- a refused new source is named as what it is, not by a number it never got ------------
 def _refusals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     from components.ui import retrieval as page
 
