@@ -40,6 +40,14 @@ def catalog():
 
 
 @pytest.fixture(scope="module")
+def demo() -> Any:
+    """The whole page as `python app.py` builds it (catalog from the environment), not launched."""
+    import app
+
+    return app.build_app(app.create_playground())
+
+
+@pytest.fixture(scope="module")
 def tgi_server() -> Iterator[Any]:
     """The TGI stand-in on loopback (tests/tgi_standin.py), one per test module."""
     from tests.tgi_standin import StandinServer

@@ -13,11 +13,8 @@ from components.vocabulary.settings import NUMBER_SETTINGS, SETTING_NAMES, Sampl
 
 
 @pytest.fixture(scope="module")
-def api_info(catalog: Any) -> dict[str, Any]:
-    import app
-    from components.core.service import Playground
-
-    return app.build_app(Playground(catalog)).get_api_info()["named_endpoints"]
+def api_info(demo: Any) -> dict[str, Any]:
+    return demo.get_api_info()["named_endpoints"]
 
 
 @pytest.mark.parametrize(
