@@ -121,8 +121,8 @@ def resolve_annotations(demo: gr.Blocks) -> int:
 def guard_picker(fn: Any, outputs: list[Any]) -> Any:
     """A picker event that leaves the page as it is for a family or variant id the catalog does not know.
 
-    Only a hand-made call sends one (the page offers known ids only): `/on_family` without arguments
-    used to end in `KeyError: None` and a traceback in the log. The wrapper keeps `fn`'s signature.
+    Only a hand-made call sends one (the page offers known ids only): `/on_family` without arguments would
+    end in `KeyError: None` and a traceback in the log. The wrapper keeps `fn`'s signature.
     """
     import functools
 
