@@ -4,15 +4,20 @@ is tests/test_hostile_stalls.py)."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import sys
 import time
+from typing import Any
 
 import pytest
 
 from components.core import markers
 from components.core.markers import find_marker
+from components.core.messages import t
+from components.core.validation import InputError
+from components.features.structured import MAX_ANSWER_CHARS, check_answer, parse_schema
 
 #: what the marker patterns were on Python's `re` (the reference for their meaning); EM German's without the
 #: word boundary in front, which let `xUSER:` through
@@ -91,3 +96,158 @@ def test_the_whitespace_and_word_classes_are_pythons() -> None:
     # Cn; clean_text drops them before any marker search) may be letters to RE2
     assert python_words <= re2_words
     assert {unicodedata.category(c) for c in re2_words - python_words} <= {"Cn"}
+
+
+# ---- schema patterns and the answer check ----------------------------------------------------------------
+#: the issue's probe: the answer is forced into the second branch, the first backtracks on it (8.5 s at 27 letters)
+REDOS = {
+    "type": "object",
+    "properties": {"a": {"type": "string", "anyOf": [{"pattern": "^(\\w+\\s?)*$"}, {"pattern": "^[a-z]{27}!$"}]}},
+    "required": ["a"],
+}
+REDOS_ANSWER = json.dumps({"a": "a" * 27 + "!"})
+
+
+def test_a_backtracking_pattern_checks_an_answer_in_linear_time() -> None:
+    schema = parse_schema(REDOS)
+    started = time.perf_counter()
+    check = check_answer(REDOS_ANSWER, schema, "en")
+    took = time.perf_counter() - started
+    assert check.valid, check
+    assert took < 0.5, f"{took:.1f} s"
+    long = {**REDOS, "properties": {"a": {"type": "string", "pattern": "^(\\w+\\s?)*$"}}}
+    started = time.perf_counter()
+    check = check_answer(json.dumps({"a": "a" * 5000 + "!"}), long, "en")
+    assert not check.valid and check.error_key == "json_invalid"
+    assert time.perf_counter() - started < 0.5
+
+
+class _Recording:
+    """Stands in for the `re` module inside jsonschema and records every pattern it is asked to run."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(re, name)
+        if not callable(real) or name not in {"compile", "search", "match", "fullmatch", "findall", "finditer"}:
+            return real
+
+        def recorded(pattern: Any, *args: Any, **kwargs: Any) -> Any:
+            self.seen.append(str(pattern))
+            return real(pattern, *args, **kwargs)
+
+        return recorded
+
+
+def test_no_python_re_runs_a_visitors_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jsonschema._format
+    import jsonschema._keywords
+    import jsonschema._utils
+
+    seen: list[str] = []
+    for module in (jsonschema._keywords, jsonschema._utils, jsonschema._format):
+        monkeypatch.setattr(module, "re", _Recording(seen))
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": "^V[a-z]+$"},
+            "tags": {
+                "type": "object",
+                "patternProperties": {"^t_": {"type": "integer"}},
+                "additionalProperties": False,
+            },
+            "keys": {"type": "object", "propertyNames": {"pattern": "^k"}},
+        },
+        "required": ["name"],
+    }
+    checked = parse_schema(schema)
+    good = check_answer(json.dumps({"name": "Vera", "tags": {"t_1": 1}, "keys": {"k1": 0}}), checked, "en")
+    bad = check_answer(json.dumps({"name": "vera", "tags": {"x": 1, "t_2": "z"}, "keys": {"q": 0}}), checked, "en")
+    assert good.valid, good
+    assert not bad.valid and len(bad.errors) == 4, bad.errors  # name, tags.x, tags.t_2, keys.q
+    visitors = {"^V[a-z]+$", "^t_", "^k"}
+    assert not visitors & {s for p in seen for s in visitors if s in p}, seen
+
+
+@pytest.mark.parametrize("pattern", ["(a)\\1", "^(?=x)", "(?<=a)b", "(?!a)", "a{2000}", "\\Z", "("])
+def test_a_pattern_re2_cannot_take_is_refused_up_front_naming_it(pattern: str) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}}
+    with pytest.raises(InputError) as refused:
+        parse_schema(schema)
+    assert refused.value.key == "err_schema_pattern_unsupported"
+    for lang in ("de", "en"):
+        assert pattern in t(refused.value.key, lang, **refused.value.params)
+    named = {"type": "object", "properties": {"a": {"type": "object", "patternProperties": {pattern: {}}}}}
+    with pytest.raises(InputError) as refused:
+        parse_schema(named)
+    assert refused.value.key == "err_schema_pattern_unsupported"
+    assert refused.value.params["path"] == "$.properties.a.patternProperties"
+
+
+def test_a_pattern_reached_only_through_a_ref_is_refused_too() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/examples/0"}},
+        "examples": [{"type": "string", "pattern": "(a)\\1"}],
+    }
+    with pytest.raises(InputError) as refused:
+        parse_schema(schema)
+    assert refused.value.key == "err_schema_pattern_unsupported"
+
+
+def test_pattern_properties_with_unevaluated_properties_are_refused() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "object", "patternProperties": {"^x": {}}, "unevaluatedProperties": False}},
+    }
+    with pytest.raises(InputError) as refused:
+        parse_schema(schema)
+    assert refused.value.key == "err_schema_pattern_unevaluated"
+    assert check_answer('{"a": {"y": 1}}', schema, "en").error_key == "json_unchecked"
+
+
+def test_the_answer_check_stops_at_its_deadline() -> None:
+    # every level tries the first branch over the whole rest, fails at maxItems, then the second: 2^depth
+    schema = {
+        "type": "object",
+        "properties": {"a": {"$ref": "#/$defs/n"}},
+        "$defs": {
+            "n": {
+                "anyOf": [
+                    {"type": "array", "items": {"$ref": "#/$defs/n"}, "maxItems": 0},
+                    {"type": "array", "items": {"$ref": "#/$defs/n"}},
+                ]
+            }
+        },
+    }
+    checked = parse_schema(schema)
+    answer = '{"a": ' + "[" * 40 + "]" * 40 + "}"
+    started = time.perf_counter()
+    check = check_answer(answer, checked, "de", seconds=0.3)
+    took = time.perf_counter() - started
+    assert check.error_key == "json_unchecked" and "0,3 s" in check.errors[0], check
+    assert took < 1.5, f"{took:.1f} s"
+
+
+def test_unique_items_are_checked_in_linear_time() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "array", "uniqueItems": True}}}
+    items = [{"k": i} for i in range(3000)]
+    started = time.perf_counter()
+    assert check_answer(json.dumps({"a": [*items, "x"]}), schema).valid
+    assert time.perf_counter() - started < 0.5
+    assert not check_answer(json.dumps({"a": [*items, {"k": 5}]}), schema).valid
+    assert not check_answer(json.dumps({"a": [1, 1.0]}), schema).valid  # equal in JSON
+    assert check_answer(json.dumps({"a": [1, True, 0, False, None, [1], [True]]}), schema).valid  # not equal
+
+
+def test_answers_too_long_or_unparseable_by_python_are_reported_not_raised() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    too_long = check_answer('{"a": "' + "x" * MAX_ANSWER_CHARS + '"}', schema, "en")
+    assert too_long.error_key == "json_unchecked" and not too_long.parsed
+    assert check_answer('{"a": ' + "1" * 5000 + "}", schema).error_key == "json_not_json"
+    assert check_answer('{"a": ' + "[" * 100_000 + "}", schema).error_key == "json_not_json"
+    fence = "```" + " " * 50_000
+    started = time.perf_counter()
+    assert check_answer(fence, schema).error_key == "json_not_json"
+    assert time.perf_counter() - started < 0.5

@@ -61,7 +61,8 @@ def register(playground: Playground) -> None:
         # not streamed: only the whole answer can be checked against the schema
         async for so_far in answer_stream(playground, prepared, info, language):
             answer = so_far
-        check = check_answer(answer, checked, language)
+        # off the event loop: the check is bounded (components/core/linear_schema.py) but may take a while
+        check = await asyncio.to_thread(check_answer, answer, checked, language)
         info.update(check.as_info())
         return answer, (check.value if check.parsed else None), info
 
