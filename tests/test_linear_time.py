@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any
 
+import gradio as gr
 import pytest
 
 from components.core import markers
@@ -251,3 +252,65 @@ def test_answers_too_long_or_unparseable_by_python_are_reported_not_raised() -> 
     started = time.perf_counter()
     assert check_answer(fence, schema).error_key == "json_not_json"
     assert time.perf_counter() - started < 0.5
+
+
+# ---- the per-visitor cap ---------------------------------------------------------------------------------
+def test_the_cap_holds_a_marked_coroutine_and_keeps_its_signature() -> None:
+    import asyncio
+    import inspect
+
+    from components.serving.launch import cap_visitor_generators
+    from components.serving.limits import VisitorSlots, holds_visitor_slot
+
+    release = asyncio.Event()
+
+    async def extract(text: str, lang: str = "de", request: gr.Request | None = None) -> str:
+        await release.wait()
+        return text
+
+    async def plain(text: str) -> str:
+        return text
+
+    with gr.Blocks() as demo:
+        gr.api(holds_visitor_slot(extract), api_name="extract")
+        gr.api(plain, api_name="plain")
+    slots = VisitorSlots(2)
+    assert cap_visitor_generators(demo, slots) == ["extract"]
+    capped = next(f.fn for f in demo.fns.values() if f.api_name == "extract")
+    assert inspect.iscoroutinefunction(capped)
+    assert list(inspect.signature(capped).parameters) == ["text", "lang", "request"]
+
+    async def run() -> list[Any]:
+        tasks = [asyncio.create_task(capped(str(i), "en")) for i in range(8)]
+        await asyncio.sleep(0.05)
+        assert slots.running("anonymous") == 2
+        release.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(run())
+    refused = [r for r in results if isinstance(r, gr.Error)]
+    assert len(refused) == 6 and "already have 2 answers running" in str(refused[0])
+    assert sorted(r for r in results if isinstance(r, str)) == ["0", "1"]
+    assert len(slots) == 0  # every slot came back
+
+
+def test_every_handler_of_the_app_that_generates_is_capped() -> None:
+    import inspect
+
+    import app
+    from components.serving.launch import cap_visitor_generators
+    from components.serving.limits import VisitorSlots
+
+    demo = app.build_app(app.create_playground())
+    generators = {
+        str(f.api_name or f.name)
+        for f in demo.fns.values()
+        if f.fn is not None and (inspect.isasyncgenfunction(f.fn) or inspect.isgeneratorfunction(f.fn))
+    }
+    capped = set(cap_visitor_generators(demo, VisitorSlots(2)))
+    # the API's /structured returns its answer whole; the page's JSON tab, /chat, /retrieve, /compare and the
+    # blind session stream theirs
+    assert capped == generators | {"structured"}, capped ^ (generators | {"structured"})
+    assert {"chat", "retrieve", "compare", "start_session", "next_prompt"} <= capped
+    json_tab = [f for f in demo.fns.values() if "ui.structured" in getattr(f.fn, "__module__", "")]
+    assert any(getattr(f.fn, "_playground_capped", False) for f in json_tab)

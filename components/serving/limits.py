@@ -297,6 +297,13 @@ class VisitorSlots:
         return len(self._running)
 
 
+def holds_visitor_slot(fn: Any) -> Any:
+    """Marks a handler that runs an answer without being a generator (a coroutine that returns the whole
+    answer, such as `/structured`): the per-visitor cap holds it like the streaming ones."""
+    fn._playground_holds_slot = True
+    return fn
+
+
 def visitor_concurrency() -> int | None:
     """PLAYGROUND_VISITOR_CONCURRENCY (0 = no cap); unset: 2 in the public profile, else no cap."""
     raw = os.environ.get("PLAYGROUND_VISITOR_CONCURRENCY", "").strip()
@@ -397,6 +404,7 @@ __all__ = [
     "api_open",
     "apply_api_policy",
     "check_rate",
+    "holds_visitor_slot",
     "max_concurrent_events",
     "parse_rate",
     "public_profile",
