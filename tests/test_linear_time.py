@@ -314,3 +314,100 @@ def test_every_handler_of_the_app_that_generates_is_capped() -> None:
     assert {"chat", "retrieve", "compare", "start_session", "next_prompt"} <= capped
     json_tab = [f for f in demo.fns.values() if "ui.structured" in getattr(f.fn, "__module__", "")]
     assert any(getattr(f.fn, "_playground_capped", False) for f in json_tab)
+
+
+# ---- previews --------------------------------------------------------------------------------------------
+def test_the_preview_gate_bounds_a_visitors_previews() -> None:
+    from components.serving.limits import PREVIEW_PARALLEL, PreviewGate, Rate
+
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    gate = PreviewGate(Rate(5, 1.0), clock=lambda: now[0])
+    assert [gate.enter("a", sleep) for _ in range(PREVIEW_PARALLEL)] == [True] * PREVIEW_PARALLEL
+    assert not gate.enter("a", sleep)  # a third at once is skipped
+    assert gate.enter("b", sleep)  # another visitor is not held up
+    for _ in range(PREVIEW_PARALLEL):
+        gate.leave("a")
+    for _ in range(3):
+        assert gate.enter("a", sleep)
+        gate.leave("a")
+    assert slept == []  # the burst of five used up, without waiting
+    assert gate.enter("a", sleep)  # the sixth waits for its turn (a fifth of a second), then runs
+    gate.leave("a")
+    assert slept and 0.1 < slept[0] <= 0.2
+    unlimited = PreviewGate(None)
+    assert all(unlimited.enter("c") for _ in range(PREVIEW_PARALLEL))
+
+
+def test_a_preview_over_the_visitors_share_leaves_the_view_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from components.serving import limits
+    from components.ui.common import gated_preview
+
+    monkeypatch.setenv("PLAYGROUND_TRUSTED_PROXIES", "0")
+    limits.reset_preview_gate(limits.PreviewGate(limits.Rate(2, 3600.0)))
+    try:
+        calls: list[str] = []
+
+        def preview(text: str, lang: str = "de") -> str:
+            calls.append(text)
+            return f"prompt {text}"
+
+        gated = gated_preview(preview, 1)
+        assert gated.__name__ == "preview"  # the event keeps its name
+        visitor = SimpleNamespace(headers={}, client=SimpleNamespace(host="203.0.113.7"), session_hash="s")
+        other = SimpleNamespace(headers={}, client=SimpleNamespace(host="203.0.113.8"), session_hash="t")
+        assert gated(visitor, "eins") == "prompt eins"
+        assert gated(visitor, "zwei", "en") == "prompt zwei"
+        started = time.perf_counter()
+        skipped = gated(visitor, "drei")
+        assert time.perf_counter() - started < 0.5  # the next token is an hour away: skipped, not waited for
+        assert isinstance(skipped, dict) and skipped.get("__type__") == "update" and len(skipped) == 1
+        assert gated(other, "vier") == "prompt vier"
+        assert calls == ["eins", "zwei", "vier"]
+    finally:
+        limits.reset_preview_gate()
+
+
+def test_the_public_profile_bounds_previews_and_the_variable_switches_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from components.serving import limits
+
+    for name in ("SPACE_ID", "PLAYGROUND_PUBLIC", "PLAYGROUND_PREVIEW_RATE"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        limits.reset_preview_gate()
+        assert limits.preview_gate().limiter.rate is None
+        monkeypatch.setenv("PLAYGROUND_PUBLIC", "1")
+        limits.reset_preview_gate()
+        assert limits.preview_gate().limiter.rate == limits.Rate(5, 1.0)
+        monkeypatch.setenv("PLAYGROUND_PREVIEW_RATE", "off")
+        limits.reset_preview_gate()
+        assert limits.preview_gate().limiter.rate is None
+    finally:
+        limits.reset_preview_gate()
+
+
+def test_a_preview_far_over_the_limit_is_refused_before_any_cleaning(catalog: Any) -> None:
+    from components.core.service import Playground
+    from components.features.retrieval import Source, preview_prompt
+
+    playground = Playground(catalog)
+    model = "instruct-igel-001/fp16"  # IGEL: its `#{2,}` marker is the one that was quadratic
+    for text in ("#" * 4_000_000, "x" * 4_000_000):
+        started = time.perf_counter()
+        shown = playground.render_prompt(model, text, None, [], "en")
+        assert time.perf_counter() - started < 0.2
+        assert shown.startswith("[Not sent") and "too long" in shown
+        started = time.perf_counter()
+        shown = preview_prompt(playground, model, [Source("Quelle")], text, None, "en")
+        assert time.perf_counter() - started < 0.2
+        assert shown.startswith("[Not sent") and "too long" in shown
+    started = time.perf_counter()
+    shown = playground.render_prompt(model, "#" * 60_000, None, [], "en")  # within 3× the limit: searched
+    assert time.perf_counter() - started < 0.2, shown[:80]
