@@ -411,3 +411,14 @@ def test_a_preview_far_over_the_limit_is_refused_before_any_cleaning(catalog: An
     started = time.perf_counter()
     shown = playground.render_prompt(model, "#" * 60_000, None, [], "en")  # within 3× the limit: searched
     assert time.perf_counter() - started < 0.2, shown[:80]
+
+
+# ---- what goes into the log ------------------------------------------------------------------------------
+def test_log_redaction_is_linear_in_the_lines_length() -> None:
+    from components.core.logging_setup import redact
+
+    for text in ("a." * 100_000, "sk-" * 66_666):
+        started = time.perf_counter()
+        redact(text)
+        assert time.perf_counter() - started < 0.2
+    assert redact("see https://user:geheim@host.example/x") == "see https://user:[REDACTED]@host.example/x"
