@@ -15,6 +15,7 @@ from components.core.markers import check_prompt_parts
 from components.core.messages import t
 from components.core.prompts import Turn, get_format
 from components.core.validation import (
+    LIMITS,
     InputError,
     build_settings,
     check_message,
@@ -209,6 +210,9 @@ class Playground:
         system = ref.family.system_prompt if system_prompt is None else system_prompt
         turns = history_turns(history)
         try:
+            for text, limit in ((message, LIMITS.max_message_chars), (system, LIMITS.max_system_chars)):
+                if len(text or "") > 3 * limit:  # far too long: refused before any cleaning, as when sending
+                    raise InputError("err_too_long_chars", chars=len(text), limit=limit)
             check_prompt_parts(fmt.name, clean_text(message), clean_text(system), turns)
         except InputError as exc:
             return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))

@@ -19,6 +19,7 @@ from components.core.messages import t
 from components.core.service import Playground, format_stats, prompt_shown
 from components.core.validation import LIMITS, RANGES
 from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
+from components.serving.limits import preview_gate, visitor_key
 
 log = logging.getLogger(__name__)
 
@@ -625,8 +626,26 @@ def run_with_stop(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list
         )
 
 
+def gated_preview(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
+    """`fn` behind the visitor's preview gate (components/serving/limits.py PreviewGate): a preview over the
+    visitor's share leaves the outputs as they are. Runs in Gradio's worker threads, off the event loop."""
+
+    def gated(request: gr.Request, *values: Any) -> Any:
+        gate, key = preview_gate(), visitor_key(request)
+        if not gate.enter(key):
+            return gr.update() if outputs == 1 else [gr.update()] * outputs
+        try:
+            return fn(*values)
+        finally:
+            gate.leave(key)
+
+    gated.__name__ = gated.__qualname__ = getattr(fn, "__name__", "preview")
+    return gated
+
+
 def live_update(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], **extra: Any) -> None:
     """`fn` on each trigger as a quiet, latest-wins update (a raw-prompt preview, a schema note): no queue, no
-    spinner, a burst of changes runs once more at its end."""
+    spinner, a burst of changes runs once more at its end; bounded per visitor (gated_preview)."""
+    gated = gated_preview(fn, len(outputs))
     for trigger in triggers:
-        trigger(fn, inputs, outputs, queue=False, show_progress="hidden", trigger_mode="always_last", **extra)
+        trigger(gated, inputs, outputs, queue=False, show_progress="hidden", trigger_mode="always_last", **extra)
