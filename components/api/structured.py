@@ -10,7 +10,7 @@ import gradio as gr
 from components.api.common import answer_stream, checking, with_settings
 from components.core.service import Playground
 from components.features.structured import check_answer, check_compiles, prepare_structured
-from components.serving.limits import check_rate
+from components.serving.limits import check_rate, holds_visitor_slot
 
 
 def register(playground: Playground) -> None:
@@ -55,8 +55,10 @@ def register(playground: Playground) -> None:
         # not streamed: only the whole answer can be checked against the schema
         async for so_far in answer_stream(playground, prepared, info, language):
             answer = so_far
-        check = check_answer(answer, checked, language)
+        # off the event loop: the check is bounded (components/core/linear_schema.py) but may take a while
+        check = await asyncio.to_thread(check_answer, answer, checked, language)
         info.update(check.as_info())
         return answer, (check.value if check.parsed else None), info
 
-    gr.api(structured, api_name="structured", concurrency_limit=None)
+    # not a generator, yet it runs an answer: the per-visitor cap holds it too (components/serving/launch.py)
+    gr.api(holds_visitor_slot(structured), api_name="structured", concurrency_limit=None)

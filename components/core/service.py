@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.core import availability
-from components.core.validation import build_settings, check_message, check_system_prompt, clean_text
+from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text
 from components.engines.base import Engine
 from components.engines.kinds import kind_of
 from components.logs.logging_setup import record_conversation
@@ -191,6 +191,9 @@ class Playground:
         system = ref.family.system_prompt if system_prompt is None else system_prompt
         turns = history_turns(history)
         try:
+            for text, limit in ((message, LIMITS.max_message_chars), (system, LIMITS.max_system_chars)):
+                if len(text or "") > 3 * limit:  # far too long: refused before any cleaning, as when sending
+                    raise InputError("err_too_long_chars", chars=len(text), limit=limit)
             check_prompt_parts(fmt.name, clean_text(message), clean_text(system), turns)
         except InputError as exc:
             return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))

@@ -579,7 +579,8 @@ def _language(fn: Callable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> st
 
 
 def cap_visitor_generators(demo: Any, slots: VisitorSlots) -> list[str]:
-    """Every streaming event (page and API) holds one of the visitor's slots while it runs.
+    """Every streaming event (page and API), and every other handler that runs an answer (marked with
+    limits.holds_visitor_slot, e.g. `/structured`), holds one of the visitor's slots while it runs.
 
     A visitor (limits.visitor_key: the address, or what a trusted proxy reports) with `slots.limit`
     answers running gets a clear refusal in the page's language instead of starting one more.
@@ -623,6 +624,19 @@ def cap_visitor_generators(demo: Any, slots: VisitorSlots) -> list[str]:
 
         return wrapper
 
+    def capped_coroutine(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = visitor_key(_find_request(args, kwargs))
+            if not slots.acquire(key):
+                raise refusal(fn, args, kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                slots.release(key)
+
+        return wrapper
+
     for block_fn in demo.fns.values():
         fn = getattr(block_fn, "fn", None)
         if fn is None or getattr(fn, "_playground_capped", False):
@@ -631,6 +645,8 @@ def cap_visitor_generators(demo: Any, slots: VisitorSlots) -> list[str]:
             wrapper = capped_async(fn)
         elif inspect.isgeneratorfunction(fn):
             wrapper = capped_sync(fn)
+        elif getattr(fn, "_playground_holds_slot", False) and inspect.iscoroutinefunction(fn):
+            wrapper = capped_coroutine(fn)
         else:
             continue
         wrapper._playground_capped = True  # type: ignore[attr-defined]

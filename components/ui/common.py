@@ -16,6 +16,7 @@ import gradio as gr
 from components.core import availability
 from components.core.service import Playground
 from components.core.validation import LIMITS, RANGES
+from components.serving.limits import preview_gate, visitor_key
 from components.vocabulary.answer import Answer, stats_line
 from components.vocabulary.catalog import RECOMMENDED_SETTINGS, Family, ModelRef
 from components.vocabulary.messages import t
@@ -606,8 +607,26 @@ def run_with_stop(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list
         )
 
 
+def gated_preview(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
+    """`fn` behind the visitor's preview gate (components/serving/limits.py PreviewGate): a preview over the
+    visitor's share leaves the outputs as they are. Runs in Gradio's worker threads, off the event loop."""
+
+    def gated(request: gr.Request, *values: Any) -> Any:
+        gate, key = preview_gate(), visitor_key(request)
+        if not gate.enter(key):
+            return gr.update() if outputs == 1 else [gr.update()] * outputs
+        try:
+            return fn(*values)
+        finally:
+            gate.leave(key)
+
+    gated.__name__ = gated.__qualname__ = getattr(fn, "__name__", "preview")
+    return gated
+
+
 def live_update(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], **extra: Any) -> None:
     """`fn` on each trigger as a quiet, latest-wins update (a raw-prompt preview, a schema note): no queue, no
-    spinner, a burst of changes runs once more at its end."""
+    spinner, a burst of changes runs once more at its end; bounded per visitor (gated_preview)."""
+    gated = gated_preview(fn, len(outputs))
     for trigger in triggers:
-        trigger(fn, inputs, outputs, queue=False, show_progress="hidden", trigger_mode="always_last", **extra)
+        trigger(gated, inputs, outputs, queue=False, show_progress="hidden", trigger_mode="always_last", **extra)

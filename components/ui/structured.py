@@ -231,7 +231,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         finally:
             flags.finish(session, STRUCTURED_SLOT, flag)
         notes.pop("status", None)
-        check = check_answer(reply.text, checked, lang)
+        check = await asyncio.to_thread(check_answer, reply.text, checked, lang)  # bounded, but off the loop
         notes["verdict"] = verdict_markdown(check, lang)
         shown = "\n\n".join(notes[k] for k in ("verdict", "error", "stats") if notes.get(k))
         yield [reply.text, check.value if check.parsed else None, shown, gr.update()]

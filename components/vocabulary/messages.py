@@ -768,6 +768,37 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Grammatik-Compiler ({library}) kann dieses Schema nicht übersetzen: {detail}",
         "en": "The grammar compiler ({library}) cannot translate this schema: {detail}",
     },
+    # linear-time checks (components/core/linear_schema.py, components/vocabulary/markers.py)
+    "err_schema_pattern_unsupported": {
+        "de": "Das Muster „{pattern}“ bei {path} lässt sich hier nicht in linearer Zeit prüfen: Es ist kein regulärer "
+        "Ausdruck, den RE2 übersetzt (Rückverweise wie \\1, Lookaround wie (?=…) oder (?<=…) und Wiederholungen über "
+        "1000 gibt es dort nicht). Bitte umschreiben, etwa mit maxLength statt .{{0,5000}}.",
+        "en": "The pattern '{pattern}' at {path} cannot be checked in linear time here: it is not a regular expression "
+        "RE2 translates (it has no backreferences such as \\1, no lookaround such as (?=…) or (?<=…) and no "
+        "repetitions over 1000). Please rewrite it, e.g. with maxLength instead of .{{0,5000}}.",
+    },
+    "err_schema_pattern_unevaluated": {
+        "de": "Das Schema verbindet patternProperties mit unevaluatedProperties; das lässt sich hier nicht in linearer "
+        "Zeit prüfen. Bitte additionalProperties statt unevaluatedProperties verwenden.",
+        "en": "The schema combines patternProperties with unevaluatedProperties, which cannot be checked in linear "
+        "time here. Please use additionalProperties instead of unevaluatedProperties.",
+    },
+    "json_unchecked": {
+        "de": "✗ Die Antwort wurde nicht gegen das Schema geprüft:",
+        "en": "✗ The answer was not checked against the schema:",
+    },
+    "json_check_limit": {
+        "de": "Die Prüfung brauchte länger als {seconds:g} s oder ging zu tief; sie wurde abgebrochen.",
+        "en": "The check took longer than {seconds:g} s or went too deep; it was stopped.",
+    },
+    "json_check_too_long": {
+        "de": "Die Antwort ist mit {chars} Zeichen zu lang für die Prüfung (höchstens {limit}).",
+        "en": "The answer is too long to check at {chars} characters (at most {limit}).",
+    },
+    "json_check_pattern": {
+        "de": "Das Muster „{pattern}“ lässt sich nicht in linearer Zeit prüfen.",
+        "en": "The pattern '{pattern}' cannot be checked in linear time.",
+    },
     "err_marker_message": {
         "de": "Die Nachricht enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}. Sie würde einen "
         "Gesprächszug vortäuschen; bitte entfernen oder umschreiben.",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from components.vocabulary.patterns import ANY_I, WORD, WS, re2_pattern
 
 
 @dataclass(frozen=True)
@@ -16,8 +18,12 @@ class Turn:
 
 
 #: special-token shapes `<|…|>` and Llama's `<s>`, `</s>`: markers of every format (every family here runs on a
-#: Llama, Mistral or BLOOM tokenizer); the search itself is in components/vocabulary/markers.py
-SPECIAL_MARKERS = (re.compile(r"<\s*\|[^|<>\n]{0,40}\|\s*>"), re.compile(r"<\s*/?\s*s\s*>"))
+#: Llama, Mistral or BLOOM tokenizer); the search itself is in components/vocabulary/markers.py. RE2, not Python's
+#: backtracking `re`: `#{2,}\s*antwort` searched 200 000 `#` in quadratic time (minutes)
+SPECIAL_MARKERS: tuple[Any, ...] = (
+    re2_pattern(rf"<{WS}*\|[^|<>\n]{{0,40}}\|{WS}*>"),
+    re2_pattern(rf"<{WS}*/?{WS}*s{WS}*>"),
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class PromptFormat:
     label: str
     stop: tuple[str, ...]
     source: str
-    markers: tuple[re.Pattern[str], ...] = SPECIAL_MARKERS
+    markers: tuple[Any, ...] = SPECIAL_MARKERS
     server_template: bool = False
 
     def render(self, system: str, history: Sequence[Turn], message: str) -> str:
@@ -104,16 +110,21 @@ PROMPT_FORMATS: dict[str, PromptFormat] = {
         label="IGEL",
         stop=("### Anweisung:",),
         source="000 IGEL card",
-        # `### Anweisung` and `### Antwort`, any case, two or more `#`
-        markers=(re.compile(r"#{2,}\s*(?:anweisung|antwort)\b", re.IGNORECASE), *SPECIAL_MARKERS),
+        # `### Anweisung` and `### Antwort`, any case, two or more `#`; the marker is group 1, the group after it
+        # Python's `\b` (RE2's is ASCII-only)
+        markers=(
+            re2_pattern(rf"(#{{2,}}{WS}*(?:anwe{ANY_I}sung|antwort))(?:[^{WORD}]|$)", ignore_case=True),
+            *SPECIAL_MARKERS,
+        ),
     ),
     "em_german": EmGermanFormat(
         name="em_german",
         label="EM German",
         stop=("USER:",),
         source="001 EM German card",
-        # upper case, as the format writes them; spaces before the colon too
-        markers=(re.compile(r"\b(?:USER|ASSISTANT)\s*:"), *SPECIAL_MARKERS),
+        # upper case, as the format writes them; spaces before the colon too; no word boundary in front: `xUSER:`
+        # is read as a turn by the model as much as `USER:` is
+        markers=(re2_pattern(rf"(?:USER|ASSISTANT){WS}*:"), *SPECIAL_MARKERS),
     ),
     "chatml": ChatMLFormat(
         name="chatml",
