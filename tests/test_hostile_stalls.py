@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.messages import MESSAGES
+from components.vocabulary.messages import MESSAGES
 from tests.app_server import RunningApp, running_app
 from tests.test_hostile_input import fragment, refused
 from tests.tgi_standin import StandinServer

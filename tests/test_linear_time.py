@@ -14,11 +14,11 @@ from typing import Any
 import gradio as gr
 import pytest
 
-from components.core import markers
-from components.core.markers import find_marker
-from components.core.messages import t
-from components.core.validation import InputError
 from components.features.structured import MAX_ANSWER_CHARS, check_answer, parse_schema
+from components.vocabulary import patterns
+from components.vocabulary.generation import InputError
+from components.vocabulary.markers import find_marker
+from components.vocabulary.messages import t
 
 #: what the marker patterns were on Python's `re` (the reference for their meaning); EM German's without the
 #: word boundary in front, which let `xUSER:` through
@@ -88,9 +88,9 @@ def test_the_markers_mean_on_re2_what_they_meant_on_pythons_re() -> None:
 
 def test_the_whitespace_and_word_classes_are_pythons() -> None:
     every = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
-    assert "".join(markers._re2(markers._WS).findall(every)) == "".join(re.findall(r"\s", every))
+    assert "".join(patterns.re2_pattern(patterns.WS).findall(every)) == "".join(re.findall(r"\s", every))
     python_words = set(re.findall(r"\w", every))
-    re2_words = set(markers._re2(f"[{markers._WORD}]").findall(every))
+    re2_words = set(patterns.re2_pattern(f"[{patterns.WORD}]").findall(every))
     import unicodedata
 
     # RE2's tables are of a newer Unicode than Python 3.11's: code points Python does not know yet (category
@@ -415,7 +415,7 @@ def test_a_preview_far_over_the_limit_is_refused_before_any_cleaning(catalog: An
 
 # ---- what goes into the log ------------------------------------------------------------------------------
 def test_log_redaction_is_linear_in_the_lines_length() -> None:
-    from components.core.logging_setup import redact
+    from components.logs.logging_setup import redact
 
     for text in ("a." * 100_000, "sk-" * 66_666):
         started = time.perf_counter()

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from components.core.linear_schema import mixes_pattern_and_unevaluated_properties, pattern_error
-from components.core.validation import InputError
+from components.vocabulary.generation import InputError
 
 #: JSON nesting (objects and lists) a schema may have; a schema level is about two JSON levels.
 MAX_DEPTH = 48

@@ -24,21 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.core.catalog import Family, ModelRef
-from components.core.markers import find_marker, refuse_markers
-from components.core.messages import Msg, t
-from components.core.prompts import get_format
 from components.core.service import Playground, Prepared
-from components.core.validation import (
-    LIMITS,
-    InputError,
-    build_settings,
-    check_message,
-    check_system_prompt,
-    clean_text,
-    env_int,
-)
-from components.engines.base import GenerationRequest
+from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text, env_int
+from components.vocabulary.catalog import Family, ModelRef
+from components.vocabulary.generation import GenerationRequest, InputError
+from components.vocabulary.markers import find_marker, refuse_markers
+from components.vocabulary.messages import Msg, t
+from components.vocabulary.prompts import get_format
 
 log = logging.getLogger(__name__)
 

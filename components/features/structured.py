@@ -32,12 +32,13 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from components.core import schema_guard
 from components.core.linear_schema import Unchecked, schema_errors
-from components.core.markers import refuse_markers
-from components.core.messages import Msg, t
-from components.core.prompts import get_format
 from components.core.service import Playground, Prepared
-from components.core.validation import LIMITS, InputError, build_settings, check_message, clean_text
+from components.core.validation import LIMITS, build_settings, check_message, clean_text
 from components.engines import grammar_worker
+from components.vocabulary.generation import InputError
+from components.vocabulary.markers import refuse_markers
+from components.vocabulary.messages import Msg, t
+from components.vocabulary.prompts import get_format
 
 #: The card's example ("Grammar-based structured Output with GGUF"): the sentence, and a schema whose answer
 #: looks like the card's output {'jahr': 2020, 'name': 'Paris', 'ort': 'Frankreich'}.

@@ -4,7 +4,7 @@
 what an open Space needs: a rate limit and a per-visitor cap on answers running at once
 (components/serving/limits.py), a tighter bound on kept sessions, shorter-lived files and no deep-link route.
 The rest holds everywhere: Gradio's run-history routes are off (they act on the Hub with the server's
-`HF_TOKEN` for requests that merely look local), uvicorn no longer believes X-Forwarded-For from
+`HF_TOKEN` for requests that merely look local), uvicorn does not believe X-Forwarded-For from
 loopback (the app decides whom to believe, limits.visitor_key), every response carries a
 Content-Security-Policy that loads images, scripts and connections only from the page's own origin,
 temporary files live in a folder of this process that is removed when it ends (and, after a crash, on
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.core.messages import normalize_language, t
 from components.engines import disk
 from components.serving.limits import VisitorSlots, public_profile, visitor_concurrency, visitor_key
+from components.vocabulary.messages import normalize_language, t
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.core.validation import InputError
+from components.vocabulary.generation import InputError
 
 #: unit names accepted in PLAYGROUND_RATE_LIMIT ("20/min", "5/10s", "300/hour") -> seconds
 _UNITS: dict[str, float] = {
@@ -30,7 +30,7 @@ _UNITS: dict[str, float] = {
 }
 _RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$", re.IGNORECASE)
 
-#: the message key every refusal of this module uses (components/core/messages.py)
+#: the message key every refusal of this module uses (components/vocabulary/messages.py)
 RATE_LIMITED_KEY = "err_rate_limited"
 
 

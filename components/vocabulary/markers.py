@@ -9,7 +9,8 @@ a message naming the marker and where it is; nothing is sent, on any engine.
 
 The search runs on the NFKC form of the text (after clean_text dropped control and zero-width characters),
 so full-width `＜｜im_start｜＞`, `ＵＳＥＲ：` or `ＥＮＤＩＮＰＵＴ`, which models read like the real thing,
-count as the markers they look like. Which markers belong to which format:
+count as the markers they look like. Which markers belong to which format (each format carries its own,
+components/vocabulary/prompts.py; the retrieval blocks' are here):
 
 - every format: special-token shapes `<|…|>` (ChatML's `<|im_start|>`, `<|im_end|>`, `<|endoftext|>`, …) and
   Llama's `<s>`, `</s>` (every family here runs on a Llama, Mistral or BLOOM tokenizer);
@@ -29,38 +30,12 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-import re2
+from components.vocabulary.generation import InputError
+from components.vocabulary.patterns import ANY_I, re2_pattern
+from components.vocabulary.prompts import PROMPT_FORMATS, SPECIAL_MARKERS, Turn
 
-from components.core.prompts import Turn
-from components.core.validation import InputError
-
-#: Python's `\s` on text (str.isspace), which RE2's ASCII-only `\s` is not
-_WS = r"[\t-\r\x{1c}-\x{20}\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
-#: Python's `\w` on text (letters, digits and numbers of any script, `_`), which RE2's `\w` is not either
-_WORD = r"\pL\pN_"
-#: `i` in any case as Python's IGNORECASE reads it: RE2's case folding leaves out the dotted and dotless i
-_I = "[iİı]"
-
-
-def _re2(pattern: str, ignore_case: bool = False) -> Any:
-    """A marker pattern compiled by RE2 (linear in the text's length; errors raised, not printed)."""
-    options = re2.Options()
-    options.log_errors = False
-    options.case_sensitive = not ignore_case
-    return re2.compile(pattern, options)
-
-
-# RE2, not Python's backtracking `re`: `#{2,}\s*antwort` searched 200 000 `#` in quadratic time (minutes)
-_SPECIAL = (_re2(rf"<{_WS}*\|[^|<>\n]{{0,40}}\|{_WS}*>"), _re2(rf"<{_WS}*/?{_WS}*s{_WS}*>"))
-FORMAT_MARKERS: dict[str, tuple[Any, ...]] = {
-    "chatml": _SPECIAL,
-    # no word boundary in front: `xUSER:` is read as a turn by the model as much as `USER:` is
-    "em_german": (_re2(rf"(?:USER|ASSISTANT){_WS}*:"), *_SPECIAL),
-    # the marker is group 1; the group after it is Python's `\b` (RE2's is ASCII-only)
-    "igel": (_re2(rf"(#{{2,}}{_WS}*(?:anwe{_I}sung|antwort))(?:[^{_WORD}]|$)", ignore_case=True), *_SPECIAL),
-}
 RETRIEVAL_MARKERS: tuple[Any, ...] = (
-    _re2(rf"(?:BEG{_I}N|END)(?:{_I}NPUT|CONTEXT|{_I}NC?STRUCT{_I}ON)", ignore_case=True),
+    re2_pattern(rf"(?:BEG{ANY_I}N|END)(?:{ANY_I}NPUT|CONTEXT|{ANY_I}NC?STRUCT{ANY_I}ON)", ignore_case=True),
 )
 
 
@@ -74,7 +49,8 @@ def find_marker(text: str, format_name: str | None, retrieval: bool = False) -> 
     if not text:
         return None
     shadow = _shadow(text)
-    own = () if format_name is None else FORMAT_MARKERS.get(format_name, _SPECIAL)
+    fmt = None if format_name is None else PROMPT_FORMATS.get(format_name)
+    own: tuple[Any, ...] = () if format_name is None else (fmt.markers if fmt else SPECIAL_MARKERS)
     patterns = own + (RETRIEVAL_MARKERS if retrieval else ())
     found = [m for m in (p.search(shadow) for p in patterns) if m]
     if not found:
@@ -91,7 +67,8 @@ def refuse_markers(text: str, format_name: str, key: str, retrieval: bool = Fals
 
 
 def format_label(format_name: str) -> str:
-    return {"chatml": "ChatML", "em_german": "EM German", "igel": "IGEL"}.get(format_name, format_name)
+    fmt = PROMPT_FORMATS.get(format_name)
+    return fmt.label if fmt else format_name
 
 
 def check_prompt_parts(format_name: str, message: str, system: str, history: Sequence[Turn]) -> None:
@@ -103,4 +80,4 @@ def check_prompt_parts(format_name: str, message: str, system: str, history: Seq
         refuse_markers(turn.assistant, format_name, "err_marker_history", turn=number)
 
 
-__all__ = ["FORMAT_MARKERS", "RETRIEVAL_MARKERS", "check_prompt_parts", "find_marker", "format_label", "refuse_markers"]
+__all__ = ["RETRIEVAL_MARKERS", "check_prompt_parts", "find_marker", "format_label", "refuse_markers"]
