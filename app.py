@@ -162,11 +162,13 @@ def main() -> None:
     # page is built: components read GRADIO_TEMP_DIR when they are made)
     prepare_runtime_dir()
     exit_on_sigterm()
-    # which builds may be downloaded, within which disk budget: before the pickers are built (they show it)
-    install_download_policy()
+    playground = create_playground()
+    # which builds may be downloaded, within which disk budget (the default build always): before the pickers are
+    # built (they show it)
+    install_download_policy(playground.catalog.default)
     try:
         uploads = {"budget": upload_budget(), "total_bytes": upload_total_bytes()}
-        demo = build_app(create_playground())
+        demo = build_app(playground)
     except RateLimitError as exc:
         print(f"A limit is not valid, the playground cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
