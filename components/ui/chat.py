@@ -524,9 +524,21 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
 
     def restore(request: gr.Request, value: Any) -> list[Any]:
         saved = unpack(value)
-        if saved.empty:
-            return [gr.skip() for _ in outputs]
         lang = normalize_language(request.query_params.get("lang") if request else None)
+        if saved.empty:
+            # the default build as it stands now (the offline model's file may have failed to arrive since the
+            # page was built): its picker entry, model line, note and Send
+            ref = playground.catalog.default
+            note, send, _ = selection_updates(playground, ref)
+            fresh = [
+                *pickers_relabelled(playground, ref.family.id, ref.variant.id, ref.quant.id, lang),
+                model_info(playground, ref, lang),
+            ]
+            updates: list[Any] = [gr.skip() for _ in outputs]
+            refreshed = (p.variant, p.quant, p.info, c.offline_note, c.send)
+            for component, update in zip(refreshed, [*fresh, note, send], strict=True):
+                updates[outputs.index(component)] = update
+            return updates
         ref = (playground.catalog.get(saved.model_id) if saved.model_id else None) or playground.catalog.default
         fam = ref.family
         system = fam.system_prompt if saved.system is None else saved.system

@@ -255,6 +255,8 @@ def availability_line(playground: Playground, ref: ModelRef, lang: str) -> str:
         return t("info_remote_ready", lang, **avail.params)
     if avail.ok:
         return t("info_ready", lang)
+    if avail.key == "why_offline_fetch_failed":  # the whole story: what is missing and what to do
+        return "✗ " + t("err_offline_model_missing", lang, **avail.params)
     why = t(avail.key, lang, **avail.params)
     if avail.state == availability.DOWNLOAD:
         return t("info_download_blocked", lang, why=why[:1].upper() + why[1:])
