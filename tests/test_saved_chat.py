@@ -45,9 +45,21 @@ def test_round_trip_keeps_what_the_visitor_saw() -> None:
     assert back.model_id == "smollm2-135m/q4_1" and back.system == "Sei kurz."
 
 
-def test_an_answer_still_being_written_is_not_kept() -> None:
+def test_an_answer_still_being_written_is_kept_as_interrupted() -> None:
+    """Saved while it streams (a reload may come): the question and the answer so far are kept, without the status
+    line; read back, the answer says in both languages that the reload cut it off. Only the last one can be open."""
+    from components.core.messages import t
+
     running = {"user": "Noch offen", "assistant": "hal", "status": "lädt …"}
-    assert pack([entry(), running], "m/q", "").get("conversation") == [entry()]
+    assert pack([entry(), running], "m/q", "")["conversation"] == [
+        entry(),
+        {"user": "Noch offen", "assistant": "hal", "interrupted": True},
+    ]
+    assert pack([running, entry()], "m/q", "")["conversation"] == [entry()]
+    back = unpack(json.loads(json.dumps(pack([entry(), running], "m/q", "")))).conversation[-1]
+    assert back["assistant"] == "hal" and "status" not in back
+    assert back["error_by_lang"] == {lang: t("err_interrupted_by_reload", lang) for lang in ("de", "en")}
+    assert unpack(stored([{"user": "x", "assistant": "y", "interrupted": "yes"}])).conversation == []
 
 
 def test_pack_keeps_the_last_exchanges_within_the_bounds() -> None:
