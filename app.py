@@ -79,7 +79,7 @@ button[role=tab].selected { color: #c2410c !important; }
   #chat-ask-row, #chat-buttons-row { flex-wrap: nowrap; }
   #chat-ask-row > button, #chat-buttons-row > button { min-width: 0 !important; }
   #chat-buttons-row:has(#chat-stop:enabled) {
-    position: sticky; bottom: 0; z-index: 20; background: var(--body-background-fill); padding: var(--size-2) 0;
+    position: sticky; top: 0; bottom: 0; z-index: 20; background: var(--body-background-fill); padding: var(--size-2) 0;
   }
   #tab-compare > div, #tab-compare > .column { display: flex; flex-direction: column; }
   #compare-ask-row { order: -4; }

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 SLOT = "chat"
 #: while an answer streams, the browser keeps the conversation at most this often (s): a reload (F5) then brings
 #: back the question and the answer so far, marked interrupted, with the model, system prompt and settings
-SAVE_EVERY_S = 2.0
+SAVE_EVERY_S = 1.0
 #: the browser's localStorage key of the saved chat (a new shape gets a new key)
 STORAGE_KEY = "playground-chat-v1"
 
