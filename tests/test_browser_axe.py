@@ -61,7 +61,10 @@ def page(live_app: RunningApp, browser: Any, request: Any) -> Iterator[Any]:
 
 
 @pytest.mark.parametrize(
-    "page", [("de", 1400, 1000), ("en", 1400, 1000), ("de", 390, 844)], indirect=True, ids=["de", "en", "de-phone"]
+    "page",
+    [("de", 1400, 1000), ("en", 1400, 1000), ("de", 390, 844), ("en", 390, 844)],
+    indirect=True,
+    ids=["de", "en", "de-phone", "en-phone"],
 )
 def test_no_serious_or_critical_violation_on_any_tab(page: Any) -> None:
     page, lang = page

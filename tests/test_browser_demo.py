@@ -309,15 +309,23 @@ def test_enter_while_streaming_says_so_and_buttons_show_what_they_do(
 
 
 # ---- 3 (defaults): compare starts on different runnable models or says how to add one ----------------------------
-def test_compare_defaults_and_blind_mode_refuses_a_model_twice(offline_app: RunningApp, open_page: Any) -> None:
+def test_compare_defaults_and_blind_mode_with_one_model_says_how_to_get_a_second(
+    offline_app: RunningApp, open_page: Any
+) -> None:
     p = open_page(offline_app, "de")
     page = p.page
     p.tab("compare")
     assert CATALOG.default.variant.name in page.locator("#compare-one-model").inner_text()
+    # one model runs here: ticking blind mode and sending both say how to get a second one (here: the Hub cannot be
+    # reached, so its file has to come another way, or a server)
     page.locator("#compare-blind input").check()
+    hint = t("err_blind_needs_two", "de").split("{")[0]
+    page.locator("[data-testid=toast-body]", has_text=hint).first.wait_for(timeout=10_000)
     page.locator("#compare-input textarea").fill("Hallo")
     page.locator("#compare-send").click()
-    page.locator("[data-testid=toast-body]", has_text=t("err_blind_same_model", "de")).first.wait_for(timeout=10_000)
+    p.wait_until(lambda: page.locator("[data-testid=toast-body]", has_text=hint).count() == 2, "the hint on Send", 10)
+    toast = page.locator("[data-testid=toast-body]", has_text=hint).last.inner_text()
+    assert "hf download" in toast and "TGI_URL" in toast
     assert page.locator("#compare-pane-1 [data-testid=user]").count() == 0
 
 

@@ -422,15 +422,16 @@ async def test_blind_pane_view_hides_status_and_names(playground: Playground) ->
         revealed=False,
     )
     assert pane_conversation([r], 0, "de")[0]["status"] == "schreibt …"
-    assert pane_label([r], 0, "de") == "Modell A" and pane_label([r], 3, "en") == "Pane 4"
+    assert pane_label([r], 0, "de") == "Modell A" and pane_label([r], 3, "en") == "Model 4"
     assert reveal_text(r, "de") == ""
     for p in r.panes:
         p.done = True
     r.winner, r.revealed = "A", True
     text = reveal_text(r, "de")
     assert "Modell A" in text and "Fast · Q" in text and "`echo/q`" in text
-    value = leaderboard_html(leaderboard([vote("A", "m1", "m2")], rounds=50), "en")
-    assert "<code>m1</code>" in value and "100 %" in value and "Votes counted: 1 · battles: 1 · models: 2." in value
+    value = leaderboard_html(leaderboard([vote("A", "m1", "m2")], rounds=50), "en", {"m1": "Model One · Q4"})
+    assert '<span title="m1">Model One · Q4</span>' in value and '<span title="m2">m2</span>' in value
+    assert "100 %" in value and "Votes counted: 1 · battles: 1 · models: 2." in value
 
 
 async def test_compare_api_function(playground: Playground) -> None:

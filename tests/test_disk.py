@@ -325,6 +325,62 @@ async def test_the_llama_engine_holds_a_loaded_model_until_it_is_unloaded(
     assert not snapshot.exists()
 
 
+# ---- the default build: a Space preloads it ----------------------------------------------------------------------
+def test_the_default_build_is_allowed_in_the_public_profile_and_never_removed(
+    catalog: Any, hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog's default (a Space's preloaded German build) is allowed where nothing else may be downloaded, and
+    the least-recently-used removal never takes it for another download."""
+    from components.serving.launch import install_download_policy
+
+    monkeypatch.setenv("PLAYGROUND_PUBLIC", "1")
+    default = catalog.get(EM_GGUF)
+    policy = install_download_policy(default)
+    assert policy.allows(EM_GGUF) and not policy.allows("em-german-7b/gguf-q4_k_m")
+    assert disk.current_policy().allows(EM_GGUF)
+    preloaded = fake_repo(hub_cache, default.quant.repo, 1000, time.time() - 9000, files=(default.quant.file or "",))
+    other = fake_repo(hub_cache, "org/other", 1000, time.time() - 10)
+    disk.reserve(catalog.get(EM_INT8), disk.DownloadPolicy(budget_gb=2500 / GB), size_gb=1000 / GB)
+    assert preloaded.exists() and not other.exists()
+    disk.install(None)
+    assert disk._default_folder() is None
+
+
+def test_a_preloaded_transformers_build_is_found_in_the_cache_without_the_hub(
+    catalog: Any, hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config and every shard its index names in the Hub cache: the engine takes that folder and never asks the Hub
+    (a Space without network after its build still loads its default); a missing shard is not a cached build."""
+    import asyncio
+    import json
+
+    import huggingface_hub
+
+    from components.engines import transformers_engine as tf
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", no_network)
+    ref = catalog.get(EM_INT8)
+    shards = ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+    files = ("config.json", "tokenizer.json", "model.safetensors.index.json", *shards)
+    folder = fake_repo(hub_cache, ref.quant.repo, 5000, time.time(), files=files)
+    for name in ("config.json", "model.safetensors.index.json"):
+        (folder / name).unlink()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": dict.fromkeys(("a", "b"), "x")}))
+    assert tf.cached_snapshot(ref.quant.repo) is None  # the index names a shard that is not there
+    index = {"weight_map": {"a": shards[0], "b": shards[1]}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert tf.cached_snapshot(ref.quant.repo) == folder
+    assert asyncio.run(tf.snapshot(ref.quant.repo, None, lambda status: None, build=ref)) == folder
+    (folder / shards[1]).unlink()
+    assert tf.cached_snapshot(ref.quant.repo) is None
+    assert tf.cached_snapshot(ref.quant.repo, weights=False) == folder
+    assert tf.cached_snapshot("org/not-cached") is None
+
+
 # ---- the running public app ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_the_public_app_downloads_no_build_it_was_not_told_to(tmp_path: Path) -> None:

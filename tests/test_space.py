@@ -95,6 +95,43 @@ def test_built_card_lists_the_catalog_models() -> None:
     assert meta["sdk_version"] == pinned("gradio")
 
 
+@pytest.mark.parametrize(
+    ("hardware", "kind", "expected"),
+    [
+        ("cpu", "gguf", "em-german-leo-mistral/gguf-q4_k_m"),
+        ("cpu-upgrade", "gguf", "em-german-leo-mistral/gguf-q4_k_m"),
+        ("gpu", "int8", "em-german-leo-mistral/int8"),  # a T4's 16 GB: fp16 7B does not fit
+        ("a10g-small", "fp16", "em-german-leo-mistral/fp16"),
+    ],
+)
+def test_the_built_space_preloads_a_german_default_build(
+    tmp_path: Path, hardware: str, kind: str, expected: str
+) -> None:
+    """`--out DIR`: DIR/README.md's front matter preloads the default build's files (the Hub fetches them at build
+    time), DIR/models.yaml makes that build the default, and it is a GGUF Q4_K_M on CPU hardware and a transformers
+    build on GPU hardware, of a German seed family."""
+    from components.vocabulary.catalog import load_catalog
+
+    out = tmp_path / "space"
+    assert space_build.main(["--out", str(out), "--hardware", hardware]) == 0
+    catalog = load_catalog(out / "models.yaml")
+    default = catalog.default
+    assert default.id == expected and default.quant.kind.value == kind
+    assert default.family.id in {"em-german", "leolm-chat"} and not default.variant.offline
+    meta = front_matter((out / "README.md").read_text(encoding="utf-8"))
+    assert meta["suggested_hardware"] == space_build.flavor(hardware)
+    if kind == "gguf":
+        assert meta["preload_from_hub"] == [f"{default.quant.repo} {default.quant.file}"]
+        assert default.quant.file.endswith(".Q4_K_M.gguf")
+    else:  # the whole repository: the engine takes the weights it finds in the cache
+        assert meta["preload_from_hub"] == [default.quant.repo]
+    # the project's own catalog keeps the offline model as its default (no Hub on a fresh install)
+    assert load_catalog(ROOT / "models.yaml").default.variant.offline
+    assert (out / "models.yaml").read_text(encoding="utf-8").replace(expected, "X") == (ROOT / "models.yaml").read_text(
+        encoding="utf-8"
+    ).replace(load_catalog(ROOT / "models.yaml").default.id, "X")
+
+
 # ---- requirements --------------------------------------------------------------------------------
 def test_cpu_requirements_are_pinned_and_leave_gpu_packages_out() -> None:
     reqs = space_build.space_requirements("cpu")
@@ -286,3 +323,50 @@ def test_secrets_cannot_be_set_as_plain_variables(tmp_path: Path, monkeypatch: p
     argv = ["--out", str(tmp_path / "b"), "--upload", "someone/x", "--variable", "TGI_TOKEN=abc"]
     assert space_build.main(argv, api=fake) == 2
     assert fake.calls == []
+
+
+@pytest.mark.slow
+def test_the_space_answers_from_its_preloaded_default_without_the_hub(tmp_path: Path) -> None:
+    """The built Space's catalog, its public profile (nothing may be downloaded) and a Hub that cannot be reached:
+    the preloaded default (here a stand-in file at the build's place in the Hub cache, as `preload_from_hub` leaves
+    it) is ready in /models and answers /chat in its family's prompt format."""
+    import hashlib
+
+    from tests.app_server import free_port, running_app
+    from tests.llama_server import offline_gguf
+    from tests.test_disk import call_models
+    from tests.test_public_profile import call_chat
+
+    stand_in = offline_gguf()
+    if stand_in is None:
+        pytest.skip("the offline model's file is not available")
+    out = tmp_path / "space"
+    assert space_build.main(["--out", str(out)]) == 0
+    meta = front_matter((out / "README.md").read_text(encoding="utf-8"))
+    repo, file = meta["preload_from_hub"][0].split(" ")
+    commit = hashlib.sha1(repo.encode()).hexdigest()
+    folder = tmp_path / "hf-cache" / ("models--" + repo.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    (folder / "snapshots" / commit / file).symlink_to(stand_in)
+    env = {
+        "PLAYGROUND_CATALOG": str(out / "models.yaml"),
+        "PLAYGROUND_PUBLIC": "1",
+        "PLAYGROUND_TEMP_DIR": str(tmp_path / "runtime"),
+        "HF_HUB_CACHE": str(tmp_path / "hf-cache"),
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "HF_HUB_OFFLINE": "0",
+        "PLAYGROUND_MEMORY_BUDGET_GB": "8",
+    }
+    default_id = yaml.safe_load((out / "models.yaml").read_text(encoding="utf-8"))["default_model"]
+    with running_app(env) as app:
+        rows = {row["id"]: row for row in call_models(app.url)}
+        answer = call_chat(app.url, "Hallo!", model=default_id, max_new_tokens=8, lang="de")
+    assert rows[default_id]["state"] == "ready", rows[default_id]
+    assert rows["em-german-7b/gguf-q4_k_m"]["state"] == "unavailable"  # not preloaded, not allowed
+    assert "ok" in answer, answer
+    text, info = answer["ok"][0]
+    assert text.strip(), answer
+    assert info["prompt"] == "Du bist ein hilfreicher Assistent. USER: Hallo! ASSISTANT:"
+    assert info["stats"]["completion_tokens"] > 0 and not info.get("error"), info

@@ -3,9 +3,10 @@
 The page stores what `pack` returns in the browser's localStorage (gr.BrowserState, encrypted by Gradio) and
 sends it back when the page is loaded again. Whatever comes back may have been edited, so `unpack` trusts none
 of it: anything of the wrong shape or over a limit is dropped, never raised. Only what the visitor saw is kept
-(their messages, the answers, an answer's error line and figures, the chosen model, system prompt and sampling
-settings), never a raw prompt or a secret. Text with a prompt format's control markers stays text: sending it
-refuses it (components/vocabulary/markers.py), as for a conversation typed in this session.
+(their messages, the answers, an answer's error line and figures, an answer cut off by a reload as far as it came,
+the chosen model, system prompt and sampling settings), never a raw prompt or a secret. Text with a prompt format's
+control markers stays text: sending it refuses it (components/vocabulary/markers.py), as for a conversation typed
+in this session.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from components.core.validation import LIMITS, check_setting, clean_text, parse_stop
 from components.vocabulary.generation import InputError
-from components.vocabulary.messages import LANGUAGES
+from components.vocabulary.messages import LANGUAGES, in_every_language
 from components.vocabulary.settings import SETTING_NAMES
 
 #: version of the stored shape; a stored value of another version is dropped
@@ -110,8 +111,9 @@ def _size(entry: dict[str, Any]) -> int:
     return len(entry["user"]) + len(entry["assistant"]) + len(entry.get("error", "")) + translations
 
 
-def _entry(value: Any) -> dict[str, Any] | None:
-    """One exchange that ended (with figures or an error), or None."""
+def _entry(value: Any, open_ok: bool = False) -> dict[str, Any] | None:
+    """One exchange that ended (with figures or an error), one marked `interrupted` (its answer was still being
+    written when the page went away), with `open_ok` one still being written (it is kept as interrupted), or None."""
     if not isinstance(value, dict):
         return None
     user = _text(value.get("user"), MAX_TEXT_CHARS, required=True)
@@ -136,8 +138,19 @@ def _entry(value: Any) -> dict[str, Any] | None:
             return None
         entry["stats"] = stats
     if "stats" not in entry and "error" not in entry:
-        return None  # an answer still being written is not kept
+        if not (open_ok or value.get("interrupted") is True):
+            return None
+        entry["interrupted"] = True  # a reload during the answer: the question and what had come stay
     return entry
+
+
+def interrupted_note(entry: dict[str, Any]) -> dict[str, Any]:
+    """A restored interrupted entry as the chat draws it: its error line says, in every language, that the answer
+    was cut off by the reload."""
+    if not entry.get("interrupted"):
+        return entry
+    texts = in_every_language("err_interrupted_by_reload")
+    return {**entry, "error": texts[LANGUAGES[0]], "error_by_lang": texts}
 
 
 def _settings(value: Any) -> dict[str, Any]:
@@ -181,7 +194,9 @@ def pack(conversation: Any, model_id: Any, system: Any, settings: Any = None) ->
     """What the browser keeps: the conversation's last exchanges that ended, the model id, the system prompt and
     the sampling settings (values in SETTING_NAMES order, as the settings controls give them)."""
     entries = conversation if isinstance(conversation, list) else []
-    ended = [e for e in (_entry(x) for x in entries[-MAX_EXCHANGES:]) if e is not None]
+    last = entries[-MAX_EXCHANGES:]
+    # the last exchange may still be running (saved while it streams): it is kept, marked interrupted
+    ended = [e for i, x in enumerate(last) if (e := _entry(x, open_ok=i == len(last) - 1)) is not None]
     return {
         "v": VERSION,
         "model": _text(model_id, MAX_ID_CHARS),
@@ -198,10 +213,10 @@ def unpack(value: Any) -> SavedChat:
         return SavedChat()
     items = value.get("conversation")
     items = items[-MAX_EXCHANGES:] if isinstance(items, list) else []
-    conversation = _bounded([e for e in (_entry(x) for x in items) if e is not None])
+    conversation = _bounded([interrupted_note(e) for e in (_entry(x) for x in items) if e is not None])
     model = _text(value.get("model"), MAX_ID_CHARS, required=True)
     system = _text(value.get("system"), LIMITS.max_system_chars)
     return SavedChat(conversation, model, system, _settings(value.get("settings")))
 
 
-__all__ = ["MAX_EXCHANGES", "MAX_TOTAL_CHARS", "VERSION", "SavedChat", "pack", "unpack"]
+__all__ = ["MAX_EXCHANGES", "MAX_TOTAL_CHARS", "VERSION", "SavedChat", "interrupted_note", "pack", "unpack"]

@@ -145,6 +145,8 @@ class Playground:
             key = "err_download_offline" if avail.hub == availability.HUB_OFFLINE else "err_download_unreachable"
             offline = self.catalog.default.family.name
             return InputError(key, model=ref.label, size=avail.params.get("size", 0.0), offline=offline)
+        if avail.key == "why_offline_fetch_failed":  # what to do, in whole sentences
+            return InputError("err_offline_model_missing", **avail.params)
         return InputError("err_unavailable", model=ref.label, why=t(avail.key, lang, **avail.params))
 
     # ---- requests ----------------------------------------------------------------------------

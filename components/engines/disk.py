@@ -39,9 +39,11 @@ class DownloadPolicy:
     allowed: frozenset[str] | None = None
     budget_gb: float | None = None
     margin_gb: float = DEFAULT_MARGIN_GB
+    #: the catalog's default build (preloaded on a Space): always allowed, its files never removed for another
+    default: str | None = None
 
     def allows(self, build_id: str) -> bool:
-        return self.allowed is None or build_id in self.allowed
+        return self.allowed is None or build_id in self.allowed or build_id == self.default
 
 
 def _env_gb(name: str, default: float | None) -> float | None:
@@ -82,17 +84,34 @@ def policy_from_env(public: bool = False) -> DownloadPolicy:
 
 
 _policy: DownloadPolicy | None = None
+#: the default build's Hub repository (DownloadPolicy.default), kept out of the least-recently-used removal
+_default_repo: str | None = None
 
 
 def install(policy: DownloadPolicy | None) -> None:
     """Sets the process-wide policy (the serving layer does, with the public profile's defaults); None: from the
     environment without the public profile."""
-    global _policy
+    global _policy, _default_repo
     _policy = policy
+    if policy is None or policy.default is None:
+        _default_repo = None
 
 
 def current_policy() -> DownloadPolicy:
     return _policy if _policy is not None else policy_from_env(public=False)
+
+
+def keep_default(build_id: str, repo: str | None) -> None:
+    """Makes `build_id` (the catalog's default, from `repo`) always allowed and never removed from the cache."""
+    global _policy, _default_repo
+    from dataclasses import replace
+
+    _policy = replace(current_policy(), default=build_id)
+    _default_repo = repo
+
+
+def _default_folder() -> str | None:
+    return repo_folder(_default_repo) if _default_repo and not _default_repo.startswith("/") else None
 
 
 def download_gb(ref: ModelRef) -> float:
@@ -194,7 +213,7 @@ def remove_least_recently_used(need_bytes: int, budget_bytes: int, keep: str | N
     repos = [repo for repo in info.repos if repo.repo_type == "model"]
     used = sum(repo.size_on_disk for repo in repos) + sum(f.size_on_disk for f in info.incomplete_files)
     used += sum(_reserved.values())
-    in_use = set(_held) | {keep}
+    in_use = set(_held) | {keep, _default_folder()}
     candidates = sorted(
         (repo for repo in repos if repo.repo_path.name not in in_use),
         key=lambda repo: max(repo.last_accessed, _last_used.get(repo.repo_path.name, 0.0)),
@@ -275,6 +294,7 @@ __all__ = [
     "hold",
     "holding",
     "install",
+    "keep_default",
     "parse_allowed",
     "policy_from_env",
     "release",

@@ -53,12 +53,22 @@ class EngineKind:
 
 
 def _llama_cpp_missing(ref: ModelRef) -> Missing | None:
-    """A packaged build whose package is neither installed, nor taken from its wheel, nor pinned to be fetched."""
-    from components.engines.offline_model import packaged_gguf, requirement_for
+    """A packaged build whose package is neither installed, nor taken from its wheel, nor pinned to be fetched, or
+    whose file pip could not fetch lately (then it does not "run here": the message says how to get the file)."""
+    from components.engines.offline_model import cache_dir, fetch_failure, packaged_gguf, requirement_for
 
     quant = ref.quant
-    if quant.package and packaged_gguf(quant) is None and requirement_for(quant.package) is None:
+    if not quant.package or packaged_gguf(quant) is not None:
+        return None
+    if requirement_for(quant.package) is None:
         return "why_package_missing", {"package": quant.package}
+    failure = fetch_failure(quant)
+    if failure is not None:
+        return "why_offline_fetch_failed", {
+            "requirement": failure.requirement,
+            "file": quant.file,
+            "dir": str(cache_dir()),
+        }
     return None
 
 

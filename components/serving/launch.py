@@ -656,14 +656,22 @@ def cap_visitor_generators(demo: Any, slots: VisitorSlots) -> list[str]:
 
 
 # ---- model downloads --------------------------------------------------------------------------------
-def install_download_policy() -> disk.DownloadPolicy:
+def install_download_policy(default: Any = None) -> disk.DownloadPolicy:
     """The operator's bounds on model downloads (components/engines/disk.py: allowed builds, disk budget, free
-    margin), with the public profile's defaults. Call it before the page is built: its pickers show them."""
+    margin), with the public profile's defaults. Call it before the page is built: its pickers show them.
+    `default`: the catalog's default build (a ModelRef), always allowed and never removed to make room (a Space
+    preloads it at build time, space/build.py)."""
     policy = disk.policy_from_env(public_profile())
     disk.install(policy)
+    if default is not None:
+        disk.keep_default(default.id, default.quant.repo)
+        policy = disk.current_policy()
     log.info(
         "model downloads: %s; disk budget %s",
-        "any build" if policy.allowed is None else (", ".join(sorted(policy.allowed)) or "none"),
+        "any build"
+        if policy.allowed is None
+        else (", ".join(sorted(policy.allowed)) or "none")
+        + (f" (and the default, {policy.default})" if policy.default else ""),
         "none" if policy.budget_gb is None else f"{policy.budget_gb:g} GB",
     )
     return policy

@@ -11,13 +11,14 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Container
+from collections.abc import AsyncIterator, Callable, Container, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from components.core import availability
 from components.core.service import Playground
 from components.core.validation import LIMITS
 from components.features import ratings
@@ -37,10 +38,10 @@ from components.features.compare import (
 from components.features.ratings import FREE_CATEGORY, Leaderboard, Selection
 from components.serving.limits import check_rate
 from components.ui.chat import render
-from components.ui.common import CancelFlags, Translations, session_of, warn
+from components.ui.common import CancelFlags, Translations, run_with_stop, session_of, warn
 from components.vocabulary.catalog import QuantKind
 from components.vocabulary.generation import InputError
-from components.vocabulary.messages import t
+from components.vocabulary.messages import MESSAGES, Msg, t
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,20 @@ def tally_text(board: Leaderboard, lang: str) -> str:
     return " ".join(parts)
 
 
-def leaderboard_html(board: Leaderboard, lang: str) -> str:
-    """The ranking table, the pairwise win-rate matrix with battles per pair, and the tally, as HTML."""
+def model_names(playground: Playground) -> dict[str, str]:
+    """Each build's name for people ("EM German LeoLM Mistral · GGUF Q4_K_M"), by its id."""
+    return {ref.id: ref.label for ref in playground.catalog.refs()}
+
+
+def leaderboard_html(board: Leaderboard, lang: str, names: Mapping[str, str] | None = None) -> str:
+    """The ranking table, the pairwise win-rate matrix with battles per pair, and the tally, as HTML. Models are shown
+    by their names (`names`, by id; the id where there is none), the id as the tooltip."""
     esc = html.escape
+    names = names or {}
+
+    def name(model_id: str) -> str:
+        return f'<span title="{esc(model_id)}">{esc(names.get(model_id, model_id))}</span>'
+
     out = [f'<div class="lb-view" lang="{lang}">']
     out.append(f'<p class="lb-method">{esc(t("lb_method", lang, rounds=board.rounds))}</p>')
     out.append(f'<p class="lb-tally">{esc(tally_text(board, lang))}</p>')
@@ -100,10 +112,10 @@ def leaderboard_html(board: Leaderboard, lang: str) -> str:
     out += [f'<th scope="col">{esc(t(h, lang))}</th>' for h in heads]
     out.append("</tr></thead><tbody>")
     for row in board.rows:
-        separable = ", ".join(row.not_separable_from) or t("lb_separable_all", lang)
+        separable = ", ".join(names.get(m, m) for m in row.not_separable_from) or t("lb_separable_all", lang)
         out.append(
             "<tr>"
-            f"<td>{row.rank}</td><td><code>{esc(row.model)}</code></td>"
+            f"<td>{row.rank}</td><td>{name(row.model)}</td>"
             f"<td><strong>{_num(row.rating, lang)}</strong></td>"
             f"<td>{_num(row.lower, lang)} – {_num(row.upper, lang)}</td>"
             f"<td>{row.battles}</td>"
@@ -115,10 +127,10 @@ def leaderboard_html(board: Leaderboard, lang: str) -> str:
     out.append(f'<p class="lb-matrix-title"><strong>{esc(t("lb_matrix", lang))}</strong></p>')
     out.append('<table class="lb-matrix"><thead><tr>')
     out.append(f'<th scope="col">{esc(t("lb_matrix_corner", lang))}</th>')
-    out += [f'<th scope="col"><code>{esc(m)}</code></th>' for m in board.models]
+    out += [f'<th scope="col">{name(m)}</th>' for m in board.models]
     out.append("</tr></thead><tbody>")
     for i, model in enumerate(board.models):
-        out.append(f'<tr><th scope="row"><code>{esc(model)}</code></th>')
+        out.append(f'<tr><th scope="row">{name(model)}</th>')
         for j in range(len(board.models)):
             share = board.win_rate[i][j]
             if i == j:
@@ -155,9 +167,15 @@ def category_choices(lang: str) -> list[tuple[str, str]]:
     ]
 
 
+def set_label(name: str, lang: str) -> str:
+    """A prompt set's name for people (`prompt_set_<name>` in messages.py), else its file name."""
+    key = f"prompt_set_{name}"
+    return t(key, lang) if key in MESSAGES else name
+
+
 def set_choices(lang: str, sets: dict[str, list[EvalPrompt]] | None = None) -> list[tuple[str, str]]:
     names = sorted(sets if sets is not None else prompt_sets())
-    return [(t("lb_all", lang), ALL), *[(n, n) for n in names]]
+    return [(t("lb_all", lang), ALL), *[(set_label(n, lang), n) for n in names]]
 
 
 def session_choices(
@@ -241,7 +259,9 @@ class LeaderboardView:
         return [self.html, self.prompt_set, self.category, self.session, self.variant, *self.exports]
 
 
-def build_leaderboard_view(tr: Translations, vote_log: VoteLog, lang_state: Any) -> LeaderboardView:
+def build_leaderboard_view(
+    tr: Translations, vote_log: VoteLog, lang_state: Any, names: Mapping[str, str] | None = None
+) -> LeaderboardView:
     """Filters, the rendered leaderboard and four downloads; `update(lang, *filters)` refreshes them all."""
     with gr.Row():
         prompt_set = tr.add(
@@ -309,7 +329,7 @@ def build_leaderboard_view(tr: Translations, vote_log: VoteLog, lang_state: Any)
             log.warning("leaderboard export failed: %s", exc)
             downloads = [gr.update(interactive=False)] * 4
         return [
-            leaderboard_html(board, lang),
+            leaderboard_html(board, lang, names),
             *[gr.update(choices=c, value=v) for c, v in zip(choices.values(), values, strict=True)],
             *downloads,
         ]
@@ -357,6 +377,37 @@ class SessionRun:
         return len(self.rounds) == len(self.prompts) and self.settled
 
 
+def second_model_refusal(playground: Playground) -> InputError:
+    """Why a blind comparison cannot run yet and how to get a second model here, in whole sentences: the build to
+    download (the smallest German GGUF that may be downloaded), else how to bring its file or allow downloads, and
+    the servers' variables."""
+    refs = list(playground.catalog.refs())
+    states = {ref.id: playground.availability(ref) for ref in refs}
+    running = [ref.label for ref in refs if states[ref.id].ok and states[ref.id].state == availability.READY]
+    german_gguf = sorted(
+        (ref for ref in refs if ref.quant.kind is QuantKind.gguf and not ref.variant.offline and ref.quant.repo),
+        key=lambda ref: ref.quant.size_gb or 1e9,
+    )
+    fetchable = [ref for ref in german_gguf if states[ref.id].ok and states[ref.id].state == availability.DOWNLOAD]
+    blocked = [ref for ref in german_gguf if states[ref.id].state == availability.DOWNLOAD]
+    how: Msg
+    if fetchable:
+        size = states[fetchable[0].id].params.get("size", 0.0)
+        how = Msg("blind_how_download", model=fetchable[0].label, size=size)
+    elif blocked:  # allowed, but the Hub cannot be reached: the file has to come another way
+        how = Msg("blind_how_cache", file=blocked[0].quant.file or "", repo=blocked[0].quant.repo or "")
+    else:
+        how = Msg("blind_how_allow", example=(german_gguf or refs)[0].id)
+    model: Any = ", ".join(running) if running else Msg("blind_no_model")
+    return InputError("err_blind_needs_two", model=model, how=how, server=Msg("blind_how_server"))
+
+
+def second_model_hint(playground: Playground, lang: str) -> str:
+    """second_model_refusal's message in `lang`."""
+    refusal = second_model_refusal(playground)
+    return t(refusal.key, lang, **refusal.params)
+
+
 def runnable_models(playground: Playground) -> list[tuple[str, str]]:
     """(label, id) of every build that runs here: servers and builds shipped in a package first (no download)."""
     refs = [ref for ref in playground.catalog.refs() if playground.availability(ref).ok]
@@ -396,6 +447,8 @@ def check_session(
     # typed values of the multiselect: each checked against the catalog (and able to run) before anything runs
     chosen = list(dict.fromkeys(catalog_ids(playground, typed, runnable=True)))
     if len(chosen) < 2:
+        if len(runnable_models(playground)) < 2:  # not a wrong choice: there is no second model to choose
+            raise second_model_refusal(playground)
         raise InputError("err_session_models")
     try:
         tokens = int(max_new)
@@ -496,7 +549,7 @@ def _session_layout(playground: Playground, tr: Translations) -> _SessionControl
     with gr.Row():
         set_name = tr.add(
             gr.Dropdown(
-                [(n, n) for n in sorted(sets)],
+                [(set_label(n, "de"), n) for n in sorted(sets)],
                 value=next(iter(sorted(sets)), None),
                 label=t("session_set"),
                 elem_id="session-set",
@@ -557,7 +610,8 @@ def _session_layout(playground: Playground, tr: Translations) -> _SessionControl
         ]
         votes.append(gr.Button(t("compare_vote_tie"), interactive=False, elem_id="session-vote-tie"))
         next_button = gr.Button(t("session_next"), interactive=False, elem_id="session-next")
-        stop = tr.add(gr.Button(t("stop"), variant="stop", elem_id="session-stop"), "stop", "value")
+        # idle until a prompt runs (as in the chat and compare tabs): a red Stop that stops nothing looks like a fault
+        stop = tr.add(gr.Button(t("stop"), variant="stop", interactive=False, elem_id="session-stop"), "stop", "value")
     reveal = gr.Markdown("", elem_id="session-reveal")
     board = gr.HTML("", elem_id="session-board")
     state = gr.State(None)
@@ -621,14 +675,14 @@ def session_view(run: SessionRun | None, lang: str, board_html: Any = None) -> l
     ]
 
 
-async def session_board(vote_log: VoteLog, run: SessionRun, lang: str) -> str:
+async def session_board(vote_log: VoteLog, run: SessionRun, lang: str, names: Mapping[str, str] | None = None) -> str:
     """The leaderboard of this session's votes alone, with its title."""
     title = t("session_board_title", lang, n=len(run.rounds))
     try:
         result = await vote_log.leaderboard(Selection(session=run.id))
     except InputError as exc:  # too many other leaderboards being computed: say so instead of failing the vote
         return f"<h3>{html.escape(title)}</h3><p>{html.escape(t(exc.key, lang, **exc.params))}</p>"
-    return f"<h3>{html.escape(title)}</h3>" + leaderboard_html(result, lang)
+    return f"<h3>{html.escape(title)}</h3>" + leaderboard_html(result, lang, names)
 
 
 async def _play(
@@ -695,14 +749,14 @@ def _session_events_play(
             if not await save_vote(vote_log, run.current if run else None, choice, request, lang):
                 return [gr.update()] * len(outputs)
             assert run is not None
-            board_html = await session_board(vote_log, run, lang) if run.finished else None
+            board_html = await session_board(vote_log, run, lang, model_names(playground)) if run.finished else None
             return session_view(run, lang, board_html)
 
         return vote
 
     start_inputs = [lang_state, c.set_name, c.category, c.count, c.chosen, c.max_new]
-    c.start.click(start_session, start_inputs, outputs, api_visibility="private", concurrency_limit=None)
-    c.next_button.click(next_prompt, [c.state, lang_state], outputs, api_visibility="private", concurrency_limit=None)
+    run_with_stop([c.start.click], start_session, start_inputs, outputs, c.stop)
+    run_with_stop([c.next_button.click], next_prompt, [c.state, lang_state], outputs, c.stop)
     for button, choice in zip(c.votes, [*LETTERS[:2], TIE], strict=True):
         button.click(make_vote(choice), [c.state, lang_state], outputs, api_visibility="private")
 
@@ -720,12 +774,23 @@ def _session_events_page(c: _SessionControls, playground: Playground, vote_log: 
 
     gr.on(None, refresh_models, None, [c.chosen], api_visibility="private")
 
-    async def on_lang(run: SessionRun | None, lang: str, cat_in: Any) -> list[Any]:
+    async def on_lang(run: SessionRun | None, lang: str, cat_in: Any, set_in: Any) -> list[Any]:
         cats = [(t("lb_all", lang), ALL), *[(t(f"category_{cat}", lang), cat) for cat in CATEGORIES]]
-        board_html = await session_board(vote_log, run, lang) if run is not None and run.finished else None
-        return [*session_view(run, lang, board_html), gr.update(choices=cats, value=cat_in)]
+        finished = run is not None and run.finished
+        board_html = await session_board(vote_log, run, lang, model_names(playground)) if finished else None
+        sets = [(set_label(n, lang), n) for n in sorted(prompt_sets())]
+        return [
+            *session_view(run, lang, board_html),
+            gr.update(choices=cats, value=cat_in),
+            gr.update(choices=sets, value=set_in),
+        ]
 
-    lang_state.change(on_lang, [c.state, lang_state, c.category], [*c.outputs, c.category], api_visibility="private")
+    lang_state.change(
+        on_lang,
+        [c.state, lang_state, c.category, c.set_name],
+        [*c.outputs, c.category, c.set_name],
+        api_visibility="private",
+    )
 
 
 def build_blind_session(

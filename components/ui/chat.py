@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,9 @@ from components.vocabulary.settings import SETTING_NAMES, settings_by_name
 log = logging.getLogger(__name__)
 
 SLOT = "chat"
+#: while an answer streams, the browser keeps the conversation at most this often (s): a reload (F5) then brings
+#: back the question and the answer so far, marked interrupted, with the model, system prompt and settings
+SAVE_EVERY_S = 1.0
 #: the browser's localStorage key of the saved chat (a new shape gets a new key)
 STORAGE_KEY = "playground-chat-v1"
 
@@ -176,9 +180,10 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 ),
                 "chatbot",
             )
-            with gr.Row():
+            with gr.Row(elem_id="chat-ask-row"):
                 message = tr.add(
                     gr.Textbox(
+                        label=t("message"),  # read by screen readers (Gradio names an unlabelled box "Textbox")
                         placeholder=t("message_placeholder"),
                         show_label=False,
                         lines=1,
@@ -189,6 +194,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                     "message_placeholder",
                     "placeholder",
                 )
+                tr.add(message, "message")
                 send = tr.add(
                     gr.Button(
                         t("send"),
@@ -200,7 +206,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                     "send",
                     "value",
                 )
-            with gr.Row():
+            with gr.Row(elem_id="chat-buttons-row"):
                 stop = tr.add(
                     gr.Button(t("stop"), variant="stop", interactive=False, elem_id="chat-stop"), "stop", "value"
                 )
@@ -462,8 +468,8 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
     # "multiple": Enter or Send while an answer streams reaches the server, which says why it does not send
     events = {"api_visibility": "private", "concurrency_limit": None, "trigger_mode": "multiple"}
     for trigger, handler in ((c.message.submit, respond), (c.send.click, respond), (c.retry.click, retry_last)):
-        # once the answer has ended (done, stopped, failed), the browser keeps the conversation
-        trigger(handler, inputs, outputs, **events).then(**_save_args(c))
+        # while the answer streams and once it has ended (done, stopped, failed), the browser keeps the conversation
+        trigger(_saving(handler), inputs, [*outputs, c.saved], **events).then(**_save_args(c))
 
     def stop_now(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
@@ -477,6 +483,40 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
     c.clear.click(clear_all, None, outputs, queue=False, api_visibility="private").then(**_save_args(c))
     # the chatbot's own trash icon must forget the conversation too, not only hide it
     c.chatbot.clear(clear_all, None, outputs, queue=False, api_visibility="private").then(**_save_args(c))
+
+
+def _saving(handler: Any) -> Any:
+    """`handler`'s updates with one more output, the browser-kept chat: written when a question is added and then
+    at most every SAVE_EVERY_S while its answer streams (the answer's end is written by the event after it)."""
+
+    async def saving(
+        request: gr.Request,
+        text: str,
+        conv: list[dict[str, Any]],
+        variant_id: str,
+        quant_id: str,
+        sys_prompt: str,
+        lang: str,
+        *sampling: Any,
+    ) -> AsyncIterator[Any]:
+        last = -SAVE_EVERY_S
+        args = (text, conv, variant_id, quant_id, sys_prompt, lang, *sampling)
+        async for update in handler(request, *args):
+            if not isinstance(update, list):  # gr.skip(): nothing changes
+                yield update
+                continue
+            now_conv = update[1]
+            streaming = isinstance(now_conv, list) and bool(now_conv)
+            streaming = streaming and not (now_conv[-1].get("stats") or now_conv[-1].get("error"))
+            if streaming and time.monotonic() - last >= SAVE_EVERY_S:
+                last = time.monotonic()
+                model_id = picked_id(str(variant_id), str(quant_id))
+                yield [*update, pack(now_conv, model_id, sys_prompt, list(sampling))]
+            else:
+                yield [*update, gr.skip()]
+
+    saving.__name__ = getattr(handler, "__name__", "saving")
+    return saving
 
 
 def _save_args(c: _Controls) -> dict[str, Any]:
@@ -521,9 +561,21 @@ def _events_restore(c: _Controls, playground: Playground, page: Any) -> None:
 
     def restore(request: gr.Request, value: Any) -> list[Any]:
         saved = unpack(value)
-        if saved.empty:
-            return [gr.skip() for _ in outputs]
         lang = normalize_language(request.query_params.get("lang") if request else None)
+        if saved.empty:
+            # the default build as it stands now (the offline model's file may have failed to arrive since the
+            # page was built): its picker entry, model line, note and Send
+            ref = playground.catalog.default
+            note, send, _ = selection_updates(playground, ref)
+            fresh = [
+                *pickers_relabelled(playground, ref.family.id, ref.variant.id, ref.quant.id, lang),
+                model_info(playground, ref, lang),
+            ]
+            updates: list[Any] = [gr.skip() for _ in outputs]
+            refreshed = (p.variant, p.quant, p.info, c.offline_note, c.send)
+            for component, update in zip(refreshed, [*fresh, note, send], strict=True):
+                updates[outputs.index(component)] = update
+            return updates
         ref = (playground.catalog.get(saved.model_id) if saved.model_id else None) or playground.catalog.default
         fam = ref.family
         system = fam.system_prompt if saved.system is None else saved.system

@@ -42,12 +42,15 @@ class Translations:
 
     @property
     def components(self) -> list[Any]:
-        return [c for c, _, _ in self.items]
+        """Each component once (one may have several texts: a label and a placeholder), in the order added."""
+        return list({id(c): c for c, _, _ in self.items}.values())
 
     def updates(self, lang: str) -> list[Any]:
-        return [
-            gr.update(**{attr: t(key, lang, **self.params.get(i, {}))}) for i, (_, key, attr) in enumerate(self.items)
-        ]
+        """One update per component of `components`, with all its texts in `lang`."""
+        texts: dict[int, dict[str, str]] = {id(c): {} for c in self.components}
+        for i, (component, key, attr) in enumerate(self.items):
+            texts[id(component)][attr] = t(key, lang, **self.params.get(i, {}))
+        return [gr.update(**attrs) for attrs in texts.values()]
 
 
 # ---- stop flags ----------------------------------------------------------------------------------
@@ -162,7 +165,9 @@ def quant_label(playground: Playground, ref: ModelRef, lang: str) -> str:
     avail = playground.availability(ref)
     quant = ref.quant.display
     if avail.state == availability.DOWNLOAD:
+        # the same words as the model line: the Hub cannot be reached, or offline mode (HF_HUB_OFFLINE) is on
         key = "quant_download" if avail.ok else "quant_download_blocked"
+        key = "quant_download_offline_mode" if avail.hub == availability.HUB_OFFLINE else key
         return t(key, lang, quant=quant, size=avail.params.get("size", 0.0))
     if avail.server == availability.SERVER_SILENT:
         return t("quant_remote_silent", lang, quant=quant)
@@ -257,6 +262,8 @@ def availability_line(playground: Playground, ref: ModelRef, lang: str) -> str:
         return t("info_remote_ready", lang, **avail.params)
     if avail.ok:
         return t("info_ready", lang)
+    if avail.key == "why_offline_fetch_failed":  # the whole story: what is missing and what to do
+        return "✗ " + t("err_offline_model_missing", lang, **avail.params)
     why = t(avail.key, lang, **avail.params)
     if avail.state == availability.DOWNLOAD:
         return t("info_download_blocked", lang, why=why[:1].upper() + why[1:])
@@ -513,6 +520,7 @@ def raw_prompt_box(tr: Translations, prefix: str, lines: int, max_lines: int, co
     with gr.Accordion(t("raw_prompt"), open=False, elem_id=f"{prefix}-raw-prompt-box") as raw_acc:
         raw_prompt = gr.Textbox(
             value="",
+            label=t("raw_prompt"),  # read by screen readers (Gradio names an unlabelled box "Textbox")
             lines=lines,
             max_lines=max_lines,
             interactive=False,
@@ -521,6 +529,7 @@ def raw_prompt_box(tr: Translations, prefix: str, lines: int, max_lines: int, co
             elem_id=f"{prefix}-raw-prompt",
         )
     tr.add(raw_acc, "raw_prompt")
+    tr.add(raw_prompt, "raw_prompt")
     return raw_prompt
 
 

@@ -42,8 +42,10 @@ from components.ui.arena import (
     LeaderboardView,
     build_blind_session,
     build_leaderboard_view,
+    model_names,
     reveal_lines,
     save_vote,
+    second_model_hint,
     tag_prompt,
     vote_note,
     voted_line,
@@ -60,6 +62,7 @@ from components.ui.common import (
     max_new_update,
     md_literal,
     offline_name,
+    picked_id,
     pickers_relabelled,
     run_with_stop,
     runnable_refs,
@@ -78,6 +81,8 @@ log = logging.getLogger(__name__)
 SLOT = "compare"
 #: Per-pane values the send handler reads, in this order, for each of the MAX_PANES panes.
 PANE_FIELDS = 6
+#: Per-pane controls blind mode sets when it gives a pane another model (family, variant, build, system, max new).
+PANE_PICKS = 5
 #: Export files live in per-export folders here; folders older than this are removed on the next export.
 EXPORT_MAX_AGE_S = 3600.0
 EXPORT_ROOT = Path(tempfile.gettempdir()) / "playground-compare-exports"
@@ -423,6 +428,7 @@ def _layout_ask(tr: Translations) -> tuple[Any, ...]:
     with gr.Row(elem_id="compare-ask-row"):
         message = tr.add(
             gr.Textbox(
+                label=t("message"),  # read by screen readers (Gradio names an unlabelled box "Textbox")
                 placeholder=t("compare_placeholder"),
                 show_label=False,
                 lines=1,
@@ -433,6 +439,7 @@ def _layout_ask(tr: Translations) -> tuple[Any, ...]:
             "compare_placeholder",
             "placeholder",
         )
+        tr.add(message, "message")
         send = tr.add(gr.Button(t("send"), variant="primary", scale=1, elem_id="compare-send"), "send", "value")
     with gr.Row(elem_id="compare-buttons-row"):
         # idle until a round runs (as in the chat tab): a red Stop that stops nothing looks like a fault
@@ -482,7 +489,7 @@ def _layout_boxes(
         )
     tr.add(settings_acc, "compare_shared_settings")
     with gr.Accordion(t("compare_leaderboard"), open=False, elem_id="compare-leaderboard-box") as lb_acc:
-        board_view = build_leaderboard_view(tr, vote_log, lang_state)
+        board_view = build_leaderboard_view(tr, vote_log, lang_state, model_names(playground))
     tr.add(lb_acc, "compare_leaderboard")
     with gr.Accordion(t("session_title"), open=False, elem_id="session-box") as session_acc:
         build_blind_session(playground, tr, flags, vote_log, lang_state)
@@ -604,21 +611,18 @@ async def _play_round(
     session = session_of(request)
     flag = flags.start(session, SLOT)
     cleared = False
-    first = True
+    # at once, before any model has answered (loading one takes seconds): the new prompt in every pane, the box
+    # empty, the old votes and downloads gone; the page scrolls each pane to the new question (page_script.py)
+    yield [*pane_updates(conv, lang), conv, "", *vote_updates(conv, count, lang), *no_export()]
     try:
         async with contextlib.aclosing(stream_round(playground, round_, prepared, flag)) as updates:
             async for _ in updates:
                 if getattr(flag, "reason", None) == "clear":
                     cleared = True
                     break
+                unchanged_votes = [gr.update()] * (MAX_PANES + 1)  # the vote buttons and the tie
                 views = pane_updates(conv, lang)
-                if first:
-                    # the new prompt is shown; the box empties, the old votes and downloads go away
-                    yield [*views, conv, "", *vote_updates(conv, count, lang), *no_export()]
-                    first = False
-                else:
-                    unchanged_votes = [gr.update()] * (MAX_PANES + 1)  # the vote buttons and the tie
-                    yield [*views, conv, gr.update(), *unchanged_votes, gr.update(), gr.update(), gr.update()]
+                yield [*views, conv, gr.update(), *unchanged_votes, gr.update(), gr.update(), gr.update()]
     finally:
         flags.finish(session, SLOT, flag)
     if cleared or getattr(flag, "reason", None) == "clear":
@@ -664,8 +668,9 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
             return
         specs = [PaneSpec(i, s.system_prompt, s.settings) for s, i in zip(specs, ids, strict=True)]
         if is_blind and len({spec.model_id for spec in specs}) < len(specs):
-            # a blind comparison of a model with itself would tell nothing
-            warn(t("err_blind_same_model", lang), lang)
+            # a blind comparison of a model with itself would tell nothing; with one model here, say how to get one
+            enough = len(runnable_refs(playground)) >= 2
+            warn(t("err_blind_same_model", lang) if enough else second_model_hint(playground, lang), lang)
             yield unchanged()
             return
         conv: list[Round] = list(conv_in or [])
@@ -757,7 +762,44 @@ def _events_view(c: _Controls, playground: Playground, lang_state: Any) -> None:
         queue=False,
         api_visibility="private",
     )
-    c.blind.change(lambda b: gr.update(visible=bool(b)), [c.blind], [c.vote_row], queue=False, api_visibility="private")
+
+    def on_blind(on: Any, count_in: Any, lang: str, *picked: Any) -> list[Any]:
+        """Blind mode on: the visible panes get different models that run here (each pane keeps its own where it
+        can); with fewer than two, a warning says how to get a second one."""
+        count = pane_count_of(count_in)
+        ids = [picked_id(str(picked[2 * i]), str(picked[2 * i + 1])) for i in range(MAX_PANES)]
+        updates: list[Any] = [gr.update(visible=bool(on)), *[gr.update()] * (PANE_PICKS * MAX_PANES + 1)]
+        if not on or len(set(ids[:count])) == count:
+            return updates
+        running = [ref.id for ref in runnable_refs(playground)]
+        if len(running) < 2:
+            warn(second_model_hint(playground, lang), lang)
+            return updates
+        count = min(count, len(running))
+        chosen = [m if m in running and m not in ids[:i] else None for i, m in enumerate(ids[:count])]
+        spare = [m for m in running if m not in chosen]
+        chosen = [m if m is not None else spare.pop(0) for m in chosen]
+        for i, model_id in enumerate(chosen):
+            if model_id != ids[i]:
+                ref = playground.catalog.get(model_id) or playground.catalog.default
+                at = 1 + PANE_PICKS * i
+                updates[at : at + PANE_PICKS] = [
+                    ref.family.id,
+                    *pickers_relabelled(playground, ref.family.id, ref.variant.id, ref.quant.id, lang),
+                    gr.update(placeholder=ref.family.system_prompt),
+                    max_new_update(ref, settings_values(ref.family)[3]),
+                ]
+        updates[-1] = count
+        return updates
+
+    pane_picks = [x for p in panes for x in (p.family, p.variant, p.quant, p.system, p.max_new_tokens)]
+    c.blind.input(
+        on_blind,
+        [c.blind, c.pane_count, lang_state, *[x for p in panes for x in (p.variant, p.quant)]],
+        [c.vote_row, *pane_picks, c.pane_count],
+        queue=False,
+        api_visibility="private",
+    )
 
     def on_lang(lang: str, conv: list[Round], count_in: Any, *picked: Any) -> list[Any]:
         conv = conv or []

@@ -5,7 +5,9 @@ browser's language. The page language is the playground's own (`?lang=`, the lan
 switches Gradio's locale through the `changeLocale` export of Gradio's own frontend module (the same module
 instance the page runs on), keeps `<html lang>` on the page language, writes the language into the address
 (a reload keeps it), and names toast headers and their close buttons in the page language (Gradio 6 writes the
-toast type, "Warning", there whatever title is given). Every text comes from components/vocabulary/messages.py.
+toast type, "Warning", there whatever title is given). Names and tooltips that Gradio writes in English whatever its
+locale ("Copy", "Reset to default value", "More tabs", "number input for …") are put into the page language as they
+appear. Every text comes from components/vocabulary/messages.py.
 """
 
 from __future__ import annotations
@@ -17,10 +19,29 @@ from components.vocabulary.messages import LANGUAGES, t
 #: Toast types Gradio uses, with the message key of each header.
 TOAST_KEYS = {"warning": "toast_warning", "info": "toast_info", "error": "toast_error", "success": "toast_success"}
 
+#: Names and tooltips Gradio 6.31 writes in English whatever its locale (not in its dictionaries: fixed in its
+#: components' templates), by message key; `{label}` stands for the component's own label. English keeps Gradio's
+#: wording, so its screen-reader names stay what they were.
+GRADIO_FIXED_KEYS = (
+    "gradio_copy",
+    "gradio_copied",
+    "gradio_reset_value",
+    "gradio_more_tabs",
+    "gradio_conversation",
+    "gradio_number_input",
+    "gradio_range_slider",
+    "gradio_empty_value",
+    "gradio_file_upload",
+    "gradio_loading_response",
+    "gradio_processing",
+    "gradio_queue",
+)
+
 _SCRIPT = """
 <script>
 (() => {
   const TEXTS = __TEXTS__;
+  const FIXED = __FIXED__;
   const LANGS = __LANGS__;
   const normal = (lang) => (LANGS.includes(lang) ? lang : LANGS[0]);
   const fromAddress = () => normal((new URLSearchParams(location.search).get("lang") || "").slice(0, 2));
@@ -49,7 +70,56 @@ _SCRIPT = """
     for (const close of root.querySelectorAll("[data-testid=toast-close]")) {
       if (close.getAttribute("aria-label") !== texts.close) close.setAttribute("aria-label", texts.close);
     }
+    const named = [...(root.matches && root.matches("[aria-label], [title]") ? [root] : []),
+      ...root.querySelectorAll("[aria-label], [title]")];
+    for (const el of named) fixName(el);
+    fixTexts(root);
     accessible(root);
+  }
+
+  // Gradio's fixed English names and tooltips ("Copy", "number input for Temperatur", …) in the page language
+  function fixedText(value) {
+    for (const texts of FIXED) {
+      for (const text of Object.values(texts)) {
+        const at = text.indexOf("{label}");
+        if (at < 0) {
+          if (value === text) return texts[pageLang];
+          continue;
+        }
+        const [pre, post] = [text.slice(0, at), text.slice(at + 7)];
+        if (value.length > pre.length + post.length && value.startsWith(pre) && value.endsWith(post)) {
+          return texts[pageLang].replace("{label}", value.slice(pre.length, value.length - post.length));
+        }
+      }
+    }
+    return null;
+  }
+
+  // the progress line over a busy component ("processing | 1.2s", "queue: 2/3 |"): only inside Gradio's status
+  // tracker, never in a model's answer
+  const TRACKER = "[data-testid=status-tracker]";
+  function fixText(node) {
+    const parent = node.parentElement;
+    if (!parent || !parent.closest(TRACKER)) return;
+    const value = node.nodeValue.trim();
+    const fixed = value ? fixedText(value) : null;
+    if (fixed !== null && fixed !== value) node.nodeValue = node.nodeValue.replace(value, fixed);
+  }
+
+  function fixTexts(root) {
+    const trackers = [...(root.matches && root.matches(TRACKER) ? [root] : []), ...root.querySelectorAll(TRACKER)];
+    for (const tracker of trackers) {
+      const walker = document.createTreeWalker(tracker, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) fixText(node);
+    }
+  }
+
+  function fixName(el) {
+    for (const attr of ["aria-label", "title"]) {
+      const value = el.getAttribute(attr);
+      const fixed = value ? fixedText(value) : null;
+      if (fixed !== null && fixed !== value) el.setAttribute(attr, fixed);
+    }
   }
 
   // Gradio's fixed English names that axe-core flags: the upload area's name differs from the text it shows
@@ -141,19 +211,48 @@ _SCRIPT = """
   };
   window.playgroundLanguage = () => pageLang;
 
+  // A new question in the chat or a compare pane: a compare pane's log scrolls to it (the new answer is read from its
+  // start, not under the last round's text behind a "↓"); on a phone the page brings the answer into view
+  const questions = new WeakMap();
+  let following = false;
+  function followQuestions() {
+    if (following) return;
+    following = true;
+    requestAnimationFrame(() => {
+      following = false;
+      const narrow = window.matchMedia("(max-width: 640px)").matches;
+      for (const log of document.querySelectorAll("#chat-bot [role=log], [id^=compare-pane-] [role=log]")) {
+        const rows = log.querySelectorAll(".message-row.user-row");
+        const seen = questions.has(log) ? questions.get(log) : rows.length;
+        questions.set(log, rows.length);
+        if (rows.length <= seen || !log.offsetParent) continue;
+        const pane = log.closest("[id^=compare-pane-]");
+        const row = rows[rows.length - 1];
+        if (pane) log.scrollTop += row.getBoundingClientRect().top - log.getBoundingClientRect().top - 8;
+        if (narrow && !pane) log.closest("#chat-bot").scrollIntoView({block: "nearest"});
+        if (narrow && pane && pane.id === "compare-pane-1") pane.scrollIntoView({block: "start"});
+      }
+    });
+  }
+
   new MutationObserver((records) => {
     for (const r of records) {
-      if (r.type === "attributes" && r.target === document.documentElement) {
+      if (r.type === "attributes" && r.target === document.documentElement && r.attributeName === "lang") {
         // Gradio sets <html lang> to its own locale (the browser's at first): the page language wins
         if (document.documentElement.lang !== pageLang) { document.documentElement.lang = pageLang; applyLocale(); }
+      } else if (r.type === "attributes") {
+        fixName(r.target);  // a name Gradio wrote again ("Copied" -> "Copy", a slider's new label)
       } else if (r.type === "childList" || r.type === "characterData") {
+        if (r.type === "characterData") fixText(r.target);
+        for (const n of r.addedNodes || []) if (n.nodeType === Node.TEXT_NODE) fixText(n);
         const target = r.target.nodeType === Node.ELEMENT_NODE ? r.target : r.target.parentElement;
         if (target && target.closest && target.closest(".toast-wrap, [data-testid=toast-body]")) relabel(document);
         else for (const n of r.addedNodes || []) if (n.nodeType === Node.ELEMENT_NODE) relabel(n);
+        if (r.type === "childList") followQuestions();
       }
     }
-  }).observe(document.documentElement, {attributes: true, attributeFilter: ["lang"], childList: true,
-    subtree: true, characterData: true});
+  }).observe(document.documentElement, {attributes: true, attributeFilter: ["lang", "aria-label", "title"],
+    childList: true, subtree: true, characterData: true});
 
   document.documentElement.lang = pageLang;
   applyLocale();
@@ -172,7 +271,9 @@ def page_texts() -> dict[str, dict[str, object]]:
 def page_head() -> str:
     """The `<script>` for `launch(head=...)`."""
     texts = json.dumps(page_texts(), ensure_ascii=False).replace("</", "<\\/")
-    return _SCRIPT.replace("__TEXTS__", texts).replace("__LANGS__", json.dumps(list(LANGUAGES)))
+    fixed = [{lang: t(key, lang) for lang in LANGUAGES} for key in GRADIO_FIXED_KEYS]
+    script = _SCRIPT.replace("__TEXTS__", texts).replace("__LANGS__", json.dumps(list(LANGUAGES)))
+    return script.replace("__FIXED__", json.dumps(fixed, ensure_ascii=False).replace("</", "<\\/"))
 
 
 #: The language switch's client-side step (runs before its server handler, with the chosen language).

@@ -143,19 +143,23 @@ def _layout_side(playground: Playground, tr: Translations) -> tuple[Pickers, Any
 
 def _layout_sources(tr: Translations) -> tuple[Any, ...]:
     """The list of sources with pick, remove and clear; the form that adds one (text, files, metadata, example)."""
-    with gr.Group():
-        sources_view = gr.HTML(sources_html([], "de"), elem_id="retrieval-sources")
-        with gr.Row():
-            pick = tr.add(
-                gr.Dropdown(choices=[], value=None, label=t("source_pick"), elem_id="retrieval-pick", scale=3),
-                "source_pick",
-            )
-            remove = tr.add(
-                gr.Button(t("source_remove"), size="sm", elem_id="retrieval-remove", scale=1), "source_remove", "value"
-            )
-            clear = tr.add(
-                gr.Button(t("sources_clear"), size="sm", elem_id="retrieval-clear", scale=1), "sources_clear", "value"
-            )
+    sources_view = gr.HTML(sources_html([], "de"), elem_id="retrieval-sources")
+    # buttons that look like buttons (inside a gr.Group they were drawn flat, as text), usable once there are sources
+    with gr.Row(equal_height=True, elem_id="retrieval-source-row"):
+        pick = tr.add(
+            gr.Dropdown(choices=[], value=None, label=t("source_pick"), elem_id="retrieval-pick", scale=3),
+            "source_pick",
+        )
+        remove = tr.add(
+            gr.Button(t("source_remove"), variant="secondary", interactive=False, elem_id="retrieval-remove", scale=1),
+            "source_remove",
+            "value",
+        )
+        clear = tr.add(
+            gr.Button(t("sources_clear"), variant="secondary", interactive=False, elem_id="retrieval-clear", scale=1),
+            "sources_clear",
+            "value",
+        )
     with gr.Accordion(t("source_add"), open=True, elem_id="retrieval-add-box") as add_acc:
         source_text = tr.add(
             gr.Textbox(lines=5, max_lines=20, label=t("source_text"), elem_id="retrieval-source-text"), "source_text"
@@ -374,6 +378,15 @@ def _events_sources(c: _Controls, playground: Playground, lang_state: Any) -> No
 
     lang_state.change(
         lambda items, lang: sources_html(items, lang), [sources, lang_state], [sources_view], api_visibility="private"
+    )
+    # Remove and Clear only where there is something to remove
+    sources.change(
+        lambda items: [gr.update(interactive=bool(items))] * 2,
+        [sources],
+        [remove, clear],
+        queue=False,
+        show_progress="hidden",
+        api_visibility="private",
     )
     # placeholders of boxes whose label already follows the language
     lang_state.change(

