@@ -797,8 +797,8 @@ def _events_view(c: _Controls, playground: Playground, lang_state: Any) -> None:
         on_blind,
         [c.blind, c.pane_count, lang_state, *[x for p in panes for x in (p.variant, p.quant)]],
         [c.vote_row, *pane_picks, c.pane_count],
-        queue=False,
-        api_visibility="private",
+        api_visibility="private",  # queued: a warning toast reaches the page only from a queued event
+        show_progress="hidden",
     )
 
     def on_lang(lang: str, conv: list[Round], count_in: Any, *picked: Any) -> list[Any]:
