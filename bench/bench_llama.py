@@ -6,7 +6,10 @@ runs as a subprocess (`python app.py`, tests/app_server.py) with a catalog that 
 app setup (`--config`, e.g. thread counts), and is driven with gradio_client (`ssl_verify=False`, see
 README). "llama.cpp alone" is llama.cpp's C++ server (xllamacpp) in this process, called in-process with
 handle_completions (no HTTP, no Python per token beyond a callback), once per thread count of
-`--baseline-threads`; the table compares the app against the best of them. Same prompt (the family's
+`--baseline-threads`, and, as a reference, llama.cpp compiled for this CPU (bench/native_llama.py in a Python
+with llama-cpp-python built from its sdist: bench/build_native_llama.sh; never a product dependency), once per
+thread count of `--native-threads`. The app is compared with the best side of all and with the best prebuilt
+one; every figure carries the load average it was measured at. Same prompt (the family's
 ChatML, built by Playground.prepare), greedy, same budget and stops. Runs rotate so that drifts of a shared
 machine hit every side alike; no two generate at once, except in the four-visitor part.
 
@@ -54,6 +57,8 @@ class Sample:
     tokens: int
     decode_tps: float | None
     total_s: float
+    #: the 1-minute load average when the run ended (how quiet the machine was for this figure)
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
 
 
 @dataclass
@@ -175,6 +180,60 @@ def run_baseline_http(server: Any, request: Any, http: Any) -> Sample:
     return Sample((first or end) - start, len(times), decode_rate(len(times), first, last), end - start)
 
 
+class NativeSide:
+    """llama.cpp compiled for this CPU (bench/native_llama.py in a Python with llama-cpp-python), one process."""
+
+    def __init__(self, python: str, path: Path, threads: int) -> None:
+        import json
+        import subprocess
+
+        self._json = json
+        self.proc = subprocess.Popen(
+            [python, str(ROOT / "bench" / "native_llama.py"), str(path), str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        ready = json.loads(self.proc.stdout.readline())
+        self.system_info = str(ready.get("system_info", "")).strip()
+
+    def run(self, request: Any) -> Sample:
+        s = request.settings
+        body = {
+            "prompt": request.prompt,
+            "max_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "repeat_penalty": s.repetition_penalty,
+            "stop": list(s.stop),
+        }
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(self._json.dumps(body) + "\n")
+        self.proc.stdin.flush()
+        out = self._json.loads(self.proc.stdout.readline())
+        return Sample(out["ttft_s"], out["tokens"], out["decode_tps"], out["total_s"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+def native_python(given: str) -> str | None:
+    """The Python with llama-cpp-python built for this CPU: --native-python, else bench/out/native-venv's."""
+    if given == "none":
+        return None
+    if given:
+        return given
+    default = ROOT / "bench" / "out" / "native-venv" / "bin" / "python"
+    return str(default) if default.exists() else None
+
+
 # ---- four visitors at once -----------------------------------------------------------------------------
 def four_visitors(client_factory: Any, model: Model, reps: int) -> list[dict[str, Any]]:
     """One visitor alone, then four at once; per repetition the first tokens, finish times and the ratio."""
@@ -283,6 +342,15 @@ def main() -> None:
         "--http-threads", default="2", help="also llama.cpp alone over its loopback HTTP route with these ('' = none)"
     )
     parser.add_argument(
+        "--native-threads", default="1,2", help="llama.cpp compiled for this CPU with these threads ('' = none)"
+    )
+    parser.add_argument(
+        "--native-python",
+        default="",
+        help="a Python with llama-cpp-python built from source (default bench/out/native-venv, made by "
+        "bench/build_native_llama.sh; 'none' = leave the native side out)",
+    )
+    parser.add_argument(
         "--config",
         action="append",
         default=[],
@@ -323,6 +391,10 @@ def main() -> None:
         setups.append((name or "default", env))
     base_threads = [t for t in args.baseline_threads.split(",") if t]
     http_threads = [t for t in args.http_threads.split(",") if t]
+    native = native_python(args.native_python)
+    native_threads = [t for t in args.native_threads.split(",") if t] if native else []
+    if not native:
+        print("no native llama.cpp (bench/build_native_llama.sh makes one): the native side is left out", flush=True)
     import httpx
 
     http = httpx.Client(timeout=300, trust_env=False)
@@ -335,6 +407,10 @@ def main() -> None:
             for spec in sorted(set(base_threads + http_threads)):
                 threads, _, poll = spec.partition(":")
                 model.baselines[spec] = start_baseline(model.path, int(threads), int(poll or 50))
+            for t in native_threads:
+                side = NativeSide(native, model.path, int(t))  # type: ignore[arg-type]
+                stack.callback(side.close)
+                model.baselines[f"native:{t}"] = side
         apps = {}
         for name, env in setups:
             app = stack.enter_context(running_app({"PLAYGROUND_CATALOG": str(catalog_path), **env}))
@@ -350,6 +426,7 @@ def main() -> None:
             kinds: dict[str, tuple[str, str]] = {f"app {name}": ("app", name) for name in apps}
             kinds |= {label(t): ("base", t) for t in base_threads}
             kinds |= {label(t, True): ("http", t) for t in http_threads}
+            kinds |= {f"native llama.cpp {t} thr": ("native", f"native:{t}") for t in native_threads}
             sides = list(kinds)
             samples: dict[str, list[Sample]] = {side: [] for side in sides}
 
@@ -360,6 +437,8 @@ def main() -> None:
                     return run_app(apps[what][1], model)
                 if kind == "http":
                     return run_baseline_http(model.baselines[what], model.request, http)
+                if kind == "native":
+                    return model.baselines[what].run(model.request)
                 return run_baseline(model.baselines[what], model.request)
 
             for side in sides:  # warm-up: loads the model in the app
@@ -371,18 +450,21 @@ def main() -> None:
                     samples[side].append(sample)
                     print(
                         f"{key} {rep + 1}/{args.reps} {side:26s} ttft {sample.ttft_s * 1000:6.0f} ms decode "
-                        f"{fmt(sample.decode_tps):>6s} tok/s tokens {sample.tokens}",
+                        f"{fmt(sample.decode_tps):>6s} tok/s tokens {sample.tokens} load {sample.load:.2f}",
                         flush=True,
                     )
             medians = {side: median([s.decode_tps for s in samples[side]]) for side in sides}
-            in_process = [s for s in sides if kinds[s][0] == "base"]
-            best = max(in_process, key=lambda s: medians[s] or 0)
+            prebuilt = [s for s in sides if kinds[s][0] == "base"]
+            references = prebuilt + [s for s in sides if kinds[s][0] == "native"]
+            best_prebuilt = max(prebuilt, key=lambda s: medians[s] or 0)
+            best = max(references, key=lambda s: medians[s] or 0)
             for side in sides:
                 rates = [s.decode_tps for s in samples[side] if s.decode_tps]
+                loads = [s.load for s in samples[side]]
                 rows.append(
                     f"| {model.name} | {side} | {1000 * (median([s.ttft_s for s in samples[side]]) or 0):.0f} ms | "
                     f"{fmt(medians[side])} ({fmt(min(rates, default=None))}–{fmt(max(rates, default=None))}) | "
-                    f"{median([s.tokens for s in samples[side]]):.0f} |"
+                    f"{median([s.tokens for s in samples[side]]):.0f} | {min(loads):.2f}–{max(loads):.2f} |"
                 )
             for t in http_threads:
                 side = label(t, True)
@@ -393,17 +475,20 @@ def main() -> None:
                 ratios.append(f"| {model.name} | {side} | in-process, same threads | {fmt(ratio, 3)} | |")
             for name in apps:
                 side = f"app {name}"
-                # per repetition against the best baseline's run of the same repetition (shared load)
-                pairs = list(zip(samples[side], samples[best], strict=False))
-                ratio = median([a.decode_tps / b.decode_tps for a, b in pairs if a.decode_tps and b.decode_tps])
-                mark = "ok" if ratio is not None and ratio >= 0.95 else "MISSED"
-                # the whole answer, request to last token, same tokens: free of where the first visible text
-                # falls (a first token without visible text shortens the app's decode span, not its wall time)
-                whole = median([b.total_s / a.total_s for a, b in pairs if a.tokens == b.tokens and a.total_s])
-                whole_mark = "ok" if whole is not None and whole >= 0.95 else "MISSED"
-                ratios.append(
-                    f"| {model.name} | {side} | {best} | {fmt(ratio, 3)} {mark} | {fmt(whole, 3)} {whole_mark} |"
-                )
+                for reference in dict.fromkeys([best, best_prebuilt]):
+                    # per repetition against the reference's run of the same repetition (shared load)
+                    pairs = list(zip(samples[side], samples[reference], strict=False))
+                    ratio = median([a.decode_tps / b.decode_tps for a, b in pairs if a.decode_tps and b.decode_tps])
+                    mark = "ok" if ratio is not None and ratio >= 0.95 else "MISSED"
+                    # the whole answer, request to last token, same tokens: free of where the first visible text
+                    # falls (a first token without visible text shortens the app's decode span, not its wall time)
+                    whole = median([b.total_s / a.total_s for a, b in pairs if a.tokens == b.tokens and a.total_s])
+                    whole_mark = "ok" if whole is not None and whole >= 0.95 else "MISSED"
+                    loads = [s.load for s in samples[side]] + [s.load for s in samples[reference]]
+                    ratios.append(
+                        f"| {model.name} | {side} | {reference} | {fmt(ratio, 3)} {mark} | {fmt(whole, 3)} "
+                        f"{whole_mark} | {min(loads):.2f}–{max(loads):.2f} |"
+                    )
         if "offline" in models:
             for name, (_app, _client, _env) in apps.items():
                 url = apps[name][0].url
@@ -426,6 +511,20 @@ def main() -> None:
                     )
                     print(visitors_text[-1], flush=True)
     load_end = os.getloadavg()[0]
+    quiet_note = (
+        "a quiet machine"
+        if max(load_start, load_end) < 1.5
+        else "the cores were shared with other work: absolute figures are noisy, read the ratios of one run"
+    )
+    native_info = next(
+        (
+            side.system_info
+            for m in models.values()
+            for key, side in m.baselines.items()
+            if key.startswith("native:") and getattr(side, "system_info", "")
+        ),
+        "",
+    )
     command = "python bench/bench_llama.py " + " ".join(sys.argv[1:]).replace(" --record", "").replace("--record", "")
     setups_text = "; ".join(f"`{name}` = env {env or '{}'}" for name, env in setups)
     import gradio
@@ -442,8 +541,10 @@ def main() -> None:
             f"app setups: {setups_text}; default threads here: {default_threads(0.135)} for the offline model, "
             f"{default_threads(1.17)} for the 1 B one, PLAYGROUND_LLAMA_POLL default 0) against llama.cpp alone: "
             "llama.cpp's C++ server (xllamacpp) in the benchmark's process, called in-process with "
-            "`handle_completions`, one per thread count; the ratio is against the best of them (`llama.cpp HTTP` = "
-            "the same server read over its loopback `/completion` route with httpx, as the engine reads it). "
+            "`handle_completions`, one per thread count (`llama.cpp HTTP` = the same server read over its loopback "
+            "`/completion` route with httpx, as the engine reads it), and `native llama.cpp` = llama.cpp compiled "
+            f"for this CPU (llama-cpp-python built from its sdist, {native_info or 'not run'}). Each app setup is "
+            "compared with the best side of all and with the best prebuilt one (xllamacpp alone). "
             "Prompt: system "
             f"„{SYSTEM}“ + „{QUESTION}“ in ChatML (Playground.prepare), greedy, the family's top_p/top_k/"
             f"repetition penalty, same stops; {args.reps} timed runs per side after a warm-up, rotating, never two "
@@ -451,12 +552,13 @@ def main() -> None:
             "the request to the last token, same number of tokens, first token included; ratios are medians of "
             "per-repetition pairs.",
             "",
-            "| model | side | first token | decode tokens/s (min–max) | tokens |",
-            "|---|---|---|---|---|",
+            "| model | side | first token | decode tokens/s (min–max) | tokens | load average |",
+            "|---|---|---|---|---|---|",
             *rows,
             "",
-            "| model | app | best llama.cpp alone | decode ÷ best (≥ 0.95) | whole answer, best ÷ app (≥ 0.95) |",
-            "|---|---|---|---|---|",
+            "| model | app | reference (best of all; best prebuilt) | decode ÷ reference (≥ 0.95) | "
+            "whole answer, reference ÷ app (≥ 0.95) | load average |",
+            "|---|---|---|---|---|---|",
             *ratios,
             "",
             "Four visitors at once through `/chat` on the offline model (four threads with their own "
@@ -468,9 +570,8 @@ def main() -> None:
             *visitors_text,
             "",
             f"Measured {started:%Y-%m-%d %H:%M} on {machine()}; load average {load_start:.1f} at the start, "
-            f"{load_end:.1f} at the end (the 2 cores were shared with other helpers' work: absolute figures are "
-            f"noisy, read the ratios of one run). xllamacpp {xllamacpp.__version__}, gradio {gradio.__version__}, "
-            f"gradio_client {gradio_client.__version__}.",
+            f"{load_end:.1f} at the end ({quiet_note}). xllamacpp {xllamacpp.__version__}, "
+            f"gradio {gradio.__version__}, gradio_client {gradio_client.__version__}.",
         ]
     )
     print("\n" + text)
