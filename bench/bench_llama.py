@@ -224,14 +224,14 @@ class NativeSide:
             self.proc.kill()
 
 
-def native_python(given: str) -> str | None:
-    """The Python with llama-cpp-python built for this CPU: --native-python, else bench/out/native-venv's."""
-    if given == "none":
-        return None
+def native_pythons(given: list[str]) -> dict[str, str]:
+    """LABEL -> Python with llama-cpp-python built for this CPU: --native-python, else bench/out/native-venv's."""
+    if given == ["none"]:
+        return {}
     if given:
-        return given
+        return {(item.partition("=")[0] if "=" in item else "native"): item.rpartition("=")[2] for item in given}
     default = ROOT / "bench" / "out" / "native-venv" / "bin" / "python"
-    return str(default) if default.exists() else None
+    return {"native": str(default)} if default.exists() else {}
 
 
 # ---- four visitors at once -----------------------------------------------------------------------------
@@ -346,9 +346,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--native-python",
-        default="",
-        help="a Python with llama-cpp-python built from source (default bench/out/native-venv, made by "
-        "bench/build_native_llama.sh; 'none' = leave the native side out)",
+        action="append",
+        default=[],
+        metavar="[LABEL=]PYTHON",
+        help="a Python with llama-cpp-python built from source (default: native=bench/out/native-venv's, made by "
+        "bench/build_native_llama.sh; 'none' = leave the native side out); repeat for several builds",
     )
     parser.add_argument(
         "--config",
@@ -391,9 +393,9 @@ def main() -> None:
         setups.append((name or "default", env))
     base_threads = [t for t in args.baseline_threads.split(",") if t]
     http_threads = [t for t in args.http_threads.split(",") if t]
-    native = native_python(args.native_python)
-    native_threads = [t for t in args.native_threads.split(",") if t] if native else []
-    if not native:
+    natives = native_pythons(args.native_python)
+    native_threads = [t for t in args.native_threads.split(",") if t] if natives else []
+    if not natives:
         print("no native llama.cpp (bench/build_native_llama.sh makes one): the native side is left out", flush=True)
     import httpx
 
@@ -407,10 +409,11 @@ def main() -> None:
             for spec in sorted(set(base_threads + http_threads)):
                 threads, _, poll = spec.partition(":")
                 model.baselines[spec] = start_baseline(model.path, int(threads), int(poll or 50))
-            for t in native_threads:
-                side = NativeSide(native, model.path, int(t))  # type: ignore[arg-type]
-                stack.callback(side.close)
-                model.baselines[f"native:{t}"] = side
+            for label_, python in natives.items():
+                for t in native_threads:
+                    side = NativeSide(python, model.path, int(t))
+                    stack.callback(side.close)
+                    model.baselines[f"native:{label_}:{t}"] = side
         apps = {}
         for name, env in setups:
             app = stack.enter_context(running_app({"PLAYGROUND_CATALOG": str(catalog_path), **env}))
@@ -426,7 +429,11 @@ def main() -> None:
             kinds: dict[str, tuple[str, str]] = {f"app {name}": ("app", name) for name in apps}
             kinds |= {label(t): ("base", t) for t in base_threads}
             kinds |= {label(t, True): ("http", t) for t in http_threads}
-            kinds |= {f"native llama.cpp {t} thr": ("native", f"native:{t}") for t in native_threads}
+            kinds |= {
+                f"{label_} llama.cpp {t} thr": ("native", f"native:{label_}:{t}")
+                for label_ in natives
+                for t in native_threads
+            }
             sides = list(kinds)
             samples: dict[str, list[Sample]] = {side: [] for side in sides}
 
@@ -516,14 +523,13 @@ def main() -> None:
         if max(load_start, load_end) < 1.5
         else "the cores were shared with other work: absolute figures are noisy, read the ratios of one run"
     )
-    native_info = next(
-        (
-            side.system_info
+    native_info = "; ".join(
+        dict.fromkeys(
+            f"{key.split(':')[1]}: {side.system_info}"
             for m in models.values()
             for key, side in m.baselines.items()
             if key.startswith("native:") and getattr(side, "system_info", "")
-        ),
-        "",
+        )
     )
     command = "python bench/bench_llama.py " + " ".join(sys.argv[1:]).replace(" --record", "").replace("--record", "")
     setups_text = "; ".join(f"`{name}` = env {env or '{}'}" for name, env in setups)
@@ -542,8 +548,8 @@ def main() -> None:
             f"{default_threads(1.17)} for the 1 B one, PLAYGROUND_LLAMA_POLL default 0) against llama.cpp alone: "
             "llama.cpp's C++ server (xllamacpp) in the benchmark's process, called in-process with "
             "`handle_completions`, one per thread count (`llama.cpp HTTP` = the same server read over its loopback "
-            "`/completion` route with httpx, as the engine reads it), and `native llama.cpp` = llama.cpp compiled "
-            f"for this CPU (llama-cpp-python built from its sdist, {native_info or 'not run'}). Each app setup is "
+            "`/completion` route with httpx, as the engine reads it), and `LABEL llama.cpp` = llama-cpp-python built "
+            f"from its sdist on this machine ({native_info or 'not run'}). Each app setup is "
             "compared with the best side of all and with the best prebuilt one (xllamacpp alone). "
             "Prompt: system "
             f"„{SYSTEM}“ + „{QUESTION}“ in ChatML (Playground.prepare), greedy, the family's top_p/top_k/"
