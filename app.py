@@ -18,12 +18,11 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from components.api import register_api
-from components.core.catalog import CatalogError, load_catalog
-from components.core.logging_setup import setup_logging
-from components.core.messages import normalize_language, t
-from components.core.output_capture import capture_output
 from components.core.service import Playground
+from components.logs.logging_setup import setup_logging
+from components.logs.output_capture import capture_output
 from components.serving.body_limit import BodyLimitMiddleware
+from components.serving.endpoints import register_env_endpoints
 from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
 from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
 from components.serving.uploads import UploadGuardMiddleware, upload_budget, upload_total_bytes
@@ -34,6 +33,8 @@ from components.ui.page_script import SET_LANGUAGE_JS, page_head
 from components.ui.retrieval import build_retrieval_tab
 from components.ui.status import build_status_tab, endpoints_markdown
 from components.ui.structured import build_structured_tab
+from components.vocabulary.catalog import CatalogError, load_catalog
+from components.vocabulary.messages import normalize_language, t
 
 log = logging.getLogger("playground")
 
@@ -77,7 +78,7 @@ button[role=tab].selected { color: #c2410c !important; }
 
 
 def build_app(playground: Playground) -> gr.Blocks:
-    """The whole page. Every text comes from components/core/messages.py and follows the language switch."""
+    """The whole page. Every text comes from components/vocabulary/messages.py and follows the language switch."""
     tr = Translations()
     flags = CancelFlags()
     with gr.Blocks(title=t("title"), fill_width=True) as demo:
@@ -145,12 +146,7 @@ def create_playground() -> Playground:
     except CatalogError as exc:
         print(f"models.yaml is broken, the playground cannot start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    try:
-        from components.serving.endpoints import register_env_endpoints
-    except ImportError:  # remote endpoints are optional at this stage of the build
-        pass
-    else:
-        register_env_endpoints(catalog)
+    register_env_endpoints(catalog)
     return Playground(catalog)
 
 

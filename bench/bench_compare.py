@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_startup import replace_section  # noqa: E402
 
-from components.core.catalog import Endpoint, Quantization, QuantKind, load_catalog  # noqa: E402
 from components.core.service import Playground  # noqa: E402
 from components.features.compare import PaneSpec, Round, run_round  # noqa: E402
+from components.vocabulary.catalog import Endpoint, Quantization, QuantKind, load_catalog  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Compare mode"

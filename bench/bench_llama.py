@@ -365,10 +365,10 @@ def main() -> None:
     from gradio_client import Client
 
     from bench.make_random_gguf import ensure
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.engines.llama_cpp import default_threads
     from components.engines.offline_model import fetch_packaged_gguf
+    from components.vocabulary.catalog import load_catalog
     from tests.app_server import running_app
 
     tokens = dict(item.split("=") for item in args.tokens.split(","))

@@ -479,10 +479,10 @@ class DirectStream:
 
 def direct_body(message: str, max_new_tokens: int) -> dict[str, Any]:
     """The /generate_stream body the app's TGI engine sends for `/chat(message, MODEL, max_new_tokens)`."""
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.engines.tgi import tgi_parameters
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
     os.environ.setdefault("TGI_URL", "http://127.0.0.1:1")  # only for the catalog to list the tgi builds
     catalog = load_catalog()

@@ -36,11 +36,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_startup import replace_section  # noqa: E402
 
-from components.core.catalog import Endpoint, ModelRef, Quantization, load_catalog  # noqa: E402
-from components.core.prompts import get_format  # noqa: E402
-from components.engines.base import Finished, GenerationRequest, SamplingSettings, TextDelta  # noqa: E402
 from components.engines.openai_compat import OpenAICompatEngine  # noqa: E402
 from components.engines.tgi import TgiEngine  # noqa: E402
+from components.vocabulary.catalog import Endpoint, ModelRef, Quantization, load_catalog  # noqa: E402
+from components.vocabulary.generation import Finished, GenerationRequest, TextDelta  # noqa: E402
+from components.vocabulary.prompts import get_format  # noqa: E402
+from components.vocabulary.settings import SamplingSettings  # noqa: E402
 from tests.llama_server import offline_gguf, running_llama_server, xllamacpp_installed  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"

@@ -27,9 +27,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.engines.base import Finished, GenerationRequest, SamplingSettings, TextDelta  # noqa: E402
 from components.engines.model_cache import ModelCache  # noqa: E402
 from components.engines.transformers_engine import TransformersEngine, unload_model  # noqa: E402
+from components.vocabulary.generation import Finished, GenerationRequest, TextDelta  # noqa: E402
+from components.vocabulary.settings import SamplingSettings  # noqa: E402
 from tests.tiny_models import IM_END, build_tiny_llama, chatml, local_model_ref, make_readable  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"

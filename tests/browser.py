@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from components.core.messages import MESSAGES
+from components.vocabulary.messages import MESSAGES
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -40,7 +40,7 @@ def browser_fixture(scope: str = "module") -> Callable[..., Iterator[Any]]:
 
 
 def stats_pattern(lang: str, multiline: bool = False) -> re.Pattern[str]:
-    """The stats line of components/core/messages.py as a regex with named groups ttft, rate, tokens, reason."""
+    """The stats line of components/vocabulary/messages.py as a regex with named groups ttft, rate, tokens, reason."""
     pattern = re.escape(MESSAGES["stats_line"][lang])
     for name in ("ttft", "rate", "tokens", "reason"):
         pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^·\\n]+?)")

@@ -34,9 +34,17 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def catalog():
-    from components.core.catalog import load_catalog
+    from components.vocabulary.catalog import load_catalog
 
     return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def demo() -> Any:
+    """The whole page as `python app.py` builds it (catalog from the environment), not launched."""
+    import app
+
+    return app.build_app(app.create_playground())
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +57,28 @@ def tgi_server() -> Iterator[Any]:
 
 
 @pytest.fixture
+def standin(tgi_server: Any) -> Any:
+    """The module's TGI stand-in, back to its normal behaviour."""
+    tgi_server.standin.reset()
+    return tgi_server.standin
+
+
+@pytest.fixture(scope="module")
+def client(live_app: Any) -> Iterator[Any]:
+    """A gradio_client Client of the module's running app (its `live_app` fixture)."""
+    from gradio_client import Client
+
+    c = Client(live_app.url, verbose=False, ssl_verify=False)
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def tgi_playground(tgi_server: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     """(stand-in, Playground) with TGI_URL pointing at the stand-in: every German variant gets a `tgi` build."""
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
     tgi_server.standin.reset()
     monkeypatch.setenv("TGI_URL", tgi_server.url)

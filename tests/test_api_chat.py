@@ -5,14 +5,13 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 import pytest
 
-from components.core.catalog import load_catalog
-from components.core.messages import MESSAGES, t
+from components.vocabulary.catalog import load_catalog
+from components.vocabulary.messages import MESSAGES, t
 from tests.app_server import RunningApp, app_server_fixture
 
 pytestmark = pytest.mark.slow
@@ -21,13 +20,6 @@ live_app = app_server_fixture()
 
 DEFAULT_MODEL = "smollm2-135m-instruct/gguf-q4_1"
 QUESTION = "Was ist die Hauptstadt von Frankreich?"
-
-
-@pytest.fixture(scope="module")
-def client(live_app: RunningApp) -> Iterator[Any]:
-    from gradio_client import Client
-
-    yield Client(live_app.url, verbose=False, analytics_enabled=False)
 
 
 def chat(client: Any, **kwargs: Any) -> tuple[str, dict[str, Any]]:

@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 
 from components.core import availability
-from components.core.messages import t
 from components.core.service import Playground
-from components.core.validation import InputError
 from components.engines import hub
-from components.engines.base import Status
 from components.features.batch import BatchError, check_models
+from components.vocabulary.generation import InputError, Status
+from components.vocabulary.messages import t
 
 EM_GGUF = "em-german-leo-mistral/gguf-q4_k_m"
 
@@ -357,8 +356,8 @@ def test_server_answers_are_remembered_per_url() -> None:
 
 @pytest.fixture
 def remote_catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from components.core.catalog import load_catalog
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
     with fake_hub() as up:
         monkeypatch.setenv("TGI_URL", up)
@@ -418,8 +417,8 @@ def test_a_build_whose_endpoint_has_no_url_is_unavailable(tmp_path: Any) -> None
     beside availability.check()'s own "unavailable" for the same case; now one place says it."""
     import yaml
 
-    from components.core.catalog import DEFAULT_CATALOG, load_catalog
     from components.ui.common import quant_label, sendable
+    from components.vocabulary.catalog import DEFAULT_CATALOG, load_catalog
 
     raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
     raw["endpoints"] = [{"id": "lab", "type": "openai", "url_env": "LAB_URL_NOT_SET", "label": "Labor"}]

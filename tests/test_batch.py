@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from components.core.prompts import get_format
 from components.core.service import EngineRegistry, Playground
 from components.features.batch import EvalPrompt, load_prompts, main, run_batch, write_report
+from components.vocabulary.prompts import get_format
 from tests.test_compare import ScriptedEngine, fake_catalog
 
 ROOT = Path(__file__).resolve().parent.parent

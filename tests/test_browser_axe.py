@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from components.core.messages import t
+from components.vocabulary.messages import t
 from tests.app_server import RunningApp, app_server_fixture
 from tests.browser import browser_fixture
 

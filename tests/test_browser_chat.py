@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from components.core.catalog import load_catalog
-from components.core.messages import t
+from components.vocabulary.catalog import load_catalog
+from components.vocabulary.messages import t
 from tests.app_server import RunningApp, app_server_fixture
 from tests.browser import browser_fixture, set_slider, stats_pattern
 

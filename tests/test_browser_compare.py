@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from components.core.catalog import Endpoint, Quantization, QuantKind, load_catalog
-from components.core.messages import t
+from components.vocabulary.catalog import Endpoint, Quantization, QuantKind, load_catalog
+from components.vocabulary.messages import t
 from tests.browser import browser_fixture, set_slider, stats_pattern
 from tests.conftest import free_port
 
@@ -202,7 +202,7 @@ def test_fast_pane_finishes_first_while_slow_pane_streams(open_compare: Any, sta
     assert slow_stats and slow_stats["tokens"].strip() == "30"
     assert slow_stats["reason"].strip() == t("finish_length", "de")
     assert re.fullmatch(r"\d+ ms", STATS_DE.search(cp.answer(2))["ttft"].strip())
-    # each answer's figures once, in its bubble: the line under the pane no longer repeats them (issue 13, 6)
+    # each answer's figures once, in its bubble: the line under the pane no longer repeats them
     for n in (1, 2):
         assert cp.stats(n).strip() == ""
         assert len(STATS_DE.findall(cp.page.locator(f"#compare-col-{n}").inner_text())) == 1
@@ -289,7 +289,7 @@ def test_blind_vote_reveals_names_and_fills_the_leaderboard(open_compare: Any, v
     cp.wait_until(lambda: models[0] in board.inner_text(), "the leaderboard")
     assert "100 %" in board.inner_text()
     assert "Gezählte Stimmen: 1 · Vergleiche: 1 · Modelle: 2." in board.inner_text()
-    # issue 13: votes of one model against itself left "– 0 0 0 0 –" with no reason, also after a refresh
+    # votes of one model against itself left "– 0 0 0 0 –" with no reason, also after a refresh
     same = {**record, "round_id": "same", "panes": [record["panes"][0], {**record["panes"][0], "letter": "B"}]}
     with votes_file.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(same) + "\n")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from components.core.catalog import load_catalog
-from components.core.messages import t
+from components.vocabulary.catalog import load_catalog
+from components.vocabulary.messages import t
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture, set_slider
 from tests.test_availability import fake_hub

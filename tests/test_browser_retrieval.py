@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from components.core.messages import MESSAGES, t
 from components.features.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL, RAG_SYSTEM_PROMPT
+from components.vocabulary.messages import MESSAGES, t
 from tests.app_server import RunningApp, app_server_fixture
 from tests.browser import browser_fixture, set_slider
 

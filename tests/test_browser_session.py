@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from components.core.messages import t
 from components.features.batch import load_prompts
+from components.vocabulary.messages import t
 from tests.browser import browser_fixture
 from tests.conftest import free_port
 

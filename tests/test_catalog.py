@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.core.catalog import DEFAULT_CATALOG, CatalogError, QuantKind, load_catalog
+from components.vocabulary.catalog import DEFAULT_CATALOG, CatalogError, QuantKind, load_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 

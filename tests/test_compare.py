@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 
-from components.core.catalog import Catalog, CatalogFile
 from components.core.service import EngineRegistry, Playground
-from components.core.validation import InputError
-from components.engines.base import Engine, EngineDone, EngineError, GenerationRequest, TextDelta
+from components.engines.base import Engine
 from components.features import compare
 from components.features.compare import (
     TIE,
@@ -35,6 +33,8 @@ from components.features.compare import (
     vote_record,
 )
 from components.features.ratings import leaderboard
+from components.vocabulary.catalog import Catalog, CatalogFile
+from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, InputError, TextDelta
 
 
 # ---- a test catalog and a scripted engine ----------------------------------------------------------
@@ -166,9 +166,9 @@ async def test_failing_pane_reports_its_error_while_the_other_finishes(playgroun
 
 async def test_a_pane_error_is_redrawn_in_the_language_chosen_later(playground: Playground) -> None:
     """The page's language changes after a pane failed: its error line changes with it; exports keep one text."""
-    from components.core.messages import t
     from components.ui.chat import render
     from components.ui.compare import pane_conversation
+    from components.vocabulary.messages import t
 
     r = await run_all(playground, [PaneSpec("broken/q"), REFUSED])
     for pane, key in ((0, "err_remote_unreachable"), (1, "err_setting_range")):

@@ -20,12 +20,11 @@ from typing import Any
 import pytest
 
 from components.core import availability
-from components.core.messages import t
 from components.core.service import Playground
-from components.core.validation import InputError
 from components.engines import disk, hub
-from components.engines.base import EngineError, Failed
 from components.engines.model_cache import ModelCache
+from components.vocabulary.generation import EngineError, Failed, InputError
+from components.vocabulary.messages import t
 
 EM_GGUF = "em-german-leo-mistral/gguf-q4_k_m"
 EM_INT8 = "em-german-leo-mistral/int8"

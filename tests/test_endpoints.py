@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from components.core.catalog import DEFAULT_CATALOG, Catalog, QuantKind, load_catalog
 from components.core.service import EngineRegistry, Playground
-from components.engines.base import Failed, Finished, TextDelta
 from components.serving.endpoints import endpoint_health, register_env_endpoints
+from components.vocabulary.catalog import DEFAULT_CATALOG, Catalog, QuantKind, load_catalog
+from components.vocabulary.generation import Failed, Finished, TextDelta
 from tests.conftest import free_port
 from tests.tgi_standin import Standin, StandinServer
 
@@ -23,18 +22,6 @@ ENV = ("TGI_URL", "TGI_TOKEN", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODE
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ENV:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
-
-
-@pytest.fixture
-def standin(server: StandinServer) -> Standin:
-    server.standin.reset()
-    return server.standin
 
 
 def german_variants(catalog: Catalog) -> list[str]:
@@ -106,10 +93,10 @@ def test_models_yaml_endpoints_keep_their_own_variables(tmp_path: Path, monkeypa
 
 
 async def test_endpoint_health_has_no_secrets(
-    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     standin.config.api_key = "tgi-secret-123"
-    monkeypatch.setenv("TGI_URL", f"http://user:pa55word@127.0.0.1:{server.port}/?api_key=query-secret")
+    monkeypatch.setenv("TGI_URL", f"http://user:pa55word@127.0.0.1:{tgi_server.port}/?api_key=query-secret")
     monkeypatch.setenv("TGI_TOKEN", "tgi-secret-123")
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")  # nobody listens
     monkeypatch.setenv("OPENAI_API_KEY", "sk-never-shown")
@@ -120,7 +107,7 @@ async def test_endpoint_health_has_no_secrets(
     by_id = {row["id"]: row for row in rows}
     tgi, openai = by_id["tgi"], by_id["openai"]
     assert tgi["ok"] is True and tgi["auth"] is True and tgi["configured"] is True
-    assert tgi["url"] == f"http://127.0.0.1:{server.port}/"
+    assert tgi["url"] == f"http://127.0.0.1:{tgi_server.port}/"
     assert tgi["model_id"] == "standin/em-german-7b" and tgi["max_total_tokens"] == 4096
     assert tgi["builds"] == len(german_variants(catalog))
     assert openai["ok"] is False and openai["error"] == "err_remote_unreachable"
@@ -143,9 +130,9 @@ async def test_unconfigured_endpoint_reports_its_variable(tmp_path: Path) -> Non
 
 
 async def test_playground_streams_through_the_env_endpoint_without_hf_token(
-    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TGI_URL", server.url)
+    monkeypatch.setenv("TGI_URL", tgi_server.url)
     monkeypatch.setenv("HF_TOKEN", "hf_private")
     catalog = load_catalog()
     register_env_endpoints(catalog)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.core.catalog import load_catalog
-from components.core.messages import t
-from components.core.prompts import get_format
+from components.vocabulary.catalog import load_catalog
+from components.vocabulary.messages import t
+from components.vocabulary.prompts import get_format
 from tests.app_server import RunningApp, running_app
 from tests.browser import browser_fixture, set_slider, stats_pattern
 from tests.llama_server import greedy_completion, offline_gguf, running_llama_server

@@ -1,4 +1,4 @@
-"""Hostile input against the real app (`python app.py`): every input-safety probe of issue 12, replayed.
+"""Hostile input against the real app (`python app.py`): every input-safety probe replayed.
 
 The app runs with TGI_URL pointing at the TGI stand-in (tests/tgi_standin.py), so every German variant has a
 `tgi` build, and with canary secrets in its environment. Each probe must get a clear message in the page's
@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from components.core.messages import t
+from components.vocabulary.messages import t
 from tests.app_server import RunningApp, running_app
 from tests.tgi_standin import StandinServer
 
@@ -60,18 +60,9 @@ def tgi() -> Iterator[StandinServer]:
 
 
 @pytest.fixture(scope="module")
-def live(tgi: StandinServer) -> Iterator[RunningApp]:
+def live_app(tgi: StandinServer) -> Iterator[RunningApp]:
     with running_app({"TGI_URL": tgi.url, **CANARIES}) as app:
         yield app
-
-
-@pytest.fixture(scope="module")
-def client(live: RunningApp) -> Iterator[Any]:
-    from gradio_client import Client
-
-    c = Client(live.url, verbose=False, ssl_verify=False)
-    yield c
-    c.close()
 
 
 def fragment(key: str, lang: str = "de") -> str:
@@ -88,14 +79,14 @@ def refused(client: Any, api_name: str, **kwargs: Any) -> str:
     return str(error.value)
 
 
-def assert_still_serving(live: RunningApp, client: Any, tgi: StandinServer) -> None:
-    assert live.process.poll() is None, "the app process died"
+def assert_still_serving(live_app: RunningApp, client: Any, tgi: StandinServer) -> None:
+    assert live_app.process.poll() is None, "the app process died"
     text, info = client.predict(message="Sag Hallo.", model=EM_GERMAN, max_new_tokens=8, api_name="/chat")
     assert text and "error" not in info, info
 
 
-def assert_log_clean(live: RunningApp) -> None:
-    log = live.log()
+def assert_log_clean(live_app: RunningApp) -> None:
+    log = live_app.log()
     for name, value in CANARIES.items():
         assert value not in log, f"{name} leaked into the log"
     for line in log.splitlines():
@@ -117,10 +108,10 @@ SCHEMA_PROBES = [
 
 @pytest.mark.parametrize("model", [EM_GERMAN, "smollm2-135m-instruct/gguf-q4_1"])
 def test_crashing_and_huge_schemas_are_refused_before_anything_runs(
-    live: RunningApp, client: Any, tgi: StandinServer, model: str
+    live_app: RunningApp, client: Any, tgi: StandinServer, model: str
 ) -> None:
     tgi.standin.reset()
-    rss_before = psutil.Process(live.process.pid).memory_info().rss
+    rss_before = psutil.Process(live_app.process.pid).memory_info().rss
     for name, schema, key in SCHEMA_PROBES:
         started = time.monotonic()
         message = refused(client, "/structured", text="Max ging nach Paris.", schema=schema, model=model)
@@ -129,16 +120,16 @@ def test_crashing_and_huge_schemas_are_refused_before_anything_runs(
     english = refused(client, "/structured", text="x", schema=LEFT_RECURSIVE, model=model, lang="en")
     assert fragment("err_schema_left_recursion", "en") in english
     assert tgi.standin.generation_calls() == []
-    grown = psutil.Process(live.process.pid).memory_info().rss - rss_before
+    grown = psutil.Process(live_app.process.pid).memory_info().rss - rss_before
     assert grown < 100e6, f"the app grew by {grown / 1e6:.0f} MB on the schema probes"
-    assert_still_serving(live, client, tgi)
-    assert_log_clean(live)
+    assert_still_serving(live_app, client, tgi)
+    assert_log_clean(live_app)
 
 
-def test_a_huge_schema_does_not_freeze_another_visitor(live: RunningApp, client: Any, tgi: StandinServer) -> None:
+def test_a_huge_schema_does_not_freeze_another_visitor(live_app: RunningApp, client: Any, tgi: StandinServer) -> None:
     from gradio_client import Client
 
-    other = Client(live.url, verbose=False, ssl_verify=False)
+    other = Client(live_app.url, verbose=False, ssl_verify=False)
     tgi.standin.reset()
     errors: list[BaseException] = []
 
@@ -174,7 +165,7 @@ FORGERIES = [
 
 @pytest.mark.parametrize(("model", "forged"), FORGERIES)
 def test_turn_markers_in_any_user_text_are_refused_everywhere(
-    live: RunningApp, client: Any, tgi: StandinServer, model: str, forged: str
+    live_app: RunningApp, client: Any, tgi: StandinServer, model: str, forged: str
 ) -> None:
     tgi.standin.reset()
     heads = {key: fragment(key) for key in ("err_marker_message", "err_marker_system")}
@@ -226,7 +217,7 @@ def test_ordinary_text_that_mentions_roles_still_goes_through(client: Any, tgi: 
 
 # ---- size and types -------------------------------------------------------------------------------------
 def test_a_50_mb_message_is_refused_at_once_and_the_app_keeps_answering(
-    live: RunningApp, client: Any, tgi: StandinServer
+    live_app: RunningApp, client: Any, tgi: StandinServer
 ) -> None:
     body = json.dumps({"data": ["x" * 50_000_000, EM_GERMAN]}).encode()
     info_times: list[float] = []
@@ -236,20 +227,20 @@ def test_a_50_mb_message_is_refused_at_once_and_the_app_keeps_answering(
         with httpx.Client(timeout=30) as http:
             while not stop.is_set():
                 started = time.monotonic()
-                http.get(f"{live.url}/gradio_api/info").raise_for_status()
+                http.get(f"{live_app.url}/gradio_api/info").raise_for_status()
                 info_times.append(time.monotonic() - started)
                 time.sleep(0.05)
 
     # warmed first: the first /gradio_api/info builds the API description, which alone can take seconds on a
     # busy machine; the check is that the refusal does not hold the event loop, not how fast that build is
-    httpx.get(f"{live.url}/gradio_api/info", timeout=60).raise_for_status()
+    httpx.get(f"{live_app.url}/gradio_api/info", timeout=60).raise_for_status()
     poller = threading.Thread(target=poll_info)
     poller.start()
     try:
         with httpx.Client(timeout=60) as http:
             started = time.monotonic()
             response = http.post(
-                f"{live.url}/gradio_api/call/chat", content=body, headers={"content-type": "application/json"}
+                f"{live_app.url}/gradio_api/call/chat", content=body, headers={"content-type": "application/json"}
             )
             took = time.monotonic() - started
 
@@ -258,7 +249,7 @@ def test_a_50_mb_message_is_refused_at_once_and_the_app_keeps_answering(
                     yield body[i : i + (1 << 20)]
 
             chunked = http.post(
-                f"{live.url}/gradio_api/queue/join?lang=en",
+                f"{live_app.url}/gradio_api/queue/join?lang=en",
                 content=chunks(),
                 headers={"content-type": "application/json"},
             )
@@ -274,8 +265,8 @@ def test_a_50_mb_message_is_refused_at_once_and_the_app_keeps_answering(
     assert chunked.status_code == 413
     assert fragment("err_request_too_large", "en") in chunked.json()["error"]
     assert info_times and max(info_times) < 2, info_times
-    assert_still_serving(live, client, tgi)
-    log = live.log()
+    assert_still_serving(live_app, client, tgi)
+    log = live_app.log()
     assert sum('"reason": "body_too_large"' in line for line in log.splitlines()) >= 2
 
 
@@ -293,24 +284,24 @@ WRONG_TYPES = [
 
 @pytest.mark.parametrize(("api_name", "kwargs", "name"), WRONG_TYPES)
 def test_wrong_types_get_a_message_and_no_traceback(
-    live: RunningApp, client: Any, tgi: StandinServer, api_name: str, kwargs: dict[str, Any], name: str
+    live_app: RunningApp, client: Any, tgi: StandinServer, api_name: str, kwargs: dict[str, Any], name: str
 ) -> None:
     message = refused(client, api_name, **kwargs)
     assert f"„{name}“" in message and "None" not in message, message
-    assert_log_clean(live)
+    assert_log_clean(live_app)
 
 
-def test_each_refused_request_is_one_json_log_line_without_secrets(live: RunningApp, client: Any) -> None:
-    before = len(live.log().splitlines())
+def test_each_refused_request_is_one_json_log_line_without_secrets(live_app: RunningApp, client: Any) -> None:
+    before = len(live_app.log().splitlines())
     secret = CANARIES["HF_TOKEN"]
     refused(client, "/chat", message="Hallo", model=secret)
     refused(client, "/chat", message="Hallo", model=CANARIES["PLAYGROUND_CANARY_SECRET"], lang="en")
     refused(client, "/structured", text="x", schema=LEFT_RECURSIVE)
     time.sleep(0.5)
-    new = [line for line in live.log().splitlines()[before:] if line.strip()]
+    new = [line for line in live_app.log().splitlines()[before:] if line.strip()]
     records = [json.loads(line) for line in new]
     refusals = [r for r in records if r.get("msg") == "request refused"]
     assert len(refusals) == 3, new
     assert {r["reason"] for r in refusals} == {"err_unknown_model", "err_schema_left_recursion"}
     assert len(new) <= 6, new  # one line per refusal (plus, at most, Gradio's own request lines)
-    assert_log_clean(live)
+    assert_log_clean(live_app)

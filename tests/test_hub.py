@@ -9,9 +9,9 @@ import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from components.core import availability
-from components.core.messages import t
 from components.engines import hub
-from components.engines.base import EngineError, Status
+from components.vocabulary.generation import EngineError, Status
+from components.vocabulary.messages import t
 
 
 def fake_download(tmp_path: Path, chunks: int = 4, fail: bool = False):

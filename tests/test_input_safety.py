@@ -1,5 +1,5 @@
 """Input safety pieces on their own: control markers, the grammar worker's isolation, the request-size cap,
-Gradio's tracebacks in the log (the app-level replay of the issue's probes is tests/test_hostile_input.py)."""
+Gradio's tracebacks in the log (the app-level replay of the probes is tests/test_hostile_input.py)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from components.core.logging_setup import RedactingStream, route_gradio_tracebacks, setup_logging
-from components.core.markers import find_marker
-from components.core.prompts import Turn
-from components.core.validation import InputError, check_message
+from components.core.validation import check_message
 from components.engines.grammar_worker import GrammarRefused, GrammarWorker
+from components.logs.logging_setup import RedactingStream, route_gradio_tracebacks, setup_logging
 from components.serving.body_limit import BodyLimitMiddleware
+from components.vocabulary.generation import InputError
+from components.vocabulary.markers import find_marker
+from components.vocabulary.prompts import Turn
 
 CARD_SCHEMA = json.dumps({"type": "object", "properties": {"jahr": {"type": "integer"}}, "required": ["jahr"]})
 
@@ -269,8 +270,9 @@ def test_a_schema_for_a_local_engine_is_compiled_in_the_worker_first(
 ) -> None:
     from components.core.service import Prepared
     from components.engines import grammar_worker as module
-    from components.engines.base import GenerationRequest, SamplingSettings
     from components.features.structured import check_compiles
+    from components.vocabulary.generation import GenerationRequest
+    from components.vocabulary.settings import SamplingSettings
 
     worker = GrammarWorker(timeout=1.0)
     monkeypatch.setattr(module, "_worker", worker)

@@ -7,8 +7,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from components.core.messages import MESSAGES, t
-from components.core.validation import InputError
 from components.serving import limits
 from components.serving.limits import (
     Rate,
@@ -19,6 +17,8 @@ from components.serving.limits import (
     parse_rate,
     visitor_key,
 )
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import MESSAGES, t
 
 
 class FakeClock:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from components.core import logging_setup
-from components.core.logging_setup import (
+from components.logs import logging_setup
+from components.logs.logging_setup import (
     ConversationLog,
     JsonFormatter,
     KeyValueFormatter,
@@ -23,15 +23,8 @@ from components.core.logging_setup import (
     redact,
     setup_logging,
 )
-from components.engines.base import (
-    Event,
-    Failed,
-    Finished,
-    GenerationRequest,
-    GenerationStats,
-    SamplingSettings,
-    TextDelta,
-)
+from components.vocabulary.generation import Event, Failed, Finished, GenerationRequest, GenerationStats, TextDelta
+from components.vocabulary.settings import SamplingSettings
 
 SECRET = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345"
 TGI_SECRET = "tgi-secret-value-4711"
@@ -160,8 +153,8 @@ def test_prompts_logged_only_when_asked(captured: io.StringIO, monkeypatch: pyte
 
 def test_the_real_request_log_line_has_no_prompt(captured: io.StringIO) -> None:
     """The service's own log line for a generation (through the real Playground)."""
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
+    from components.vocabulary.catalog import load_catalog
 
     playground = Playground(load_catalog())
     prepared = playground.prepare(playground.catalog.default.id, PROMPT)

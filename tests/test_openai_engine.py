@@ -12,19 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.catalog import Endpoint, ModelRef, Quantization
-from components.core.messages import MESSAGES, number, t
-from components.core.prompts import get_format
-from components.engines.base import (
-    Event,
-    Failed,
-    Finished,
-    GenerationRequest,
-    PromptSent,
-    SamplingSettings,
-    TextDelta,
-)
 from components.engines.openai_compat import OpenAICompatEngine, api_mode_for, openai_sampling
+from components.vocabulary.catalog import Endpoint, ModelRef, Quantization
+from components.vocabulary.generation import Event, Failed, Finished, GenerationRequest, PromptSent, TextDelta
+from components.vocabulary.messages import MESSAGES, number, t
+from components.vocabulary.prompts import get_format
+from components.vocabulary.settings import SamplingSettings
 from tests.conftest import free_port
 from tests.llama_server import greedy_completion, offline_gguf, running_llama_server, xllamacpp_installed
 from tests.tgi_standin import Standin, StandinServer
@@ -33,21 +26,9 @@ REPLY = "Berlin ist die Hauptstadt von Deutschland."
 QUESTION = "Was ist die Hauptstadt von Frankreich?"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
-
-
 @pytest.fixture
-def standin(server: StandinServer) -> Standin:
-    server.standin.reset()
-    return server.standin
-
-
-@pytest.fixture
-def endpoint(server: StandinServer, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
-    monkeypatch.setenv("TEST_OAI_URL", server.url)
+def endpoint(tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
+    monkeypatch.setenv("TEST_OAI_URL", tgi_server.url)
     monkeypatch.delenv("TEST_OAI_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_MODE", raising=False)
     monkeypatch.delenv("OPENAI_JSON_FORMAT", raising=False)
@@ -166,12 +147,15 @@ async def test_forced_chat_mode_shows_what_the_server_rendered(
     _, events = await collect(engine, request)
     (sent,) = [e for e in events if isinstance(e, PromptSent)]
     assert sent.prompt is None and sent.note == "note_server_template"
-    # what the tabs show then: the card's prompt and the note (components/core/service.py prompt_shown)
-    from components.core.service import prompt_shown
+    # what the tabs show then: the card's prompt and the note (components/vocabulary/answer.py Answer.prompt_shown)
+    from components.vocabulary.answer import Answer
 
-    shown = prompt_shown(sent, request.prompt, "de")
+    answer = Answer()
+    answer.add(sent)
+    shown = answer.prompt_shown(request.prompt, "de") or ""
     assert shown.startswith(request.prompt) and t("note_server_template", "de", **sent.params) in shown
-    assert prompt_shown(PromptSent("SERVER"), request.prompt, "de") == "SERVER"
+    answer.add(PromptSent("SERVER"))
+    assert answer.prompt_shown(request.prompt, "de") == "SERVER"
     assert "Chat" in t("note_server_template", "de", endpoint="X") and MESSAGES["note_server_template"]["en"]
 
 
@@ -189,9 +173,9 @@ async def test_completions_mode_sends_the_exact_raw_prompt(standin: Standin, end
 
 
 async def test_base_url_with_v1_suffix(
-    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch, catalog: Any
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch, catalog: Any
 ) -> None:
-    monkeypatch.setenv("TEST_OAI_V1", server.url + "/v1/")
+    monkeypatch.setenv("TEST_OAI_V1", tgi_server.url + "/v1/")
     endpoint = Endpoint(id="openai", type="openai", url_env="TEST_OAI_V1")
     text, _ = await collect(OpenAICompatEngine(endpoint), make_request(remote_ref(catalog, "leolm-chat")))
     assert text == REPLY
@@ -208,10 +192,10 @@ async def test_tgi_messages_api_gets_tgis_grammar_form(standin: Standin, endpoin
     assert json.loads(text)["antwort"] == "Berlin"
 
 
-async def test_strict_standin_refuses_openais_response_format(server: StandinServer, standin: Standin) -> None:
+async def test_strict_standin_refuses_openais_response_format(tgi_server: StandinServer, standin: Standin) -> None:
     schema = {"type": "object", "properties": {"antwort": {"type": "string"}}}
     messages = [{"role": "user", "content": "Hallo"}]
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    async with httpx.AsyncClient(base_url=tgi_server.url) as http:
         for form in (
             {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
             {"type": "json_object", "schema": schema},
@@ -255,14 +239,14 @@ async def test_tgi_refuses_a_schema_without_properties_before_sending(
 
 
 async def test_tgi_completions_special_token_text_stays_out_of_the_answer(
-    standin: Standin, endpoint: Endpoint, server: StandinServer, catalog: Any
+    standin: Standin, endpoint: Endpoint, tgi_server: StandinServer, catalog: Any
 ) -> None:
     request = make_request(remote_ref(catalog, "em-german"))
     text, events = await collect(OpenAICompatEngine(endpoint), request)
     assert text == REPLY and "</s>" not in text
     assert isinstance(events[-1], Finished) and events[-1].stats.finish_reason == "eos_token"
     # the stand-in, like TGI, sends the end-of-sequence token's text in the last chunk
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    async with httpx.AsyncClient(base_url=tgi_server.url) as http:
         raw = await http.post("/v1/completions", json={"prompt": request.prompt, "stream": True})
     last = json.loads(raw.text.split("\n\n")[-3][6:])
     assert last["choices"][0] == {"index": 0, "text": "</s>", "logprobs": None, "finish_reason": "eos_token"}
@@ -472,10 +456,10 @@ async def test_llama_server_structured_on_an_em_german_build_validates_against_t
     """/structured's path (prepare_structured, the answer stream, check_answer) on EM German through the
     OpenAI-compatible engine: completions mode, the card's exact prompt, llama.cpp's top-level json_schema."""
     from components.api.common import answer_stream
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.features.structured import EXAMPLE_SCHEMA, EXAMPLE_TEXT, check_answer, prepare_structured
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
     monkeypatch.setenv("OPENAI_BASE_URL", llama_server[0] + "/v1")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
@@ -537,15 +521,15 @@ async def test_llama_server_health(llama_endpoint: Endpoint) -> None:
 
 
 async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
-    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/chat's and /structured's info["prompt"]: the server's rendering in chat mode, else a note next to ours."""
     from components.api.common import answer_stream
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", tgi_server.url + "/v1")
     monkeypatch.setenv("OPENAI_API_MODE", "chat")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "TGI_URL"):
         monkeypatch.delenv(name, raising=False)
@@ -563,12 +547,11 @@ async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
 
 
 async def test_structured_on_leolm_through_tgis_messages_api(
-    standin: Standin, server: StandinServer, monkeypatch: pytest.MonkeyPatch
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/structured's path on LeoLM with OPENAI_BASE_URL at TGI: chat (TGI's ChatML template renders the card's
     prompt), response_format in TGI's grammar form, accepted, and the answer validates against the card's schema."""
     from components.api.common import answer_stream
-    from components.core.catalog import load_catalog
     from components.core.service import Playground
     from components.features.structured import (
         EXAMPLE_CARD_OUTPUT,
@@ -578,8 +561,9 @@ async def test_structured_on_leolm_through_tgis_messages_api(
         prepare_structured,
     )
     from components.serving.endpoints import register_env_endpoints
+    from components.vocabulary.catalog import load_catalog
 
-    monkeypatch.setenv("OPENAI_BASE_URL", server.url + "/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", tgi_server.url + "/v1")
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
         monkeypatch.delenv(name, raising=False)
     standin.config.json_reply = json.dumps(EXAMPLE_CARD_OUTPUT, ensure_ascii=False)

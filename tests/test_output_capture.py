@@ -1,5 +1,5 @@
 """Only JSON lines on stdout/stderr: prints, uncaught exceptions, uvicorn's errors and native libraries' output
-(components/core/output_capture.py), in the app, in a captured process and in the grammar worker's child.
+(components/logs/output_capture.py), in the app, in a captured process and in the grammar worker's child.
 
 A native line may quote a visitor's schema or prompt (llguidance prints the whole schema); it is logged without its
 text unless PLAYGROUND_LOG_PROMPTS=1.
@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.logging_setup import JsonFormatter
-from components.core.output_capture import native_record
 from components.engines.grammar_worker import GrammarWorker
+from components.logs.logging_setup import JsonFormatter
+from components.logs.output_capture import native_record
 from tests.app_server import RunningApp, running_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +88,8 @@ def test_a_native_line_keeps_llama_cpps_level_and_tag_but_not_its_text(monkeypat
 # ---- a captured process ---------------------------------------------------------------------------------
 CAPTURED = """
 import ctypes, logging, os, sys, threading
-from components.core.logging_setup import setup_logging
-from components.core.output_capture import capture_output
+from components.logs.logging_setup import setup_logging
+from components.logs.output_capture import capture_output
 
 setup_logging()
 capture_output()
@@ -160,8 +160,8 @@ def test_a_native_writer_that_holds_the_gil_is_never_stuck_on_a_full_pipe() -> N
     source = textwrap.dedent(
         """
         import ctypes, time
-        from components.core.logging_setup import setup_logging
-        from components.core.output_capture import capture_output
+        from components.logs.logging_setup import setup_logging
+        from components.logs.output_capture import capture_output
         setup_logging()
         capture_output()
         chunk = b"x" * 1023 + b"\\n"

@@ -10,14 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.messages import t
-from components.engines.base import Failed
 from components.features.structured import check_answer
 from components.ui import common
 from components.ui.chat import render
 from components.ui.common import WORD_JOINER, apply_events, inert_html
 from components.ui.status import endpoints_markdown
 from components.ui.structured import verdict_markdown
+from components.vocabulary.answer import Answer
+from components.vocabulary.generation import Failed
+from components.vocabulary.messages import t
 from tests.app_server import RunningApp, running_app
 from tests.browser import browser_fixture
 
@@ -94,7 +95,7 @@ def test_chat_bubbles_and_status_lines_carry_no_markup() -> None:
     assert no_markup(user2) and no_markup(status)
 
     notes: dict[str, str] = {}
-    apply_events([Failed("err_unknown_model", {"model": FORM, "example": "x"})], notes, "", "de")
+    apply_events(Answer(), [Failed("err_unknown_model", {"model": FORM, "example": "x"})], notes, "", "de")
     assert no_markup(notes["error"]) and FORM in shown(notes["error"])
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from components.core.prompts import PROMPT_FORMATS, Turn
+from components.vocabulary.prompts import PROMPT_FORMATS, Turn
 from tests.cards import card
 
 

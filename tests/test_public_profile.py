@@ -1,4 +1,4 @@
-"""The public-Space profile (components/serving/launch.py, components/serving/limits.py), replaying issue 12's probes.
+"""The public-Space profile (components/serving/launch.py, components/serving/limits.py), replaying hostile probes.
 
 Fast tests check the pieces (who counts as a visitor, the caps, the ASGI middleware, the temporary folder,
 the session store); slow ones run the real app (`python app.py`) against the TGI stand-in, a recording
@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.messages import MESSAGES
 from components.serving import launch as serving
 from components.serving import limits
 from components.serving.limits import VisitorSlots, visitor_key
+from components.vocabulary.messages import MESSAGES
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture
 
@@ -286,22 +286,15 @@ def test_folders_of_dead_runs_are_removed_and_living_ones_kept(tmp_path: Path) -
 
 
 # ---- session state --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def page() -> Any:
-    import app as app_module
-
-    return app_module.build_app(app_module.create_playground())
-
-
 def test_a_new_session_keeps_a_few_kb_instead_of_a_copy_of_every_config(
-    page: Any, monkeypatch: pytest.MonkeyPatch
+    demo: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gradio import state_holder
 
     monkeypatch.setattr(state_holder, "SessionState", state_holder.SessionState)  # restored afterwards
     assert serving.install_lean_sessions()
     holder = state_holder.StateHolder()
-    holder.set_blocks(page)
+    holder.set_blocks(demo)
     gc.collect()
     tracemalloc.start()
     try:
@@ -315,9 +308,9 @@ def test_a_new_session_keeps_a_few_kb_instead_of_a_copy_of_every_config(
     assert per_session < 40_000, f"{per_session / 1024:.0f} KB per session"
     # what the page's events need is still there: component values and gr.State values per session
     state = holder["session-0"]
-    chatbot = next(b for b in page.blocks.values() if getattr(b, "elem_id", None) == "chat-bot")
+    chatbot = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "chat-bot")
     assert state[chatbot._id] is chatbot
-    conversation = next(b for b in page.blocks.values() if type(b).__name__ == "State")
+    conversation = next(b for b in demo.blocks.values() if type(b).__name__ == "State")
     state[conversation._id] = ["mine"]
     assert holder["session-0"][conversation._id] == ["mine"]
     assert holder["session-1"][conversation._id] != ["mine"]

@@ -18,10 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from components.core.catalog import load_catalog
-from components.core.messages import MESSAGES, t
 from components.core.service import EngineRegistry, Playground
-from components.core.validation import InputError
 from components.features import ratings
 from components.features.compare import (
     PaneResult,
@@ -34,6 +31,9 @@ from components.features.compare import (
 )
 from components.serving import launch as serving
 from components.serving import limits
+from components.vocabulary.catalog import load_catalog
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import MESSAGES, t
 from tests.app_server import RunningApp, free_port, running_app
 from tests.test_compare import ScriptedEngine, fake_catalog
 from tests.test_ratings import bt_votes, write_votes

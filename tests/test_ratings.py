@@ -356,8 +356,8 @@ def test_a_typed_prompt_of_a_prompt_set_counts_for_its_category() -> None:
 def test_every_message_of_the_leaderboard_and_session_exists_in_both_languages() -> None:
     import re
 
-    from components.core.messages import MESSAGES
     from components.features.batch import CATEGORIES
+    from components.vocabulary.messages import MESSAGES
 
     root = Path(__file__).resolve().parent.parent / "components"
     keys = set()

@@ -16,14 +16,13 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from components.core.messages import MESSAGES, t
+from components.vocabulary.messages import MESSAGES, t
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture
 from tests.tgi_standin import EOS_ID, EOS_TEXT, Standin, StandinConfig, StandinServer, tokenize
@@ -130,7 +129,7 @@ def tgi() -> Iterator[StandinHolder]:
 
 
 @pytest.fixture(scope="module")
-def live(tgi: StandinHolder) -> Iterator[RunningApp]:
+def live_app(tgi: StandinHolder) -> Iterator[RunningApp]:
     # one llama.cpp slot: the queue test needs a second visitor to wait (the default is up to 4 slots)
     env = {"TGI_URL": tgi.url, "PLAYGROUND_REMOTE_TIMEOUT_S": str(REMOTE_TIMEOUT_S), "PLAYGROUND_LLAMA_PARALLEL": "1"}
     with running_app(env) as app:
@@ -143,15 +142,6 @@ def live_patient(tgi: StandinHolder) -> Iterator[RunningApp]:
     first token can take longer than the 2 s the timeout tests use, and this app is not about time-outs."""
     with running_app({"TGI_URL": tgi.url}) as app:
         yield app
-
-
-@pytest.fixture(scope="module")
-def client(live: RunningApp) -> Iterator[Any]:
-    from gradio_client import Client
-
-    c = Client(live.url, verbose=False)
-    yield c
-    c.close()
 
 
 @pytest.fixture
@@ -176,8 +166,8 @@ def assert_clean(text: str) -> None:
         assert marker not in text, f"{marker!r} in {text!r}"
 
 
-def assert_still_serving(live: RunningApp, client: Any) -> None:
-    assert live.process.poll() is None, "the app process died"
+def assert_still_serving(live_app: RunningApp, client: Any) -> None:
+    assert live_app.process.poll() is None, "the app process died"
     marker = new_marker()
     text, info = chat(client, f"Wiederhole {marker}", max_new_tokens=20)
     assert marker in text and "error" not in info, info
@@ -224,7 +214,7 @@ def test_each_bad_request_gets_a_clear_refusal(client: Any, name: str, kwargs: d
     assert_clean(message)
 
 
-def test_a_burst_of_bad_requests_then_good_ones_work(live: RunningApp, client: Any, fresh: EchoStandin) -> None:
+def test_a_burst_of_bad_requests_then_good_ones_work(live_app: RunningApp, client: Any, fresh: EchoStandin) -> None:
     """176 bad requests from 16 visitors at once; every one refused quickly, then the app serves normally."""
     from gradio_client import Client
     from gradio_client.exceptions import AppError
@@ -236,7 +226,7 @@ def test_a_burst_of_bad_requests_then_good_ones_work(live: RunningApp, client: A
     # CI with one client shared by 16 threads)
     visitors = list(
         concurrent.futures.ThreadPoolExecutor(16).map(
-            lambda _: Client(live.url, verbose=False, httpx_kwargs={"timeout": 60}), range(16)
+            lambda _: Client(live_app.url, verbose=False, httpx_kwargs={"timeout": 60}), range(16)
         )
     )
     burst = [kwargs for _, kwargs in BAD_REQUESTS] * 8
@@ -267,7 +257,7 @@ def test_a_burst_of_bad_requests_then_good_ones_work(live: RunningApp, client: A
     assert elapsed < 60, f"{len(burst)} refusals took {elapsed:.1f} s"
     # nothing reached the server: refusals happen before any generation
     assert fresh.generation_calls() == []
-    assert_still_serving(live, client)
+    assert_still_serving(live_app, client)
 
 
 # ---- failing servers ---------------------------------------------------------------------------------
@@ -284,7 +274,7 @@ STREAM_FAILURES = [
 
 @pytest.mark.parametrize(("fail", "key", "partial"), STREAM_FAILURES, ids=[f for f, _, _ in STREAM_FAILURES])
 def test_server_failure_in_the_stream(
-    live: RunningApp, client: Any, tgi: StandinHolder, fresh: EchoStandin, fail: str, key: str, partial: bool
+    live_app: RunningApp, client: Any, tgi: StandinHolder, fresh: EchoStandin, fail: str, key: str, partial: bool
 ) -> None:
     fresh.config.fail = fail
     fresh.config.fail_after = 2
@@ -300,7 +290,7 @@ def test_server_failure_in_the_stream(
         assert text == ""
     assert info["stats"]["finish_reason"] == "error"
     tgi.reset(tokens_per_s=200)
-    assert_still_serving(live, client)
+    assert_still_serving(live_app, client)
 
 
 HTTP_FAILURES = [
@@ -315,7 +305,7 @@ HTTP_FAILURES = [
     ("status", "error_type", "text", "key"), HTTP_FAILURES, ids=[str(s) for s, *_ in HTTP_FAILURES]
 )
 def test_server_failure_as_http_status(
-    live: RunningApp,
+    live_app: RunningApp,
     client: Any,
     tgi: StandinHolder,
     fresh: EchoStandin,
@@ -330,10 +320,12 @@ def test_server_failure_as_http_status(
     assert info.get("error_code") == key, info
     assert_clean(info["error"])
     tgi.reset(tokens_per_s=200)
-    assert_still_serving(live, client)
+    assert_still_serving(live_app, client)
 
 
-def test_first_token_that_never_comes(live: RunningApp, client: Any, tgi: StandinHolder, fresh: EchoStandin) -> None:
+def test_first_token_that_never_comes(
+    live_app: RunningApp, client: Any, tgi: StandinHolder, fresh: EchoStandin
+) -> None:
     fresh.config.fail = "stall"
     fresh.config.keepalive_s = 0.5  # keep-alive comments keep the connection busy without a token
     start = time.monotonic()
@@ -346,10 +338,10 @@ def test_first_token_that_never_comes(live: RunningApp, client: Any, tgi: Standi
     # the app hung up on the stalled server instead of leaving the request running there
     assert fresh.wait_disconnect(2) is not None
     tgi.reset(tokens_per_s=200)
-    assert_still_serving(live, client)
+    assert_still_serving(live_app, client)
 
 
-def test_refused_connection_then_the_server_comes_back(live: RunningApp, client: Any, tgi: StandinHolder) -> None:
+def test_refused_connection_then_the_server_comes_back(live_app: RunningApp, client: Any, tgi: StandinHolder) -> None:
     tgi.stop()
     try:
         start = time.monotonic()
@@ -364,7 +356,7 @@ def test_refused_connection_then_the_server_comes_back(live: RunningApp, client:
         assert text.strip() and "error" not in info
     finally:
         tgi.start(tokens_per_s=200)
-    assert_still_serving(live, client)
+    assert_still_serving(live_app, client)
 
 
 # ---- closing a request mid-answer ----------------------------------------------------------------
@@ -379,7 +371,7 @@ def wait_for_text(job: Any, timeout_s: float = 20.0) -> str:
 
 
 def test_cancelled_api_call_closes_the_server_connection_within_a_second(
-    live: RunningApp, client: Any, fresh: EchoStandin
+    live_app: RunningApp, client: Any, fresh: EchoStandin
 ) -> None:
     fresh.config.tokens_per_s = 20
     fresh.config.endless = True
@@ -431,10 +423,10 @@ def wait_until(check: Any, what: str, timeout_s: float = 30.0) -> None:
         time.sleep(0.03)
 
 
-def test_closed_tab_stops_the_work_on_the_server(live: RunningApp, browser: Any, fresh: EchoStandin) -> None:
+def test_closed_tab_stops_the_work_on_the_server(live_app: RunningApp, browser: Any, fresh: EchoStandin) -> None:
     fresh.config.tokens_per_s = 20
     fresh.config.endless = True
-    context, page = open_chat(browser, live.url)
+    context, page = open_chat(browser, live_app.url)
     try:
         choose(page, "chat-family", "EM German")
         choose(page, "chat-quant", "TGI")
@@ -490,11 +482,11 @@ def test_64_concurrent_sessions_get_only_their_own_answers(live_patient: Running
     assert slowest < 60, f"the slowest session took {slowest:.1f} s"
 
 
-def test_history_of_one_session_never_reaches_another(live: RunningApp, fresh: EchoStandin) -> None:
+def test_history_of_one_session_never_reaches_another(live_app: RunningApp, fresh: EchoStandin) -> None:
     """Two API sessions interleave multi-turn conversations; each prompt holds only its own history."""
     from gradio_client import Client
 
-    a, b = Client(live.url, verbose=False), Client(live.url, verbose=False)
+    a, b = Client(live_app.url, verbose=False), Client(live_app.url, verbose=False)
     try:
         history: dict[str, list[list[str]]] = {"a": [], "b": []}
         seen: dict[str, list[str]] = {"a": [], "b": []}
@@ -513,14 +505,14 @@ def test_history_of_one_session_never_reaches_another(live: RunningApp, fresh: E
         b.close()
 
 
-def test_browser_sessions_keep_their_own_conversation(live: RunningApp, browser: Any, fresh: EchoStandin) -> None:
+def test_browser_sessions_keep_their_own_conversation(live_app: RunningApp, browser: Any, fresh: EchoStandin) -> None:
     """Two browser contexts chat at the same time; each page's history (and raw prompt) is its own."""
     pages = []
     contexts = []
     markers = {"a": [new_marker(), new_marker()], "b": [new_marker(), new_marker()]}
     try:
         for _ in range(2):
-            context, page = open_chat(browser, live.url)
+            context, page = open_chat(browser, live_app.url)
             contexts.append(context)
             choose(page, "chat-family", "EM German")
             choose(page, "chat-quant", "TGI")
@@ -546,11 +538,11 @@ def test_browser_sessions_keep_their_own_conversation(live: RunningApp, browser:
 
 
 # ---- a local model busy with someone else -----------------------------------------------------------
-def test_waiting_visitor_sees_their_place_in_the_queue(live: RunningApp, client: Any, browser: Any) -> None:
-    """With one llama.cpp slot (the `live` app), whoever waits behind an answer sees the queue message."""
+def test_waiting_visitor_sees_their_place_in_the_queue(live_app: RunningApp, client: Any, browser: Any) -> None:
+    """With one llama.cpp slot (the `live_app` app), whoever waits behind an answer sees the queue message."""
     # 1800 new tokens: with the prompt this still fits the model's 2048-token context
     job = client.submit(message=LONG_PROMPT, model=OFFLINE, max_new_tokens=1800, temperature=0, api_name="/chat")
-    context, page = open_chat(browser, live.url)
+    context, page = open_chat(browser, live_app.url)
     try:
         wait_for_text(job, 60)
         send(page, "Sag Hallo.")
@@ -566,12 +558,6 @@ def test_waiting_visitor_sees_their_place_in_the_queue(live: RunningApp, client:
 
 
 # ---- limits through the running app --------------------------------------------------------------
-API_WIRED = (
-    "check_rate" in (Path(__file__).resolve().parent.parent / "components" / "api" / "chat_models.py").read_text()
-)
-
-
-@pytest.mark.skipif(not API_WIRED, reason="components/api/chat_models.py does not call limits.check_rate yet")
 def test_rate_limit_through_the_api(tgi: StandinHolder) -> None:
     from gradio_client import Client
     from gradio_client.exceptions import AppError

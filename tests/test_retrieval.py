@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components.core.catalog import Catalog, ModelRef
-from components.core.messages import MESSAGES, number, t
 from components.core.service import EngineRegistry, Playground
-from components.core.validation import InputError
-from components.engines.base import Engine, EngineDone, Finished, GenerationRequest, Status, TextDelta
+from components.engines.base import Engine
 from components.features.retrieval import (
     CARD_QUESTION,
     CARD_QUESTION_UNANSWERABLE,
@@ -35,6 +32,9 @@ from components.features.retrieval import (
     read_upload,
     user_message,
 )
+from components.vocabulary.catalog import Catalog, ModelRef
+from components.vocabulary.generation import EngineDone, Finished, GenerationRequest, InputError, Status, TextDelta
+from components.vocabulary.messages import MESSAGES, number, t
 from tests.cards import card_path
 from tests.tgi_standin import Standin
 from tests.tgi_standin import tokenize as standin_tokenize
@@ -275,8 +275,9 @@ def test_request_carries_the_exact_prompt_and_family_settings(catalog: Catalog) 
 async def test_sources_that_fit_are_counted_with_the_models_tokenizer(catalog: Catalog) -> None:
     playground = Playground(catalog)
     prepared = prepare_retrieval(playground, OFFLINE, CARD_QUESTION, [card_source()], max_new_tokens=64)
-    fit = await check_fit(playground, prepared, [card_source()])
+    # loaded first: on a busy machine the model's load alone can outlast the count's timeout (then: estimate)
     llm = await playground.registry.engine_for(prepared.request.model).loaded(prepared.request.model)  # type: ignore[attr-defined]
+    fit = await check_fit(playground, prepared, [card_source()])
     assert fit.method == "tokenizer"
     assert fit.prompt_tokens == len(await asyncio.to_thread(llm.tokenize, prepared.raw_prompt))
     assert fit.context == 2048 and fit.max_new_tokens == 64 and fit.fits

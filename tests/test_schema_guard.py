@@ -1,4 +1,4 @@
-"""The static schema checks (components/core/schema_guard.py): the issue's probes and the schemas that must pass."""
+"""The static schema checks (components/core/schema_guard.py): hostile probes and the schemas that must pass."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from components.core.schema_guard import MAX_DEPTH, budget_chars, check_schema_safety
-from components.core.validation import InputError
 from components.features.structured import EXAMPLE_SCHEMA, parse_schema
+from components.vocabulary.generation import InputError
 
 LEFT_RECURSIVE = {
     "type": "object",
@@ -60,7 +60,7 @@ def refusal(schema: Any, max_new_tokens: int = 512) -> str:
     return refused.value.key
 
 
-def test_the_issues_crashing_schemas_are_refused_before_any_engine() -> None:
+def test_crashing_schemas_are_refused_before_any_engine() -> None:
     assert refusal(LEFT_RECURSIVE) == "err_schema_left_recursion"
     assert refusal(TWO_WAY) == "err_schema_left_recursion"
     assert refusal(ANY_OF_LOOP) == "err_schema_left_recursion"

@@ -11,11 +11,7 @@ from typing import Any
 
 import pytest
 
-from components.core.catalog import Catalog
-from components.core.messages import MESSAGES, number, t
 from components.core.service import Playground
-from components.core.validation import InputError
-from components.engines.base import Finished, TextDelta
 from components.features.retrieval import CARD_QUESTION, CARD_SOURCE_TEXT, CARD_SOURCE_URL
 from components.features.structured import (
     EXAMPLE_CARD_OUTPUT,
@@ -29,6 +25,9 @@ from components.features.structured import (
     parse_schema,
     prepare_structured,
 )
+from components.vocabulary.catalog import Catalog
+from components.vocabulary.generation import Finished, InputError, TextDelta
+from components.vocabulary.messages import MESSAGES, number, t
 from tests.cards import card_path
 from tests.conftest import free_port
 from tests.tgi_standin import Standin

@@ -5,25 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from components.core.catalog import Endpoint, ModelRef
-from components.core.messages import MESSAGES, t
-from components.engines.base import (
-    EngineError,
-    Event,
-    Failed,
-    Finished,
-    GenerationRequest,
-    SamplingSettings,
-    TextDelta,
-)
 from components.engines.remote import Stopped, StopTrimmer, Watchdog, redact_url, remote_timeout_s
 from components.engines.tgi import TgiEngine, tgi_parameters
+from components.vocabulary.catalog import Endpoint, ModelRef
+from components.vocabulary.generation import EngineError, Event, Failed, Finished, GenerationRequest, TextDelta
+from components.vocabulary.messages import MESSAGES, t
+from components.vocabulary.settings import SamplingSettings
 from tests.conftest import free_port
 from tests.tgi_standin import Disconnect, Standin, StandinServer, tokenize
 
@@ -31,21 +23,9 @@ PROMPT = "Du bist ein hilfreicher Assistent. USER: Was ist die Hauptstadt von De
 REPLY = "Berlin ist die Hauptstadt von Deutschland."
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
-
-
 @pytest.fixture
-def standin(server: StandinServer) -> Standin:
-    server.standin.reset()
-    return server.standin
-
-
-@pytest.fixture
-def endpoint(server: StandinServer, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
-    monkeypatch.setenv("TEST_TGI_URL", server.url)
+def endpoint(tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch) -> Endpoint:
+    monkeypatch.setenv("TEST_TGI_URL", tgi_server.url)
     monkeypatch.delenv("TEST_TGI_TOKEN", raising=False)
     return Endpoint(id="tgi", type="tgi", url_env="TEST_TGI_URL", token_env="TEST_TGI_TOKEN", label="Test-TGI")
 
@@ -318,7 +298,7 @@ async def test_grammar_is_sent_as_tgi_json_grammar(standin: Standin, endpoint: E
     ],
 )
 async def test_a_schema_without_top_level_properties_is_refused_before_sending(
-    standin: Standin, endpoint: Endpoint, ref: ModelRef, server: StandinServer, schema: dict[str, Any]
+    standin: Standin, endpoint: Endpoint, ref: ModelRef, tgi_server: StandinServer, schema: dict[str, Any]
 ) -> None:
     """router/src/validation.rs refuses it ("Grammar must have a 'properties' field"); the engine says why first."""
     _, events = await collect(TgiEngine(endpoint), make_request(ref, schema=schema))
@@ -326,7 +306,7 @@ async def test_a_schema_without_top_level_properties_is_refused_before_sending(
     assert "properties" in t(events[-1].key, "en", **events[-1].params)
     assert standin.generation_calls() == []
     # what TGI itself answers to it (the stand-in is as strict)
-    async with httpx.AsyncClient(base_url=server.url) as http:
+    async with httpx.AsyncClient(base_url=tgi_server.url) as http:
         refused = await http.post(
             "/generate", json={"inputs": "Hallo", "parameters": {"grammar": {"type": "json", "value": schema}}}
         )
@@ -507,8 +487,8 @@ def test_remote_message_keys_exist_in_both_languages() -> None:
 
 
 # ---- the stand-in itself follows the protocol ----------------------------------------------------
-async def test_standin_follows_the_wire_protocol(standin: Standin, server: StandinServer) -> None:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+async def test_standin_follows_the_wire_protocol(standin: Standin, tgi_server: StandinServer) -> None:
+    async with httpx.AsyncClient(base_url=tgi_server.url, timeout=10) as http:
         body = {"inputs": "Hallo Welt", "parameters": {"max_new_tokens": 3, "details": True}}
         raw = await http.post("/generate_stream", json=body)
         assert raw.headers["content-type"].startswith("text/event-stream")
@@ -547,11 +527,11 @@ async def test_standin_follows_the_wire_protocol(standin: Standin, server: Stand
 
 
 async def test_keep_alive_comments_are_not_text(
-    standin: Standin, server: StandinServer, endpoint: Endpoint, ref: ModelRef
+    standin: Standin, tgi_server: StandinServer, endpoint: Endpoint, ref: ModelRef
 ) -> None:
     standin.config.tokens_per_s = 8
     standin.config.keepalive_s = 0.03
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=tgi_server.url, timeout=10) as http:
         raw = await http.post("/generate_stream", json={"inputs": "Hallo", "parameters": {"max_new_tokens": 2}})
     assert ":\n\n" in raw.text  # TGI's keep-alive comment between events
     text, events = await collect(TgiEngine(endpoint), make_request(ref))
@@ -586,7 +566,7 @@ async def test_second_turn_reads_the_stored_answer_stripped(
     """The server streams " Das" (SentencePiece's leading space); the next prompt has the trained format's one
     space (EM German `ASSISTANT: Das …</s>USER:`), newline (IGEL) or none (ChatML) before it."""
     from components.api.common import answer_stream
-    from components.core.prompts import Turn
+    from components.vocabulary.prompts import Turn
 
     standin, playground = tgi_playground
     standin.config.reply = " Das Buch hat 150.000 Wörter. \n"

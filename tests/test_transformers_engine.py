@@ -14,16 +14,10 @@ from typing import Any
 import pytest
 
 from components.engines import transformers_engine as te
-from components.engines.base import (
-    Failed,
-    Finished,
-    GenerationRequest,
-    SamplingSettings,
-    Status,
-    TextDelta,
-)
 from components.engines.model_cache import ModelCache
 from components.engines.transformers_engine import TokenFeed, TransformersEngine, unload_model
+from components.vocabulary.generation import Failed, Finished, GenerationRequest, Status, TextDelta
+from components.vocabulary.settings import SamplingSettings
 from tests.tiny_models import build_tiny_llama, chatml, local_model_ref, tiny_model_ref
 
 PROMPT = chatml("Du bist ein hilfreicher Assistent.", "Wie viele Wörter hat das Buch?")
@@ -52,7 +46,9 @@ def reference(tiny_dir: Path) -> dict[str, Any]:
 def request(ref: Any, prompt: str = PROMPT, **settings: Any) -> GenerationRequest:
     defaults: dict[str, Any] = {"temperature": 0.0, "max_new_tokens": 16, "repetition_penalty": 1.0}
     defaults.update(settings)
-    return GenerationRequest(model=ref, prompt=prompt, messages=[], settings=SamplingSettings(**defaults))
+    # built past the request checks, as an engine may get anything: a temperature of 5 makes a hot request unmistakable
+    settings = SamplingSettings.model_construct(**defaults)
+    return GenerationRequest(model=ref, prompt=prompt, messages=[], settings=settings)
 
 
 async def collect(engine: TransformersEngine, req: GenerationRequest) -> list[Any]:
@@ -863,8 +859,8 @@ def tiny_bloom() -> Any:
 def test_path_is_chosen_at_load_time(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoModelForCausalLM
 
-    from components.core.catalog import QuantKind
     from components.engines import transformers_batching as tb
+    from components.vocabulary.catalog import QuantKind
 
     llama = AutoModelForCausalLM.from_pretrained(tiny_dir)
     monkeypatch.delenv("PLAYGROUND_TRANSFORMERS_BATCHING", raising=False)

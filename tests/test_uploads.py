@@ -1,5 +1,5 @@
 """Uploads within bounds (components/serving/uploads.py): a per-visitor budget of files and bytes per time window and a
-total cap on the upload folder, replaying the issue's probe (one address kept 229 MB of uploads in 0.8 s).
+total cap on the upload folder, replaying a hostile probe (one address kept 229 MB of uploads in 0.8 s).
 
 Fast tests drive the middleware in front of a small stand-in of Gradio's upload route; slow ones the real app.
 """
@@ -21,10 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from components.core.messages import MESSAGES, t
 from components.serving import uploads
 from components.serving.limits import RateLimitError
 from components.serving.uploads import UploadBudget, UploadFolder, UploadGuardMiddleware, parse_upload_budget
+from components.vocabulary.messages import MESSAGES, t
 from tests.app_server import RunningApp, running_app
 
 UPLOAD_VARS = ("PLAYGROUND_UPLOAD_BUDGET", "PLAYGROUND_UPLOAD_TOTAL_MB", "PLAYGROUND_PUBLIC", "SPACE_ID")

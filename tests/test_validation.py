@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.core.messages import MESSAGES, t
 from components.core.service import Playground
-from components.core.validation import InputError, build_settings, check_message, parse_history, parse_stop
+from components.core.validation import build_settings, check_message, parse_history, parse_stop
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import MESSAGES, t
 
 OFFLINE = "smollm2-135m-instruct/gguf-q4_1"
 

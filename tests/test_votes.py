@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from components.core.validation import InputError
 from components.features.compare import PaneResult, Round, VoteLog, viewer_of, vote_record
+from components.vocabulary.generation import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,7 +27,7 @@ SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, IM_START, IM_END)
 
 
 def chatml(system: str, user: str) -> str:
-    """The ChatML prompt the playground sends (same text as components.core.prompts' chatml format)."""
+    """The ChatML prompt the playground sends (same text as components.vocabulary.prompts' chatml format)."""
     return f"{IM_START}system\n{system}{IM_END}\n{IM_START}user\n{user}{IM_END}\n{IM_START}assistant\n"
 
 
@@ -145,7 +145,7 @@ def local_model_ref(
     size_gb: float | None = None,
 ) -> Any:
     """A ModelRef built from catalog objects, as models.yaml would describe a local transformers build."""
-    from components.core.catalog import Family, Localized, ModelRef, Quantization, QuantKind, Variant
+    from components.vocabulary.catalog import Family, Localized, ModelRef, Quantization, QuantKind, Variant
 
     quant = Quantization(id=kind, kind=QuantKind(kind), repo=repo, file=file, size_gb=size_gb)
     variant = Variant(

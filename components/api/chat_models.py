@@ -7,32 +7,28 @@ from typing import Any
 
 import gradio as gr
 
-from components.api.common import answer_stream, api_language, checking, refused
+from components.api.common import answer_stream, api_language, checking, refused, with_settings
 from components.core import availability
-from components.core.messages import t
 from components.core.service import Playground
-from components.core.validation import InputError, parse_history, settings_kwargs
+from components.core.validation import parse_history
 from components.serving.limits import check_rate
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
 
 
 def register(playground: Playground) -> None:
     """Adds `/chat` and `/models` to the Blocks being built."""
     default_model = playground.catalog.default.id
 
+    @with_settings()
     async def chat(
         message: str,
         model: str = default_model,
         system_prompt: str | None = None,
         history: list[list[str]] | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        max_new_tokens: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        stop: list[str] | None = None,
         lang: str = "de",
         request: gr.Request | None = None,
+        **settings: Any,
     ) -> tuple[str, dict[str, Any]]:  # an async generator: streams (answer so far, info)
         """Streams an answer. Returns (answer, info); info has `stats`, `model`, `prompt` and, on failure, `error`.
 
@@ -50,7 +46,7 @@ def register(playground: Playground) -> None:
                     system_prompt=system_prompt,
                     history=parse_history(history),
                     lang=language,
-                    **settings_kwargs(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, stop),
+                    **settings,
                 )
             )
         info: dict[str, Any] = {"model": prepared.request.model.id, "prompt": prepared.raw_prompt}

@@ -3,19 +3,91 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import logging
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import UnionType
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import gradio as gr
 
-from components.core.messages import normalize_language, t
 from components.core.service import Playground, Prepared
 from components.core.streaming import batched
-from components.core.validation import InputError
-from components.engines.base import Failed, Finished, PromptSent, TextDelta
+from components.vocabulary.answer import Answer
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import normalize_language, t
+from components.vocabulary.settings import SETTING_NAMES, SamplingSettings
 
 log = logging.getLogger("playground.api")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _api_type(name: str) -> Any:
+    """A setting's parameter type as callers see it: its field's type (a tuple as a list), or None (unset)."""
+    annotation = SamplingSettings.model_fields[name].annotation
+    base = (
+        next(a for a in get_args(annotation) if a is not type(None))
+        if get_origin(annotation) is UnionType
+        else annotation
+    )
+    if get_origin(base) is tuple:
+        base = list[get_args(base)[0]]
+    return base | None
+
+
+def with_settings(*, without: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Gives an endpoint the sampling settings (SamplingSettings' fields but `without`) as parameters of their own,
+    named and typed as the settings model has them, each None by default (the family's recommendation), before its
+    `lang` parameter; the endpoint takes them as `**settings`. Gradio and gradio_client read the signature built
+    here (the endpoint's own is `(…, lang, request, **settings)`)."""
+    names = [name for name in SETTING_NAMES if name not in without]
+
+    def wrap(fn: F) -> F:
+        hints = get_type_hints(fn)
+        declared = inspect.signature(fn)
+        own = [p for p in declared.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        at = next(i for i, p in enumerate(own) if p.name == "lang")
+        settings = [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=_api_type(name))
+            for name in names
+        ]
+        params = [p.replace(annotation=hints[p.name]) for p in own]
+        # the return annotation as written (Gradio documents an unresolved one as a single `Any` output)
+        signature = inspect.Signature(
+            [*params[:at], *settings, *params[at:]], return_annotation=declared.return_annotation
+        )
+
+        def split(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return dict(bound.arguments)
+
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def stream(*args: Any, **kwargs: Any) -> Any:
+                async with contextlib.aclosing(fn(**split(args, kwargs))) as items:
+                    async for item in items:
+                        yield item
+
+            wrapper: Any = stream
+        else:
+
+            @functools.wraps(fn)
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await fn(**split(args, kwargs))
+
+            wrapper = call
+        wrapper.__signature__ = signature
+        wrapper.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()} | {
+            "return": signature.return_annotation
+        }
+        del wrapper.__wrapped__
+        return wrapper  # type: ignore[no-any-return]
+
+    return wrap
 
 
 async def answer_stream(
@@ -24,24 +96,19 @@ async def answer_stream(
     """The answer so far, once per batch of events, for the streaming API endpoints; puts `stats` and, on
     failure, `error` (in `language`) and `error_code` into `info` as they arrive. Where a server built the
     prompt (chat mode), `prompt` becomes the server's rendering, or `prompt_note` says it cannot be shown."""
-    text = ""
+    answer = Answer()
     async for batch in batched(playground.stream(prepared)):
-        for event in batch:
-            if isinstance(event, TextDelta):
-                text += event.text
-            elif isinstance(event, PromptSent):
-                if event.prompt is not None:
-                    info["prompt"] = event.prompt
-                if event.note:
-                    info["prompt_note"] = t(event.note, language, **event.params)
-            elif isinstance(event, Finished):
-                info["stats"] = event.stats.as_dict()
-            elif isinstance(event, Failed):
-                info["error"] = t(event.key, language, **event.params)
-                info["error_code"] = event.key
-                if event.stats:
-                    info["stats"] = event.stats.as_dict()
-        yield text
+        answer.add_all(batch)
+        if answer.sent is not None and answer.sent.prompt is not None:
+            info["prompt"] = answer.sent.prompt
+        if note := answer.prompt_note(language):
+            info["prompt_note"] = note
+        if answer.failed is not None:
+            info["error"] = answer.error_text(language)
+            info["error_code"] = answer.failed.key
+        if answer.stats:
+            info["stats"] = answer.stats
+        yield answer.text
 
 
 def api_language(value: Any) -> str:

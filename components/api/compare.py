@@ -8,12 +8,13 @@ from typing import Any
 
 import gradio as gr
 
-from components.api.common import checking
-from components.core.messages import t
+from components.api.common import checking, with_settings
 from components.core.service import Playground
-from components.core.validation import InputError, check_message
+from components.core.validation import check_message
 from components.features.compare import MAX_PANES, PaneSpec, catalog_ids, new_round, prepare_panes, stream_round
 from components.serving.limits import check_rate
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
 
 
 def pane_payload(pane: Any) -> dict[str, Any]:
@@ -32,18 +33,14 @@ def register(playground: Playground) -> None:
     """Adds `/compare` to the Blocks being built."""
     default_model = playground.catalog.default.id
 
+    @with_settings(without=("stop",))
     async def compare(
         message: str,
         models: list[str] | None = None,
         system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        max_new_tokens: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
         lang: str = "de",
         request: gr.Request | None = None,
+        **settings: Any,
     ) -> list[dict[str, Any]]:  # an async generator: streams the list as it grows
         """Streams answers of several models to one message, all generated at once.
 
@@ -63,14 +60,6 @@ def register(playground: Playground) -> None:
             if not 1 <= len(chosen) <= MAX_PANES or not all(isinstance(m, str) for m in chosen):
                 raise InputError("err_compare_models", count=len(chosen), max=MAX_PANES)
             chosen = catalog_ids(playground, chosen)  # only the catalog's ids, as the catalog writes them
-            settings = {
-                "temperature": temperature,
-                "top_p": top_p,
-                "top_k": top_k,
-                "max_new_tokens": max_new_tokens,
-                "repetition_penalty": repetition_penalty,
-                "seed": seed,
-            }
             specs = [PaneSpec(m, system_prompt, settings) for m in chosen]
             prepared = await asyncio.to_thread(prepare_panes, playground, specs, text, None, language)
             for spec, prep in zip(specs, prepared, strict=True):

@@ -7,10 +7,10 @@ from typing import Any
 import gradio as gr
 
 from components.api.common import checking
-from components.core.validation import InputError
 from components.features import ratings
 from components.features.compare import VoteLog, bootstrap_rounds
 from components.serving.limits import check_rate, public_profile
+from components.vocabulary.generation import InputError
 
 MIN_ROUNDS, MAX_ROUNDS = 50, 10000
 

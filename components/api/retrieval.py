@@ -7,9 +7,8 @@ from typing import Any
 
 import gradio as gr
 
-from components.api.common import answer_stream, checking
+from components.api.common import answer_stream, checking, with_settings
 from components.core.service import Playground
-from components.core.validation import settings_kwargs
 from components.features.retrieval import check_fit, parse_sources, prepare_retrieval
 from components.serving.limits import check_rate
 
@@ -18,20 +17,15 @@ def register(playground: Playground) -> None:
     """Adds `/retrieve` (streaming) to the Blocks being built."""
     default_model = playground.catalog.default.id
 
+    @with_settings()
     async def retrieve(
         question: str,
         sources: list[dict[str, Any]],
         model: str = default_model,
         system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        max_new_tokens: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        stop: list[str] | None = None,
         lang: str = "de",
         request: gr.Request | None = None,
+        **settings: Any,
     ) -> tuple[str, dict[str, Any]]:  # an async generator: streams (answer so far, info)
         """Streams an answer grounded in `sources`, in the EM German card's retrieval format.
 
@@ -53,7 +47,7 @@ def register(playground: Playground) -> None:
                     checked,
                     system_prompt=system_prompt,
                     lang=language,
-                    **settings_kwargs(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, stop),
+                    **settings,
                 )
 
             # checks and prompt building off the event loop (up to 400 000 characters of sources)

@@ -7,31 +7,25 @@ from typing import Any
 
 import gradio as gr
 
-from components.api.common import answer_stream, checking
+from components.api.common import answer_stream, checking, with_settings
 from components.core.service import Playground
-from components.core.validation import settings_kwargs
 from components.features.structured import check_answer, check_compiles, prepare_structured
-from components.serving.limits import check_rate
+from components.serving.limits import check_rate, holds_visitor_slot
 
 
 def register(playground: Playground) -> None:
     """Adds `/structured` to the Blocks being built."""
     default_model = playground.catalog.default.id
 
+    @with_settings()
     async def structured(
         text: str,
         schema: dict[str, Any] | str,
         model: str = default_model,
         system_prompt: str | None = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        top_k: int | None = None,
-        max_new_tokens: int | None = None,
-        repetition_penalty: float | None = None,
-        seed: int | None = None,
-        stop: list[str] | None = None,
         lang: str = "de",
         request: gr.Request | None = None,
+        **settings: Any,
     ) -> tuple[str, Any, dict[str, Any]]:
         """Extracts JSON from `text` following `schema` (a JSON schema, Draft 2020-12, as an object or a string).
 
@@ -52,7 +46,7 @@ def register(playground: Playground) -> None:
                     schema,
                     system_prompt,
                     language,
-                    **settings_kwargs(temperature, top_p, top_k, max_new_tokens, repetition_penalty, seed, stop),
+                    **settings,
                 )
             )
             await check_compiles(prepared)
@@ -61,8 +55,10 @@ def register(playground: Playground) -> None:
         # not streamed: only the whole answer can be checked against the schema
         async for so_far in answer_stream(playground, prepared, info, language):
             answer = so_far
-        check = check_answer(answer, checked, language)
+        # off the event loop: the check is bounded (components/core/linear_schema.py) but may take a while
+        check = await asyncio.to_thread(check_answer, answer, checked, language)
         info.update(check.as_info())
         return answer, (check.value if check.parsed else None), info
 
-    gr.api(structured, api_name="structured", concurrency_limit=None)
+    # not a generator, yet it runs an answer: the per-visitor cap holds it too (components/serving/launch.py)
+    gr.api(holds_visitor_slot(structured), api_name="structured", concurrency_limit=None)

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.core.catalog import Endpoint, ModelRef, QuantKind
 from components.engines import disk
 from components.engines.hub import cached_file, hub_offline
+from components.engines.kinds import ENGINE_KINDS
 from components.engines.model_cache import default_budget_gb
-from components.engines.offline_model import packaged_gguf, requirement_for
 from components.engines.remote import endpoint_name
-from components.engines.transformers_engine import missing_packages
+from components.vocabulary.catalog import Endpoint, ModelRef, QuantKind
 
 GPU_KINDS = {QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq}
 KIND_NAMES = {
@@ -224,20 +223,20 @@ def check(
             return Availability(True, params=named, server=SERVER_ANSWERS)
         silent = {**named, "env": endpoint.url_env}
         return Availability(True, "server_silent", silent, READY, server=SERVER_SILENT)
+    # what the engine needs here (components/engines/kinds.py), e.g. a packaged build's package
+    missing = ENGINE_KINDS[ref.engine_kind].missing
     if kind is QuantKind.gguf and quant.package:
         # installed, taken from its wheel before, or pinned so that the engine fetches it on first use
-        if packaged_gguf(quant) is None and requirement_for(quant.package) is None:
-            return Availability(False, "why_package_missing", {"package": quant.package}, UNAVAILABLE)
-        return Availability(True)
+        lacking = missing(ref) if missing else None
+        return Availability(True) if lacking is None else Availability(False, *lacking, UNAVAILABLE)
     need = ref.estimated_memory_gb()
     if kind in GPU_KINDS:
         gpu = gpu_memory_gb()
         if gpu is None:
             return Availability(False, "why_needs_gpu", {"kind": KIND_NAMES[kind]}, UNAVAILABLE)
-        missing = missing_packages(kind)
-        if missing:
-            params = {"kind": KIND_NAMES[kind], "package": ", ".join(missing)}
-            return Availability(False, "why_needs_package", params, UNAVAILABLE)
+        lacking = missing(ref) if missing else None
+        if lacking is not None:
+            return Availability(False, lacking[0], {"kind": KIND_NAMES[kind], **lacking[1]}, UNAVAILABLE)
         if need > gpu:
             return Availability(False, "why_too_big", {"need": need, "have": gpu}, UNAVAILABLE)
     else:

@@ -5,7 +5,7 @@ sends it back when the page is loaded again. Whatever comes back may have been e
 of it: anything of the wrong shape or over a limit is dropped, never raised. Only what the visitor saw is kept
 (their messages, the answers, an answer's error line and figures, the chosen model, system prompt and sampling
 settings), never a raw prompt or a secret. Text with a prompt format's control markers stays text: sending it
-refuses it (components/core/markers.py), as for a conversation typed in this session.
+refuses it (components/vocabulary/markers.py), as for a conversation typed in this session.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.core.messages import LANGUAGES
-from components.core.validation import LIMITS, SETTING_NAMES, InputError, check_setting, clean_text, parse_stop
+from components.core.validation import LIMITS, check_setting, clean_text, parse_stop
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import LANGUAGES
+from components.vocabulary.settings import SETTING_NAMES
 
 #: version of the stored shape; a stored value of another version is dropped
 VERSION = 1
@@ -30,7 +32,7 @@ MAX_TEXT_CHARS = LIMITS.max_message_chars
 MAX_ERROR_CHARS = 2_000
 #: a model id (variant/quant)
 MAX_ID_CHARS = 200
-#: finish reasons an answer's stats may name (components/core/messages.py has a `finish_…` text for each)
+#: finish reasons an answer's stats may name (components/vocabulary/messages.py has a `finish_…` text for each)
 FINISH_REASONS = frozenset({"length", "stop", "eos_token", "stop_sequence", "stopped", "error", "unknown"})
 #: the stop sequences' text box (one per line, each line within the limits)
 MAX_STOP_TEXT_CHARS = 2 * LIMITS.max_stop_sequences * (LIMITS.max_stop_chars + 1)

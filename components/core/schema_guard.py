@@ -14,7 +14,10 @@ before the meta-schema check and before any engine sees them:
 - sizes beyond the answer budget: a count keyword (minLength, maxLength, minItems, …) or a regex quantifier
   `{n}` / `{n,m}` above what `max_new_tokens` can hold (CHARS_PER_TOKEN characters per token), the smallest
   valid answer longer than that, or all bounds together above MAX_TOTAL_BOUNDS. Converters expand a bound n
-  into n grammar symbols: `"minLength": 100000000` took 3.2 GB and froze the app.
+  into n grammar symbols: `"minLength": 100000000` took 3.2 GB and froze the app;
+- a `pattern` or `patternProperties` name that RE2 cannot compile (backreferences, lookaround, Python-only
+  syntax), and `patternProperties` together with `unevaluatedProperties`: the answer is checked against the
+  patterns in linear time with RE2 (components/core/linear_schema.py), never with Python's backtracking `re`.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
-from components.core.validation import InputError
+from components.core.linear_schema import mixes_pattern_and_unevaluated_properties, pattern_error
+from components.vocabulary.generation import InputError
 
 #: JSON nesting (objects and lists) a schema may have; a schema level is about two JSON levels.
 MAX_DEPTH = 48
@@ -57,6 +61,7 @@ _LIST = ("anyOf", "oneOf", "allOf", "prefixItems")
 _MAP = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 #: Keywords through which a grammar goes on without consuming a character (alternatives and references).
 _ALIAS_LISTS = ("anyOf", "oneOf", "allOf")
+#: searched on a visitor's pattern text with Python's `re`, in linear time: every repetition in it is bounded
 _QUANTIFIER = re.compile(r"(?<!\\)\{(\d{1,12})(?:,(\d{0,12}))?\}")
 
 
@@ -131,6 +136,15 @@ class _Index:
 
     def path(self, node: Any) -> str:
         return _json_path(self.pointers.get(id(node), ()))
+
+    def resolve_all(self) -> None:
+        """Resolves every `$ref` (refusing those that lead nowhere), so that `nodes` also holds what a reference
+        into a place that is not a subschema position (e.g. into "examples") makes one."""
+        done: set[int] = set()
+        while len(done) < len(self.nodes):
+            for key in [k for k in self.nodes if k not in done]:
+                done.add(key)
+                self.target(self.nodes[key])
 
     def resolve(self, ref: str, where: Any) -> Any:
         """The subschema `ref` points to; refuses a reference that leads outside the schema or nowhere."""
@@ -379,12 +393,29 @@ def _check_finite(index: _Index, budget: int, max_new_tokens: int) -> None:
         raise InputError("err_schema_answer_too_big", chars=int(root), limit=budget, tokens=max_new_tokens)
 
 
+def _check_patterns(index: _Index) -> None:
+    """Refuses a pattern that RE2 cannot compile, naming it and where it is."""
+    for node in index.nodes.values():
+        if not isinstance(node, dict):
+            continue
+        found = [(node.get("pattern"), index.path(node))]
+        if isinstance(node.get("patternProperties"), dict):
+            found += [(name, index.path(node) + ".patternProperties") for name in node["patternProperties"]]
+        for pattern, where in found:
+            if isinstance(pattern, str) and pattern_error(pattern):
+                raise InputError("err_schema_pattern_unsupported", pattern=pattern[:120], path=where)
+
+
 def check_schema_safety(schema: Any, max_new_tokens: int) -> None:
     """Raises InputError (with a message key) for a schema that no engine can compile safely; see the module."""
     check_shape(schema)
     index = _Index(schema)
+    index.resolve_all()
     budget = budget_chars(max_new_tokens)
     _check_bounds(index, budget, max_new_tokens)
+    _check_patterns(index)
+    if mixes_pattern_and_unevaluated_properties(schema):
+        raise InputError("err_schema_pattern_unevaluated")
     _check_left_recursion(index)
     _check_finite(index, budget, max_new_tokens)
 

@@ -9,28 +9,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.core import availability
-from components.core.catalog import Catalog, ModelRef, QuantKind
-from components.core.logging_setup import record_conversation
-from components.core.markers import check_prompt_parts
-from components.core.messages import t
-from components.core.prompts import Turn, get_format
-from components.core.validation import (
-    InputError,
-    build_settings,
-    check_message,
-    check_system_prompt,
-    clean_text,
-)
-from components.engines.base import (
-    Engine,
+from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text
+from components.engines.base import Engine
+from components.engines.kinds import kind_of
+from components.logs.logging_setup import record_conversation
+from components.vocabulary.catalog import Catalog, ModelRef, QuantKind
+from components.vocabulary.generation import (
     Event,
     Failed,
     Finished,
     GenerationRequest,
+    InputError,
     PromptSent,
     Status,
     TextDelta,
 )
+from components.vocabulary.markers import check_prompt_parts
+from components.vocabulary.messages import t
+from components.vocabulary.prompts import Turn, get_format
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +52,10 @@ class EngineRegistry:
         return engine
 
     def _create(self, ref: ModelRef) -> Engine:
-        kind = ref.engine_kind
-        hf_token = os.environ.get("HF_TOKEN") or None
-        if kind == "llama_cpp":
-            from components.engines.llama_cpp import LlamaCppEngine
-
-            return LlamaCppEngine(hf_token=hf_token)
-        if kind == "transformers":
-            from components.engines.transformers_engine import TransformersEngine
-
-            return TransformersEngine(hf_token=hf_token)
-        endpoint = self.catalog.endpoints[ref.quant.endpoint or ""]
-        if endpoint.type == "tgi":
-            from components.engines.tgi import TgiEngine
-
-            return TgiEngine(endpoint)
-        from components.engines.openai_compat import OpenAICompatEngine
-
-        return OpenAICompatEngine(endpoint)
+        row = kind_of(ref, self.catalog.endpoints)
+        if row.remote:
+            return row.create(endpoint=self.catalog.endpoints[ref.quant.endpoint or ""])
+        return row.create(hf_token=os.environ.get("HF_TOKEN") or None)
 
     def all(self) -> dict[str, Engine]:
         return dict(self._engines)
@@ -186,7 +168,7 @@ class Playground:
         fmt = get_format(family.prompt_format)
         system = check_system_prompt(system_prompt, family.system_prompt)
         turns = history_turns(history)
-        # user text never becomes the format's control markup (components/core/markers.py)
+        # user text never becomes the format's control markup (components/vocabulary/markers.py)
         check_prompt_parts(fmt.name, text, system, turns)
         sampling = build_settings(family, fmt.stop, **settings)
         raw = fmt.render(system, turns, text)
@@ -209,6 +191,9 @@ class Playground:
         system = ref.family.system_prompt if system_prompt is None else system_prompt
         turns = history_turns(history)
         try:
+            for text, limit in ((message, LIMITS.max_message_chars), (system, LIMITS.max_system_chars)):
+                if len(text or "") > 3 * limit:  # far too long: refused before any cleaning, as when sending
+                    raise InputError("err_too_long_chars", chars=len(text), limit=limit)
             check_prompt_parts(fmt.name, clean_text(message), clean_text(system), turns)
         except InputError as exc:
             return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))
@@ -245,41 +230,6 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def decimal(value: float, lang: str, places: int = 1) -> str:
-    """A number with the page language's decimal mark: 31,7 in German, 31.7 in English."""
-    text = f"{value:.{places}f}"
-    return text.replace(".", ",") if lang == "de" else text
-
-
-def format_stats(stats: dict[str, Any] | None, lang: str) -> str:
-    """The one-line stats under an answer."""
-    if not stats:
-        return ""
-    ttft = stats.get("ttft_s")
-    rate = stats.get("tokens_per_s")
-    reason = stats.get("finish_reason") or "unknown"
-    return t(
-        "stats_line",
-        lang,
-        ttft="–" if ttft is None else f"{ttft * 1000:.0f} ms",
-        rate="–" if rate is None else decimal(rate, lang),
-        tokens=stats.get("completion_tokens", 0),
-        reason=t(f"finish_{reason}", lang) if f"finish_{reason}" else reason,
-    )
-
-
-def prompt_shown(event: PromptSent, raw_prompt: str, lang: str) -> str:
-    """The raw prompt to show once a server reports what it built (chat mode on a remote server): its own
-    rendering, else the card's prompt with the note that the server applies its own template."""
-    if event.prompt is not None:
-        return event.prompt
-    return f"{raw_prompt}\n\n⚠️ {t(event.note or '', lang, **event.params)}"
-
-
-def event_message(event: Failed | Status, lang: str) -> str:
-    return t(event.key, lang, **event.params)
-
-
 __all__ = [
     "EngineRegistry",
     "Failed",
@@ -289,7 +239,4 @@ __all__ = [
     "PromptSent",
     "Status",
     "TextDelta",
-    "event_message",
-    "format_stats",
-    "prompt_shown",
 ]

@@ -8,18 +8,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from components.core.catalog import Family
-from components.core.prompts import Turn
-from components.engines.base import SamplingSettings
-
-
-class InputError(Exception):
-    """Refused input, with a message key of components/core/messages.py and its placeholders."""
-
-    def __init__(self, key: str, **params: Any) -> None:
-        super().__init__(f"{key}: {params}")
-        self.key = key
-        self.params = params
+from components.vocabulary.catalog import RECOMMENDED_SETTINGS, Family
+from components.vocabulary.generation import InputError
+from components.vocabulary.prompts import Turn
+from components.vocabulary.settings import NUMBER_SETTINGS, SamplingSettings, setting_range
 
 
 def env_int(name: str, default: int) -> int:
@@ -44,15 +36,10 @@ class Limits:
 
 LIMITS = Limits()
 
-#: name -> (low, high, integer?)
-RANGES: dict[str, tuple[float, float, bool]] = {
-    "temperature": (0.0, 2.0, False),
-    "top_p": (0.01, 1.0, False),
-    "top_k": (0, 1000, True),
-    "max_new_tokens": (1, LIMITS.max_new_tokens, True),
-    "repetition_penalty": (1.0, 2.0, False),
-    "seed": (0, 2**31 - 1, True),
-}
+#: name -> (low, high, integer?) of each numeric sampling setting: SamplingSettings' bounds, max_new_tokens within the
+#: operator's cap
+RANGES: dict[str, tuple[float, float, bool]] = {name: setting_range(name) for name in NUMBER_SETTINGS}
+RANGES["max_new_tokens"] = (RANGES["max_new_tokens"][0], min(RANGES["max_new_tokens"][1], LIMITS.max_new_tokens), True)
 
 
 def clean_text(value: Any) -> str:
@@ -132,51 +119,23 @@ def parse_stop(value: Any) -> tuple[str, ...]:
     return stops
 
 
-#: the seven sampling settings by name, in settings_kwargs' order (and the page's settings controls')
-SETTING_NAMES = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed", "stop")
-
-
-def settings_kwargs(
-    temperature: Any, top_p: Any, top_k: Any, max_new_tokens: Any, repetition_penalty: Any, seed: Any, stop: Any
-) -> dict[str, Any]:
-    """The seven sampling settings as keyword arguments for Playground.prepare (build_settings checks them), from
-    the page's settings controls (SettingsControls.inputs order) or an API call's parameters."""
-    return {
-        "temperature": temperature,
-        "top_p": top_p,
-        "top_k": top_k,
-        "max_new_tokens": max_new_tokens,
-        "repetition_penalty": repetition_penalty,
-        "seed": seed,
-        "stop": stop,
-    }
-
-
 def build_settings(family: Family, family_stop: tuple[str, ...], **raw: Any) -> SamplingSettings:
-    """Validated settings: given values checked against RANGES, gaps filled from the family."""
+    """Validated settings: given values (SETTING_NAMES) checked against RANGES, gaps filled from the family's
+    recommendation, then SamplingSettings' defaults."""
     recommended = family.settings
-    defaults = SamplingSettings()
-
-    def pick(name: str) -> Any:
+    values: dict[str, Any] = {}
+    for name in NUMBER_SETTINGS:
         value = _number(name, raw.get(name))
+        if value is None and name in RECOMMENDED_SETTINGS:
+            value = getattr(recommended, name)
         if value is not None:
-            return value
-        rec = getattr(recommended, name)
-        return getattr(defaults, name) if rec is None else rec
-
+            values[name] = value
+    # a family's recommendation never overrides the operator's cap (PLAYGROUND_MAX_NEW_TOKENS)
+    asked = values.get("max_new_tokens", SamplingSettings.model_fields["max_new_tokens"].default)
+    values["max_new_tokens"] = min(int(asked), LIMITS.max_new_tokens)
     user_stop = parse_stop(raw.get("stop"))
-    stop = tuple(dict.fromkeys((*family_stop, *family.stop, *user_stop)))
-    seed = _number("seed", raw.get("seed"))
-    return SamplingSettings(
-        temperature=float(pick("temperature")),
-        top_p=float(pick("top_p")),
-        top_k=int(pick("top_k")),
-        # a family's recommendation never overrides the operator's cap (PLAYGROUND_MAX_NEW_TOKENS)
-        max_new_tokens=min(int(pick("max_new_tokens")), LIMITS.max_new_tokens),
-        repetition_penalty=float(pick("repetition_penalty")),
-        seed=None if seed is None else int(seed),
-        stop=stop,
-    )
+    values["stop"] = tuple(dict.fromkeys((*family_stop, *family.stop, *user_stop)))
+    return SamplingSettings(**values)
 
 
 def _pair_texts(item: Any) -> tuple[Any, ...]:

@@ -4,127 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 
-from components.core.catalog import ModelRef
+from components.vocabulary.catalog import ModelRef
+from components.vocabulary.generation import (
+    EngineDone,
+    EngineError,
+    Event,
+    Failed,
+    Finished,
+    GenerationRequest,
+    GenerationStats,
+    PromptSent,
+    Status,
+    TextDelta,
+)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Validated sampling settings (see components/core/validation.py for ranges)."""
-
-    temperature: float = 0.7
-    top_p: float = 0.95
-    top_k: int = 40
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.1
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-
-@dataclass
-class GenerationRequest:
-    """Everything an engine needs for one answer. `prompt` is the family's exact raw prompt;
-    `messages` is the same conversation for chat-template servers. `cancel` is set by Stop."""
-
-    model: ModelRef
-    prompt: str
-    messages: list[dict[str, str]]
-    settings: SamplingSettings
-    json_schema: dict[str, Any] | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-# ---- what an engine's generate() yields -------------------------------------------------------
-@dataclass(frozen=True)
-class TextDelta:
-    """New answer text (one token or a few)."""
-
-    text: str
-    tokens: int = 1
-
-
-@dataclass(frozen=True)
-class Status:
-    """Progress that is not answer text: loading, downloading, waiting in a queue.
-    `key` is a message key of components/core/messages.py, `params` its placeholders."""
-
-    key: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PromptSent:
-    """What the model got when a server, not the playground, built the prompt (chat mode on a remote server):
-    `prompt` is the server's own rendering, or None when the server cannot show it; `note` is a message key
-    (components/core/messages.py) with its `params`, shown next to the raw prompt."""
-
-    prompt: str | None
-    note: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class EngineDone:
-    """Last item of a generate(): why it ended and the token counts the engine knows."""
-
-    finish_reason: str
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-# ---- what stream() yields to callers -------------------------------------------------------------
-@dataclass(frozen=True)
-class GenerationStats:
-    finish_reason: str
-    prompt_tokens: int | None
-    completion_tokens: int
-    ttft_s: float | None
-    total_s: float
-    tokens_per_s: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "finish_reason": self.finish_reason,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "ttft_s": None if self.ttft_s is None else round(self.ttft_s, 4),
-            "total_s": round(self.total_s, 4),
-            "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 2),
-        }
-
-
-@dataclass(frozen=True)
-class Finished:
-    stats: GenerationStats
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The answer could not be completed; text streamed before stays valid (partial answer)."""
-
-    key: str
-    params: dict[str, Any] = field(default_factory=dict)
-    stats: GenerationStats | None = None
-
-
-Event = TextDelta | Status | PromptSent | Finished | Failed
-
-
-class EngineError(Exception):
-    """A failure with a message key (components/core/messages.py) and its placeholders."""
-
-    def __init__(self, key: str, **params: Any) -> None:
-        super().__init__(f"{key}: {params}")
-        self.key = key
-        self.params = params
 
 
 class StatsClock:

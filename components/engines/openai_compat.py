@@ -57,18 +57,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from components.core.catalog import Endpoint, ModelRef
-from components.engines.base import (
-    Engine,
-    EngineDone,
-    EngineError,
-    GenerationRequest,
-    PromptSent,
-    SamplingSettings,
-    Status,
-    TextDelta,
-    check_context,
-)
+from components.engines.base import Engine, check_context
 from components.engines.remote import (
     INFO_TTL_S,
     SIDE_TIMEOUT_S,
@@ -84,6 +73,10 @@ from components.engines.remote import (
     read_error_payload,
     remote_timeout_s,
 )
+from components.vocabulary.catalog import Endpoint, ModelRef
+from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, PromptSent, Status, TextDelta
+from components.vocabulary.prompts import get_format
+from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +99,7 @@ def api_mode_for(model: ModelRef, override: str | None = None) -> str:
         mode = (choice or "").strip().lower()
         if mode in API_MODES:
             return mode
-    return "auto" if model.family.prompt_format == "chatml" else "completions"
+    return "auto" if get_format(model.family.prompt_format).server_template else "completions"
 
 
 def response_format(schema: dict[str, Any], dialect: str) -> dict[str, Any]:

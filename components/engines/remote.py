@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from components.core.catalog import Endpoint
-from components.engines.base import EngineError
+from components.vocabulary.catalog import Endpoint
+from components.vocabulary.generation import EngineError
 
 T = TypeVar("T")
 

@@ -34,17 +34,7 @@ from huggingface_hub.errors import (
     ValidationError,
 )
 
-from components.core.catalog import Endpoint, ModelRef
-from components.engines.base import (
-    Engine,
-    EngineDone,
-    EngineError,
-    GenerationRequest,
-    SamplingSettings,
-    Status,
-    TextDelta,
-    check_context,
-)
+from components.engines.base import Engine, check_context
 from components.engines.remote import (
     INFO_TTL_S,
     SIDE_TIMEOUT_S,
@@ -60,6 +50,9 @@ from components.engines.remote import (
     remote_timeout_s,
     scrub,
 )
+from components.vocabulary.catalog import Endpoint, ModelRef
+from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
+from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from components.core.catalog import QuantKind
-from components.engines.base import SamplingSettings
+from components.vocabulary.catalog import QuantKind
+from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def batch_size() -> int:
 
 @dataclass(frozen=True)
 class PathChoice:
-    """Which path a loaded model uses and why (`reason` is a message key of components/core/messages.py)."""
+    """Which path a loaded model uses and why (`reason` is a message key of components/vocabulary/messages.py)."""
 
     batching: bool
     reason: str
@@ -85,7 +85,7 @@ def choose_path(model: Any, kind: QuantKind, device_type: str, zero_gpu: bool) -
         return PathChoice(False, "tf_single_disabled", {"env": ENV})
     if setting is None:
         # Measured: on a CPU the batching path is slower (bench/RESULTS.md); on CUDA it has not been
-        # measured yet (no GPU was lent), so it stays off there too until a measurement shows it faster.
+        # measured yet, so it stays off there too until a measurement shows it faster.
         key = "tf_single_default_cpu" if device_type == "cpu" else "tf_single_default_gpu"
         return PathChoice(False, key, {"env": ENV})
     return PathChoice(True, "tf_batching", {"size": batch_size()})

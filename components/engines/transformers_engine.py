@@ -20,21 +20,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from components.core.catalog import ModelRef, Quantization, QuantKind
 from components.engines import disk, hub, json_constraint
 from components.engines import transformers_batching as batching
-from components.engines.base import (
-    Engine,
-    EngineDone,
-    EngineError,
-    GenerationRequest,
-    SamplingSettings,
-    Status,
-    TextDelta,
-    check_context,
-)
+from components.engines.base import Engine, check_context
 from components.engines.hub import hub_offline
 from components.engines.model_cache import Loaded, ModelCache, progress_while
+from components.vocabulary.catalog import ModelRef, Quantization, QuantKind
+from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
+from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -774,10 +767,6 @@ class TransformersEngine(Engine):
         """The loaded model (loading it if needed); for token counting, warm-up and tests."""
         item = await self._load(model, lambda status: None)
         return item.value
-
-    async def preload(self, model: ModelRef) -> None:
-        """Loads `model` now. On ZeroGPU call this at start: a worker only knows models loaded before it forked."""
-        await self.loaded(model)
 
     async def tokenizer_for(self, model: ModelRef) -> Any:
         """The tokenizer alone when the model is not loaded: counting tokens must not load gigabytes."""

@@ -23,12 +23,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from components.core import availability
-from components.core.catalog import CatalogError, load_catalog
-from components.core.messages import normalize_language, t
 from components.core.service import Playground
-from components.core.validation import InputError, build_settings, check_message
+from components.core.validation import build_settings, check_message
 from components.features.compare import LETTERS, PaneSpec, Round, export_dict, export_markdown, new_round, prepare_panes
 from components.features.compare import stream_round as _stream_round
+from components.vocabulary.catalog import CatalogError, load_catalog
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import normalize_language, t
 
 MAX_MODELS = len(LETTERS)
 #: What a prompt of a prompt set tests (the blind leaderboard filters by it).

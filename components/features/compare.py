@@ -19,14 +19,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.core.catalog import Catalog
-from components.core.messages import in_every_language, number, t
-from components.core.prompts import Turn
-from components.core.service import Playground, Prepared, decimal, format_stats
-from components.core.validation import LIMITS, InputError, check_message
-from components.engines.base import Failed, Finished, Status, TextDelta
+from components.core.service import Playground, Prepared
+from components.core.validation import LIMITS, check_message
 from components.features import ratings
 from components.features.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
+from components.vocabulary.answer import Answer, finish_text, stats_line
+from components.vocabulary.catalog import Catalog
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import in_every_language, number, t
+from components.vocabulary.prompts import Turn
+from components.vocabulary.settings import SETTING_NAMES
 
 try:
     import fcntl
@@ -44,8 +46,6 @@ CANCEL_POLL_S = 0.05
 STOP_GRACE_S = 3.0
 TIE = "tie"
 DEFAULT_VOTES_FILE = "data/votes.jsonl"
-#: Names of the settings a request carries, in the order reports show them.
-SETTING_NAMES = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed", "stop")
 #: Message keys of settings whose page label is too long (or means something else) for a table row.
 SETTING_LABELS = {"seed": "export_seed", "stop": "export_stop"}
 
@@ -270,7 +270,7 @@ def new_round(
             pane.done = True
         else:
             request = prep.request
-            settings = asdict(request.settings)
+            settings = request.settings.model_dump()
             settings["stop"] = list(settings["stop"])
             pane.settings = settings
             pane.raw_prompt = prep.raw_prompt
@@ -316,23 +316,20 @@ async def stream_round(
             pane.elapsed_s = round(time.perf_counter() - start, 4)
             round_.finish_order.append(pane.pane)
 
+    answers = {i: Answer() for i in live}
+
     def apply(batch: list[tuple[int, Any]]) -> None:
         for i, event in batch:
-            pane = round_.panes[i]
-            if isinstance(event, TextDelta):
-                pane.text += event.text
-                pane.status = None
-            elif isinstance(event, Status):
-                pane.status = t(event.key, lang, **event.params)
-            elif isinstance(event, Finished):
-                pane.stats = event.stats.as_dict()
-                finish(pane)
-            elif isinstance(event, Failed):
-                pane.error = t(event.key, lang, **event.params)
-                pane.error_key = event.key
-                pane.error_by_lang = in_every_language(event.key, **event.params)
-                if event.stats:
-                    pane.stats = event.stats.as_dict()
+            pane, answer = round_.panes[i], answers[i]
+            answer.add(event)
+            pane.text = answer.text
+            pane.status = answer.status_text(lang)
+            pane.stats = answer.stats
+            if answer.failed is not None:
+                pane.error = answer.error_text(lang)
+                pane.error_key = answer.failed.key
+                pane.error_by_lang = answer.error_by_lang()
+            if answer.done:
                 finish(pane)
 
     merged = merge_streams({i: playground.stream(p) for i, p in live.items()})
@@ -478,17 +475,14 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
         )
         row(
             t("export_rate", lang),
-            [None if stat(p, "tokens_per_s") is None else decimal(stat(p, "tokens_per_s"), lang) for p in panes],
+            [None if stat(p, "tokens_per_s") is None else number(stat(p, "tokens_per_s"), lang, 1) for p in panes],
         )
         row(t("export_tokens", lang), [stat(p, "completion_tokens") for p in panes])
         row(t("export_prompt_tokens", lang), [stat(p, "prompt_tokens") for p in panes])
         row(t("export_total", lang), [None if p["elapsed_s"] is None else f"{p['elapsed_s']:.2f} s" for p in panes])
         row(
             t("export_finish", lang),
-            [
-                None if stat(p, "finish_reason") is None else t(f"finish_{stat(p, 'finish_reason')}", lang)
-                for p in panes
-            ],
+            [None if stat(p, "finish_reason") is None else finish_text(stat(p, "finish_reason"), lang) for p in panes],
         )
         if any(p["settings"] for p in panes):
             for name in SETTING_NAMES:
@@ -509,7 +503,7 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
                 lines += [f"{t('err_prefix', lang)}{p['error']}", ""]
             lines.append(p["text"] if p["text"] else f"*{t('export_no_answer', lang)}*")
             if p["stats"]:
-                lines += ["", f"<sub>{format_stats(p['stats'], lang)}</sub>"]
+                lines += ["", f"<sub>{stats_line(p['stats'], lang)}</sub>"]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit, ndtri
 
-from components.core.validation import InputError
+from components.vocabulary.generation import InputError
 
 #: The vote file's schema this code writes; records without "schema" are version 1 (the first blind mode).
 VOTE_SCHEMA = 2

@@ -24,20 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.core.catalog import Family, ModelRef
-from components.core.markers import find_marker, refuse_markers
-from components.core.messages import Msg, t
-from components.core.prompts import get_format
 from components.core.service import Playground, Prepared
-from components.core.validation import (
-    InputError,
-    build_settings,
-    check_message,
-    check_system_prompt,
-    clean_text,
-    env_int,
-)
-from components.engines.base import GenerationRequest
+from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text, env_int
+from components.vocabulary.catalog import Family, ModelRef
+from components.vocabulary.generation import GenerationRequest, InputError
+from components.vocabulary.markers import find_marker, refuse_markers
+from components.vocabulary.messages import Msg, t
+from components.vocabulary.prompts import get_format
 
 log = logging.getLogger(__name__)
 
@@ -324,8 +317,11 @@ def preview_prompt(
     """The raw prompt for the page's prompt view while typing (no length checks); with a control marker in the
     question, the sources or the system prompt, why it would be refused instead."""
     ref = playground.catalog.get(model_id) or playground.catalog.default
-    text = " ".join(clean_text(question).split())
     try:
+        for value, limit in ((question, LIMITS.max_message_chars), (system, LIMITS.max_system_chars)):
+            if isinstance(value, str) and len(value) > 3 * limit:  # far too long: refused before any cleaning
+                raise InputError("err_too_long_chars", chars=len(value), limit=limit)
+        text = " ".join(clean_text(question).split())
         check_markers(ref.family.prompt_format, text, clean_text(system), sources)
     except InputError as exc:
         return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))

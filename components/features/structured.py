@@ -13,7 +13,9 @@ words what to do, because a grammar only shapes the answer's syntax, not its con
 
 and goes through the family's prompt format with its default system prompt (editable), like a chat message.
 Whatever comes back is parsed and validated against the schema here, so an engine without constraints (or
-a cut-off answer) shows up as invalid instead of passing silently.
+a cut-off answer) shows up as invalid instead of passing silently. That check runs in bounded time (RE2 for the
+schema's patterns, a deadline of ANSWER_CHECK_S, answers up to MAX_ANSWER_CHARS: components/core/linear_schema.py)
+and, like every other check of a visitor's input here, off the event loop.
 """
 
 from __future__ import annotations
@@ -24,16 +26,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
+import re2
 import referencing.exceptions
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, FormatChecker
 
 from components.core import schema_guard
-from components.core.markers import refuse_markers
-from components.core.messages import Msg, t
-from components.core.prompts import get_format
+from components.core.linear_schema import Unchecked, schema_errors
 from components.core.service import Playground, Prepared
-from components.core.validation import LIMITS, InputError, build_settings, check_message, clean_text
+from components.core.validation import LIMITS, build_settings, check_message, clean_text
 from components.engines import grammar_worker
+from components.vocabulary.generation import InputError
+from components.vocabulary.markers import refuse_markers
+from components.vocabulary.messages import Msg, t
+from components.vocabulary.prompts import get_format
 
 #: The card's example ("Grammar-based structured Output with GGUF"): the sentence, and a schema whose answer
 #: looks like the card's output {'jahr': 2020, 'name': 'Paris', 'ort': 'Frankreich'}.
@@ -53,6 +58,13 @@ EXAMPLE_CARD_OUTPUT: dict[str, Any] = {"jahr": 2020, "name": "Paris", "ort": "Fr
 MAX_SCHEMA_CHARS = 20_000
 #: How many schema violations are listed; the rest are counted.
 MAX_ERRORS = 20
+#: Seconds an answer's check against the schema may take before it is reported as not checked.
+ANSWER_CHECK_S = 2.0
+#: The longest answer that is checked: far more than max_new_tokens tokens of any tokenizer here write.
+MAX_ANSWER_CHARS = 64 * LIMITS.max_new_tokens
+#: The meta-schema's formats without "regex", which jsonschema checks by compiling the visitor's pattern with
+#: Python's `re`: schema_guard compiles each pattern with RE2 instead and names the one it cannot take.
+_META_FORMATS = FormatChecker([name for name in Draft202012Validator.FORMAT_CHECKER.checkers if name != "regex"])
 
 INSTRUCTION = (
     "Extrahiere die gesuchten Angaben aus dem folgenden Text. Antworte nur mit JSON, das diesem JSON-Schema "
@@ -97,7 +109,7 @@ def parse_schema(value: Any, max_new_tokens: int | None = None) -> dict[str, Any
     when no engine could compile it safely for an answer of `max_new_tokens` (components/core/schema_guard.py)."""
     value = load_schema(value)
     try:
-        Draft202012Validator.check_schema(value)
+        Draft202012Validator.check_schema(value, format_checker=_META_FORMATS)
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         raise InputError("err_schema_invalid", path=where, detail=rule_error(exc, in_schema=True)) from None
@@ -271,7 +283,8 @@ class AnswerCheck:
         return {"valid": self.valid, "errors": list(self.errors), "validation": self.error_key}
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+# on RE2: with Python's `re`, a fence followed by many spaces and no closing fence took quadratic time
+_FENCE = re2.compile(r"(?is)```(?:json)?\s*(.*?)```")
 
 
 def parse_answer(raw: str, lang: str = "de") -> tuple[bool, Any, str | None]:
@@ -291,18 +304,26 @@ def parse_answer(raw: str, lang: str = "de") -> tuple[bool, Any, str | None]:
             return True, json.loads(candidate), None
         except json.JSONDecodeError as exc:
             first_error = first_error or t("json_at", lang, what=json_error(exc.msg), line=exc.lineno, column=exc.colno)
+        except (ValueError, RecursionError):  # a number of more than 4 300 digits, nesting past Python's limit
+            first_error = first_error or t("json_syntax", lang)
     return False, None, first_error or t("json_empty_answer", lang)
 
 
-def check_answer(raw: str, schema: dict[str, Any], lang: str = "de") -> AnswerCheck:
-    """Parses the answer and validates it against `schema`; errors are `$.path: message` lines in `lang`."""
+def check_answer(raw: str, schema: dict[str, Any], lang: str = "de", seconds: float = ANSWER_CHECK_S) -> AnswerCheck:
+    """Parses the answer and validates it against `schema` within `seconds` (an answer over MAX_ANSWER_CHARS is
+    not checked); errors are `$.path: message` lines in `lang`. Blocking: call it off the event loop."""
+    if len(raw or "") > MAX_ANSWER_CHARS:
+        detail = t("json_check_too_long", lang, chars=len(raw), limit=MAX_ANSWER_CHARS)
+        return AnswerCheck(False, None, False, [detail], "json_unchecked")
     ok, value, detail = parse_answer(raw, lang)
     if not ok:
         return AnswerCheck(False, None, False, [detail or ""], "json_not_json")
     try:
-        found = sorted(Draft202012Validator(schema).iter_errors(value), key=lambda e: list(map(str, e.path)))
+        found = sorted(schema_errors(schema, value, seconds), key=lambda e: list(map(str, e.path)))
     except referencing.exceptions.Unresolvable as exc:  # a $ref that cannot be resolved here
         return AnswerCheck(False, value, True, [str(exc)[:300]], "json_schema_unresolvable")
+    except Unchecked as exc:
+        return AnswerCheck(False, value, True, [t(exc.key, lang, **exc.params)], "json_unchecked")
     if not found:
         return AnswerCheck(True, value, True, [], None)
     errors = [f"{e.json_path}: {t(rule_error(e).key, lang, **rule_error(e).params)[:300]}" for e in found[:MAX_ERRORS]]
@@ -316,9 +337,11 @@ def format_json(value: Any) -> str:
 
 
 __all__ = [
+    "ANSWER_CHECK_S",
     "EXAMPLE_CARD_OUTPUT",
     "EXAMPLE_SCHEMA",
     "EXAMPLE_TEXT",
+    "MAX_ANSWER_CHARS",
     "AnswerCheck",
     "check_answer",
     "check_compiles",

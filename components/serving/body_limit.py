@@ -1,6 +1,6 @@
 """Request-size cap: an ASGI middleware that refuses a request body over PLAYGROUND_MAX_REQUEST_BYTES at once.
 
-A 50 MB message used to be parsed, queued and cleaned (9.7 s on the event loop) before its length was checked.
+Without it, a 50 MB message is parsed, queued and cleaned (9.7 s on the event loop) before its length is checked.
 With this cap a body announced larger than the limit is answered 413 before a byte of it is read, and a body
 without Content-Length (chunked) is counted while it arrives and cut off at the limit. The answer is one JSON
 object, `{"error": "…"}`, in the page's language (`lang` in the query or the page's address, else German), and
@@ -14,8 +14,8 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from components.core.messages import normalize_language, t
 from components.core.validation import env_int
+from components.vocabulary.messages import normalize_language, t
 
 log = logging.getLogger("playground.requests")
 

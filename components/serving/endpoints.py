@@ -17,18 +17,11 @@ import logging
 import os
 from typing import Any
 
-from components.core.catalog import Catalog, Endpoint, Quantization, QuantKind
+from components.engines.kinds import ENGINE_KINDS
 from components.engines.remote import SIDE_TIMEOUT_S, endpoint_name, redact_url
+from components.vocabulary.catalog import Catalog, Endpoint, Quantization, QuantKind
 
 log = logging.getLogger(__name__)
-
-#: (endpoint id, type, URL variable, token variable, build label) of the endpoints the environment can add. The
-#: labels are names, the same in German and English ("Der Server TGI …", "The server TGI …"): a label is one
-#: string, and "TGI server" made every German message about the server half English.
-ENV_ENDPOINTS: tuple[tuple[str, str, str, str, str], ...] = (
-    ("tgi", "tgi", "TGI_URL", "TGI_TOKEN", "TGI"),
-    ("openai", "openai", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OpenAI API"),
-)
 
 
 def register_env_endpoints(catalog: Catalog) -> list[str]:
@@ -38,7 +31,11 @@ def register_env_endpoints(catalog: Catalog) -> list[str]:
     models.yaml has it.
     """
     added: list[str] = []
-    for endpoint_id, kind, url_env, token_env, label in ENV_ENDPOINTS:
+    for row in ENGINE_KINDS.values():
+        if row.env is None:
+            continue
+        endpoint_id = kind = row.name
+        url_env, token_env, label = row.env.url_env, row.env.token_env, row.env.label
         if not os.environ.get(url_env, "").strip():
             continue
         if endpoint_id in catalog.endpoints:
@@ -46,7 +43,7 @@ def register_env_endpoints(catalog: Catalog) -> list[str]:
             continue
         endpoint = Endpoint(id=endpoint_id, type=kind, url_env=url_env, token_env=token_env, label=label)
         catalog.endpoints[endpoint_id] = endpoint
-        served = (os.environ.get("OPENAI_MODEL", "").strip() or None) if kind == "openai" else None
+        served = (os.environ.get(row.env.served_model_env, "").strip() or None) if row.env.served_model_env else None
         quant = Quantization(
             id=endpoint_id, kind=QuantKind.remote, label=label, endpoint=endpoint_id, served_model=served
         )
@@ -79,13 +76,7 @@ def _engine_for(endpoint: Endpoint, catalog: Catalog, registry: Any) -> Any:
         )
         if ref is not None:
             return registry.engine_for(ref)
-    if endpoint.type == "tgi":
-        from components.engines.tgi import TgiEngine
-
-        return TgiEngine(endpoint)
-    from components.engines.openai_compat import OpenAICompatEngine
-
-    return OpenAICompatEngine(endpoint)
+    return ENGINE_KINDS[endpoint.type].create(endpoint=endpoint)
 
 
 def _safe(value: Any) -> Any:

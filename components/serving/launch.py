@@ -4,7 +4,7 @@
 what an open Space needs: a rate limit and a per-visitor cap on answers running at once
 (components/serving/limits.py), a tighter bound on kept sessions, shorter-lived files and no deep-link route.
 The rest holds everywhere: Gradio's run-history routes are off (they act on the Hub with the server's
-`HF_TOKEN` for requests that merely look local), uvicorn no longer believes X-Forwarded-For from
+`HF_TOKEN` for requests that merely look local), uvicorn does not believe X-Forwarded-For from
 loopback (the app decides whom to believe, limits.visitor_key), every response carries a
 Content-Security-Policy that loads images, scripts and connections only from the page's own origin,
 temporary files live in a folder of this process that is removed when it ends (and, after a crash, on
@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.core.messages import normalize_language, t
 from components.engines import disk
 from components.serving.limits import VisitorSlots, public_profile, visitor_concurrency, visitor_key
+from components.vocabulary.messages import normalize_language, t
 
 log = logging.getLogger(__name__)
 
@@ -579,7 +579,8 @@ def _language(fn: Callable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> st
 
 
 def cap_visitor_generators(demo: Any, slots: VisitorSlots) -> list[str]:
-    """Every streaming event (page and API) holds one of the visitor's slots while it runs.
+    """Every streaming event (page and API), and every other handler that runs an answer (marked with
+    limits.holds_visitor_slot, e.g. `/structured`), holds one of the visitor's slots while it runs.
 
     A visitor (limits.visitor_key: the address, or what a trusted proxy reports) with `slots.limit`
     answers running gets a clear refusal in the page's language instead of starting one more.
@@ -623,6 +624,19 @@ def cap_visitor_generators(demo: Any, slots: VisitorSlots) -> list[str]:
 
         return wrapper
 
+    def capped_coroutine(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = visitor_key(_find_request(args, kwargs))
+            if not slots.acquire(key):
+                raise refusal(fn, args, kwargs)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                slots.release(key)
+
+        return wrapper
+
     for block_fn in demo.fns.values():
         fn = getattr(block_fn, "fn", None)
         if fn is None or getattr(fn, "_playground_capped", False):
@@ -631,6 +645,8 @@ def cap_visitor_generators(demo: Any, slots: VisitorSlots) -> list[str]:
             wrapper = capped_async(fn)
         elif inspect.isgeneratorfunction(fn):
             wrapper = capped_sync(fn)
+        elif getattr(fn, "_playground_holds_slot", False) and inspect.iscoroutinefunction(fn):
+            wrapper = capped_coroutine(fn)
         else:
             continue
         wrapper._playground_capped = True  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.core.validation import InputError
+from components.vocabulary.generation import InputError
 
 #: unit names accepted in PLAYGROUND_RATE_LIMIT ("20/min", "5/10s", "300/hour") -> seconds
 _UNITS: dict[str, float] = {
@@ -30,7 +30,7 @@ _UNITS: dict[str, float] = {
 }
 _RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$", re.IGNORECASE)
 
-#: the message key every refusal of this module uses (components/core/messages.py)
+#: the message key every refusal of this module uses (components/vocabulary/messages.py)
 RATE_LIMITED_KEY = "err_rate_limited"
 
 
@@ -297,6 +297,70 @@ class VisitorSlots:
         return len(self._running)
 
 
+# ---- live previews per visitor ------------------------------------------------------------------------------
+#: PLAYGROUND_PREVIEW_RATE when it is unset and the public profile is on
+PUBLIC_DEFAULT_PREVIEW_RATE = "5/s"
+#: previews one visitor may have running (or waiting for the rate) at once: two boxes changed together
+PREVIEW_PARALLEL = 2
+#: the longest a preview waits for the rate before it is skipped
+PREVIEW_MAX_WAIT_S = 1.0
+
+
+class PreviewGate:
+    """The page's live previews (raw prompt, schema note) of one visitor: at most PREVIEW_PARALLEL at once and
+    `rate` of them; one over the rate waits for its turn (up to PREVIEW_MAX_WAIT_S), so the last change of
+    someone typing is still shown, and one beyond that is skipped (the page keeps what it shows). Thread-safe."""
+
+    def __init__(self, rate: Rate | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limiter = RateLimiter(rate, clock)
+        self.slots = VisitorSlots(PREVIEW_PARALLEL)
+
+    def enter(self, key: str, sleep: Callable[[float], None] = time.sleep) -> bool:
+        """Whether a preview for `key` may run now (blocking up to PREVIEW_MAX_WAIT_S); call leave() after."""
+        if not self.slots.acquire(key):
+            return False
+        wait = self.limiter.retry_after(key)
+        if 0 < wait <= PREVIEW_MAX_WAIT_S:
+            sleep(wait)
+            wait = self.limiter.retry_after(key)
+        if wait > 0:
+            self.slots.release(key)
+            return False
+        return True
+
+    def leave(self, key: str) -> None:
+        self.slots.release(key)
+
+
+_preview_gate: PreviewGate | None = None
+
+
+def preview_gate() -> PreviewGate:
+    """The app's gate from PLAYGROUND_PREVIEW_RATE (`off` = no rate), else 5/s in the public profile, made once."""
+    global _preview_gate
+    with _limiter_lock:
+        if _preview_gate is None:
+            raw = os.environ.get("PLAYGROUND_PREVIEW_RATE")
+            if raw is None or not raw.strip():
+                raw = PUBLIC_DEFAULT_PREVIEW_RATE if public_profile() else None
+            _preview_gate = PreviewGate(parse_rate(raw))
+        return _preview_gate
+
+
+def reset_preview_gate(gate: PreviewGate | None = None) -> None:
+    """Replaces the process-wide preview gate (tests; None re-reads the environment on next use)."""
+    global _preview_gate
+    with _limiter_lock:
+        _preview_gate = gate
+
+
+def holds_visitor_slot(fn: Any) -> Any:
+    """Marks a handler that runs an answer without being a generator (a coroutine that returns the whole
+    answer, such as `/structured`): the per-visitor cap holds it like the streaming ones."""
+    fn._playground_holds_slot = True
+    return fn
+
+
 def visitor_concurrency() -> int | None:
     """PLAYGROUND_VISITOR_CONCURRENCY (0 = no cap); unset: 2 in the public profile, else no cap."""
     raw = os.environ.get("PLAYGROUND_VISITOR_CONCURRENCY", "").strip()
@@ -370,6 +434,7 @@ def apply_api_policy(demo: Any, open_api: bool | None = None) -> list[str]:
     of failing every request later.
     """
     rate_limiter()
+    preview_gate()
     trusted_proxy_peers()
     keep_api = api_open() if open_api is None else open_api
     changed = []
@@ -389,6 +454,7 @@ def apply_api_policy(demo: Any, open_api: bool | None = None) -> list[str]:
 
 __all__ = [
     "RATE_LIMITED_KEY",
+    "PreviewGate",
     "Rate",
     "RateLimitError",
     "RateLimited",
@@ -397,11 +463,14 @@ __all__ = [
     "api_open",
     "apply_api_policy",
     "check_rate",
+    "holds_visitor_slot",
     "max_concurrent_events",
     "parse_rate",
+    "preview_gate",
     "public_profile",
     "rate_limiter",
     "rate_setting",
+    "reset_preview_gate",
     "reset_rate_limiter",
     "trusted_proxies",
     "trusted_proxy_peers",

@@ -33,9 +33,9 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from python_multipart.multipart import MultipartParser
 from starlette.requests import Request
 
-from components.core.messages import t
 from components.serving.body_limit import _language, max_request_bytes
 from components.serving.limits import RateLimitError, parse_rate, public_profile, visitor_key
+from components.vocabulary.messages import t
 
 log = logging.getLogger("playground.requests")
 

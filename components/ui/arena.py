@@ -18,10 +18,8 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.catalog import QuantKind
-from components.core.messages import t
 from components.core.service import Playground
-from components.core.validation import LIMITS, InputError
+from components.core.validation import LIMITS
 from components.features import ratings
 from components.features.batch import CATEGORIES, EvalPrompt, prompt_sets
 from components.features.compare import (
@@ -40,6 +38,9 @@ from components.features.ratings import FREE_CATEGORY, Leaderboard, Selection
 from components.serving.limits import check_rate
 from components.ui.chat import render
 from components.ui.common import CancelFlags, Translations, session_of, warn
+from components.vocabulary.catalog import QuantKind
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
 
 log = logging.getLogger(__name__)
 

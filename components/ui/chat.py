@@ -10,13 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import in_every_language, normalize_language, shown_in, t
-from components.core.prompts import Turn
 from components.core.saved_chat import pack, unpack
-from components.core.service import Playground, format_stats, prompt_shown
+from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import SETTING_NAMES, InputError, settings_kwargs
-from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
 from components.serving.limits import check_rate
 from components.ui.common import (
     CancelFlags,
@@ -44,6 +40,11 @@ from components.ui.common import (
     warn,
     wire_settings_reset,
 )
+from components.vocabulary.answer import Answer, stats_line
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import in_every_language, normalize_language, shown_in, t
+from components.vocabulary.prompts import Turn
+from components.vocabulary.settings import SETTING_NAMES, settings_by_name
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]
         stats = c.get("stats")
         # an answer that failed or was stopped before its first token has no figures worth a line ("– · 0 Tokens")
         if stats and (stats.get("completion_tokens") or not (c.get("error") or stats.get("ttft_s") is None)):
-            notes.append(f"<sub>{format_stats(stats, lang)}</sub>")
+            notes.append(f"<sub>{stats_line(stats, lang)}</sub>")
         elif stats and stats.get("finish_reason") == "stopped" and not c.get("error"):
             notes.append(f"*{t('err_stopped_partial', lang)}*")
         if notes:
@@ -335,33 +336,28 @@ def _events_preview(c: _Controls, playground: Playground, lang_state: Any) -> No
     )
 
 
-def _apply(entry: dict[str, Any], batch: list[Any], first_message: bool, prepared: Any, lang: str) -> tuple[Any, bool]:
-    """One batch of stream events written into the conversation's entry. Returns the raw-prompt view's update (the
-    server's rendering where it built the prompt) and whether the answer ended (finished or failed)."""
-    shown: Any = gr.update()
-    ended = False
-    for event in batch:
-        if isinstance(event, TextDelta):
-            entry["assistant"] += event.text
-            entry.pop("status", None)
-        elif isinstance(event, PromptSent):
-            # the server built the prompt: show its rendering, or say that it cannot be shown
-            shown = prompt_shown(event, prepared.raw_prompt, lang)
-        elif isinstance(event, Status):
-            entry["status"] = t(event.key, lang, **event.params)
-        elif isinstance(event, Finished):
-            entry["stats"] = event.stats.as_dict()
-            ended = True
-        elif isinstance(event, Failed):
-            key = event.key
-            if key == "err_context" and first_message:
-                key = "err_context_single"  # nothing to clear: the message itself is too long
-            entry["error"] = t(key, lang, **event.params)
-            entry["error_by_lang"] = in_every_language(key, **event.params)  # a language switch redraws it
-            ended = True
-            if event.stats:
-                entry["stats"] = event.stats.as_dict()
-    return shown, ended
+def _apply(
+    entry: dict[str, Any], answer: Answer, batch: list[Any], first_message: bool, prepared: Any, lang: str
+) -> Any:
+    """One batch of stream events folded into `answer` and written into the conversation's entry. Returns the
+    raw-prompt view's update (the server's rendering where it built the prompt)."""
+    before, sent = len(answer.text), answer.sent
+    answer.add_all(batch)
+    entry["assistant"] = answer.text
+    if answer.status is not None:
+        entry["status"] = answer.status_text(lang)
+    elif len(answer.text) > before:
+        entry.pop("status", None)
+    if answer.stats:
+        entry["stats"] = answer.stats
+    if answer.failed is not None:
+        key, params = answer.failed.key, answer.failed.params
+        if key == "err_context" and first_message:
+            key = "err_context_single"  # nothing to clear: the message itself is too long
+        entry["error"] = t(key, lang, **params)
+        entry["error_by_lang"] = in_every_language(key, **params)  # a language switch redraws it
+    # the server built the prompt: show its rendering, or say that it cannot be shown
+    return answer.prompt_shown(prepared.raw_prompt, lang) if answer.sent is not sent else gr.update()
 
 
 async def _answer(
@@ -398,9 +394,10 @@ async def _answer(
     conv = [*conv, entry]
     yield [render(conv, lang), conv, "", prepared.raw_prompt, gr.update(interactive=True)]
     try:
+        answer = Answer()
         async for batch in batched(playground.stream(prepared)):
-            shown, ended = _apply(entry, batch, first_message, prepared, lang)
-            if ended:
+            shown = _apply(entry, answer, batch, first_message, prepared, lang)
+            if answer.done:
                 flags.finish(session, SLOT, flag)  # done: the next message may go as soon as this shows
             if getattr(flag, "reason", None) == "clear":
                 break
@@ -433,7 +430,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         lang: str,
         *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(*sampling)
+        args = settings_by_name(sampling)
         model_id = picked_id(variant_id, quant_id)
         async for update in _answer(playground, flags, text, conv or [], model_id, sys_prompt, lang, args, request):
             yield update
@@ -453,7 +450,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
             yield [gr.update(), conv, gr.update(), gr.update(), gr.update()]
             return
         last = conv[-1]
-        args = settings_kwargs(*sampling)
+        args = settings_by_name(sampling)
         model_id = picked_id(variant_id, quant_id)
         async for update in _answer(
             playground, flags, last["user"], conv[:-1], model_id, sys_prompt, lang, args, request

@@ -14,11 +14,13 @@ from typing import Any
 import gradio as gr
 
 from components.core import availability
-from components.core.catalog import Family, ModelRef
-from components.core.messages import t
-from components.core.service import Playground, format_stats, prompt_shown
+from components.core.service import Playground
 from components.core.validation import LIMITS, RANGES
-from components.engines.base import Failed, Finished, PromptSent, Status, TextDelta
+from components.serving.limits import preview_gate, visitor_key
+from components.vocabulary.answer import Answer, stats_line
+from components.vocabulary.catalog import RECOMMENDED_SETTINGS, Family, ModelRef
+from components.vocabulary.messages import t
+from components.vocabulary.settings import SETTING_NAMES, SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +122,8 @@ def resolve_annotations(demo: gr.Blocks) -> int:
 def guard_picker(fn: Any, outputs: list[Any]) -> Any:
     """A picker event that leaves the page as it is for a family or variant id the catalog does not know.
 
-    Only a hand-made call sends one (the page offers known ids only): `/on_family` without arguments
-    used to end in `KeyError: None` and a traceback in the log. The wrapper keeps `fn`'s signature.
+    Only a hand-made call sends one (the page offers known ids only): `/on_family` without arguments would
+    end in `KeyError: None` and a traceback in the log. The wrapper keeps `fn`'s signature.
     """
     import functools
 
@@ -315,6 +317,10 @@ def build_pickers(
 
 
 # ---- settings ------------------------------------------------------------------------------------
+#: the sliders' steps (the seed and the stop sequences are text boxes)
+SLIDER_STEPS = {"temperature": 0.05, "top_p": 0.01, "top_k": 1, "max_new_tokens": 1, "repetition_penalty": 0.01}
+
+
 @dataclass
 class SettingsControls:
     temperature: Any
@@ -328,31 +334,18 @@ class SettingsControls:
 
     @property
     def inputs(self) -> list[Any]:
-        return [
-            self.temperature,
-            self.top_p,
-            self.top_k,
-            self.max_new_tokens,
-            self.repetition_penalty,
-            self.seed,
-            self.stop,
-        ]
+        """The settings' controls in SETTING_NAMES order (the order settings_by_name reads them in)."""
+        return [getattr(self, name) for name in SETTING_NAMES]
 
 
 def settings_values(family: Family) -> list[Any]:
-    """The family's recommended values for the settings controls, in SettingsControls.inputs order."""
-    from components.engines.base import SamplingSettings
-
-    d = SamplingSettings()
-    s = family.settings
+    """The family's recommended values for the settings controls, in SettingsControls.inputs order (SETTING_NAMES):
+    the recommendation, else SamplingSettings' default; the seed and stop sequences empty."""
+    defaults = SamplingSettings()
+    recommended = {name: getattr(family.settings, name) for name in RECOMMENDED_SETTINGS}
     return [
-        d.temperature if s.temperature is None else s.temperature,
-        d.top_p if s.top_p is None else s.top_p,
-        d.top_k if s.top_k is None else s.top_k,
-        d.max_new_tokens if s.max_new_tokens is None else s.max_new_tokens,
-        d.repetition_penalty if s.repetition_penalty is None else s.repetition_penalty,
-        "",
-        "",
+        ("" if name not in recommended else getattr(defaults, name) if recommended[name] is None else recommended[name])
+        for name in SETTING_NAMES
     ]
 
 
@@ -365,34 +358,29 @@ def settings_accordion(tr: Translations, prefix: str, model: ModelRef) -> Settin
 
 
 def settings_panel(family: Family, tr: Translations, prefix: str, model: ModelRef | None = None) -> SettingsControls:
-    """Sliders whose ranges are the server's own validation ranges."""
-    values = settings_values(family)
-
-    def slider(name: str, value: Any, step: float) -> Any:
-        low, high, _ = RANGES[name]
-        if name == "max_new_tokens" and model is not None:
-            high = max_new_tokens_for(model)
-        return tr.add(
-            gr.Slider(low, high, value=value, step=step, label=t(name), elem_id=f"{prefix}-{name.replace('_', '-')}"),
-            name,
-        )
-
-    temperature = slider("temperature", values[0], 0.05)
-    top_p = slider("top_p", values[1], 0.01)
-    top_k = slider("top_k", values[2], 1)
-    max_new = slider(
-        "max_new_tokens", min(values[3], LIMITS.max_new_tokens, *([max_new_tokens_for(model)] if model else [])), 1
-    )
-    rep = slider("repetition_penalty", values[4], 0.01)
-    # a Textbox, not a gr.Number: Number(value=None) shows and sends 0, so "empty = random" would never hold
-    seed = tr.add(gr.Textbox(value="", max_lines=1, label=t("seed"), elem_id=f"{prefix}-seed"), "seed")
-    stop = tr.add(
-        gr.Textbox(value="", lines=2, label=t("stop_sequences"), elem_id=f"{prefix}-stop-sequences"), "stop_sequences"
-    )
+    """Sliders whose ranges are the server's own validation ranges, one control per setting (SETTING_NAMES)."""
+    values = dict(zip(SETTING_NAMES, settings_values(family), strict=True))
+    room = [max_new_tokens_for(model)] if model is not None else []
+    values["max_new_tokens"] = min(values["max_new_tokens"], LIMITS.max_new_tokens, *room)
+    controls: dict[str, Any] = {}
+    for name in SETTING_NAMES:
+        elem_id = f"{prefix}-{name.replace('_', '-')}"
+        if name in SLIDER_STEPS:
+            low, high, _ = RANGES[name]
+            if name == "max_new_tokens" and room:
+                high = room[0]
+            control = gr.Slider(low, high, value=values[name], step=SLIDER_STEPS[name], label=t(name), elem_id=elem_id)
+            controls[name] = tr.add(control, name)
+        elif name == "seed":
+            # a Textbox, not a gr.Number: Number(value=None) shows and sends 0, so "empty = random" would never hold
+            controls[name] = tr.add(gr.Textbox(value="", max_lines=1, label=t("seed"), elem_id=elem_id), "seed")
+        else:
+            control = gr.Textbox(value="", lines=2, label=t("stop_sequences"), elem_id=f"{prefix}-stop-sequences")
+            controls[name] = tr.add(control, "stop_sequences")
     reset = tr.add(
         gr.Button(t("reset_settings"), size="sm", elem_id=f"{prefix}-reset-settings"), "reset_settings", "value"
     )
-    return SettingsControls(temperature, top_p, top_k, max_new, rep, seed, stop, reset)
+    return SettingsControls(**controls, reset=reset)
 
 
 # ---- model pickers: what every tab's pickers do ----------------------------------------------------------
@@ -593,26 +581,20 @@ def status_markdown(parts: dict[str, str]) -> str:
     return "\n\n".join(parts[k] for k in order if parts.get(k))
 
 
-def apply_events(batch: list[Any], notes: dict[str, str], raw_prompt: str, lang: str) -> tuple[str, Any]:
-    """One batch of a stream's events applied to a tab's status notes (status, stats, error): returns the text it
-    adds and the raw-prompt view's update (the server's own rendering where it built the prompt)."""
-    added = ""
-    prompt_update: Any = gr.update()
-    for event in batch:
-        if isinstance(event, TextDelta):
-            added += event.text
-            notes.pop("status", None)
-        elif isinstance(event, PromptSent):  # the server built the prompt (chat mode)
-            prompt_update = prompt_shown(event, raw_prompt, lang)
-        elif isinstance(event, Status):
-            notes["status"] = f"*{inert_html(t(event.key, lang, **event.params))}*"
-        elif isinstance(event, Finished):
-            notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
-        elif isinstance(event, Failed):  # its parameters may quote the visitor's input or a server's words
-            notes["error"] = t("err_prefix", lang) + inert_html(t(event.key, lang, **event.params))
-            if event.stats:
-                notes["stats"] = f"<sub>{format_stats(event.stats.as_dict(), lang)}</sub>"
-    return added, prompt_update
+def apply_events(answer: Answer, batch: list[Any], notes: dict[str, str], raw_prompt: str, lang: str) -> Any:
+    """One batch of a stream's events folded into `answer` and shown in a tab's status notes (status, stats, error):
+    returns the raw-prompt view's update (the server's own rendering where it built the prompt)."""
+    before, sent = len(answer.text), answer.sent
+    answer.add_all(batch)
+    if answer.status is not None:
+        notes["status"] = f"*{inert_html(answer.status_text(lang) or '')}*"
+    elif len(answer.text) > before:
+        notes.pop("status", None)
+    if answer.failed is not None:  # its parameters may quote the visitor's input or a server's words
+        notes["error"] = t("err_prefix", lang) + inert_html(answer.error_text(lang) or "")
+    if answer.stats:
+        notes["stats"] = f"<sub>{stats_line(answer.stats, lang)}</sub>"
+    return answer.prompt_shown(raw_prompt, lang) if answer.sent is not sent else gr.update()
 
 
 def run_with_stop(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], stop: Any) -> None:
@@ -625,8 +607,26 @@ def run_with_stop(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list
         )
 
 
+def gated_preview(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:
+    """`fn` behind the visitor's preview gate (components/serving/limits.py PreviewGate): a preview over the
+    visitor's share leaves the outputs as they are. Runs in Gradio's worker threads, off the event loop."""
+
+    def gated(request: gr.Request, *values: Any) -> Any:
+        gate, key = preview_gate(), visitor_key(request)
+        if not gate.enter(key):
+            return gr.update() if outputs == 1 else [gr.update()] * outputs
+        try:
+            return fn(*values)
+        finally:
+            gate.leave(key)
+
+    gated.__name__ = gated.__qualname__ = getattr(fn, "__name__", "preview")
+    return gated
+
+
 def live_update(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], **extra: Any) -> None:
     """`fn` on each trigger as a quiet, latest-wins update (a raw-prompt preview, a schema note): no queue, no
-    spinner, a burst of changes runs once more at its end."""
+    spinner, a burst of changes runs once more at its end; bounded per visitor (gated_preview)."""
+    gated = gated_preview(fn, len(outputs))
     for trigger in triggers:
-        trigger(fn, inputs, outputs, queue=False, show_progress="hidden", trigger_mode="always_last", **extra)
+        trigger(gated, inputs, outputs, queue=False, show_progress="hidden", trigger_mode="always_last", **extra)

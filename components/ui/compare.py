@@ -16,9 +16,8 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import t
 from components.core.service import Playground
-from components.core.validation import RANGES, InputError, check_message, settings_kwargs
+from components.core.validation import RANGES, check_message
 from components.features.compare import (
     LETTERS,
     MAX_PANES,
@@ -70,6 +69,9 @@ from components.ui.common import (
     variant_picked,
     warn,
 )
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
+from components.vocabulary.settings import settings_by_name
 
 log = logging.getLogger(__name__)
 
@@ -641,7 +643,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
     async def send_prompt(request: gr.Request, *values: Any) -> AsyncIterator[list[Any]]:
         text, conv_in, count_in, blind_in, lang, fam_defaults, *rest = values
-        shared = settings_kwargs(*rest[: len(settings.inputs)])
+        shared = settings_by_name(rest[: len(settings.inputs)])
         count = pane_count_of(count_in)
         is_blind = bool(blind_in)
         try:

@@ -5,14 +5,14 @@ browser's language. The page language is the playground's own (`?lang=`, the lan
 switches Gradio's locale through the `changeLocale` export of Gradio's own frontend module (the same module
 instance the page runs on), keeps `<html lang>` on the page language, writes the language into the address
 (a reload keeps it), and names toast headers and their close buttons in the page language (Gradio 6 writes the
-toast type, "Warning", there whatever title is given). Every text comes from components/core/messages.py.
+toast type, "Warning", there whatever title is given). Every text comes from components/vocabulary/messages.py.
 """
 
 from __future__ import annotations
 
 import json
 
-from components.core.messages import LANGUAGES, t
+from components.vocabulary.messages import LANGUAGES, t
 
 #: Toast types Gradio uses, with the message key of each header.
 TOAST_KEYS = {"warning": "toast_warning", "info": "toast_info", "error": "toast_error", "success": "toast_success"}

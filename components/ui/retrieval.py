@@ -11,10 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import Msg, t
 from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import InputError, settings_kwargs
 from components.features.retrieval import (
     CARD_QUESTION,
     CARD_SOURCE_TEXT,
@@ -52,6 +50,10 @@ from components.ui.common import (
     warn,
     wire_pickers,
 )
+from components.vocabulary.answer import Answer
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import Msg, t
+from components.vocabulary.settings import settings_by_name
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +419,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         lang: str,
         *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(*sampling)
+        args = settings_by_name(sampling)
         chosen = sources_from_state(items or [])
         try:
             check_rate(request)
@@ -440,7 +442,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         flag = flags.start(session, RETRIEVAL_SLOT)
         prepared.request.cancel = flag
         parts: dict[str, str] = {"status": f"*{t('status_counting_tokens', lang)}*"}
-        answer_text = ""
+        reply = Answer()
         yield ["", status_markdown(parts), prepared.raw_prompt]
         try:
             try:
@@ -453,13 +455,12 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
             parts = {"fit": f"<sub>{fit.describe(lang)}</sub>"}
             yield [gr.update(), status_markdown(parts), gr.update()]
             async for batch in batched(playground.stream(prepared)):
-                added, prompt_update = apply_events(batch, parts, prepared.raw_prompt, lang)
-                answer_text += added
-                yield [answer_text, status_markdown(parts), prompt_update]
+                prompt_update = apply_events(reply, batch, parts, prepared.raw_prompt, lang)
+                yield [reply.text, status_markdown(parts), prompt_update]
         finally:
             flags.finish(session, RETRIEVAL_SLOT, flag)
         parts.pop("status", None)
-        yield [answer_text, status_markdown(parts), gr.update()]
+        yield [reply.text, status_markdown(parts), gr.update()]
 
     inputs = [question, sources, pickers.variant, pickers.quant, system, lang_state, *settings.inputs]
     outputs = [answer, status, raw_prompt]

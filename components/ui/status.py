@@ -7,11 +7,11 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import t
 from components.core.service import Playground
 from components.serving.endpoints import endpoint_health
 from components.serving.limits import public_profile
 from components.ui.common import Translations
+from components.vocabulary.messages import t
 
 
 async def endpoints_markdown(playground: Playground, lang: str) -> str:

@@ -10,10 +10,8 @@ from typing import Any
 
 import gradio as gr
 
-from components.core.messages import t
 from components.core.service import Playground
 from components.core.streaming import batched
-from components.core.validation import InputError, settings_kwargs
 from components.features.structured import (
     EXAMPLE_TEXT,
     AnswerCheck,
@@ -43,6 +41,10 @@ from components.ui.common import (
     warn,
     wire_pickers,
 )
+from components.vocabulary.answer import Answer
+from components.vocabulary.generation import InputError
+from components.vocabulary.messages import t
+from components.vocabulary.settings import settings_by_name
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +204,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         lang: str,
         *sampling: Any,
     ) -> AsyncIterator[list[Any]]:
-        args = settings_kwargs(*sampling)
+        args = settings_by_name(sampling)
         try:
             check_rate(request)
             prepared, checked = await asyncio.to_thread(
@@ -219,21 +221,20 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         session = session_of(request)
         flag = flags.start(session, STRUCTURED_SLOT)
         prepared.request.cancel = flag
-        answer_text = ""
+        reply = Answer()
         notes: dict[str, str] = {}
         yield ["", None, "", prepared.raw_prompt]
         try:
             async for batch in batched(playground.stream(prepared)):
-                added, prompt_update = apply_events(batch, notes, prepared.raw_prompt, lang)
-                answer_text += added
-                yield [answer_text, gr.update(), status_markdown(notes), prompt_update]
+                prompt_update = apply_events(reply, batch, notes, prepared.raw_prompt, lang)
+                yield [reply.text, gr.update(), status_markdown(notes), prompt_update]
         finally:
             flags.finish(session, STRUCTURED_SLOT, flag)
         notes.pop("status", None)
-        check = check_answer(answer_text, checked, lang)
+        check = await asyncio.to_thread(check_answer, reply.text, checked, lang)  # bounded, but off the loop
         notes["verdict"] = verdict_markdown(check, lang)
         shown = "\n\n".join(notes[k] for k in ("verdict", "error", "stats") if notes.get(k))
-        yield [answer_text, check.value if check.parsed else None, shown, gr.update()]
+        yield [reply.text, check.value if check.parsed else None, shown, gr.update()]
 
     inputs = [text, schema, pickers.variant, pickers.quant, system, lang_state, *settings.inputs]
     outputs = [raw, parsed, verdict, raw_prompt]

@@ -174,7 +174,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Not enough memory for {model}: needs about {need:.1f} GB, budget {budget:.1f} GB.",
     },
     # ---- remote engines (TGI, OpenAI-compatible) -------------------------------------------
-    # (keys for remote servers go here)
     "err_remote_not_configured": {
         "de": "Der Server {endpoint} ist nicht konfiguriert: die Umgebungsvariable {env} fehlt.",
         "en": "The server {endpoint} is not configured: the environment variable {env} is missing.",
@@ -247,7 +246,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Server {endpoint} meldet sich als nicht betriebsbereit (HTTP {status}).",
         "en": "The server {endpoint} reports that it is not ready (HTTP {status}).",
     },
-    # issue 11: what each remote server accepts
+    # what each remote server accepts
     "err_schema_tgi_properties": {
         "de": "Der Server {endpoint} (TGI) erzwingt nur JSON-Schemas mit „properties“ auf oberster Ebene (ein "
         "Objekt mit benannten Feldern); dieses Schema (type: {kind}) lehnt er ab. Beschreibe die Antwort als "
@@ -289,8 +288,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "tab_status": {"de": "Server", "en": "Servers"},
     # ---- transformers engine -------------------------------------------------------------------
-    # (keys for the transformers engine go here)
-    # transformers engine: which path a loaded model uses (Server tab; issue 15, continuous batching)
+    # transformers engine: which path a loaded model uses (Server tab; continuous batching)
     "tf_models_title_md": {"de": "### Geladene Transformers-Modelle", "en": "### Loaded transformers models"},
     "tf_models_none": {"de": "Kein Transformers-Modell geladen.", "en": "No transformers model loaded."},
     "tf_model_line": {"de": "**{model}** ({device}) · {path}", "en": "**{model}** ({device}) · {path}"},
@@ -372,7 +370,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Generation with {model} failed: {detail}",
     },
     # ---- retrieval and structured output -----------------------------------------------------
-    # (keys for retrieval / JSON go here)
     "tab_retrieval": {"de": "Quellen (RAG)", "en": "Sources (RAG)"},
     "retrieval_intro": {
         "de": "Antworten mit Quellenangabe im Retrieval-Format der EM-German-Modellkarte: jede Quelle steht in "
@@ -593,7 +590,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "OpenAI-compatible server.",
     },
     # ---- compare mode ----------------------------------------------------------------------------
-    # (keys for the compare tab go here)
     "tab_compare": {"de": "Vergleich", "en": "Compare"},
     "compare_intro": {
         "de": "Eine Frage an 2 bis 4 Modelle zugleich: jedes antwortet in seinem eigenen Tempo. Im Blindvergleich "
@@ -710,7 +706,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "batch_answers": {"de": "Vollständige Antworten", "en": "Complete answers"},
     "batch_mean_ttft": {"de": "Erstes Token (Mittel)", "en": "First token (mean)"},
     "batch_mean_rate": {"de": "Tokens/s (Mittel)", "en": "Tokens/s (mean)"},
-    # ---- hostile input (issue 12: schemas, control markers, request size, wrong types) ----------------
+    # ---- hostile input (schemas, control markers, request size, wrong types) ----------------------------
     "err_schema_too_deep": {
         "de": "Das JSON-Schema ist zu tief verschachtelt (höchstens {limit} Ebenen).",
         "en": "The JSON schema is nested too deeply (at most {limit} levels).",
@@ -772,6 +768,37 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Grammatik-Compiler ({library}) kann dieses Schema nicht übersetzen: {detail}",
         "en": "The grammar compiler ({library}) cannot translate this schema: {detail}",
     },
+    # linear-time checks (components/core/linear_schema.py, components/vocabulary/markers.py)
+    "err_schema_pattern_unsupported": {
+        "de": "Das Muster „{pattern}“ bei {path} lässt sich hier nicht in linearer Zeit prüfen: Es ist kein regulärer "
+        "Ausdruck, den RE2 übersetzt (Rückverweise wie \\1, Lookaround wie (?=…) oder (?<=…) und Wiederholungen über "
+        "1000 gibt es dort nicht). Bitte umschreiben, etwa mit maxLength statt .{{0,5000}}.",
+        "en": "The pattern '{pattern}' at {path} cannot be checked in linear time here: it is not a regular expression "
+        "RE2 translates (it has no backreferences such as \\1, no lookaround such as (?=…) or (?<=…) and no "
+        "repetitions over 1000). Please rewrite it, e.g. with maxLength instead of .{{0,5000}}.",
+    },
+    "err_schema_pattern_unevaluated": {
+        "de": "Das Schema verbindet patternProperties mit unevaluatedProperties; das lässt sich hier nicht in linearer "
+        "Zeit prüfen. Bitte additionalProperties statt unevaluatedProperties verwenden.",
+        "en": "The schema combines patternProperties with unevaluatedProperties, which cannot be checked in linear "
+        "time here. Please use additionalProperties instead of unevaluatedProperties.",
+    },
+    "json_unchecked": {
+        "de": "✗ Die Antwort wurde nicht gegen das Schema geprüft:",
+        "en": "✗ The answer was not checked against the schema:",
+    },
+    "json_check_limit": {
+        "de": "Die Prüfung brauchte länger als {seconds:g} s oder ging zu tief; sie wurde abgebrochen.",
+        "en": "The check took longer than {seconds:g} s or went too deep; it was stopped.",
+    },
+    "json_check_too_long": {
+        "de": "Die Antwort ist mit {chars} Zeichen zu lang für die Prüfung (höchstens {limit}).",
+        "en": "The answer is too long to check at {chars} characters (at most {limit}).",
+    },
+    "json_check_pattern": {
+        "de": "Das Muster „{pattern}“ lässt sich nicht in linearer Zeit prüfen.",
+        "en": "The pattern '{pattern}' cannot be checked in linear time.",
+    },
     "err_marker_message": {
         "de": "Die Nachricht enthält `{marker}`, eine Steuermarke des Prompt-Formats {format}. Sie würde einen "
         "Gesprächszug vortäuschen; bitte entfernen oder umschreiben.",
@@ -821,7 +848,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Die Anfrage konnte nicht bearbeitet werden ({detail}). Der Playground läuft weiter.",
         "en": "The request could not be processed ({detail}). The playground keeps running.",
     },
-    # ---- blind leaderboard (ratings) and blind session mode (issue 14) -----------------------------
+    # ---- blind leaderboard (ratings) and blind session mode ----------------------------------------
     "lb_method": {
         "de": "Bradley-Terry-Wertung aus allen gezählten Blindstimmen (Elo-Skala, Mittel 1000; 400 Punkte "
         "Abstand = 10 : 1 Gewinnchance); Unentschieden zählt für beide halb; 95-%-Intervall aus {rounds} "
@@ -971,7 +998,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Vote first, then the next prompt comes.",
     },
     # ---- space, limits, reliability -----------------------------------------------------------
-    # (keys for limits and the Space go here)
     "err_rate_limited": {
         "de": "Zu viele Anfragen (höchstens {limit}). Bitte in {retry} s erneut versuchen.",
         "en": "Too many requests (at most {limit}). Please try again in {retry} s.",
@@ -985,7 +1011,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "err_prefix": {"de": "⚠️ ", "en": "⚠️ "},
     "toast_warning": {"de": "Hinweis", "en": "Warning"},
     "toast_info": {"de": "Info", "en": "Info"},
-    # ---- the first five minutes of a demo (issue 13) -----------------------------------------------
+    # ---- the first five minutes of a demo -----------------------------------------------------------
     "needs_download": {
         "de": "läuft nach einem Download von {size:.1f} GB",
         "en": "runs after a download of {size:.1f} GB",
@@ -1178,7 +1204,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "jede Familie mit ihren empfohlenen Einstellungen",
         "en": "each family with its recommended settings",
     },
-    # ---- issue 13: compare question line, names of sources not yet added ----
+    # ---- compare question line, names of sources not yet added ----
     "compare_question": {"de": "**Frage:** {text}", "en": "**Question:** {text}"},
     "source_new_text": {"de": "im Textfeld", "en": "in the text box"},
     "source_new_file": {"de": "„{name}“", "en": "“{name}”"},

@@ -33,7 +33,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from components.core.logging_setup import JsonFormatter, KeyValueFormatter
+from components.logs.logging_setup import JsonFormatter, KeyValueFormatter
 
 #: the logger name of a native line's record
 NATIVE_LOGGER = "native"
@@ -230,7 +230,7 @@ def capture_output() -> subprocess.Popen[bytes]:
         fcntl.fcntl(write_end, _F_SETPIPE_SZ, 1024 * 1024)
     root = Path(__file__).resolve().parents[2]
     relay = subprocess.Popen(
-        [sys.executable, "-m", "components.core.output_capture", fmt],
+        [sys.executable, "-m", "components.logs.output_capture", fmt],
         stdin=read_end,
         stdout=real_stderr,
         stderr=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Issue 13's demo details that the page's configuration shows without a browser: pickers that never answer in
+"""Details of the page's controls that its configuration shows without a browser: pickers that never answer in
 Gradio's English, max-new-tokens sliders that stop short of the context, idle buttons that look idle."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.core.catalog import load_catalog
 from components.core.service import EngineRegistry, Playground
 from components.ui.common import PROMPT_ROOM
+from components.vocabulary.catalog import load_catalog
 
 CATALOG = load_catalog()
 
@@ -49,8 +49,8 @@ def test_a_stale_picker_value_is_no_english_error(demo: Any, elem_id: str) -> No
 
 
 def test_a_stale_model_is_refused_in_the_pages_language() -> None:
-    from components.core.messages import t
-    from components.core.validation import InputError
+    from components.vocabulary.generation import InputError
+    from components.vocabulary.messages import t
 
     playground = Playground(CATALOG, EngineRegistry(CATALOG))
     with pytest.raises(InputError) as refused:
@@ -87,7 +87,7 @@ def test_stop_buttons_look_idle_before_anything_runs(demo: Any, elem_id: str) ->
     assert blocks_by_id(demo)[elem_id].interactive is False
 
 
-# ---- issue 13, point 9: a refused new source is named as what it is, not by a number it never got ------------
+# ---- a refused new source is named as what it is, not by a number it never got ------------
 def _refusals(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     from components.ui import retrieval as page
 

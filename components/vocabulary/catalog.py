@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from components.core.prompts import PROMPT_FORMATS
+from components.vocabulary.prompts import PROMPT_FORMATS
+from components.vocabulary.settings import NUMBER_SETTINGS, SamplingSettings, setting_range
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CATALOG = ROOT / "models.yaml"
@@ -70,14 +71,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Settings(_Strict):
-    """Recommended sampling settings of a family (every field optional; app defaults fill gaps)."""
+#: what a family may recommend: the numeric sampling settings but the seed
+RECOMMENDED_SETTINGS = tuple(name for name in NUMBER_SETTINGS if name != "seed")
 
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0, le=1000)
-    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)
-    max_new_tokens: int | None = Field(default=None, ge=1, le=8192)
+#: Recommended sampling settings of a family: every field optional (app defaults fill gaps), within the ranges of
+#: SamplingSettings
+Settings = create_model(  # type: ignore[call-overload]
+    "Settings",
+    __base__=_Strict,
+    **{
+        name: (SamplingSettings.model_fields[name].annotation | None, Field(None, ge=low, le=high))
+        for name in RECOMMENDED_SETTINGS
+        for low, high, _ in [setting_range(name)]
+    },
+)
 
 
 class Endpoint(_Strict):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from components.vocabulary.patterns import ANY_I, WORD, WS, re2_pattern
 
 
 @dataclass(frozen=True)
@@ -14,13 +17,27 @@ class Turn:
     assistant: str
 
 
+#: special-token shapes `<|…|>` and Llama's `<s>`, `</s>`: markers of every format (every family here runs on a
+#: Llama, Mistral or BLOOM tokenizer); the search itself is in components/vocabulary/markers.py. RE2, not Python's
+#: backtracking `re`: `#{2,}\s*antwort` searched 200 000 `#` in quadratic time (minutes)
+SPECIAL_MARKERS: tuple[Any, ...] = (
+    re2_pattern(rf"<{WS}*\|[^|<>\n]{{0,40}}\|{WS}*>"),
+    re2_pattern(rf"<{WS}*/?{WS}*s{WS}*>"),
+)
+
+
 @dataclass(frozen=True)
 class PromptFormat:
-    """A family's prompt convention. `render` gives the byte-exact raw prompt."""
+    """A family's prompt convention. `render` gives the byte-exact raw prompt; `markers` find the format's own
+    control markup in visitors' text, `label` names the format on the page, `stop` ends an answer at the next
+    turn; `server_template`: a server's own chat template may render it (OpenAI-compatible servers' chat mode)."""
 
     name: str
+    label: str
     stop: tuple[str, ...]
     source: str
+    markers: tuple[Any, ...] = SPECIAL_MARKERS
+    server_template: bool = False
 
     def render(self, system: str, history: Sequence[Turn], message: str) -> str:
         raise NotImplementedError
@@ -88,9 +105,34 @@ class ChatMLFormat(PromptFormat):
 
 
 PROMPT_FORMATS: dict[str, PromptFormat] = {
-    "igel": IgelFormat(name="igel", stop=("### Anweisung:",), source="000 IGEL card"),
-    "em_german": EmGermanFormat(name="em_german", stop=("USER:",), source="001 EM German card"),
-    "chatml": ChatMLFormat(name="chatml", stop=("<|im_end|>", "<|im_start|>"), source="003 LeoLM chat card"),
+    "igel": IgelFormat(
+        name="igel",
+        label="IGEL",
+        stop=("### Anweisung:",),
+        source="000 IGEL card",
+        # `### Anweisung` and `### Antwort`, any case, two or more `#`; the marker is group 1, the group after it
+        # Python's `\b` (RE2's is ASCII-only)
+        markers=(
+            re2_pattern(rf"(#{{2,}}{WS}*(?:anwe{ANY_I}sung|antwort))(?:[^{WORD}]|$)", ignore_case=True),
+            *SPECIAL_MARKERS,
+        ),
+    ),
+    "em_german": EmGermanFormat(
+        name="em_german",
+        label="EM German",
+        stop=("USER:",),
+        source="001 EM German card",
+        # upper case, as the format writes them; spaces before the colon too; no word boundary in front: `xUSER:`
+        # is read as a turn by the model as much as `USER:` is
+        markers=(re2_pattern(rf"(?:USER|ASSISTANT){WS}*:"), *SPECIAL_MARKERS),
+    ),
+    "chatml": ChatMLFormat(
+        name="chatml",
+        label="ChatML",
+        stop=("<|im_end|>", "<|im_start|>"),
+        source="003 LeoLM chat card",
+        server_template=True,
+    ),
 }
 
 

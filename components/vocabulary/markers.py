@@ -9,33 +9,33 @@ a message naming the marker and where it is; nothing is sent, on any engine.
 
 The search runs on the NFKC form of the text (after clean_text dropped control and zero-width characters),
 so full-width `＜｜im_start｜＞`, `ＵＳＥＲ：` or `ＥＮＤＩＮＰＵＴ`, which models read like the real thing,
-count as the markers they look like. Which markers belong to which format:
+count as the markers they look like. Which markers belong to which format (each format carries its own,
+components/vocabulary/prompts.py; the retrieval blocks' are here):
 
 - every format: special-token shapes `<|…|>` (ChatML's `<|im_start|>`, `<|im_end|>`, `<|endoftext|>`, …) and
   Llama's `<s>`, `</s>` (every family here runs on a Llama, Mistral or BLOOM tokenizer);
-- EM German: `USER:` and `ASSISTANT:` (upper case, as the format writes them; spaces before the colon too);
+- EM German: `USER:` and `ASSISTANT:` (upper case, as the format writes them; spaces before the colon too;
+  glued to a word too: `xUSER:`);
 - IGEL: `### Anweisung` and `### Antwort` (any case, two or more `#`);
 - the retrieval blocks (sources, metadata, question): BEGININPUT, ENDINPUT, BEGINCONTEXT, ENDCONTEXT,
   BEGININSTRUCTION, ENDINSTRUCTION (and the card's ENDINCSTRUCTION), any case.
+
+Every pattern runs on RE2 (google-re2), whose search time is linear in the text's length whatever the text:
+200 000 `#`, `<|` or `USER` take milliseconds, where Python's backtracking engine took minutes.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Sequence
+from typing import Any
 
-from components.core.prompts import Turn
-from components.core.validation import InputError
+from components.vocabulary.generation import InputError
+from components.vocabulary.patterns import ANY_I, re2_pattern
+from components.vocabulary.prompts import PROMPT_FORMATS, SPECIAL_MARKERS, Turn
 
-_SPECIAL = (re.compile(r"<\s*\|[^|<>\n]{0,40}\|\s*>"), re.compile(r"<\s*/?\s*s\s*>"))
-FORMAT_MARKERS: dict[str, tuple[re.Pattern[str], ...]] = {
-    "chatml": _SPECIAL,
-    "em_german": (re.compile(r"\b(?:USER|ASSISTANT)\s*:"), *_SPECIAL),
-    "igel": (re.compile(r"#{2,}\s*(?:anweisung|antwort)\b", re.IGNORECASE), *_SPECIAL),
-}
-RETRIEVAL_MARKERS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"(?:BEGIN|END)(?:INPUT|CONTEXT|INC?STRUCTION)", re.IGNORECASE),
+RETRIEVAL_MARKERS: tuple[Any, ...] = (
+    re2_pattern(rf"(?:BEG{ANY_I}N|END)(?:{ANY_I}NPUT|CONTEXT|{ANY_I}NC?STRUCT{ANY_I}ON)", ignore_case=True),
 )
 
 
@@ -49,12 +49,14 @@ def find_marker(text: str, format_name: str | None, retrieval: bool = False) -> 
     if not text:
         return None
     shadow = _shadow(text)
-    own = () if format_name is None else FORMAT_MARKERS.get(format_name, _SPECIAL)
+    fmt = None if format_name is None else PROMPT_FORMATS.get(format_name)
+    own: tuple[Any, ...] = () if format_name is None else (fmt.markers if fmt else SPECIAL_MARKERS)
     patterns = own + (RETRIEVAL_MARKERS if retrieval else ())
     found = [m for m in (p.search(shadow) for p in patterns) if m]
     if not found:
         return None
-    return min(found, key=lambda m: m.start()).group(0)[:60]
+    first = min(found, key=lambda m: m.start())
+    return first.group(1 if first.re.groups else 0)[:60]
 
 
 def refuse_markers(text: str, format_name: str, key: str, retrieval: bool = False, **params: object) -> None:
@@ -65,7 +67,8 @@ def refuse_markers(text: str, format_name: str, key: str, retrieval: bool = Fals
 
 
 def format_label(format_name: str) -> str:
-    return {"chatml": "ChatML", "em_german": "EM German", "igel": "IGEL"}.get(format_name, format_name)
+    fmt = PROMPT_FORMATS.get(format_name)
+    return fmt.label if fmt else format_name
 
 
 def check_prompt_parts(format_name: str, message: str, system: str, history: Sequence[Turn]) -> None:
@@ -77,4 +80,4 @@ def check_prompt_parts(format_name: str, message: str, system: str, history: Seq
         refuse_markers(turn.assistant, format_name, "err_marker_history", turn=number)
 
 
-__all__ = ["FORMAT_MARKERS", "RETRIEVAL_MARKERS", "check_prompt_parts", "find_marker", "format_label", "refuse_markers"]
+__all__ = ["RETRIEVAL_MARKERS", "check_prompt_parts", "find_marker", "format_label", "refuse_markers"]

@@ -1,0 +1,1 @@
+"""Logging: JSON records, redaction, the conversation log, native output captured as records."""
