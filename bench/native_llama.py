@@ -1,8 +1,8 @@
 """A reference side for bench_llama.py: llama.cpp compiled for this CPU (llama-cpp-python built from its sdist).
 
 Run by the benchmark with a Python that has `llama_cpp` (bench/build_native_llama.sh makes one in
-bench/out/native-venv; never a product dependency): `python bench/native_llama.py MODEL THREADS`, then one JSON
-request per line on stdin ({"prompt", "max_tokens", "temperature", "top_p", "top_k", "repeat_penalty",
+bench/out/native-venv; never a product dependency): `python bench/native_llama.py MODEL THREADS [FLASH 1|0]`,
+then one JSON request per line on stdin ({"prompt", "max_tokens", "temperature", "top_p", "top_k", "repeat_penalty",
 "repeat_last_n", "stop"}), one JSON answer per line on stdout ({"ttft_s", "tokens", "decode_tps", "total_s"}).
 The prompt is tokenized with special tokens parsed, as the engine's /tokenize call does, and decoded with the same
 sampling fields the engine sends to llama-server.
@@ -20,11 +20,13 @@ def main() -> None:
     import llama_cpp
 
     path, threads = sys.argv[1], int(sys.argv[2])
+    flash_attn = len(sys.argv) < 4 or sys.argv[3] != "0"
     llm = llama_cpp.Llama(
         model_path=path,
         n_ctx=2048,
         n_threads=threads,
         n_threads_batch=os.cpu_count() or 1,
+        flash_attn=flash_attn,
         verbose=False,
     )
     print(json.dumps({"ready": True, "system_info": llama_cpp.llama_print_system_info().decode()}), flush=True)
