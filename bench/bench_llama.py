@@ -6,7 +6,10 @@ runs as a subprocess (`python app.py`, tests/app_server.py) with a catalog that 
 app setup (`--config`, e.g. thread counts), and is driven with gradio_client (`ssl_verify=False`, see
 README). "llama.cpp alone" is llama.cpp's C++ server (xllamacpp) in this process, called in-process with
 handle_completions (no HTTP, no Python per token beyond a callback), once per thread count of
-`--baseline-threads`; the table compares the app against the best of them. Same prompt (the family's
+`--baseline-threads`, and, as a reference, llama.cpp compiled for this CPU (bench/native_llama.py in a Python
+with llama-cpp-python built from its sdist: bench/build_native_llama.sh; never a product dependency), once per
+thread count of `--native-threads`. The app is compared with the best side of all and with the best prebuilt
+one; every figure carries the load average it was measured at. Same prompt (the family's
 ChatML, built by Playground.prepare), greedy, same budget and stops. Runs rotate so that drifts of a shared
 machine hit every side alike; no two generate at once, except in the four-visitor part.
 
@@ -54,6 +57,8 @@ class Sample:
     tokens: int
     decode_tps: float | None
     total_s: float
+    #: the 1-minute load average when the run ended (how quiet the machine was for this figure)
+    load: float = field(default_factory=lambda: os.getloadavg()[0])
 
 
 @dataclass
@@ -116,7 +121,7 @@ def run_app(client: Any, model: Model, poll_s: float = 0.002) -> Sample:
     return Sample((first or end) - start, tokens, decode_rate(tokens, first, last), end - start)
 
 
-def start_baseline(path: Path, threads: int, poll: int = 50) -> Any:
+def start_baseline(path: Path, threads: int, poll: int = 50, flash_attn: int = 1) -> Any:
     """llama.cpp's server in this process, set up as the engine sets it up (one slot, 2048 tokens)."""
     import xllamacpp
 
@@ -130,6 +135,7 @@ def start_baseline(path: Path, threads: int, poll: int = 50) -> Any:
     params.fit_params = False
     params.cache_ram_mib = 0
     params.verbosity = 1
+    params.flash_attn_type = flash_attn
     return xllamacpp.Server(params)
 
 
@@ -173,6 +179,60 @@ def run_baseline_http(server: Any, request: Any, http: Any) -> Sample:
     end = time.perf_counter()
     first, last = (times[0], times[-1]) if times else (None, None)
     return Sample((first or end) - start, len(times), decode_rate(len(times), first, last), end - start)
+
+
+class NativeSide:
+    """llama.cpp compiled for this CPU (bench/native_llama.py in a Python with llama-cpp-python), one process."""
+
+    def __init__(self, python: str, path: Path, threads: int, flash_attn: bool = True) -> None:
+        import json
+        import subprocess
+
+        self._json = json
+        self.proc = subprocess.Popen(
+            [python, str(ROOT / "bench" / "native_llama.py"), str(path), str(threads), str(int(flash_attn))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        ready = json.loads(self.proc.stdout.readline())
+        self.system_info = str(ready.get("system_info", "")).strip()
+
+    def run(self, request: Any) -> Sample:
+        s = request.settings
+        body = {
+            "prompt": request.prompt,
+            "max_tokens": s.max_new_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "repeat_penalty": s.repetition_penalty,
+            "stop": list(s.stop),
+        }
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(self._json.dumps(body) + "\n")
+        self.proc.stdin.flush()
+        out = self._json.loads(self.proc.stdout.readline())
+        return Sample(out["ttft_s"], out["tokens"], out["decode_tps"], out["total_s"])
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+
+
+def native_pythons(given: list[str]) -> dict[str, str]:
+    """LABEL -> Python with llama-cpp-python built for this CPU: --native-python, else bench/out/native-venv's."""
+    if given == ["none"]:
+        return {}
+    if given:
+        return {(item.partition("=")[0] if "=" in item else "native"): item.rpartition("=")[2] for item in given}
+    default = ROOT / "bench" / "out" / "native-venv" / "bin" / "python"
+    return {"native": str(default)} if default.exists() else {}
 
 
 # ---- four visitors at once -----------------------------------------------------------------------------
@@ -283,6 +343,23 @@ def main() -> None:
         "--http-threads", default="2", help="also llama.cpp alone over its loopback HTTP route with these ('' = none)"
     )
     parser.add_argument(
+        "--baseline-flash-attn",
+        default="on",
+        choices=["on", "off", "auto"],
+        help="flash attention of llama.cpp alone (xllamacpp and native); on = its best on this CPU",
+    )
+    parser.add_argument(
+        "--native-threads", default="1,2", help="llama.cpp compiled for this CPU with these threads ('' = none)"
+    )
+    parser.add_argument(
+        "--native-python",
+        action="append",
+        default=[],
+        metavar="[LABEL=]PYTHON",
+        help="a Python with llama-cpp-python built from source (default: native=bench/out/native-venv's, made by "
+        "bench/build_native_llama.sh; 'none' = leave the native side out); repeat for several builds",
+    )
+    parser.add_argument(
         "--config",
         action="append",
         default=[],
@@ -296,7 +373,7 @@ def main() -> None:
 
     from bench.make_random_gguf import ensure
     from components.core.service import Playground
-    from components.engines.llama_cpp import default_threads
+    from components.engines.llama_cpp import FLASH_ATTN, default_threads, flash_attn_type, poll_level
     from components.engines.offline_model import fetch_packaged_gguf
     from components.vocabulary.catalog import load_catalog
     from tests.app_server import running_app
@@ -323,6 +400,11 @@ def main() -> None:
         setups.append((name or "default", env))
     base_threads = [t for t in args.baseline_threads.split(",") if t]
     http_threads = [t for t in args.http_threads.split(",") if t]
+    baseline_fa = FLASH_ATTN[args.baseline_flash_attn]
+    natives = native_pythons(args.native_python)
+    native_threads = [t for t in args.native_threads.split(",") if t] if natives else []
+    if not natives:
+        print("no native llama.cpp (bench/build_native_llama.sh makes one): the native side is left out", flush=True)
     import httpx
 
     http = httpx.Client(timeout=300, trust_env=False)
@@ -334,7 +416,12 @@ def main() -> None:
         for model in models.values():
             for spec in sorted(set(base_threads + http_threads)):
                 threads, _, poll = spec.partition(":")
-                model.baselines[spec] = start_baseline(model.path, int(threads), int(poll or 50))
+                model.baselines[spec] = start_baseline(model.path, int(threads), int(poll or 50), baseline_fa)
+            for label_, python in natives.items():
+                for t in native_threads:
+                    side = NativeSide(python, model.path, int(t), baseline_fa != 0)
+                    stack.callback(side.close)
+                    model.baselines[f"native:{label_}:{t}"] = side
         apps = {}
         for name, env in setups:
             app = stack.enter_context(running_app({"PLAYGROUND_CATALOG": str(catalog_path), **env}))
@@ -350,6 +437,11 @@ def main() -> None:
             kinds: dict[str, tuple[str, str]] = {f"app {name}": ("app", name) for name in apps}
             kinds |= {label(t): ("base", t) for t in base_threads}
             kinds |= {label(t, True): ("http", t) for t in http_threads}
+            kinds |= {
+                f"{label_} llama.cpp {t} thr": ("native", f"native:{label_}:{t}")
+                for label_ in natives
+                for t in native_threads
+            }
             sides = list(kinds)
             samples: dict[str, list[Sample]] = {side: [] for side in sides}
 
@@ -360,6 +452,8 @@ def main() -> None:
                     return run_app(apps[what][1], model)
                 if kind == "http":
                     return run_baseline_http(model.baselines[what], model.request, http)
+                if kind == "native":
+                    return model.baselines[what].run(model.request)
                 return run_baseline(model.baselines[what], model.request)
 
             for side in sides:  # warm-up: loads the model in the app
@@ -371,18 +465,21 @@ def main() -> None:
                     samples[side].append(sample)
                     print(
                         f"{key} {rep + 1}/{args.reps} {side:26s} ttft {sample.ttft_s * 1000:6.0f} ms decode "
-                        f"{fmt(sample.decode_tps):>6s} tok/s tokens {sample.tokens}",
+                        f"{fmt(sample.decode_tps):>6s} tok/s tokens {sample.tokens} load {sample.load:.2f}",
                         flush=True,
                     )
             medians = {side: median([s.decode_tps for s in samples[side]]) for side in sides}
-            in_process = [s for s in sides if kinds[s][0] == "base"]
-            best = max(in_process, key=lambda s: medians[s] or 0)
+            prebuilt = [s for s in sides if kinds[s][0] == "base"]
+            references = prebuilt + [s for s in sides if kinds[s][0] == "native"]
+            best_prebuilt = max(prebuilt, key=lambda s: medians[s] or 0)
+            best = max(references, key=lambda s: medians[s] or 0)
             for side in sides:
                 rates = [s.decode_tps for s in samples[side] if s.decode_tps]
+                loads = [s.load for s in samples[side]]
                 rows.append(
                     f"| {model.name} | {side} | {1000 * (median([s.ttft_s for s in samples[side]]) or 0):.0f} ms | "
                     f"{fmt(medians[side])} ({fmt(min(rates, default=None))}–{fmt(max(rates, default=None))}) | "
-                    f"{median([s.tokens for s in samples[side]]):.0f} |"
+                    f"{median([s.tokens for s in samples[side]]):.0f} | {min(loads):.2f}–{max(loads):.2f} |"
                 )
             for t in http_threads:
                 side = label(t, True)
@@ -393,17 +490,20 @@ def main() -> None:
                 ratios.append(f"| {model.name} | {side} | in-process, same threads | {fmt(ratio, 3)} | |")
             for name in apps:
                 side = f"app {name}"
-                # per repetition against the best baseline's run of the same repetition (shared load)
-                pairs = list(zip(samples[side], samples[best], strict=False))
-                ratio = median([a.decode_tps / b.decode_tps for a, b in pairs if a.decode_tps and b.decode_tps])
-                mark = "ok" if ratio is not None and ratio >= 0.95 else "MISSED"
-                # the whole answer, request to last token, same tokens: free of where the first visible text
-                # falls (a first token without visible text shortens the app's decode span, not its wall time)
-                whole = median([b.total_s / a.total_s for a, b in pairs if a.tokens == b.tokens and a.total_s])
-                whole_mark = "ok" if whole is not None and whole >= 0.95 else "MISSED"
-                ratios.append(
-                    f"| {model.name} | {side} | {best} | {fmt(ratio, 3)} {mark} | {fmt(whole, 3)} {whole_mark} |"
-                )
+                for reference in dict.fromkeys([best, best_prebuilt]):
+                    # per repetition against the reference's run of the same repetition (shared load)
+                    pairs = list(zip(samples[side], samples[reference], strict=False))
+                    ratio = median([a.decode_tps / b.decode_tps for a, b in pairs if a.decode_tps and b.decode_tps])
+                    mark = "ok" if ratio is not None and ratio >= 0.95 else "MISSED"
+                    # the whole answer, request to last token, same tokens: free of where the first visible text
+                    # falls (a first token without visible text shortens the app's decode span, not its wall time)
+                    whole = median([b.total_s / a.total_s for a, b in pairs if a.tokens == b.tokens and a.total_s])
+                    whole_mark = "ok" if whole is not None and whole >= 0.95 else "MISSED"
+                    loads = [s.load for s in samples[side]] + [s.load for s in samples[reference]]
+                    ratios.append(
+                        f"| {model.name} | {side} | {reference} | {fmt(ratio, 3)} {mark} | {fmt(whole, 3)} "
+                        f"{whole_mark} | {min(loads):.2f}–{max(loads):.2f} |"
+                    )
         if "offline" in models:
             for name, (_app, _client, _env) in apps.items():
                 url = apps[name][0].url
@@ -426,6 +526,19 @@ def main() -> None:
                     )
                     print(visitors_text[-1], flush=True)
     load_end = os.getloadavg()[0]
+    quiet_note = (
+        "a quiet machine"
+        if max(load_start, load_end) < 1.5
+        else "the cores were shared with other work: absolute figures are noisy, read the ratios of one run"
+    )
+    native_info = "; ".join(
+        dict.fromkeys(
+            f"{key.split(':')[1]}: {side.system_info}"
+            for m in models.values()
+            for key, side in m.baselines.items()
+            if key.startswith("native:") and getattr(side, "system_info", "")
+        )
+    )
     command = "python bench/bench_llama.py " + " ".join(sys.argv[1:]).replace(" --record", "").replace("--record", "")
     setups_text = "; ".join(f"`{name}` = env {env or '{}'}" for name, env in setups)
     import gradio
@@ -439,11 +552,14 @@ def main() -> None:
             f"`{command.strip()} --record`",
             "",
             "Through the app's `/chat` (gradio_client, `ssl_verify=False`; the app in its own process, "
-            f"app setups: {setups_text}; default threads here: {default_threads(0.135)} for the offline model, "
-            f"{default_threads(1.17)} for the 1 B one, PLAYGROUND_LLAMA_POLL default 0) against llama.cpp alone: "
+            f"app setups: {setups_text}; defaults here: {default_threads(0.135)} threads, PLAYGROUND_LLAMA_POLL "
+            f"{poll_level()}, flash attention {flash_attn_type()} (1 = on)) against llama.cpp alone (flash attention "
+            f"{args.baseline_flash_attn}): "
             "llama.cpp's C++ server (xllamacpp) in the benchmark's process, called in-process with "
-            "`handle_completions`, one per thread count; the ratio is against the best of them (`llama.cpp HTTP` = "
-            "the same server read over its loopback `/completion` route with httpx, as the engine reads it). "
+            "`handle_completions`, one per thread count (`llama.cpp HTTP` = the same server read over its loopback "
+            "`/completion` route with httpx, as the engine reads it), and `LABEL llama.cpp` = llama-cpp-python built "
+            f"from its sdist on this machine ({native_info or 'not run'}). Each app setup is "
+            "compared with the best side of all and with the best prebuilt one (xllamacpp alone). "
             "Prompt: system "
             f"„{SYSTEM}“ + „{QUESTION}“ in ChatML (Playground.prepare), greedy, the family's top_p/top_k/"
             f"repetition penalty, same stops; {args.reps} timed runs per side after a warm-up, rotating, never two "
@@ -451,12 +567,13 @@ def main() -> None:
             "the request to the last token, same number of tokens, first token included; ratios are medians of "
             "per-repetition pairs.",
             "",
-            "| model | side | first token | decode tokens/s (min–max) | tokens |",
-            "|---|---|---|---|---|",
+            "| model | side | first token | decode tokens/s (min–max) | tokens | load average |",
+            "|---|---|---|---|---|---|",
             *rows,
             "",
-            "| model | app | best llama.cpp alone | decode ÷ best (≥ 0.95) | whole answer, best ÷ app (≥ 0.95) |",
-            "|---|---|---|---|---|",
+            "| model | app | reference (best of all; best prebuilt) | decode ÷ reference (≥ 0.95) | "
+            "whole answer, reference ÷ app (≥ 0.95) | load average |",
+            "|---|---|---|---|---|---|",
             *ratios,
             "",
             "Four visitors at once through `/chat` on the offline model (four threads with their own "
@@ -468,9 +585,8 @@ def main() -> None:
             *visitors_text,
             "",
             f"Measured {started:%Y-%m-%d %H:%M} on {machine()}; load average {load_start:.1f} at the start, "
-            f"{load_end:.1f} at the end (the 2 cores were shared with other helpers' work: absolute figures are "
-            f"noisy, read the ratios of one run). xllamacpp {xllamacpp.__version__}, gradio {gradio.__version__}, "
-            f"gradio_client {gradio_client.__version__}.",
+            f"{load_end:.1f} at the end ({quiet_note}). xllamacpp {xllamacpp.__version__}, "
+            f"gradio {gradio.__version__}, gradio_client {gradio_client.__version__}.",
         ]
     )
     print("\n" + text)

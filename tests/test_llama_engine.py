@@ -368,3 +368,53 @@ async def test_back_to_back_answers_never_meet_a_closed_connection(playground) -
         if not isinstance(events[-1], Finished):
             failures.append((i, events[-1]))
     assert not failures, failures
+
+
+def test_decoding_threads_default_to_every_core_for_small_models_too(monkeypatch) -> None:
+    """On a quiet 2-core machine two threads decoded the offline 135 M model 1.3x faster than one (bench/RESULTS.md):
+    the small model no longer leaves a core idle by default; the variable still decides."""
+    from components.engines import llama_cpp
+
+    monkeypatch.delenv("PLAYGROUND_LLAMA_THREADS", raising=False)
+    monkeypatch.setattr(llama_cpp, "usable_cores", lambda: 2)
+    assert llama_cpp.default_threads(0.135) == 2
+    assert llama_cpp.default_threads(1.17) == 2
+    assert llama_cpp.default_threads(None) == 2
+    monkeypatch.setattr(llama_cpp, "usable_cores", lambda: 16)
+    assert llama_cpp.default_threads(0.135) == 16
+    monkeypatch.setenv("PLAYGROUND_LLAMA_THREADS", "1")
+    assert llama_cpp.default_threads(0.135) == 1
+
+
+def test_idle_threads_poll_and_flash_attention_is_on_by_default(monkeypatch) -> None:
+    from components.engines import llama_cpp
+
+    for name in ("PLAYGROUND_LLAMA_POLL", "PLAYGROUND_LLAMA_FLASH_ATTN"):
+        monkeypatch.delenv(name, raising=False)
+    assert llama_cpp.poll_level() == 50
+    assert llama_cpp.flash_attn_type() == 1
+    monkeypatch.setenv("PLAYGROUND_LLAMA_POLL", "0")
+    monkeypatch.setenv("PLAYGROUND_LLAMA_FLASH_ATTN", "auto")
+    assert llama_cpp.poll_level() == 0
+    assert llama_cpp.flash_attn_type() == -1
+    monkeypatch.setenv("PLAYGROUND_LLAMA_FLASH_ATTN", "off")
+    assert llama_cpp.flash_attn_type() == 0
+
+
+def test_the_offline_model_runs_with_flash_attention_and_answers_as_without(catalog, monkeypatch) -> None:
+    """The server starts with flash attention on and the greedy answer's start is the same as with it off."""
+    from components.engines.llama_cpp import LlamaServer
+
+    path = packaged_gguf(catalog.default.quant)
+    assert path is not None
+    answers = {}
+    for mode in ("on", "off"):
+        monkeypatch.setenv("PLAYGROUND_LLAMA_FLASH_ATTN", mode)
+        server = LlamaServer(path, 512, 1, 1, 1)
+        try:
+            assert server.flash_attn == (1 if mode == "on" else 0)
+            body = {"prompt": "The capital of France is", "n_predict": 8, "temperature": 0, "cache_prompt": False}
+            answers[mode] = server._sync.post("/completion", json=body).json()["content"]
+        finally:
+            server.close()
+    assert answers["on"].split()[:3] == answers["off"].split()[:3]

@@ -41,24 +41,18 @@ def usable_cores() -> int:
 
 
 def default_threads(params_b: float | None = None) -> int:
-    """PLAYGROUND_LLAMA_THREADS, else by the model's size, as measured (bench/RESULTS.md, "llama.cpp engine"):
+    """PLAYGROUND_LLAMA_THREADS, else every usable core, for every model size.
 
-    - models of 1 B parameters and more (a 7B on a CPU Space; the random 1.17 B Llama here): every usable
-      core. Each token takes tens of milliseconds, the app's own per-token work hardly matters, and two
-      threads of two cores decoded fastest through the app (with llama.cpp's busy-waiting off, see
-      poll_level);
-    - smaller models (the offline 135 M): all cores but one on machines with up to 4 cores. At ~60 tokens/s
-      llama.cpp's threads meet at a barrier many times per token, and on 2 cores the app's threads (HTTP,
-      event loop, Gradio) descheduling one of two made decoding through the app collapse to 2-17 tokens/s;
-      with one thread it matched llama.cpp alone.
+    Measured on a quiet 2-core machine (bench/RESULTS.md, "llama.cpp engine"): two threads decode the offline
+    135 M model and the 1 B one fastest, alone and through the app, with llama.cpp's own wait policy (poll_level).
+    Under a neighbour's heavy load two sleeping threads collapsed; two that poll lost about a third and one thread
+    nothing, so one thread (`PLAYGROUND_LLAMA_THREADS=1`) is the choice for a machine shared with other work.
+    `params_b` is kept for callers; the size no longer changes the answer.
     """
     raw = os.environ.get("PLAYGROUND_LLAMA_THREADS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
-    cores = usable_cores()
-    if params_b is not None and params_b >= 1.0:
-        return cores
-    return max(1, cores - 1) if cores <= 4 else cores
+    return usable_cores()
 
 
 def batch_threads() -> int:
@@ -70,13 +64,25 @@ def batch_threads() -> int:
 
 
 def poll_level() -> int:
-    """PLAYGROUND_LLAMA_POLL: how long llama.cpp's idle threads busy-wait for the next work (0-100; llama.cpp's
-    own default is 50). Default 0: they sleep at once and leave the cores to the app's threads; alone it
-    made no difference, through the app two threads decoded faster with it (bench/RESULTS.md)."""
+    """PLAYGROUND_LLAMA_POLL: how long llama.cpp's idle threads busy-wait for the next work (0-100). Default 50,
+    llama.cpp's own: threads that sleep at once (0) wake late at the many barriers of each token whenever another
+    thread of the app or of the machine holds a core (bench/RESULTS.md)."""
     raw = os.environ.get("PLAYGROUND_LLAMA_POLL", "").strip()
     if raw.isdigit() and 0 <= int(raw) <= 100:
         return int(raw)
-    return 0
+    return 50
+
+
+#: PLAYGROUND_LLAMA_FLASH_ATTN values -> llama.cpp's flash_attn_type (-1 auto, 0 off, 1 on)
+FLASH_ATTN = {"auto": -1, "off": 0, "0": 0, "false": 0, "no": 0, "on": 1, "1": 1, "true": 1, "yes": 1}
+
+
+def flash_attn_type() -> int:
+    """PLAYGROUND_LLAMA_FLASH_ATTN: on (default), off or auto. llama.cpp's `auto` left flash attention off for the
+    1 B Llama on this CPU, where turning it on decoded 8 % faster (and as fast for the offline model, where `auto`
+    already chose it); a model or build that cannot use it falls back to `auto` (LlamaServer)."""
+    raw = os.environ.get("PLAYGROUND_LLAMA_FLASH_ATTN", "").strip().lower()
+    return FLASH_ATTN.get(raw, 1)
 
 
 def env_parallel() -> int | None:
@@ -230,7 +236,19 @@ class LlamaServer:
         params.endpoint_slots = True
         params.n_threads_http = parallel + 4
         params.verbosity = int(os.environ.get("PLAYGROUND_LLAMA_VERBOSITY", "1"))
-        self._server: Any = xllamacpp.Server(params)
+        params.flash_attn_type = flash_attn_type()
+        try:
+            self._server: Any = xllamacpp.Server(params)
+        except Exception:
+            if params.flash_attn_type != 1:
+                raise
+            # a model whose attention llama.cpp cannot run flash: let llama.cpp decide, as it does by default
+            log.warning(
+                "llama.cpp could not start %s with flash attention; starting it with flash attention auto", path.name
+            )
+            params.flash_attn_type = -1
+            self._server = xllamacpp.Server(params)
+        self.flash_attn = params.flash_attn_type
         self.url = self._server.listening_address.rstrip("/")
         self.gate = SlotGate(parallel)
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
