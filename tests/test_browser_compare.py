@@ -286,7 +286,9 @@ def test_blind_vote_reveals_names_and_fills_the_leaderboard(open_compare: Any, v
     assert record["panes"][0]["output"].split()[0] in pane_a_text
     cp.page.locator("#compare-leaderboard-box").get_by_text(t("compare_leaderboard", "de")).first.click()
     board = cp.page.locator("#compare-leaderboard")
-    cp.wait_until(lambda: models[0] in board.inner_text(), "the leaderboard")
+    named = board.locator(f'[title="{models[0]}"]')  # shown by its name, the id as the tooltip
+    cp.wait_until(lambda: named.count() > 0, "the leaderboard")
+    assert models[0] not in board.inner_text() and named.first.inner_text().startswith("EM German LeoLM Mistral")
     assert "100 %" in board.inner_text()
     assert "Gezählte Stimmen: 1 · Vergleiche: 1 · Modelle: 2." in board.inner_text()
     # votes of one model against itself left "– 0 0 0 0 –" with no reason, also after a refresh
