@@ -549,7 +549,7 @@ def test_2100_new_sessions_from_one_address_do_not_wipe_a_victims_blind_round(
     config, ids = config_ids(url)
     send = dependency(config, ids["compare-send"], min_inputs=10)
     vote_a = dependency(config, ids["compare-vote-a"])
-    blind_switch = next(d for d in config["dependencies"] if [ids["compare-blind"], "change"] in d["targets"])
+    blind_switch = next(d for d in config["dependencies"] if any(t[0] == ids["compare-blind"] for t in d["targets"]))
     defaults = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}  # what the page sends
 
     def send_data(a: str, b: str) -> list[Any]:
@@ -572,7 +572,8 @@ def test_2100_new_sessions_from_one_address_do_not_wipe_a_victims_blind_round(
             await queued(victim, url, send, send_data(TGI_A, TGI_B), "victim")
 
             async def new_session() -> None:
-                body = {"data": [True], "fn_index": blind_switch["id"], "session_hash": uuid.uuid4().hex}
+                data = [True if i == ids["compare-blind"] else defaults.get(i) for i in blind_switch["inputs"]]
+                body = {"data": data, "fn_index": blind_switch["id"], "session_hash": uuid.uuid4().hex}
                 response = await attacker.post(url + "/gradio_api/run/predict", json=body)
                 assert response.status_code == 200, response.text
 
