@@ -28,7 +28,7 @@ def max_request_bytes() -> int:
     return env_int("PLAYGROUND_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)
 
 
-def _language(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str:
+def request_language(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if "lang" in query:
         return normalize_language(query["lang"][0])
@@ -48,7 +48,7 @@ class BodyLimitMiddleware:
         self.limit = max_request_bytes() if limit is None else limit
 
     async def _refuse(self, scope: dict[str, Any], send: Any, headers: dict[bytes, bytes], size: int) -> None:
-        message = t("err_request_too_large", _language(scope, headers), size=size, limit=self.limit)
+        message = t("err_request_too_large", request_language(scope, headers), size=size, limit=self.limit)
         log.warning(
             "request refused",
             extra={"reason": "body_too_large", "path": scope.get("path", ""), "bytes": size, "limit": self.limit},
@@ -115,4 +115,4 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, watching_send)
 
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "BodyLimitMiddleware", "max_request_bytes"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "BodyLimitMiddleware", "max_request_bytes", "request_language"]

@@ -33,7 +33,7 @@ from limits.strategies import SlidingWindowCounterRateLimiter
 from python_multipart.multipart import MultipartParser
 from starlette.requests import Request
 
-from components.serving.body_limit import _language, max_request_bytes
+from components.serving.body_limit import max_request_bytes, request_language
 from components.serving.limits import RateLimitError, parse_rate, public_profile, visitor_key
 from components.vocabulary.messages import t
 
@@ -259,7 +259,7 @@ class UploadGuardMiddleware:
 
     async def _answer(self, scope: dict[str, Any], send: Callable, status: int, key: str, **params: Any) -> None:
         headers = dict(scope.get("headers") or [])
-        message = t(key, _language(scope, headers), **params)
+        message = t(key, request_language(scope, headers), **params)
         log.warning("request refused", extra={"reason": key, "path": scope.get("path", ""), "status": status})
         body = json.dumps({"error": message}, ensure_ascii=False).encode("utf-8")
         extra = [(b"retry-after", str(params["retry"]).encode())] if "retry" in params else []
