@@ -88,7 +88,7 @@ header { border-bottom: 1px solid #d1d5db; margin-bottom: 1rem; }
 header nav { display: flex; flex-wrap: wrap; gap: 1rem; font-size: 0.95rem; }
 a { color: #9a3412; }
 h1 { font-size: 1.6rem; margin: 0.5rem 0; }
-h2 { font-size: 1.3rem; margin: 1.5rem 0 0.5rem; }
+h2 { font-size: 1.3rem; margin: 0 0 0.5rem; }
 h3 { font-size: 1.05rem; margin: 0 0 0.25rem; overflow-wrap: anywhere; }
 .round { background: #fff; border: 1px solid #d1d5db; border-radius: 8px; padding: 1rem; margin-bottom: 1.5rem; }
 .facts { margin: 0 0 0.75rem; padding-left: 1.2rem; }
@@ -288,7 +288,8 @@ def share_routes(store_of: Callable[[], Any] = share_store) -> list[Any]:
             else:
                 return HTMLResponse(page, headers=PAGE_HEADERS)
         if isinstance(found, Expired):
-            text = t("share_expired", lang, date=format_date(found.at, lang), days=store.days)
+            days = int(store.days) if float(store.days).is_integer() else store.days
+            text = t("share_expired", lang, date=format_date(found.at, lang), days=days)
             return HTMLResponse(message_page(lang, "share_expired_title", text), status_code=410, headers=PAGE_HEADERS)
         text = t("share_unknown", lang)
         return HTMLResponse(message_page(lang, "share_unknown_title", text), status_code=404, headers=PAGE_HEADERS)
@@ -317,6 +318,7 @@ def share_link_box(tr: Translations, prefix: str) -> Any:
         gr.Textbox(
             "",
             label=t("share_link"),
+            lines=2,  # a phone shows the whole address (about 60 characters) instead of its first line
             interactive=False,
             visible=False,
             buttons=["copy"],
