@@ -245,6 +245,7 @@ def test_the_page_shows_hostile_answers_as_text(store: ShareStore) -> None:
 
     r = open_round(text=HOSTILE)
     r.panes[0].stats["language"] = {"code": "de", "de_share": 0.97}
+    r.panes[1].register = {"form": "Sie", "mixed": False, "system": "du", "kept": False}  # type: ignore[attr-defined]
     found = store.get(store.create([r], visitor()))
     assert isinstance(found, Found)
     page = share_page(found.data, found.expires, "de")
@@ -253,7 +254,9 @@ def test_the_page_shows_hostile_answers_as_text(store: ShareStore) -> None:
         assert element not in body.lower(), element
     assert "&lt;form action=https://evil.example&gt;" in body and "[klick](javascript:alert(3))" in body
     assert '<a href="https://example.org/a" rel="nofollow noopener noreferrer">quelle</a>' in body
-    assert "Sprache: de (97 % Deutsch)" in body and "Erstes Token nach" in body
+    assert "Sprache: de (97 % Deutsch)" in body and "Anrede: Sie (Systemprompt: du)" in body
+    assert "Erstes Token nach" in body
+    assert "Register: Sie (System prompt: du)" in share_page(found.data, found.expires, "en")
     assert '<meta name="referrer" content="no-referrer">' in page and '<html lang="de">' in page
 
 

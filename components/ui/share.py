@@ -160,15 +160,24 @@ def _settings_list(settings: Any, lang: str) -> str:
     return f"<dl>{''.join(rows)}</dl>" if rows else ""
 
 
+def _form(value: Any, lang: str) -> str:
+    return t("share_register_none", lang) if value in (None, "", "none") else str(value)
+
+
 def _info_text(value: Any, lang: str) -> str:
-    """An answer's language or register note, whatever its shape: `{"code": "en", "de_share": 0.1}`, a string,
-    or a small dict (shown as `key: value`)."""
+    """An answer's language or register note, whatever its shape: a language `{"code": "en", "de_share": 0.1}`, a
+    register `{"form": "Sie", "mixed": false, "system": "du"}`, a string, or another small dict (`key: value`)."""
     if isinstance(value, dict):
         code, share = value.get("code"), value.get("de_share")
         if isinstance(code, str):
             text = code
             if isinstance(share, (int, float)) and not isinstance(share, bool):
                 text += " (" + t("share_german_share", lang, share=round(share * 100)) + ")"
+            return text
+        if "form" in value:
+            text = t("share_register_mixed", lang) if value.get("mixed") is True else _form(value.get("form"), lang)
+            if "system" in value:
+                text += f" ({t('export_system', lang)}: {_form(value.get('system'), lang)})"
             return text
         return ", ".join(f"{k}: {_setting_value(v, lang)}" for k, v in value.items())
     return _setting_value(value, lang) if value is not None else ""

@@ -719,6 +719,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "share_language": {"de": "Sprache", "en": "Language"},
     "share_register": {"de": "Anrede", "en": "Register"},
     "share_german_share": {"de": "{share} % Deutsch", "en": "{share} % German"},
+    "share_register_none": {"de": "keine", "en": "none"},
+    "share_register_mixed": {"de": "gemischt (du und Sie)", "en": "mixed (du and Sie)"},
     "share_unknown_title": {"de": "Link nicht gefunden", "en": "Link not found"},
     "share_unknown": {
         "de": "Diesen Link gibt es nicht. Vielleicht ist er unvollständig kopiert, oder das Ergebnis wurde gelöscht.",
