@@ -372,3 +372,25 @@ async def test_the_session_button_shares_the_voted_rounds(demo: Any, tmp_path: P
         assert update["value"].startswith("share/")
     finally:
         sharing.reset_share_store()
+
+
+async def test_in_the_public_profile_the_button_is_hidden_and_refused_on_the_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import app
+    from components.core.service import EngineRegistry, Playground
+    from tests.test_compare import ScriptedEngine, fake_catalog
+
+    monkeypatch.setenv("PLAYGROUND_PUBLIC", "1")
+    monkeypatch.delenv("PLAYGROUND_SHARE", raising=False)
+    cat = fake_catalog()
+    public = app.build_app(Playground(cat, EngineRegistry(cat, overrides={"llama_cpp": ScriptedEngine()})))
+    buttons = [b for b in public.blocks.values() if getattr(b, "elem_id", None) in ("compare-share", "session-share")]
+    assert len(buttons) == 2 and not any(b.visible for b in buttons)
+    sharing.reset_share_store(ShareStore(tmp_path, rate="off"))
+    try:
+        with pytest.warns(UserWarning, match=re.escape(MESSAGES["err_share_off"]["de"][:30])):
+            update = await make_link_handler(public, "compare")([open_round()], "de", visitor())
+        assert "value" not in update and list(tmp_path.iterdir()) == []
+    finally:
+        sharing.reset_share_store()
