@@ -180,10 +180,12 @@ def test_a_share_expires_its_content_is_dropped_and_the_link_says_so(tmp_path: P
 
 
 def test_the_sweep_drops_expired_content_without_anyone_opening_it(tmp_path: Path) -> None:
-    store = ShareStore(tmp_path, days=1, rate="off")
+    now = [time.time()]
+    store = ShareStore(tmp_path, days=1, rate="off", clock=lambda: now[0])
     old = store.create([open_round()], visitor())
     past = time.time() - 2 * 86400
     os.utime(tmp_path / f"{old}.json", (past, past))
+    now[0] += sharing.CREATE_SWEEP_S + 1  # the next share reads the folder again
     store.create([open_round("Noch eine Frage?")], visitor())
     assert not (tmp_path / f"{old}.json").exists() and isinstance(store.get(old), Expired)
 
