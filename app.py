@@ -32,6 +32,7 @@ from components.ui.common import CancelFlags, Translations, resolve_annotations
 from components.ui.compare import build_compare_tab
 from components.ui.page_script import SET_LANGUAGE_JS, page_head
 from components.ui.retrieval import build_retrieval_tab
+from components.ui.share import share_routes
 from components.ui.status import build_status_tab, endpoints_markdown
 from components.ui.structured import build_structured_tab
 from components.ui.theme import page_theme
@@ -84,7 +85,7 @@ button[role=tab].selected { color: #c2410c !important; }
   }
   #tab-compare > div, #tab-compare > .column { display: flex; flex-direction: column; }
   #compare-ask-row { order: -4; }
-  #compare-buttons-row { order: -3; }
+  #compare-buttons-row, #compare-share-link { order: -3; }
   #compare-question { order: -2; }
   #compare-panes, #compare-votes, #compare-reveal { order: -1; }
   #compare-buttons-row { flex-wrap: wrap; }
@@ -92,7 +93,9 @@ button[role=tab].selected { color: #c2410c !important; }
   #compare-buttons-row:has(#compare-stop:enabled) {
     position: sticky; top: 0; z-index: 20; background: var(--body-background-fill); padding: var(--size-2) 0;
   }
-  #compare-buttons-row:has(#compare-stop:enabled) > :is(#compare-export-md, #compare-export-json) { display: none; }
+  #compare-buttons-row:has(#compare-stop:enabled) > :is(#compare-export-md, #compare-export-json, #compare-share) {
+    display: none;
+  }
   #compare-panes [id^="compare-pane-"] { height: 50vh !important; scroll-margin-top: 7.5rem; }
 }
 .upload-container .or { color: var(--body-text-color) !important; opacity: 1 !important; }
@@ -217,6 +220,8 @@ def main() -> None:
     serving["app_kwargs"]["middleware"].append(Middleware(BodyLimitMiddleware))
     # per-visitor upload budget and a cap on the upload folder (components/serving/uploads.py), inside the body cap
     serving["app_kwargs"]["middleware"].append(Middleware(UploadGuardMiddleware, **uploads))
+    # the read-only page of a shared result, /share/<id> (components/ui/share.py), ahead of Gradio's routes
+    serving["app_kwargs"]["routes"] = share_routes()
     # status_update_rate: Gradio's default ("auto") sends every waiting event a queue estimate whenever one
     # starts: 64 visitors arriving at once got ~1 100 such messages ahead of their first token (bench_load).
     # Nothing waits in Gradio's queue here (no concurrency limit); a local model's own line is shown by the

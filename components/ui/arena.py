@@ -39,6 +39,7 @@ from components.features.ratings import FREE_CATEGORY, Leaderboard, Selection
 from components.serving.limits import check_rate
 from components.ui.chat import render
 from components.ui.common import CancelFlags, Translations, run_with_stop, session_of, warn
+from components.ui.share import no_link, share_button, share_button_update, share_link_box, wire_share
 from components.vocabulary.catalog import QuantKind
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import MESSAGES, Msg, t
@@ -533,11 +534,23 @@ class _SessionControls:
     reveal: Any
     board: Any
     state: Any
+    share: Any
+    share_link: Any
 
     @property
     def outputs(self) -> list[Any]:
         """What session_view updates, in its order."""
-        return [self.state, self.progress, *self.panes, *self.votes, self.next_button, self.reveal, self.board]
+        return [
+            self.state,
+            self.progress,
+            *self.panes,
+            *self.votes,
+            self.next_button,
+            self.share,
+            self.share_link,
+            self.reveal,
+            self.board,
+        ]
 
 
 def _session_layout(playground: Playground, tr: Translations) -> _SessionControls:
@@ -612,7 +625,9 @@ def _session_layout(playground: Playground, tr: Translations) -> _SessionControl
         next_button = gr.Button(t("session_next"), interactive=False, elem_id="session-next")
         # idle until a prompt runs (as in the chat and compare tabs): a red Stop that stops nothing looks like a fault
         stop = tr.add(gr.Button(t("stop"), variant="stop", interactive=False, elem_id="session-stop"), "stop", "value")
+        share = share_button(tr, "session")
     reveal = gr.Markdown("", elem_id="session-reveal")
+    share_link = share_link_box(tr, "session")
     board = gr.HTML("", elem_id="session-board")
     state = gr.State(None)
     return _SessionControls(
@@ -630,6 +645,8 @@ def _session_layout(playground: Playground, tr: Translations) -> _SessionControl
         reveal,
         board,
         state,
+        share,
+        share_link,
     )
 
 
@@ -670,6 +687,8 @@ def session_view(run: SessionRun | None, lang: str, board_html: Any = None) -> l
         *chatbots,
         *buttons,
         gr.update(interactive=more, value=t("session_next", lang)),
+        share_button_update(run.rounds if run else None),
+        gr.update() if round_ is not None and round_.winner is not None else no_link(),
         session_reveal(run, lang),
         gr.update() if board_html is None else board_html,
     ]
@@ -801,6 +820,7 @@ def build_blind_session(
     c = _session_layout(playground, tr)
     _session_events_play(c, playground, flags, vote_log, lang_state)
     _session_events_page(c, playground, vote_log, lang_state)
+    wire_share(c.share, c.share_link, [c.state, lang_state], lambda run: run.rounds if run else None)
     return SessionView(c.start, c.panes, c.votes, c.next_button, c.board)
 
 

@@ -72,6 +72,7 @@ from components.ui.common import (
     variant_picked,
     warn,
 )
+from components.ui.share import no_link, share_button, share_button_update, share_link_box, wire_share
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import t
 from components.vocabulary.settings import settings_by_name
@@ -260,19 +261,27 @@ def vote_updates(conv: list[Round], count: int, lang: str) -> list[Any]:
 
 
 async def export_updates(conv: list[Round], lang: str) -> list[Any]:
-    """The two downloads, offered once the last round is done."""
+    """The two downloads, offered once the last round is done; Share link, once it may be shared (the link box
+    keeps what it shows)."""
     if not conv or not conv[-1].done:
-        return [gr.update(), gr.update()]
+        return [gr.update(), gr.update(), gr.update(), gr.update()]
+    share = [share_button_update(conv), gr.update()]
     try:
         md, js = await asyncio.to_thread(write_exports, conv, lang)
     except OSError as exc:
         log.warning("compare export failed: %s", exc)
-        return [gr.update(interactive=False), gr.update(interactive=False)]
-    return [gr.update(value=md, interactive=True), gr.update(value=js, interactive=True)]
+        return [gr.update(interactive=False), gr.update(interactive=False), *share]
+    return [gr.update(value=md, interactive=True), gr.update(value=js, interactive=True), *share]
 
 
 def no_export() -> list[Any]:
-    return [gr.update(value=None, interactive=False), gr.update(value=None, interactive=False)]
+    """No downloads, no share button, no link (a new round, Clear)."""
+    return [
+        gr.update(value=None, interactive=False),
+        gr.update(value=None, interactive=False),
+        gr.update(interactive=False),
+        no_link(),
+    ]
 
 
 def pane_specs(values: list[Any], count: int, shared: dict[str, Any], fam_defaults: Any) -> list[PaneSpec]:
@@ -314,6 +323,8 @@ class _Controls:
     board_view: LeaderboardView
     rounds: Any
     question: Any
+    share: Any
+    share_link: Any
 
     @property
     def all_votes(self) -> list[Any]:
@@ -332,6 +343,8 @@ class _Controls:
             self.reveal,
             self.export_md,
             self.export_js,
+            self.share,
+            self.share_link,
         ]
 
     @property
@@ -453,7 +466,9 @@ def _layout_ask(tr: Translations) -> tuple[Any, ...]:
             gr.DownloadButton(t("compare_export_json"), value=None, interactive=False, elem_id="compare-export-json"),
             "compare_export_json",
         )
-    return message, send, stop, clear, export_md, export_js
+        share = share_button(tr, "compare")
+    share_link = share_link_box(tr, "compare")
+    return message, send, stop, clear, export_md, export_js, share, share_link
 
 
 def _layout_votes(tr: Translations) -> tuple[list[Any], Any, Any, Any]:
@@ -518,7 +533,7 @@ def _layout(
         )
         blind = tr.add(gr.Checkbox(False, label=t("compare_blind"), elem_id="compare-blind", scale=2), "compare_blind")
     question, panes = _layout_panes(_layout_pane_settings(playground, tr, runnable))
-    message, send, stop, clear, export_md, export_js = _layout_ask(tr)
+    message, send, stop, clear, export_md, export_js, share, share_link = _layout_ask(tr)
     vote_buttons, vote_tie, vote_row, reveal = _layout_votes(tr)
     family_defaults, settings, board_view = _layout_boxes(playground, tr, flags, vote_log, lang_state)
     rounds = gr.State([])
@@ -541,6 +556,8 @@ def _layout(
         board_view,
         rounds,
         question,
+        share,
+        share_link,
     )
 
 
@@ -622,7 +639,8 @@ async def _play_round(
                     break
                 unchanged_votes = [gr.update()] * (MAX_PANES + 1)  # the vote buttons and the tie
                 views = pane_updates(conv, lang)
-                yield [*views, conv, gr.update(), *unchanged_votes, gr.update(), gr.update(), gr.update()]
+                # the reveal, the two downloads, the share button and its link stay as they are
+                yield [*views, conv, gr.update(), *unchanged_votes, *[gr.update()] * 5]
     finally:
         flags.finish(session, SLOT, flag)
     if cleared or getattr(flag, "reason", None) == "clear":
@@ -846,6 +864,7 @@ def build_compare_tab(
     _events_generation(c, playground, flags, lang_state)
     _events_votes(c, vote_log, lang_state)
     _events_view(c, playground, lang_state)
+    wire_share(c.share, c.share_link, [c.rounds, lang_state], lambda conv: conv)
     return CompareTab(
         c.message,
         c.pane_count,

@@ -666,6 +666,72 @@ MESSAGES: dict[str, dict[str, str]] = {
     "export_seed": {"de": "Seed", "en": "Seed"},
     "export_stop": {"de": "Stoppsequenzen", "en": "Stop sequences"},
     "export_no_answer": {"de": "(keine Antwort)", "en": "(no answer)"},
+    # ---- shared results (components/features/share.py, components/ui/share.py) ---------------------
+    "share_button": {"de": "Link teilen", "en": "Share link"},
+    "share_link": {
+        "de": "Link zum Teilen (nur lesen; wer ihn hat, sieht dieses Ergebnis)",
+        "en": "Link to share (read-only; whoever has it sees this result)",
+    },
+    "err_share_off": {
+        "de": "Teilen ist auf diesem Server ausgeschaltet (PLAYGROUND_SHARE=1 schaltet es ein).",
+        "en": "Sharing is switched off on this server (PLAYGROUND_SHARE=1 switches it on).",
+    },
+    "err_share_nothing": {
+        "de": "Noch nichts zu teilen: erst eine Frage stellen und die Antworten abwarten.",
+        "en": "Nothing to share yet: ask a question and wait for the answers first.",
+    },
+    "err_share_not_done": {
+        "de": "Die Antworten laufen noch: geteilt werden kann, wenn alle fertig sind.",
+        "en": "The answers are still coming: it can be shared once all of them are done.",
+    },
+    "err_share_before_vote": {
+        "de": "Ein Blindvergleich wird erst nach der Stimme geteilt: vorher verriete der Link die Modelle.",
+        "en": "A blind comparison can be shared only after its vote: before, the link would give the models away.",
+    },
+    "err_share_too_large": {
+        "de": "Dieses Ergebnis ist zu groß zum Teilen ({size} KB, höchstens {limit} KB).",
+        "en": "This result is too large to share ({size} KB, at most {limit} KB).",
+    },
+    "err_share_full": {
+        "de": "Der Speicher für geteilte Ergebnisse ist voll. Bitte später noch einmal versuchen.",
+        "en": "The storage for shared results is full. Please try again later.",
+    },
+    "err_share_write": {
+        "de": "Der Link konnte nicht gespeichert werden ({detail}). Bitte noch einmal versuchen.",
+        "en": "The link could not be stored ({detail}). Please try again.",
+    },
+    "share_page_title": {"de": "Geteilter Modellvergleich", "en": "Shared model comparison"},
+    "share_page_intro": {
+        "de": "Nur zum Lesen: ein Ergebnis aus dem Playground für deutsche Sprachmodelle, geteilt am {created}. "
+        "Der Link gilt bis {expires}.",
+        "en": "Read-only: a result from the German LLM Playground, shared on {created}. The link is valid until "
+        "{expires}.",
+    },
+    "share_page_other": {"de": "Read in English", "en": "Auf Deutsch lesen"},
+    "share_page_home": {"de": "Zum Playground", "en": "Open the playground"},
+    "share_omitted": {
+        "de": "{n} frühere Runde(n) dieses Vergleichs fehlen hier (zu groß, oder ohne Stimme).",
+        "en": "{n} earlier round(s) of this comparison are not shown (too large, or without a vote).",
+    },
+    "share_question": {"de": "Frage", "en": "Question"},
+    "share_answers": {"de": "Antworten", "en": "Answers"},
+    "share_settings": {"de": "Einstellungen", "en": "Settings"},
+    "share_language": {"de": "Sprache", "en": "Language"},
+    "share_register": {"de": "Anrede", "en": "Register"},
+    "share_german_share": {"de": "{share} % Deutsch", "en": "{share} % German"},
+    "share_register_none": {"de": "keine", "en": "none"},
+    "share_register_mixed": {"de": "gemischt (du und Sie)", "en": "mixed (du and Sie)"},
+    "share_unknown_title": {"de": "Link nicht gefunden", "en": "Link not found"},
+    "share_unknown": {
+        "de": "Diesen Link gibt es nicht. Vielleicht ist er unvollständig kopiert, oder das Ergebnis wurde gelöscht.",
+        "en": "This link does not exist. Maybe it was copied incompletely, or the result was deleted.",
+    },
+    "share_expired_title": {"de": "Link abgelaufen", "en": "Link expired"},
+    "share_expired": {
+        "de": "Dieser Link ist am {date} abgelaufen: geteilte Ergebnisse bleiben {days} Tage lang abrufbar.",
+        "en": "This link expired on {date}: shared results can be opened for {days} days.",
+    },
+    "share_off_title": {"de": "Teilen ist ausgeschaltet", "en": "Sharing is switched off"},
     "err_compare_models": {
         "de": "Bitte 1 bis {max} Modelle angeben (erhalten: {count}).",
         "en": "Please give 1 to {max} models (got {count}).",
