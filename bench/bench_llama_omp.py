@@ -108,13 +108,29 @@ def run_side(path: Path, threads: int, second: bool, policy: dict[str, str | Non
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def record(text: str) -> None:
+def run_all(args: argparse.Namespace, sides: list, paths: dict, tokens: dict, results: dict) -> None:
+    """Every side once per round, one process at a time, rotating."""
+    for round_ in range(args.rounds):
+        for side in sides:
+            model, label, second = side
+            out = run_side(paths[model], args.threads, second, POLICIES[label], args.reps, tokens[model])
+            results[side].append(out)
+            rates = ", ".join(f"{r:.1f}" for r in out["rates"] if r)
+            print(
+                f"{round_ + 1}/{args.rounds} {model:8s} {'beside a 2nd' if second else 'alone':12s} "
+                f"{label:28s} {rates} tok/s idle CPU {out['idle_cpu_s']:.2f} s load {out['load']:.2f}",
+                flush=True,
+            )
+
+
+def record(text: str, section: str) -> None:
+    """Replaces `section` of RESULTS.md (a heading of its own) or appends it."""
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
+    start = old.find(section + "\n")
     if start < 0:
         RESULTS.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n", encoding="utf-8")
         return
-    end = old.find("\n## ", start + len(SECTION))
+    end = old.find("\n## ", start + len(section))
     rest = "" if end < 0 else old[end + 1 :]
     RESULTS.write_text(old[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else ""), encoding="utf-8")
 
@@ -130,6 +146,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--models", default="offline,random")
     parser.add_argument("--tokens", default="offline=200,random=48")
+    parser.add_argument(
+        "--neighbours", type=int, default=0, help="busy processes beside the benchmark (a machine shared with work)"
+    )
     parser.add_argument("--record", action="store_true", help="write the table into bench/RESULTS.md")
     args = parser.parse_args()
 
@@ -144,17 +163,14 @@ def main() -> None:
     sides = [(m, label, second) for m in models for second in (False, True) for label in POLICIES]
     results: dict[tuple[str, str, bool], list[dict]] = {side: [] for side in sides}
     load_start = os.getloadavg()[0]
-    for round_ in range(args.rounds):
-        for side in sides:
-            model, label, second = side
-            out = run_side(paths[model], args.threads, second, POLICIES[label], args.reps, tokens[model])
-            results[side].append(out)
-            rates = ", ".join(f"{r:.1f}" for r in out["rates"] if r)
-            print(
-                f"{round_ + 1}/{args.rounds} {model:8s} {'beside a 2nd' if second else 'alone':12s} "
-                f"{label:28s} {rates} tok/s idle CPU {out['idle_cpu_s']:.2f} s load {out['load']:.2f}",
-                flush=True,
-            )
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.neighbours)
+    ]  # a neighbour's work, one core each
+    try:
+        run_all(args, sides, paths, tokens, results)
+    finally:
+        for proc in busy:
+            proc.kill()
 
     rows = [
         "| model | models in the process | libgomp | decode tokens/s, median (min–max) | ÷ alone, same policy | "
@@ -178,12 +194,14 @@ def main() -> None:
     import xllamacpp
 
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    section = SECTION + (f", {args.neighbours} busy processes beside it" if args.neighbours else "")
     text = "\n".join(
         [
-            SECTION,
+            section,
             "",
             f"`python bench/bench_llama_omp.py --rounds {args.rounds} --reps {args.reps} --threads {args.threads} "
-            f"--models {args.models} --tokens {args.tokens}{' --record' if args.record else ''}`",
+            f"--models {args.models} --tokens {args.tokens} --neighbours {args.neighbours}"
+            f"{' --record' if args.record else ''}`",
             "",
             f"Each side a fresh process with llama.cpp's server (xllamacpp {getattr(xllamacpp, '__version__', '?')})"
             f" at {args.threads} threads, poll 50, flash attention on, greedy, {args.reps} answers after a warm-up "
@@ -197,7 +215,7 @@ def main() -> None:
     )
     print(text)
     if args.record:
-        record(text)
+        record(text, section)
         print(f"written to {RESULTS}")
 
 
