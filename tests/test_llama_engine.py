@@ -418,3 +418,40 @@ def test_the_offline_model_runs_with_flash_attention_and_answers_as_without(cata
         finally:
             server.close()
     assert answers["on"].split()[:3] == answers["off"].split()[:3]
+
+
+def _libgomp_settings(code: str, **env: str) -> dict[str, str]:
+    """What libgomp itself read when it loaded in a fresh Python running `code` (OMP_DISPLAY_ENV=verbose)."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=clean | {"OMP_DISPLAY_ENV": "verbose"} | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out: dict[str, str] = {}
+    for line in done.stderr.splitlines():
+        name, sep, value = line.strip().partition(" = ")
+        if sep and name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+            out[name] = value.strip("'")
+    return out
+
+
+@pytest.mark.parametrize("entry", ["components.engines.llama_cpp", "app"])
+def test_llama_threads_keep_spinning_with_several_models_loaded(entry: str) -> None:
+    # libgomp cuts a waiting thread's spin to 100 once the process holds more OpenMP threads than cores (a second
+    # GGUF model loaded), which cost the decoding server a quarter of its speed (bench/bench_llama_omp.py); the
+    # active policy raises that to 1000 spins, the explicit spin count keeps an idle server's wait at 3 ms
+    seen = _libgomp_settings(f"import {entry}, xllamacpp")
+    assert seen == {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": "300000"}
+
+
+def test_an_operators_openmp_setting_wins() -> None:
+    seen = _libgomp_settings("import components.engines.llama_cpp, xllamacpp", OMP_WAIT_POLICY="passive")
+    assert seen["OMP_WAIT_POLICY"] == "PASSIVE"

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+import components.engines.openmp_env  # noqa: F401  (libgomp's wait policy, before xllamacpp loads libgomp)
 from components.engines import disk, hub
 from components.engines.base import Engine, check_context
 from components.engines.hub import download_file
