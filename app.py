@@ -14,10 +14,10 @@ import sys
 if importlib.util.find_spec("matplotlib") is None:
     sys.modules.setdefault("matplotlib", None)  # type: ignore[arg-type]
 
-# first of the project's imports: it sets how libgomp's threads wait before torch or llama.cpp loads libgomp
 import gradio as gr
 from starlette.middleware import Middleware
 
+# first of the project's imports (gradio loads no libgomp): how libgomp's threads wait, before torch or llama.cpp
 import components.engines.openmp_env  # noqa: F401
 from components.api import register_api
 from components.core.service import Playground
