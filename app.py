@@ -35,7 +35,7 @@ from components.ui.retrieval import build_retrieval_tab
 from components.ui.status import build_status_tab, endpoints_markdown
 from components.ui.structured import build_structured_tab
 from components.ui.theme import page_theme
-from components.vocabulary.catalog import CatalogError, load_catalog
+from components.vocabulary.catalog import CatalogError, catalog_from_environment
 from components.vocabulary.messages import normalize_language, t
 
 log = logging.getLogger("playground")
@@ -182,9 +182,9 @@ def build_app(playground: Playground) -> gr.Blocks:
 
 def create_playground() -> Playground:
     try:
-        catalog = load_catalog(os.environ.get("PLAYGROUND_CATALOG") or None)
+        catalog = catalog_from_environment()
     except CatalogError as exc:
-        print(f"models.yaml is broken, the playground cannot start:\n{exc}", file=sys.stderr)
+        print(f"The model catalog is broken, the playground cannot start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
     register_env_endpoints(catalog)
     return Playground(catalog)

@@ -45,7 +45,17 @@ REQUIRED_PACKAGES: dict[QuantKind, tuple[str, ...]] = {
 GPU_KINDS = frozenset({QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq})
 
 #: Files a transformers checkpoint needs besides its weights (config, generation config, tokenizer of any kind).
-CHECKPOINT_PATTERNS: tuple[str, ...] = ("*.json", "tokenizer*", "*.model", "*.tiktoken", "merges.txt", "vocab.txt")
+CHECKPOINT_PATTERNS: tuple[str, ...] = (
+    "*.json",
+    "tokenizer*",
+    "*.model",
+    "*.tiktoken",
+    "merges.txt",
+    "vocab.txt",
+    # the chat template of transformers 5's tokenizers (components/engines/chat_templates.py)
+    "*.jinja",
+    "additional_chat_templates/*",
+)
 
 #: Prompt tokens decoded in front of the answer, so that the first answer token keeps its leading space
 #: (SentencePiece drops it when a token is decoded on its own).
