@@ -107,6 +107,12 @@ class Endpoint(_Strict):
         return value or None
 
 
+def remote_code_allowed() -> bool:
+    """PLAYGROUND_TRUST_REMOTE_CODE=1: the operator lets builds marked `trust_remote_code: true` run their
+    repository's own Python code (off by default)."""
+    return os.environ.get("PLAYGROUND_TRUST_REMOTE_CODE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 class Quantization(_Strict):
     """One build of a variant: its kind, where its weights are and which engine serves it."""
 
