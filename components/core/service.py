@@ -172,7 +172,8 @@ class Playground:
             return get_format(ref.family.prompt_format)
         try:
             template = chat_templates.template_for(ref)
-            for other in self.catalog.quants_of(ref.variant.id) if template is None else ():
+            remote = ref.quant.kind is QuantKind.remote
+            for other in self.catalog.quants_of(ref.variant.id) if template is None and remote else ():
                 template = chat_templates.template_for(other)
                 if template is not None:
                     break
@@ -282,6 +283,14 @@ class Playground:
         finally:
             await events.aclose()
 
+    def _template_source(self, ref: ModelRef) -> ModelRef:
+        """The build whose files carry `ref`'s template: itself, or for a remote build one of the same model here
+        (a transformers build first: its tokenizer files are small)."""
+        if ref.quant.kind is not QuantKind.remote:
+            return ref
+        local = [o for o in self.catalog.quants_of(ref.variant.id) if o.quant.kind is not QuantKind.remote]
+        return next((o for o in local if not chat_templates.gguf_of(o)), local[0] if local else ref)
+
     async def _render_pending(self, prepared: Prepared) -> AsyncIterator[Event]:
         """The first download of a template build: fetch the file that carries its template (progress as Status),
         check the visitor's texts against its tokens, render the prompt into the request and show it (PromptSent);
@@ -289,7 +298,9 @@ class Playground:
         request = prepared.request
         queue: asyncio.Queue[Status] = asyncio.Queue()
         token = os.environ.get("HF_TOKEN") or None
-        task = asyncio.ensure_future(chat_templates.fetch_template(request.model, token, queue.put_nowait))
+        task = asyncio.ensure_future(
+            chat_templates.fetch_template(self._template_source(request.model), token, queue.put_nowait)
+        )
         async with contextlib.aclosing(progress_while(task, queue)) as progress:
             async for status in progress:
                 yield status

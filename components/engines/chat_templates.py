@@ -22,7 +22,7 @@ from typing import Any
 
 from components.engines import hub
 from components.engines.offline_model import packaged_gguf
-from components.vocabulary.catalog import ModelRef, QuantKind
+from components.vocabulary.catalog import ModelRef, QuantKind, remote_code_allowed
 from components.vocabulary.chat_template import END_OF_TURN, ChatTemplate
 from components.vocabulary.generation import EngineError, Status
 
@@ -152,6 +152,31 @@ def read_tokenizer_folder(folder: Path, name: str | None = None, label: str = ""
     )
 
 
+def read_tokenizer_code(folder: Path, name: str | None, label: str) -> ChatTemplate:
+    """The template a tokenizer sets in its repository's own code (Teuken's gptx_tokenizer.py builds its named
+    templates "DE", "EN", … in `__init__`): the tokenizer loaded with trust_remote_code, for builds marked so where
+    the operator allows it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    raw = getattr(tokenizer, "chat_template", None)
+    templates = dict(raw) if isinstance(raw, dict) else ({"default": raw} if isinstance(raw, str) else {})
+    source = _pick(templates, name, label)
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special = {str(tok) for tok in added.values() if getattr(tok, "special", False)}
+    bos, eos = getattr(tokenizer, "bos_token", None), getattr(tokenizer, "eos_token", None)
+    return ChatTemplate(
+        source=source,
+        origin=f"{label}: tokenizer code" + (f" ({name})" if name else ""),
+        name=name,
+        bos_token=bos if isinstance(bos, str) else None,
+        eos_token=eos if isinstance(eos, str) else None,
+        special_tokens=tuple(sorted(t for t in special | {bos, eos} if isinstance(t, str) and t)),
+        end_tokens=(eos,) if isinstance(eos, str) else (),
+        names=tuple(sorted(k for k in templates if k != "default")),
+    )
+
+
 def gguf_of(ref: ModelRef) -> str | None:
     """The GGUF file a build loads (a llama.cpp build's, a transformers build's .gguf), else None."""
     file = ref.quant.file
@@ -193,8 +218,18 @@ def template_for(ref: ModelRef) -> ChatTemplate | None:
         found = _cache.get(key)
     if found is not None:
         return found
+    label = ref.quant.repo or ""
     try:
-        template = read_gguf(path, name) if path.is_file() else read_tokenizer_folder(path, name, ref.quant.repo or "")
+        if path.is_file():
+            template = read_gguf(path, name)
+        else:
+            try:
+                template = read_tokenizer_folder(path, name, label)
+            except EngineError as exc:
+                # no template in the files: a tokenizer whose own code sets it, where that code may run
+                if exc.key != "err_template_missing" or not (ref.quant.trust_remote_code and remote_code_allowed()):
+                    raise
+                template = read_tokenizer_code(path, name, label)
     except EngineError:
         raise
     except Exception as exc:  # an unreadable header, broken JSON

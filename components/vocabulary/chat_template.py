@@ -137,6 +137,8 @@ def template_markers(template: ChatTemplate) -> tuple[tuple[str, ...], tuple[str
     for pattern in (_ANGLE, _BRACKET):
         tokens.update(m.group(0) for m in pattern.finditer(literals))
     roles = {m.group(1) for m in _ROLE.finditer(literals) if m.group(1).lower() in ROLE_WORDS}
+    if roles:  # a template writing turns as text may build a label from the role (`role|capitalize + ': '`)
+        roles |= {"System", "User", "Assistant"}
     return tuple(sorted(tokens, key=len, reverse=True)), tuple(sorted(roles))
 
 
