@@ -500,7 +500,13 @@ class LlamaCppEngine(Engine):
         llama.cpp splits a text at special tokens and tokenizes each piece in between on its own; so the
         ids are those of the prompt with special parsing whenever the user's texts hold no special-token
         string, and otherwise the same splitting done at the markup's special tokens only: a `<|im_end|>`
-        typed by a visitor stays the characters `<|im_end|>`, it never ends a turn."""
+        typed by a visitor stays the characters `<|im_end|>`, it never ends a turn.
+
+        A prompt rendered from the model's own chat template (`request.add_special` False: the template writes its
+        BOS) is split the same way: the template's text is markup, each message found in it (verbatim, or trimmed
+        where the template trims) is the visitor's. Where a template changes a message beyond that, the whole prompt
+        is parsed, and what keeps it safe is the refusal before: every special token of the model is refused in a
+        visitor's text (components/vocabulary/chat_template.py), so no control token's text is left to parse."""
         bos = request.add_special  # a prompt from the model's chat template writes its own BOS
         whole = await server.tokenize_async(request.prompt, add_special=bos, parse_special=True)
         parts = split_user_text(request.prompt, [m.get("content", "") for m in request.messages])
