@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components.vocabulary.chat_template import ChatTemplate, TemplateFormat
-from components.vocabulary.generation import InputError
+from components.vocabulary.generation import EngineError, InputError
 from components.vocabulary.markers import find_marker
 from components.vocabulary.messages import t
 from components.vocabulary.prompts import Turn
@@ -445,3 +445,31 @@ async def test_llama_cpp_tokenizes_a_template_prompts_user_text_as_plain_text(
         )
     finally:
         engine.cache.clear()
+
+
+# ---- a Hub repository's (or a local folder's) tokenizer files ---------------------------------------------------
+def test_a_tokenizer_folders_templates_are_read_as_transformers_saves_them(tmp_path: Path) -> None:
+    """transformers 5 saves the default template as chat_template.jinja and named ones under
+    additional_chat_templates/; the special tokens come from tokenizer_config.json."""
+    from components.engines.chat_templates import read_tokenizer_folder
+
+    name = "meta-llama-Llama-3.2-3B-Instruct.jinja"
+    fmt, tokenizer = template_format(name)
+    tokenizer.chat_template = {"default": fmt.template.source, "DE": TEUKEN_DE}
+    tokenizer.save_pretrained(tmp_path)
+    saved = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jinja"))
+    assert saved == ["additional_chat_templates/DE.jinja", "chat_template.jinja"]
+
+    default = read_tokenizer_folder(tmp_path, None, "my-org/llama")
+    assert default.bos_token == "<|begin_of_text|>" and "<|eot_id|>" in default.special_tokens
+    messages = fmt.messages(SYSTEM, HISTORY, MESSAGE)
+    own = TemplateFormat.of(default, "Llama")
+    assert own.render_messages(messages) == tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    assert own.stop[0] == "<|eot_id|>"
+    german = read_tokenizer_folder(tmp_path, "DE", "my-org/llama")
+    assert german.source == TEUKEN_DE and german.names == ("DE",)
+    with pytest.raises(EngineError) as caught:
+        read_tokenizer_folder(tmp_path, "FR", "my-org/llama")
+    assert caught.value.key == "err_template_name" and "DE" in t("err_template_name", "de", **caught.value.params)
