@@ -473,3 +473,42 @@ def test_a_tokenizer_folders_templates_are_read_as_transformers_saves_them(tmp_p
     with pytest.raises(EngineError) as caught:
         read_tokenizer_folder(tmp_path, "FR", "my-org/llama")
     assert caught.value.key == "err_template_name" and "DE" in t("err_template_name", "de", **caught.value.params)
+
+
+TINY_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+async def test_transformers_answers_a_template_model_from_a_local_folder_with_one_bos(tmp_path: Path) -> None:
+    """A transformers build in a local folder whose tokenizer carries its template (BOS written by the template):
+    the prompt is the tokenizer's own rendering, tokenized without a second BOS, and the answer streams."""
+    from transformers import AutoTokenizer
+
+    from components.core.service import EngineRegistry, Playground
+    from components.engines.transformers_engine import TransformersEngine
+    from components.vocabulary.catalog import load_catalog
+    from components.vocabulary.generation import Finished, TextDelta
+    from tests.tiny_models import build_tiny_llama
+
+    folder = build_tiny_llama(tmp_path / "tiny")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = TINY_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    raw = extra_entry(offline_file())
+    raw["families"][0]["variants"][0]["quantizations"] = [{"id": "fp32", "kind": "fp32", "repo": str(folder)}]
+    extra = tmp_path / "tiny.yaml"
+    extra.write_text(yaml.safe_dump(raw), "utf-8")
+    catalog = load_catalog(None, extra)
+    engine = TransformersEngine()
+    playground = Playground(catalog, EngineRegistry(catalog, overrides={"transformers": engine}))
+    prepared = playground.prepare("smollm2-own-template/fp32", "Hallo", system_prompt=SYSTEM, max_new_tokens=4)
+    messages = prepared.request.messages
+    assert prepared.raw_prompt == tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert prepared.raw_prompt.startswith("<s><|im_start|>system\n")
+    events = [event async for event in playground.stream(prepared)]
+    assert isinstance(events[-1], Finished) and any(isinstance(e, TextDelta) for e in events)
+    once = tokenizer(prepared.raw_prompt, add_special_tokens=False)["input_ids"]
+    assert once.count(tokenizer.bos_token_id) == 1
+    assert events[-1].stats.prompt_tokens == len(once)  # not one more: no BOS added in front of the template's
