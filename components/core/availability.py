@@ -18,7 +18,7 @@ from components.engines.hub import cached_file, hub_offline
 from components.engines.kinds import ENGINE_KINDS
 from components.engines.model_cache import default_budget_gb
 from components.engines.remote import endpoint_name
-from components.vocabulary.catalog import Endpoint, ModelRef, QuantKind
+from components.vocabulary.catalog import Endpoint, ModelRef, QuantKind, remote_code_allowed
 
 GPU_KINDS = {QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq}
 KIND_NAMES = {
@@ -223,6 +223,8 @@ def check(
             return Availability(True, params=named, server=SERVER_ANSWERS)
         silent = {**named, "env": endpoint.url_env}
         return Availability(True, "server_silent", silent, READY, server=SERVER_SILENT)
+    if quant.trust_remote_code and not remote_code_allowed():  # the operator's choice; a visitor is never asked
+        return Availability(False, "why_remote_code", {}, UNAVAILABLE)
     # what the engine needs here (components/engines/kinds.py), e.g. a packaged build's package
     missing = ENGINE_KINDS[ref.engine_kind].missing
     if kind is QuantKind.gguf and quant.package:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -10,11 +13,15 @@ from typing import Any
 
 from components.core import availability
 from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text
+from components.engines import chat_templates
 from components.engines.base import Engine
 from components.engines.kinds import kind_of
+from components.engines.model_cache import progress_while
 from components.logs.logging_setup import record_conversation
 from components.vocabulary.catalog import Catalog, ModelRef, QuantKind
+from components.vocabulary.chat_template import PLACEHOLDER, ChatTemplate, TemplateFormat
 from components.vocabulary.generation import (
+    EngineError,
     Event,
     Failed,
     Finished,
@@ -24,9 +31,9 @@ from components.vocabulary.generation import (
     Status,
     TextDelta,
 )
-from components.vocabulary.markers import check_prompt_parts
+from components.vocabulary.markers import check_messages, check_prompt_parts
 from components.vocabulary.messages import t
-from components.vocabulary.prompts import Turn, get_format
+from components.vocabulary.prompts import MODEL_FORMAT, PromptFormat, Turn, get_format
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +81,17 @@ def history_turns(history: list[Turn] | None) -> list[Turn]:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A checked request, ready for an engine, plus what the page shows about it."""
+    """A checked request, ready for an engine, plus what the page shows about it. `pending`: the build's chat
+    template comes with its first download; stream() reads it, renders and checks the prompt, then sends it."""
 
     request: GenerationRequest
     raw_prompt: str
+    pending: bool = False
+
+
+@functools.lru_cache(maxsize=64)
+def _template_format(template: ChatTemplate, model: str) -> TemplateFormat:
+    return TemplateFormat.of(template, model)
 
 
 class Playground:
@@ -149,6 +163,29 @@ class Playground:
             return InputError("err_offline_model_missing", **avail.params)
         return InputError("err_unavailable", model=ref.label, why=t(avail.key, lang, **avail.params))
 
+    # ---- prompt formats --------------------------------------------------------------------
+    def format_for(self, ref: ModelRef) -> PromptFormat | None:
+        """The build's prompt format: the family's, or for `prompt_format: model` the build's own chat template
+        (a remote build: that of a build of the same model on disk); None while it is not on disk yet. A file
+        without (such) a template raises InputError."""
+        if ref.family.prompt_format != MODEL_FORMAT:
+            return get_format(ref.family.prompt_format)
+        try:
+            template = chat_templates.template_for(ref)
+            remote = ref.quant.kind is QuantKind.remote
+            for other in self.catalog.quants_of(ref.variant.id) if template is None and remote else ():
+                template = chat_templates.template_for(other)
+                if template is not None:
+                    break
+        except EngineError as exc:
+            raise InputError(exc.key, **exc.params) from None
+        return None if template is None else _template_format(template, ref.label)
+
+    def markers_format(self, ref: ModelRef) -> PromptFormat:
+        """The format whose markers a visitor's text is checked against (a template not read yet: the special-token
+        shapes every model has)."""
+        return self.format_for(ref) or PLACEHOLDER
+
     # ---- requests ----------------------------------------------------------------------------
     def prepare(
         self,
@@ -167,11 +204,21 @@ class Playground:
         if not avail.ok:
             raise self.refusal(ref, avail, lang)
         family = ref.family
-        fmt = get_format(family.prompt_format)
+        fmt = self.format_for(ref)
         system = check_system_prompt(system_prompt, family.system_prompt)
         turns = history_turns(history)
         # user text never becomes the format's control markup (components/vocabulary/markers.py)
-        check_prompt_parts(fmt.name, text, system, turns)
+        check_prompt_parts(fmt or PLACEHOLDER, text, system, turns)
+        if fmt is None:  # the template comes with the build's first download: rendered in stream()
+            request = GenerationRequest(
+                model=ref,
+                prompt="",
+                messages=PLACEHOLDER.messages(system, turns, text),
+                settings=build_settings(family, (), **settings),
+                json_schema=json_schema,
+                add_special=False,
+            )
+            return Prepared(request, t("raw_prompt_template_pending", lang, model=ref.label), pending=True)
         sampling = build_settings(family, fmt.stop, **settings)
         raw = fmt.render(system, turns, text)
         request = GenerationRequest(
@@ -180,6 +227,9 @@ class Playground:
             messages=fmt.messages(system, turns, text),
             settings=sampling,
             json_schema=json_schema,
+            # a chat template writes the whole prompt, BOS included where the model wants one (apply_chat_template
+            # tokenizes with add_special_tokens=False)
+            add_special=not isinstance(fmt, TemplateFormat),
         )
         return Prepared(request=request, raw_prompt=raw)
 
@@ -189,17 +239,19 @@ class Playground:
         """The raw prompt the model would get, for the page's prompt view (no length checks). Text holding a
         control marker shows why it would be refused instead of a forged prompt."""
         ref = self.catalog.get(model_id) or self.catalog.default
-        fmt = get_format(ref.family.prompt_format)
         system = ref.family.system_prompt if system_prompt is None else system_prompt
         turns = history_turns(history)
         try:
+            fmt = self.format_for(ref)
             for text, limit in ((message, LIMITS.max_message_chars), (system, LIMITS.max_system_chars)):
                 if len(text or "") > 3 * limit:  # far too long: refused before any cleaning, as when sending
                     raise InputError("err_too_long_chars", chars=len(text), limit=limit)
-            check_prompt_parts(fmt.name, clean_text(message), clean_text(system), turns)
+            check_prompt_parts(fmt or PLACEHOLDER, clean_text(message), clean_text(system), turns)
+            if fmt is None:
+                return t("raw_prompt_template_pending", lang, model=ref.label)
+            return fmt.render(system, turns, message)
         except InputError as exc:
             return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))
-        return fmt.render(system, turns, message)
 
     async def stream(self, prepared: Prepared, source: str = "", session: str | None = None) -> AsyncIterator[Event]:
         """The engine's event stream for a prepared request. Closing it cancels the work.
@@ -218,12 +270,55 @@ class Playground:
         if avail.state == availability.DOWNLOAD:
             # shown from the first moment: the engine's own progress comes once the Hub has answered
             yield Status("status_download_starting", {"model": ref.label, "size": avail.params.get("size", 0.0)})
+        if prepared.pending:
+            async with contextlib.aclosing(self._render_pending(prepared)) as rendering:
+                async for event in rendering:
+                    yield event
+                    if isinstance(event, Failed):
+                        return
         events = record_conversation(prepared.request, engine.stream(prepared.request), source, session)
         try:
             async for event in events:
                 yield event
         finally:
             await events.aclose()
+
+    def _template_source(self, ref: ModelRef) -> ModelRef:
+        """The build whose files carry `ref`'s template: itself, or for a remote build one of the same model here
+        (a transformers build first: its tokenizer files are small)."""
+        if ref.quant.kind is not QuantKind.remote:
+            return ref
+        local = [o for o in self.catalog.quants_of(ref.variant.id) if o.quant.kind is not QuantKind.remote]
+        return next((o for o in local if not chat_templates.gguf_of(o)), local[0] if local else ref)
+
+    async def _render_pending(self, prepared: Prepared) -> AsyncIterator[Event]:
+        """The first download of a template build: fetch the file that carries its template (progress as Status),
+        check the visitor's texts against its tokens, render the prompt into the request and show it (PromptSent);
+        a refusal or a template that cannot be rendered ends as Failed."""
+        request = prepared.request
+        queue: asyncio.Queue[Status] = asyncio.Queue()
+        token = os.environ.get("HF_TOKEN") or None
+        task = asyncio.ensure_future(
+            chat_templates.fetch_template(self._template_source(request.model), token, queue.put_nowait)
+        )
+        async with contextlib.aclosing(progress_while(task, queue)) as progress:
+            async for status in progress:
+                yield status
+        try:
+            template = task.result()
+            fmt = _template_format(template, request.model.label)
+            check_messages(fmt, request.messages)
+            request.prompt = fmt.render_messages(request.messages)
+        except (EngineError, InputError) as exc:
+            yield Failed(exc.key, exc.params)
+            return
+        except Exception as exc:  # a bug must not reach the page as a traceback
+            log.exception("reading the chat template of %s failed", request.model.id)
+            yield Failed("err_internal", {"detail": type(exc).__name__})
+            return
+        stops = tuple(dict.fromkeys((*fmt.stop, *request.settings.stop)))
+        request.settings = request.settings.model_copy(update={"stop": stops})
+        yield PromptSent(request.prompt)
 
 
 def _count(value: Any) -> int | None:

@@ -342,13 +342,17 @@ class LlamaServer:
 def split_user_text(prompt: str, contents: list[str]) -> list[tuple[str, bool]]:
     """The prompt cut into (text, is_user) pieces: each message content found in order is the user's, the
     rest is the family's markup. Every prompt format renders the contents verbatim and in order; if one
-    is not found, the whole prompt counts as markup (the tokenization of before)."""
+    is not found, the whole prompt counts as markup (the tokenization of before). A chat template may trim a
+    message (`content | trim`): then its stripped text is what is looked for."""
     parts: list[tuple[str, bool]] = []
     at = 0
     for content in contents:
         if not content:
             continue
         found = prompt.find(content, at)
+        if found < 0 and content.strip():
+            content = content.strip()
+            found = prompt.find(content, at)
         if found < 0:
             log.warning("message content not found in the rendered prompt; tokenizing it as markup")
             return [(prompt, False)]
@@ -497,8 +501,15 @@ class LlamaCppEngine(Engine):
         llama.cpp splits a text at special tokens and tokenizes each piece in between on its own; so the
         ids are those of the prompt with special parsing whenever the user's texts hold no special-token
         string, and otherwise the same splitting done at the markup's special tokens only: a `<|im_end|>`
-        typed by a visitor stays the characters `<|im_end|>`, it never ends a turn."""
-        whole = await server.tokenize_async(request.prompt, add_special=True, parse_special=True)
+        typed by a visitor stays the characters `<|im_end|>`, it never ends a turn.
+
+        A prompt rendered from the model's own chat template (`request.add_special` False: the template writes its
+        BOS) is split the same way: the template's text is markup, each message found in it (verbatim, or trimmed
+        where the template trims) is the visitor's. Where a template changes a message beyond that, the whole prompt
+        is parsed, and what keeps it safe is the refusal before: every special token of the model is refused in a
+        visitor's text (components/vocabulary/chat_template.py), so no control token's text is left to parse."""
+        bos = request.add_special  # a prompt from the model's chat template writes its own BOS
+        whole = await server.tokenize_async(request.prompt, add_special=bos, parse_special=True)
         parts = split_user_text(request.prompt, [m.get("content", "") for m in request.messages])
         user = "".join(text for text, is_user in parts if is_user)
         if not user:
@@ -509,9 +520,11 @@ class LlamaCppEngine(Engine):
         )
         if special == plain:
             return whole
-        return await self._tokens_with_markup_specials(server, parts)
+        return await self._tokens_with_markup_specials(server, parts, bos)
 
-    async def _tokens_with_markup_specials(self, server: LlamaServer, parts: list[tuple[str, bool]]) -> list[int]:
+    async def _tokens_with_markup_specials(
+        self, server: LlamaServer, parts: list[tuple[str, bool]], bos: bool = True
+    ) -> list[int]:
         markers: set[str] = set()
         for text, is_user in parts:
             if is_user or not text:
@@ -526,7 +539,7 @@ class LlamaCppEngine(Engine):
                     as_text = await server.tokenize_async(piece, add_special=False, parse_special=False)
                     if as_text != [token["id"]]:
                         markers.add(piece)
-        ids = await server.tokenize_async("", add_special=True, parse_special=False)  # BOS, if the model has one
+        ids = await server.tokenize_async("", add_special=bos, parse_special=False)  # BOS, if the model has one
         fragment = ""
         for text, is_user in parts:
             rest = text

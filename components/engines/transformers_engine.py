@@ -26,7 +26,7 @@ from components.engines import transformers_batching as batching
 from components.engines.base import Engine, check_context
 from components.engines.hub import hub_offline
 from components.engines.model_cache import Loaded, ModelCache, progress_while
-from components.vocabulary.catalog import ModelRef, Quantization, QuantKind
+from components.vocabulary.catalog import ModelRef, Quantization, QuantKind, remote_code_allowed
 from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
 from components.vocabulary.settings import SamplingSettings
 
@@ -45,7 +45,17 @@ REQUIRED_PACKAGES: dict[QuantKind, tuple[str, ...]] = {
 GPU_KINDS = frozenset({QuantKind.fp16, QuantKind.bf16, QuantKind.int8, QuantKind.int4, QuantKind.gptq, QuantKind.awq})
 
 #: Files a transformers checkpoint needs besides its weights (config, generation config, tokenizer of any kind).
-CHECKPOINT_PATTERNS: tuple[str, ...] = ("*.json", "tokenizer*", "*.model", "*.tiktoken", "merges.txt", "vocab.txt")
+CHECKPOINT_PATTERNS: tuple[str, ...] = (
+    "*.json",
+    "tokenizer*",
+    "*.model",
+    "*.tiktoken",
+    "merges.txt",
+    "vocab.txt",
+    # the chat template of transformers 5's tokenizers (components/engines/chat_templates.py)
+    "*.jinja",
+    "additional_chat_templates/*",
+)
 
 #: Prompt tokens decoded in front of the answer, so that the first answer token keeps its leading space
 #: (SentencePiece drops it when a token is decoded on its own).
@@ -708,9 +718,11 @@ class TransformersEngine(Engine):
             def build() -> tuple[Any, Any]:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-                extra = {"gguf_file": gguf} if gguf else {}
-                tokenizer = AutoTokenizer.from_pretrained(folder, **extra)
-                net = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+                extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+                # a repository's own code runs only for builds marked so, where the operator allows it
+                remote = quant.trust_remote_code and remote_code_allowed()
+                tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=remote, **extra)
+                net = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=remote, **kwargs)
                 if zero_gpu:
                     net.to("cuda")
                 net.eval()
@@ -810,7 +822,8 @@ class TransformersEngine(Engine):
             )
             from transformers import AutoTokenizer
 
-            extra = {"gguf_file": gguf} if gguf else {}
+            extra: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+            extra["trust_remote_code"] = quant.trust_remote_code and remote_code_allowed()
             tokenizer = await asyncio.to_thread(AutoTokenizer.from_pretrained, folder, **extra)
             self._tokenizers[model.id] = tokenizer
         return tokenizer
@@ -866,7 +879,7 @@ class TransformersEngine(Engine):
             while not events.empty():
                 yield events.get_nowait()
             # Refuse before queueing: nobody should wait in line to be told the prompt is too long.
-            input_ids = list(loaded.tokenizer(request.prompt)["input_ids"])
+            input_ids = list(loaded.tokenizer(request.prompt, add_special_tokens=request.add_special)["input_ids"])
             prompt_tokens = len(input_ids)
             check_context(prompt_tokens, settings.max_new_tokens, loaded.context)
             # the schema's compile (xgrammar, once per model and schema) runs off the event loop; the grammar

@@ -27,7 +27,7 @@ from components.core.service import Playground
 from components.core.validation import build_settings, check_message
 from components.features.compare import LETTERS, PaneSpec, Round, export_dict, export_markdown, new_round, prepare_panes
 from components.features.compare import stream_round as _stream_round
-from components.vocabulary.catalog import CatalogError, load_catalog
+from components.vocabulary.catalog import CatalogError, catalog_from_environment
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import normalize_language, t
 
@@ -94,8 +94,9 @@ def prompt_sets(folder: str | os.PathLike[str] | None = None) -> dict[str, list[
 
 
 def create_playground() -> Playground:
-    """The app's catalog (PLAYGROUND_CATALOG or models.yaml) with the endpoints the environment adds."""
-    catalog = load_catalog(os.environ.get("PLAYGROUND_CATALOG") or None)
+    """The app's catalog (PLAYGROUND_CATALOG or models.yaml, PLAYGROUND_EXTRA_MODELS) with the endpoints the
+    environment adds."""
+    catalog = catalog_from_environment()
     try:
         from components.serving.endpoints import register_env_endpoints
     except ImportError:  # remote endpoints are optional

@@ -325,6 +325,8 @@ async def stream_round(
             pane.text = answer.text
             pane.status = answer.status_text(lang)
             pane.stats = answer.stats
+            if answer.sent is not None and answer.sent.prompt is not None:
+                pane.raw_prompt = answer.sent.prompt  # rendered once the build's chat template was downloaded
             if answer.failed is not None:
                 pane.error = answer.error_text(lang)
                 pane.error_key = answer.failed.key

@@ -12,6 +12,10 @@ the retrieval system prompt replaces the default one: `{system} USER: {sources +
 Every other family gets the same text in its own PromptFormat: the retrieval system prompt where that format
 puts a system prompt (IGEL: a preamble before `### Anweisung:`; ChatML: the system message) and the sources
 plus question as the user message. So a prompt is always the family's exact format around the card's blocks.
+A model with its own chat template (`prompt_format: model`) gets the same two messages rendered by its template:
+the retrieval system prompt as its system message, the blocks and the question as its user message; a template
+that takes no system message (Gemma's) gets the system prompt at the top of the user message, a blank line before
+the blocks.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from typing import Any
 from components.core.service import Playground, Prepared
 from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text, env_int
 from components.vocabulary.catalog import Family, ModelRef
+from components.vocabulary.chat_template import PLACEHOLDER, TemplateFormat
 from components.vocabulary.generation import GenerationRequest, InputError
 from components.vocabulary.markers import find_marker, refuse_markers
 from components.vocabulary.messages import Msg, t
-from components.vocabulary.prompts import get_format
+from components.vocabulary.prompts import PromptFormat, get_format
 
 log = logging.getLogger(__name__)
 
@@ -261,14 +266,21 @@ class RetrievalPrompt:
 
 
 def build_prompt(
-    family: Family, sources: Sequence[Source], question: str, system: str | None = None
+    family: Family,
+    sources: Sequence[Source],
+    question: str,
+    system: str | None = None,
+    fmt: PromptFormat | None = None,
 ) -> RetrievalPrompt:
     """The exact prompt for `family`: the retrieval system prompt (or `system`) and the sources + question,
-    rendered by the family's own PromptFormat."""
-    fmt = get_format(family.prompt_format)
+    rendered by the family's own PromptFormat (or `fmt`, a build's chat template; raw "" while it is not read)."""
+    fmt = fmt or get_format(family.prompt_format)
     system_text = RAG_SYSTEM_PROMPT if system is None else system
     user = user_message(sources, question)
-    return RetrievalPrompt(system_text, user, fmt.render(system_text, [], user), fmt.messages(system_text, [], user))
+    if isinstance(fmt, TemplateFormat) and system_text and not fmt.system_role:
+        user, system_text = f"{system_text}\n\n{user}", ""
+    raw = "" if fmt is PLACEHOLDER else fmt.render(system_text, [], user)
+    return RetrievalPrompt(system_text, user, raw, fmt.messages(system_text, [], user))
 
 
 def prepare_retrieval(
@@ -292,15 +304,23 @@ def prepare_retrieval(
     if not avail.ok:
         raise playground.refusal(ref, avail, lang)
     system = check_system_prompt(system_prompt, RAG_SYSTEM_PROMPT)
-    fmt = get_format(ref.family.prompt_format)
-    check_markers(fmt.name, text, system, sources)
+    fmt = playground.format_for(ref) or PLACEHOLDER
+    check_markers(fmt, text, system, sources)
     sampling = build_settings(ref.family, fmt.stop, **settings)
-    prompt = build_prompt(ref.family, sources, text, system)
-    request = GenerationRequest(model=ref, prompt=prompt.raw, messages=prompt.messages, settings=sampling)
+    prompt = build_prompt(ref.family, sources, text, system, fmt)
+    request = GenerationRequest(
+        model=ref,
+        prompt=prompt.raw,
+        messages=prompt.messages,
+        settings=sampling,
+        add_special=not isinstance(fmt, TemplateFormat),
+    )
+    if fmt is PLACEHOLDER:  # the template comes with the build's first download (Playground.stream renders it)
+        return Prepared(request, t("raw_prompt_template_pending", lang, model=ref.label), pending=True)
     return Prepared(request=request, raw_prompt=prompt.raw)
 
 
-def check_markers(format_name: str, question: str, system: str, sources: Sequence[Source]) -> None:
+def check_markers(format_name: str | PromptFormat, question: str, system: str, sources: Sequence[Source]) -> None:
     """Refuses the family's turn markers (and the retrieval delimiters) in the question, the sources and their
     metadata, and the turn markers in the system prompt (which names the delimiters on purpose)."""
     refuse_markers(question, format_name, "err_marker_question", retrieval=True)
@@ -322,10 +342,13 @@ def preview_prompt(
             if isinstance(value, str) and len(value) > 3 * limit:  # far too long: refused before any cleaning
                 raise InputError("err_too_long_chars", chars=len(value), limit=limit)
         text = " ".join(clean_text(question).split())
-        check_markers(ref.family.prompt_format, text, clean_text(system), sources)
+        fmt = playground.format_for(ref)
+        check_markers(fmt or PLACEHOLDER, text, clean_text(system), sources)
+        if fmt is None:
+            return t("raw_prompt_template_pending", lang, model=ref.label)
+        return build_prompt(ref.family, sources, text, system, fmt).raw
     except InputError as exc:
         return t("raw_prompt_refused", lang, why=t(exc.key, lang, **exc.params))
-    return build_prompt(ref.family, sources, text, system).raw
 
 
 # ---- does it fit? -----------------------------------------------------------------------------------------
@@ -432,7 +455,9 @@ def refuse_if_too_long(fit: TokenFit, model_label: str) -> None:
 async def check_fit(playground: Playground, prepared: Prepared, sources: Sequence[Source]) -> TokenFit:
     """Measures the prepared prompt and refuses it (InputError) when it does not fit the model's context."""
     request = prepared.request
-    fit = await measure(playground, request.model, request.prompt, sources, request.settings.max_new_tokens)
+    # a template not read yet: its messages' text, the template's few tokens of markup left out
+    prompt = request.prompt or "\n".join(m["content"] for m in request.messages)
+    fit = await measure(playground, request.model, prompt, sources, request.settings.max_new_tokens)
     refuse_if_too_long(fit, request.model.label)
     return fit
 

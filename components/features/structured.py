@@ -38,7 +38,6 @@ from components.engines import grammar_worker
 from components.vocabulary.generation import InputError
 from components.vocabulary.markers import refuse_markers
 from components.vocabulary.messages import Msg, t
-from components.vocabulary.prompts import get_format
 
 #: The card's example ("Grammar-based structured Output with GGUF"): the sentence, and a schema whose answer
 #: looks like the card's output {'jahr': 2020, 'name': 'Paris', 'ort': 'Frankreich'}.
@@ -239,11 +238,11 @@ def prepare_structured(
             raise
         raise InputError("err_structured_empty") from None  # not the chat's "type a message first"
     ref = playground.resolve(model_id)
-    fmt = get_format(ref.family.prompt_format)
+    fmt = playground.markers_format(ref)
     budget = build_settings(ref.family, fmt.stop, **settings).max_new_tokens
     checked_schema = parse_schema(raw_schema, budget)
-    refuse_markers(body, fmt.name, "err_marker_text")
-    refuse_markers(json.dumps(checked_schema, ensure_ascii=False), fmt.name, "err_marker_schema")
+    refuse_markers(body, fmt, "err_marker_text")
+    refuse_markers(json.dumps(checked_schema, ensure_ascii=False), fmt, "err_marker_schema")
     prepared = playground.prepare(
         model_id,
         json_instruction(body, checked_schema),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -242,7 +243,25 @@ def question_line(conv: list[Round], lang: str) -> str:
     text = " ".join(conv[-1].prompt.split())
     if len(text) > QUESTION_LINE_CHARS:
         text = text[:QUESTION_LINE_CHARS].rstrip() + " …"
-    return t("compare_question", lang, text=md_literal(text))
+    return t("compare_question", lang, text=md_literal(text)) + raw_prompts_block(conv[-1], lang)
+
+
+def raw_prompts_block(round_: Round, lang: str) -> str:
+    """Each pane's own raw prompt (its family's format, or its model's chat template), folded, under the question;
+    nothing while a blind round hides which model a pane is."""
+    if round_.blind and not round_.revealed:
+        return ""
+    parts = []
+    for i, pane in enumerate(round_.panes):
+        if not pane.raw_prompt:
+            continue
+        longest = max((len(run) for run in re.findall(r"`+", pane.raw_prompt)), default=0)
+        fence = "`" * max(3, longest + 1)
+        parts.append(f"**{md_literal(round_.name(i, lang))}**\n\n{fence}text\n{pane.raw_prompt}\n{fence}")
+    if not parts:
+        return ""
+    body = "\n\n".join(parts)
+    return f"\n\n<details><summary>{t('compare_raw_prompts', lang)}</summary>\n\n{body}\n\n</details>"
 
 
 def vote_updates(conv: list[Round], count: int, lang: str) -> list[Any]:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from components.vocabulary.prompts import PROMPT_FORMATS
+from components.vocabulary.prompts import MODEL_FORMAT, PROMPT_FORMATS
 from components.vocabulary.settings import NUMBER_SETTINGS, SamplingSettings, setting_range
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +107,12 @@ class Endpoint(_Strict):
         return value or None
 
 
+def remote_code_allowed() -> bool:
+    """PLAYGROUND_TRUST_REMOTE_CODE=1: the operator lets builds marked `trust_remote_code: true` run their
+    repository's own Python code (off by default)."""
+    return os.environ.get("PLAYGROUND_TRUST_REMOTE_CODE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 class Quantization(_Strict):
     """One build of a variant: its kind, where its weights are and which engine serves it."""
 
@@ -120,6 +126,9 @@ class Quantization(_Strict):
     size_gb: float | None = Field(default=None, gt=0)
     endpoint: str | None = None
     served_model: str | None = None
+    #: the repository's own Python code must run to load it (a custom tokenizer or model class): only where the
+    #: operator allows it with PLAYGROUND_TRUST_REMOTE_CODE=1; a visitor is never asked
+    trust_remote_code: bool = False
 
     @model_validator(mode="after")
     def _check_source(self) -> Quantization:
@@ -191,17 +200,36 @@ class Family(_Strict):
     stop: list[str] = Field(default_factory=list)
     examples: list[str] = Field(default_factory=list)
     variants: list[Variant] = Field(min_length=1)
+    #: with `prompt_format: model`: which of the model's named templates (a GGUF's `tokenizer.chat_template.NAME`,
+    #: a tokenizer's named `chat_template`); none: its default one
+    chat_template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @field_validator("prompt_format")
     @classmethod
     def _known_format(cls, value: str) -> str:
-        if value not in PROMPT_FORMATS:
-            raise ValueError(f"unknown prompt format {value!r}; known: {', '.join(sorted(PROMPT_FORMATS))}")
+        if value not in PROMPT_FORMATS and value != MODEL_FORMAT:
+            known = ", ".join(sorted([*PROMPT_FORMATS, MODEL_FORMAT]))
+            raise ValueError(f"unknown prompt format {value!r}; known: {known}")
         return value
+
+    @model_validator(mode="after")
+    def _template_name_needs_model_format(self) -> Family:
+        if self.chat_template and self.prompt_format != MODEL_FORMAT:
+            raise ValueError(
+                f"`chat_template` names one of the model's templates: it needs `prompt_format: {MODEL_FORMAT}`"
+            )
+        return self
 
 
 class CatalogFile(_Strict):
     default_model: str
+    endpoints: list[Endpoint] = Field(default_factory=list)
+    families: list[Family] = Field(min_length=1)
+
+
+class ExtraFile(_Strict):
+    """An operator's own families (and endpoints) beside the shipped catalog (PLAYGROUND_EXTRA_MODELS)."""
+
     endpoints: list[Endpoint] = Field(default_factory=list)
     families: list[Family] = Field(min_length=1)
 
@@ -342,24 +370,69 @@ def _describe_loc(raw: Any, loc: tuple[Any, ...]) -> str:
     return text
 
 
-def load_catalog(path: str | os.PathLike[str] | None = None) -> Catalog:
-    """Reads and validates models.yaml; raises CatalogError naming the entry and the field."""
-    file = Path(path) if path else DEFAULT_CATALOG
+def _read(file: Path, model: type[_Strict], name: str) -> Any:
+    """`file` validated as `model`; CatalogError lines start with `name`."""
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise CatalogError(f"{file}: file not found") from exc
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{file.name}: not valid YAML: {exc}") from exc
+        raise CatalogError(f"{name}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise CatalogError(f"{file.name}: the top level must be a mapping with `families:`")
+        raise CatalogError(f"{name}: the top level must be a mapping with `families:`")
     try:
-        data = CatalogFile.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             where = _describe_loc(raw, tuple(err["loc"]))
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{file.name}: {where}: {msg}")
+            lines.append(f"{name}: {where}: {msg}")
         raise CatalogError("\n".join(lines)) from None
-    return Catalog(data, source=file.name)
+
+
+def load_catalog(path: str | os.PathLike[str] | None = None, extra: str | os.PathLike[str] | None = None) -> Catalog:
+    """Reads and validates models.yaml (and `extra`, an operator's own families beside it); raises CatalogError
+    naming the file, the entry and the field (for an id in both files: both files)."""
+    file = Path(path) if path else DEFAULT_CATALOG
+    data = _read(file, CatalogFile, file.name)
+    if not extra:
+        return Catalog(data, source=file.name)
+    extra_file = Path(extra)
+    more = _read(extra_file, ExtraFile, str(extra_file))
+    taken = {
+        "family": {f.id for f in data.families},
+        "variant": {v.id for f in data.families for v in f.variants},
+        "endpoint": {e.id for e in data.endpoints},
+    }
+    for what, items in (
+        ("family", [(f"families[{i}]", f.id) for i, f in enumerate(more.families)]),
+        (
+            "variant",
+            [
+                (f"families[{i}] ({f.id}) → variants[{j}]", v.id)
+                for i, f in enumerate(more.families)
+                for j, v in enumerate(f.variants)
+            ],
+        ),
+        ("endpoint", [(f"endpoints[{i}]", e.id) for i, e in enumerate(more.endpoints)]),
+    ):
+        for where, item_id in items:
+            if item_id in taken[what]:
+                raise CatalogError(
+                    f"{extra_file}: {where} ({item_id}): id: the {what} id {item_id!r} is already in {file}; "
+                    "an added model needs an id of its own"
+                )
+    merged = CatalogFile(
+        default_model=data.default_model,
+        endpoints=[*data.endpoints, *more.endpoints],
+        families=[*data.families, *more.families],
+    )
+    return Catalog(merged, source=f"{file.name} + {extra_file.name}")
+
+
+def catalog_from_environment() -> Catalog:
+    """The app's catalog: PLAYGROUND_CATALOG (or models.yaml) with PLAYGROUND_EXTRA_MODELS' families beside it."""
+    return load_catalog(
+        os.environ.get("PLAYGROUND_CATALOG") or None, os.environ.get("PLAYGROUND_EXTRA_MODELS", "").strip() or None
+    )

@@ -21,6 +21,9 @@ class GenerationRequest:
     settings: SamplingSettings
     json_schema: dict[str, Any] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: whether the engine's tokenizer adds the model's special tokens (BOS) itself; False for a prompt rendered
+    #: from the model's chat template, which writes them where the model wants them
+    add_special: bool = True
 
 
 # ---- what an engine's generate() yields -------------------------------------------------------

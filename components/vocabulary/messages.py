@@ -1399,6 +1399,47 @@ MESSAGES: dict[str, dict[str, str]] = {
     "gradio_loading_response": {"de": "Antwort wird geladen", "en": "Loading response"},
     "gradio_processing": {"de": "läuft |", "en": "processing |"},
     "gradio_queue": {"de": "Warteschlange: {label} |", "en": "queue: {label} |"},
+    # ---- a model's own chat template (prompt_format: model) -----------------------------------------------------
+    "raw_prompt_template_pending": {
+        "de": "[Das Chat-Template von {model} steckt in seinen Dateien und kommt mit dem ersten Download. Der rohe "
+        "Prompt erscheint hier, sobald sie geladen sind – beim ersten Senden.]",
+        "en": "[The chat template of {model} is in its files and comes with the first download. The raw prompt "
+        "appears here once they are loaded – on the first Send.]",
+    },
+    "err_template_pending": {
+        "de": "Das Chat-Template von {model} ist noch nicht geladen; es kommt mit dem ersten Download des Modells.",
+        "en": "The chat template of {model} is not loaded yet; it comes with the model's first download.",
+    },
+    "err_template_render": {
+        "de": "Das Chat-Template von {model} lässt sich für dieses Gespräch nicht anwenden: {reason}",
+        "en": "The chat template of {model} cannot be applied to this conversation: {reason}",
+    },
+    "err_template_system": {
+        "de": "{model} nimmt keinen Systemprompt an (sein Chat-Template sagt: {reason}). Bitte den Systemprompt "
+        "leeren.",
+        "en": "{model} takes no system prompt (its chat template says: {reason}). Please clear the system prompt.",
+    },
+    "err_template_name": {
+        "de": "Ein Chat-Template namens „{name}“ gibt es in {where} nicht; vorhanden: {names}.",
+        "en": "{where} has no chat template named “{name}”; there are: {names}.",
+    },
+    "err_template_missing": {
+        "de": "{where} bringt kein Chat-Template mit; für dieses Modell bitte ein festes Prompt-Format in models.yaml "
+        "angeben.",
+        "en": "{where} brings no chat template; please give this model a fixed prompt format in models.yaml.",
+    },
+    "err_template_unreadable": {
+        "de": "Das Chat-Template von {model} ließ sich nicht aus seinen Dateien lesen ({detail}).",
+        "en": "The chat template of {model} could not be read from its files ({detail}).",
+    },
+    "compare_raw_prompts": {
+        "de": "Rohe Prompts, wie sie an die Modelle gingen",
+        "en": "Raw prompts as sent to the models",
+    },
+    "why_remote_code": {
+        "de": "führt Code aus seinem Repository aus; der Betreiber erlaubt das mit PLAYGROUND_TRUST_REMOTE_CODE=1",
+        "en": "runs code from its repository; the operator allows it with PLAYGROUND_TRUST_REMOTE_CODE=1",
+    },
 }
 
 

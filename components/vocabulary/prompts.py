@@ -104,6 +104,10 @@ class ChatMLFormat(PromptFormat):
         return text + f"<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
 
 
+#: the prompt_format that means "the model's own chat template" (components/vocabulary/chat_template.py), read per
+#: build from its files; not a row of PROMPT_FORMATS
+MODEL_FORMAT = "model"
+
 PROMPT_FORMATS: dict[str, PromptFormat] = {
     "igel": IgelFormat(
         name="igel",
@@ -137,4 +141,10 @@ PROMPT_FORMATS: dict[str, PromptFormat] = {
 
 
 def get_format(name: str) -> PromptFormat:
+    """The format `name`; for MODEL_FORMAT the placeholder before a build's template is read (service.format_for
+    gives a build's own)."""
+    if name == MODEL_FORMAT:
+        from components.vocabulary.chat_template import PLACEHOLDER
+
+        return PLACEHOLDER
     return PROMPT_FORMATS[name]
