@@ -158,9 +158,11 @@ class Playground:
         history: list[Turn] | None = None,
         json_schema: dict[str, Any] | None = None,
         lang: str = "de",
+        credential: str | None = None,
         **settings: Any,
     ) -> Prepared:
-        """Checks everything and builds the exact prompt; raises InputError with a message key."""
+        """Checks everything and builds the exact prompt; raises InputError with a message key. `credential` is
+        passed through untouched (GenerationRequest.credential)."""
         ref = self.resolve(model_id)
         text = check_message(message)
         avail = self.availability(ref)
@@ -180,6 +182,7 @@ class Playground:
             messages=fmt.messages(system, turns, text),
             settings=sampling,
             json_schema=json_schema,
+            credential=credential if isinstance(credential, str) and 0 < len(credential) <= 4096 else None,
         )
         return Prepared(request=request, raw_prompt=raw)
 

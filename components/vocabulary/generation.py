@@ -21,6 +21,9 @@ class GenerationRequest:
     settings: SamplingSettings
     json_schema: dict[str, Any] | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: an opaque per-visitor credential (a signed-in visitor's Hugging Face token): only an engine whose endpoint
+    #: takes visitors' tokens sends it, to that endpoint only; never shown, logged or stored
+    credential: str | None = field(default=None, repr=False, compare=False)
 
 
 # ---- what an engine's generate() yields -------------------------------------------------------
