@@ -127,7 +127,7 @@ def space_models_yaml(build_id: str, root: Path = ROOT) -> str:
     return text
 
 
-SECRET_ENV_VARS = ("HF_TOKEN", "TGI_TOKEN", "OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN")
+SECRET_ENV_VARS = ("HF_TOKEN", "TGI_TOKEN", "OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN", "HF_PROVIDERS_TOKEN")
 _SECRET_SHAPES = re.compile(r"\bhf_[A-Za-z0-9]{30,}|\bsk-[A-Za-z0-9_-]{20,}")
 
 
