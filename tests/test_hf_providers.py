@@ -264,3 +264,15 @@ async def test_the_chat_tab_sends_the_signed_in_token_and_keeps_it_out_of_the_pa
     shown = json.dumps([final_conv, kept, pack(final_conv, "leo-hessianai-13b-chat/hf-auto", "", sampling)])
     assert CANARY not in shown
     assert CANARY not in json.dumps(demo.config, default=str)
+
+
+def test_the_new_messages_exist_in_both_languages() -> None:
+    from components.vocabulary.messages import MESSAGES
+
+    keys = ("err_remote_model_missing", "err_remote_payment", "err_providers_signin", "signin_button", "signout_button")
+    for key in (*keys, "signin_note"):
+        entry = MESSAGES[key]
+        assert entry["de"] and entry["en"] and entry["de"] != entry["en"], key
+    assert MESSAGES["signin_button"]["de"] == "Mit Hugging Face anmelden"
+    assert "{}" in MESSAGES["signout_button"]["de"] and "{}" in MESSAGES["signout_button"]["en"]  # the user name
+    assert "für" in MESSAGES["err_remote_payment"]["de"] and "gespeichert" in MESSAGES["signin_note"]["de"]
