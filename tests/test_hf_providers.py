@@ -276,3 +276,40 @@ def test_the_new_messages_exist_in_both_languages() -> None:
     assert MESSAGES["signin_button"]["de"] == "Mit Hugging Face anmelden"
     assert "{}" in MESSAGES["signout_button"]["de"] and "{}" in MESSAGES["signout_button"]["en"]  # the user name
     assert "für" in MESSAGES["err_remote_payment"]["de"] and "gespeichert" in MESSAGES["signin_note"]["de"]
+
+
+async def test_a_compare_round_sends_the_visitors_token_to_the_router_and_keeps_it_out_of_the_round(
+    router: RouterStandin, vllm_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compare tab (components/ui/compare.py send_prompt takes gr.OAuthToken): each pane's request carries the
+    credential, only the router's pane sends it, and the round, its exports and its vote record never hold it."""
+    import inspect as _inspect
+
+    from components.features.compare import (
+        PaneSpec,
+        export_json,
+        export_markdown,
+        new_round,
+        prepare_panes,
+        stream_round,
+        vote_record,
+    )
+    from components.ui import compare as compare_ui
+
+    assert "oauth_token: gr.OAuthToken | None" in _inspect.getsource(compare_ui)
+    vllm: VllmStandin = vllm_server.standin
+    vllm.reset()
+    monkeypatch.setenv("OPENAI_BASE_URL", vllm_server.url + "/v1")
+    play = playground()
+    specs = [PaneSpec("leo-hessianai-13b-chat/hf-auto", None, {}), PaneSpec("em-german-leo-mistral/openai", None, {})]
+    prepared = prepare_panes(play, specs, "Was ist die Hauptstadt?", None, "de", CANARY)
+    round_ = new_round(play, specs, "Was ist die Hauptstadt?", prepared, "de", {}, False)
+    async for _ in stream_round(play, round_, prepared, None):
+        pass
+    assert all(p.answered for p in round_.panes), round_.to_dict()
+    (call,) = router.generation_calls()
+    assert call.headers["authorization"] == f"Bearer {CANARY}"
+    assert all("authorization" not in r.headers for r in vllm.requests)
+    kept = [json.dumps(round_.to_dict()), export_json([round_]), export_markdown([round_])]
+    kept.append(json.dumps(vote_record(round_, "tie", "viewer")))
+    assert not any(CANARY in text for text in kept)
