@@ -27,6 +27,7 @@ from components.logs.logging_setup import setup_logging
 from components.logs.output_capture import capture_output
 from components.serving.body_limit import BodyLimitMiddleware
 from components.serving.endpoints import register_env_endpoints
+from components.serving.hf_providers import register_provider_models, signin_offered
 from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
 from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
 from components.serving.uploads import UploadGuardMiddleware, upload_budget, upload_total_bytes
@@ -143,6 +144,13 @@ def build_app(playground: Playground) -> gr.Blocks:
                     label=t("language"),
                     elem_id="lang",
                 )
+                if signin_offered(playground.catalog):
+                    # Gradio's OAuth: the chat's handlers get the visitor's token (gr.OAuthToken) as an opaque
+                    # credential for the Inference Providers router only
+                    signin = "{} / {}".format(*(t("signin_button", lang) for lang in ("de", "en")))
+                    signout = "{} / {}".format(*(t("signout_button", lang) for lang in ("de", "en")))
+                    gr.LoginButton(signin, signout, size="sm", elem_id="hf-signin")
+                    tr.add(gr.Markdown(t("signin_note"), elem_id="hf-signin-note"), "signin_note", "value")
         with gr.Tabs():
             with gr.Tab(t("tab_chat"), id="chat", elem_id="tab-chat") as chat_tab:
                 build_chat_tab(playground, tr, flags, lang_state, demo)
@@ -194,6 +202,7 @@ def create_playground() -> Playground:
         print(f"The model catalog is broken, the playground cannot start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
     register_env_endpoints(catalog)
+    register_provider_models(catalog)
     return Playground(catalog)
 
 

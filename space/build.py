@@ -29,6 +29,11 @@ EXCLUDED_NAMES = {".env", ".DS_Store", MARKER}
 GPU_ONLY = {"torch", "transformers", "accelerate", "tokenizers"}  # gguf stays: the llama.cpp engine reads headers
 #: added for GPU hardware, from requirements-gpu.txt: bitsandbytes (8-bit / 4-bit), xgrammar (JSON on transformers)
 GPU_REQUIREMENTS = ROOT / "requirements-gpu.txt"
+#: --hf-signin: "Sign in with Hugging Face" (Gradio's OAuth) with the scope that lets a visitor's token call
+#: Inference Providers (huggingface.co/docs/hub/spaces-oauth), and gradio[oauth]'s packages, which Gradio imports
+#: for it on a Space (gradio/oauth.py: authlib's Starlette client, itsdangerous for the session cookie)
+OAUTH_FRONT_MATTER = "hf_oauth: true\nhf_oauth_scopes:\n  - inference-api\n"
+OAUTH_REQUIREMENTS = ("authlib==1.9.10", "itsdangerous==2.2.0")
 
 
 def gpu_extra(path: Path = GPU_REQUIREMENTS) -> tuple[str, ...]:
@@ -122,7 +127,7 @@ def space_models_yaml(build_id: str, root: Path = ROOT) -> str:
     return text
 
 
-SECRET_ENV_VARS = ("HF_TOKEN", "TGI_TOKEN", "OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN")
+SECRET_ENV_VARS = ("HF_TOKEN", "TGI_TOKEN", "OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN", "HF_PROVIDERS_TOKEN")
 _SECRET_SHAPES = re.compile(r"\bhf_[A-Za-z0-9]{30,}|\bsk-[A-Za-z0-9_-]{20,}")
 
 
@@ -143,7 +148,7 @@ def _package_name(line: str) -> str:
     return re.split(r"[\s\[<>=!~;]", line.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def space_requirements(hardware: str = "cpu", root: Path = ROOT) -> str:
+def space_requirements(hardware: str = "cpu", root: Path = ROOT, hf_signin: bool = False) -> str:
     """The Space's requirements.txt, derived from the project's pinned requirements.txt."""
     lines = (root / "requirements.txt").read_text(encoding="utf-8").splitlines()
     left_out = " torch, transformers and accelerate are left out: nothing on CPU hardware uses them."
@@ -162,6 +167,9 @@ def space_requirements(hardware: str = "cpu", root: Path = ROOT) -> str:
         out.append(line)
     if hardware == "gpu":
         out.extend(gpu_extra())
+    if hf_signin:
+        out.append("# --hf-signin: Gradio's OAuth (gradio[oauth])")
+        out.extend(OAUTH_REQUIREMENTS)
     return "\n".join(out) + "\n"
 
 
@@ -180,9 +188,10 @@ def _catalog_repos(root: Path) -> list[str]:
     return list(dict.fromkeys(repos))
 
 
-def space_readme(root: Path = ROOT, hardware: str = "cpu-basic") -> str:
+def space_readme(root: Path = ROOT, hardware: str = "cpu-basic", hf_signin: bool = False) -> str:
     """space/README.md with the catalog's model repositories (`models:`), the default build's files to fetch at
-    build time (`preload_from_hub:`, the Hub's convention) and the hardware it is sized for in its front matter."""
+    build time (`preload_from_hub:`, the Hub's convention) and the hardware it is sized for in its front matter;
+    with `hf_signin` also `hf_oauth: true` and `hf_oauth_scopes: [inference-api]`."""
     text = (root / "space" / "README.md").read_text(encoding="utf-8")
     match = re.match(r"^---\n(.*?\n)---\n", text, re.DOTALL)
     if not match:
@@ -196,6 +205,8 @@ def space_readme(root: Path = ROOT, hardware: str = "cpu-basic") -> str:
     if not re.search(r"^preload_from_hub:", front, re.MULTILINE):
         _build_id, repo, files = default_build(name, root)
         front += f"preload_from_hub:\n  - {repo}" + (f" {','.join(files)}" if files else "") + "\n"
+    if hf_signin and not re.search(r"^hf_oauth:", front, re.MULTILINE):
+        front += OAUTH_FRONT_MATTER
     return f"---\n{front}---\n{text[match.end() :]}"
 
 
@@ -208,11 +219,12 @@ def _walk(directory: Path) -> Iterable[Path]:
             yield path
 
 
-def plan(hardware: str = "cpu", root: Path = ROOT) -> list[PlannedFile]:
-    """Every file of the Space, in the order written; `hardware`: `cpu`, `gpu` or a Space hardware flavor."""
+def plan(hardware: str = "cpu", root: Path = ROOT, hf_signin: bool = False) -> list[PlannedFile]:
+    """Every file of the Space, in the order written; `hardware`: `cpu`, `gpu` or a Space hardware flavor;
+    `hf_signin`: the card and requirements for "Sign in with Hugging Face"."""
     hw = flavor(hardware)
     files = [
-        PlannedFile("README.md", text=space_readme(root, hw)),
+        PlannedFile("README.md", text=space_readme(root, hw, hf_signin)),
         PlannedFile("models.yaml", text=space_models_yaml(default_build(hw, root)[0], root)),
     ]
     for name in APP_FILES:
@@ -225,7 +237,7 @@ def plan(hardware: str = "cpu", root: Path = ROOT) -> list[PlannedFile]:
     for package in PACKAGE_DIRS:
         for path in _walk(root / package):
             files.append(PlannedFile(str(Path(package) / path.relative_to(root / package)), source=path))
-    files.append(PlannedFile("requirements.txt", text=space_requirements(HARDWARE[hw].kind, root)))
+    files.append(PlannedFile("requirements.txt", text=space_requirements(HARDWARE[hw].kind, root, hf_signin)))
     return files
 
 
@@ -312,6 +324,11 @@ def main(argv: Sequence[str] | None = None, api: Any = None) -> int:
         help="Space hardware: its requirements and the German default build sized for it (default cpu = cpu-basic)",
     )
     parser.add_argument("--dry-run", action="store_true", help="list the files, write nothing")
+    parser.add_argument(
+        "--hf-signin",
+        action="store_true",
+        help="offer 'Sign in with Hugging Face' (hf_oauth, scope inference-api): visitors pay Inference Providers",
+    )
     parser.add_argument("--upload", metavar="REPO_ID", help="upload to this Space (token from HF_TOKEN)")
     parser.add_argument("--private", action="store_true", help="create the Space private")
     parser.add_argument(
@@ -319,7 +336,7 @@ def main(argv: Sequence[str] | None = None, api: Any = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        files = plan(args.hardware)
+        files = plan(args.hardware, hf_signin=args.hf_signin)
         check_no_secrets(files)
         variables = _parse_variables(args.variable)
         if args.dry_run:

@@ -86,7 +86,7 @@ async def compare_send(demo: Any, request: Any, *models: str, blind: bool = True
     settings = [None] * 7
     values = ["Welche Antwort ist besser?", [], 2, blind, lang, True, *settings, *pane_values(*models)]
     conv: list[Any] = []
-    async for update in send(request, *values):
+    async for update in send(request, None, *values):  # None: the visitor is not signed in (gr.OAuthToken)
         conv = next((u for u in update if isinstance(u, list) and all(isinstance(r, Round) for r in u)), conv)
     return conv
 

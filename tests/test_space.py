@@ -370,3 +370,19 @@ def test_the_space_answers_from_its_preloaded_default_without_the_hub(tmp_path: 
     assert text.strip(), answer
     assert info["prompt"] == "Du bist ein hilfreicher Assistent. USER: Hallo! ASSISTANT:"
     assert info["stats"]["completion_tokens"] > 0 and not info.get("error"), info
+
+
+def test_hf_signin_writes_the_oauth_front_matter_and_its_packages(tmp_path: Path) -> None:
+    """--hf-signin: `hf_oauth: true` with the scope a visitor's token needs for Inference Providers, and the packages
+    Gradio's OAuth imports on a Space; without it, neither."""
+    out = tmp_path / "space"
+    assert space_build.main(["--out", str(out), "--hf-signin"]) == 0
+    meta = front_matter((out / "README.md").read_text(encoding="utf-8"))
+    assert meta["hf_oauth"] is True and meta["hf_oauth_scopes"] == ["inference-api"]
+    requirements = (out / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert {line.split("==")[0] for line in requirements if "==" in line} >= {"authlib", "itsdangerous"}
+    plain = tmp_path / "plain"
+    assert space_build.main(["--out", str(plain)]) == 0
+    meta = front_matter((plain / "README.md").read_text(encoding="utf-8"))
+    assert "hf_oauth" not in meta and "hf_oauth_scopes" not in meta
+    assert "authlib" not in (plain / "requirements.txt").read_text(encoding="utf-8")

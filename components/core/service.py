@@ -195,9 +195,11 @@ class Playground:
         history: list[Turn] | None = None,
         json_schema: dict[str, Any] | None = None,
         lang: str = "de",
+        credential: str | None = None,
         **settings: Any,
     ) -> Prepared:
-        """Checks everything and builds the exact prompt; raises InputError with a message key."""
+        """Checks everything and builds the exact prompt; raises InputError with a message key. `credential` is
+        passed through untouched (GenerationRequest.credential)."""
         ref = self.resolve(model_id)
         text = check_message(message)
         avail = self.availability(ref)
@@ -209,6 +211,7 @@ class Playground:
         turns = history_turns(history)
         # user text never becomes the format's control markup (components/vocabulary/markers.py)
         check_prompt_parts(fmt or PLACEHOLDER, text, system, turns)
+        credential = credential if isinstance(credential, str) and 0 < len(credential) <= 4096 else None
         if fmt is None:  # the template comes with the build's first download: rendered in stream()
             request = GenerationRequest(
                 model=ref,
@@ -217,6 +220,7 @@ class Playground:
                 settings=build_settings(family, (), **settings),
                 json_schema=json_schema,
                 add_special=False,
+                credential=credential,
             )
             return Prepared(request, t("raw_prompt_template_pending", lang, model=ref.label), pending=True)
         sampling = build_settings(family, fmt.stop, **settings)
@@ -230,6 +234,7 @@ class Playground:
             # a chat template writes the whole prompt, BOS included where the model wants one (apply_chat_template
             # tokenizes with add_special_tokens=False)
             add_special=not isinstance(fmt, TemplateFormat),
+            credential=credential,
         )
         return Prepared(request=request, raw_prompt=raw)
 

@@ -100,6 +100,8 @@ ENGINE_KINDS: dict[str, EngineKind] = {
             remote=True,
             env=EnvServer("OPENAI_BASE_URL", "OPENAI_API_KEY", "OpenAI API", served_model_env="OPENAI_MODEL"),
         ),
+        # its builds come from HF_PROVIDERS_MODELS (components/serving/hf_providers.py), not from a URL variable
+        EngineKind("hf_providers", "components.engines.hf_providers", "HfProvidersEngine", remote=True),
     )
 }
 

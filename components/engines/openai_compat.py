@@ -1,9 +1,11 @@
-"""OpenAI-compatible engine: streamed chat or raw completions from TGI's Messages API, vLLM or llama.cpp's server.
+"""OpenAI-compatible engine: streamed chat or raw completions from TGI's Messages API, vLLM, SGLang or llama.cpp.
 
 The engine first asks the server what it is (cached for a few minutes), because these servers differ where it
 matters (README, "What each server gets"):
 - `GET /info` answering `router: "text-generation-router"`: TGI (router/src/server.rs, lib.rs).
 - `GET /props` answering `default_generation_settings`: llama.cpp's C++ server (`llama-server`, xllamacpp).
+- `GET /get_model_info` answering `model_path`: SGLang (python/sglang/srt/entrypoints/http_server.py); its version
+  and context from `GET /get_server_info`. Asked before /version, which says too little about who answers.
 - `GET /version` answering `{"version": ...}`: vLLM.
 - anything else: a plain OpenAI-compatible server, sent OpenAI's documented form.
 
@@ -26,7 +28,10 @@ JSON output (request.json_schema), by server and mode:
 - llama.cpp: chat reads `response_format` (OpenAI's `json_schema` form); /v1/completions ignores it and reads a
   top-level `json_schema` (server-common.cpp / server-task.cpp), which is what it gets there.
 - vLLM: chat gets OpenAI's `response_format`; /v1/completions gets vLLM's own field (`guided_json` up to
-  0.11, `structured_outputs: {"json": ...}` from 0.12; version from GET /version).
+  0.11, `structured_outputs: {"json": ...}` from 0.12; version from GET /version). vLLM accepts unknown fields
+  (OpenAIBaseModel, extra="allow"), so the wrong one for its version is not refused but silently unconstrained.
+- SGLang: chat gets OpenAI's `response_format`; /v1/completions a top-level `json_schema` holding the schema as a
+  JSON string (entrypoints/openai/protocol.py CompletionRequest: `json_schema: Optional[str]`).
 - unknown servers: OpenAI's `response_format: {"type": "json_schema", "json_schema": {...}}`.
   llama-cpp-python's server only knows `{"type": "json_object", "schema": ...}` and answers the standard form
   with an error naming response_format; the engine then switches to that form for this endpoint and retries
@@ -35,11 +40,16 @@ Whatever comes back is validated against the schema by components/features/struc
 
 Token counts (for refusing a prompt too long for the server before sending): TGI `POST /tokenize {"inputs"}`,
 llama.cpp `POST /tokenize {"content", "add_special": true}`, vLLM `POST /tokenize {"model", "prompt"}`
-(`count`), llama-cpp-python `POST /extras/tokenize/count`; else an estimate that errs high.
+(`count`), SGLang `POST /v1/tokenize {"model", "prompt", "add_special_tokens": true}` (`count`;
+entrypoints/openai/serving_tokenize.py), llama-cpp-python `POST /extras/tokenize/count`; else an estimate that
+errs high. SGLang refuses input + max_tokens >= its context length (managers/tokenizer_manager.py), so one
+token less is usable there.
 
-Sampling fields go where each server reads them: llama.cpp `top_k`, `repeat_penalty`, `min_p`; vLLM `top_k`,
-`repetition_penalty`, `min_p`; TGI `repetition_penalty` on /v1/completions only and neither on chat (its
-chat route has no such fields). top_p is left out at 1.0 (TGI refuses 1.0); temperature 0 means greedy on all.
+Sampling fields go where each server reads them: llama.cpp `top_k`, `repeat_penalty`, `min_p`; vLLM and SGLang
+`top_k`, `repetition_penalty`, `min_p`; vLLM takes at most 4 stop strings (VLLM_MAX_STOP_STRINGS, a 400
+otherwise: the rest are enforced here, as for TGI), llama.cpp and SGLang any number; TGI `repetition_penalty`
+on /v1/completions only and neither on chat (its chat route has no such fields). top_p is left out at 1.0 (TGI
+refuses 1.0); temperature 0 means greedy on all.
 TGI's /v1/completions streams the end-of-sequence token's text (`</s>`) in its last chunk; it is dropped.
 """
 
@@ -61,6 +71,7 @@ from components.engines.base import Engine, check_context
 from components.engines.remote import (
     INFO_TTL_S,
     SIDE_TIMEOUT_S,
+    VISITOR_CREDENTIAL,
     LoopBound,
     Stopped,
     StopTrimmer,
@@ -83,7 +94,9 @@ log = logging.getLogger(__name__)
 API_MODES = ("chat", "completions")
 JSON_FORMATS = ("json_schema", "json_object")
 #: What server_facts() can tell a server to be.
-TGI, LLAMA_CPP, VLLM, OPENAI = "tgi", "llama.cpp", "vllm", "openai"
+TGI, LLAMA_CPP, VLLM, SGLANG, OPENAI = "tgi", "llama.cpp", "vllm", "sglang", "openai"
+#: the Hugging Face Inference Providers router (components/engines/hf_providers.py): OpenAI's documented fields only
+HF_ROUTER = "hf-router"
 #: OpenAI's documented maximum number of stop sequences (TGI's default too).
 MAX_STOP_SEQUENCES = 4
 
@@ -130,18 +143,22 @@ def openai_sampling(
     elif server == LLAMA_CPP:
         body["repeat_penalty"] = settings.repetition_penalty
         body["min_p"] = 0.0
+    elif server == HF_ROUTER:
+        pass  # the router forwards to many providers: only the fields OpenAI's API documents
     else:
         body["repetition_penalty"] = settings.repetition_penalty
         if server == OPENAI:
             body["repeat_penalty"] = settings.repetition_penalty  # llama-cpp-python's name
         body["min_p"] = 0.0
-    if sampling and settings.top_k > 0 and server != TGI:
+    if sampling and settings.top_k > 0 and server not in (TGI, HF_ROUTER):
         body["top_k"] = settings.top_k
     if settings.seed is not None:
         body["seed"] = settings.seed
     if settings.stop:
         limit = max_stop if max_stop is not None else MAX_STOP_SEQUENCES
-        stops = list(settings.stop) if server in (LLAMA_CPP, VLLM) else list(settings.stop[: max(0, limit)])
+        # vLLM: StopParam = list[str] with max_length=VLLM_MAX_STOP_STRINGS, default 4
+        # (vllm/entrypoints/generate/base/protocol.py); the StopTrimmer enforces the rest
+        stops = list(settings.stop) if server in (LLAMA_CPP, SGLANG) else list(settings.stop[: max(0, limit)])
         if stops:
             body["stop"] = stops
     return body
@@ -166,6 +183,8 @@ class OpenAICompatEngine(Engine):
     """One OpenAI-compatible server (an Endpoint of type `openai`)."""
 
     name = "openai"
+    #: whether a visitor's own credential (GenerationRequest.credential) replaces the endpoint's token
+    visitor_credentials = False
 
     def __init__(
         self, endpoint: Endpoint, api_mode: str | None = None, first_token_timeout_s: float | None = None
@@ -190,7 +209,7 @@ class OpenAICompatEngine(Engine):
 
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            event_hooks={"request": [auth_hook(self.endpoint)]},
+            event_hooks={"request": [auth_hook(self.endpoint, self.visitor_credentials)]},
             follow_redirects=False,
             timeout=httpx.Timeout(self.timeout_s + 5, connect=SIDE_TIMEOUT_S),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
@@ -230,7 +249,7 @@ class OpenAICompatEngine(Engine):
 
     # ---- server facts ------------------------------------------------------------------------
     async def server_facts(self) -> dict[str, Any]:
-        """What the server is (`kind`: tgi, llama.cpp, vllm or openai), its model ids, context limit, input
+        """What the server is (`kind`: tgi, llama.cpp, vllm, sglang or openai), its model ids, context limit, input
         limit, stop-sequence limit and version. Cached for a few minutes."""
         if self._facts is not None and time.monotonic() - self._facts_at < INFO_TTL_S:
             return self._facts
@@ -277,10 +296,20 @@ class OpenAICompatEngine(Engine):
                 facts["context"] = _int(settings.get("n_ctx")) or _int(props.get("n_ctx")) or facts["context"]
                 facts["version"] = props.get("build_info")
             else:
-                version = await get_json(root + "/version")
-                if isinstance(version, dict) and isinstance(version.get("version"), str):
-                    facts["kind"] = VLLM
-                    facts["version"] = version["version"]
+                model_info = await get_json(root + "/get_model_info")
+                if isinstance(model_info, dict) and isinstance(model_info.get("model_path"), str):
+                    facts["kind"] = SGLANG
+                    server_info = await get_json(root + "/get_server_info")
+                    if isinstance(server_info, dict):
+                        facts["version"] = server_info.get("version")
+                        facts["context"] = facts["context"] or _int(server_info.get("context_length"))
+                    if not facts["models"]:
+                        facts["models"].append(model_info["model_path"])
+                else:
+                    version = await get_json(root + "/version")
+                    if isinstance(version, dict) and isinstance(version.get("version"), str):
+                        facts["kind"] = VLLM
+                        facts["version"] = version["version"]
         self._facts, self._facts_at = facts, time.monotonic()
         return facts
 
@@ -309,6 +338,8 @@ class OpenAICompatEngine(Engine):
             bodies = [("/tokenize", {"content": text, "add_special": True})]
         elif kind == VLLM:
             bodies = [("/tokenize", {"model": model_name, "prompt": text})]
+        elif kind == SGLANG:
+            bodies = [("/v1/tokenize", {"model": model_name, "prompt": text, "add_special_tokens": True})]
         else:
             bodies = [
                 ("/tokenize", {"model": model_name, "prompt": text, "content": text, "inputs": text}),
@@ -389,15 +420,20 @@ class OpenAICompatEngine(Engine):
                     body["structured_outputs"] = {"json": schema}
                 else:
                     body["guided_json"] = schema
+            elif kind == SGLANG and mode == "completions":
+                body["json_schema"] = json.dumps(schema, ensure_ascii=False)  # a string there, not an object
             else:
                 body["response_format"] = response_format(schema, self.json_dialect())
         return body
 
-    async def _open(self, url: str, body: dict[str, Any], has_schema: bool) -> httpx.Response:
+    async def _open(
+        self, url: str, body: dict[str, Any], has_schema: bool, credential: str | None = None
+    ) -> httpx.Response:
         """POSTs and returns the streaming response, or raises the server's error as an EngineError."""
         http = self._http.get()
+        extensions = {VISITOR_CREDENTIAL: credential} if credential and self.visitor_credentials else None
         for attempt in range(2):
-            response = await http.send(http.build_request("POST", url, json=body), stream=True)
+            response = await http.send(http.build_request("POST", url, json=body, extensions=extensions), stream=True)
             if response.status_code == 200:
                 return response
             try:
@@ -443,9 +479,10 @@ class OpenAICompatEngine(Engine):
     def _check_fits(self, request: GenerationRequest, prompt_tokens: int, facts: dict[str, Any]) -> None:
         """Refuses, before sending, a prompt the server would refuse (or cut) for length."""
         max_new = request.settings.max_new_tokens
-        check_context(
-            prompt_tokens, max_new, facts["context"] or request.model.variant.context_length, facts.get("max_input")
-        )
+        context = facts["context"] or request.model.variant.context_length
+        if facts["kind"] == SGLANG and facts["context"]:
+            context -= 1  # SGLang refuses input + max_new_tokens >= context_len (module docstring)
+        check_context(prompt_tokens, max_new, context, facts.get("max_input"))
 
     async def _plan(
         self, request: GenerationRequest, wanted: str, watchdog: Watchdog
@@ -520,7 +557,8 @@ class OpenAICompatEngine(Engine):
             unshown = 0
             try:
                 try:
-                    response = await watchdog.guard(self._open(url, body, bool(request.json_schema)), first_deadline)
+                    opened = self._open(url, body, bool(request.json_schema), request.credential)
+                    response = await watchdog.guard(opened, first_deadline)
                     lines = response.aiter_lines().__aiter__()
                     while True:
                         deadline = loop.time() + timeout if got_event else first_deadline
@@ -636,7 +674,7 @@ class OpenAICompatEngine(Engine):
             out["models"] = list(facts["models"])
             out["max_total_tokens"] = facts["context"]
             out["version"] = facts["version"]
-            out["server"] = facts["kind"]  # tgi, llama.cpp, vllm or openai
+            out["server"] = facts["kind"]  # tgi, llama.cpp, vllm, sglang or openai
         out["model_id"] = out["models"][0] if out["models"] else None
         if health.status_code in (200, 404, 405):  # llama-cpp-python has no /health
             out["ok"] = True

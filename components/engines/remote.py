@@ -78,19 +78,26 @@ def scrub(text: Any, endpoint: Endpoint, limit: int = 300) -> str:
     return out[:limit]
 
 
-def auth_hook(endpoint: Endpoint) -> Callable[[Any], Awaitable[None]]:
+#: the httpx request extension that carries a visitor's own credential (GenerationRequest.credential)
+VISITOR_CREDENTIAL = "playground_visitor_credential"
+
+
+def auth_hook(endpoint: Endpoint, visitor_credentials: bool = False) -> Callable[[Any], Awaitable[None]]:
     """An httpx/httpx2 request hook that makes the endpoint's own token the only credential sent.
 
     huggingface_hub 2.4.0 resolves a missing api_key with get_token() (HF_TOKEN or the saved login) even
     when HF_HUB_DISABLE_IMPLICIT_TOKEN is set, and would send it to any URL. The hook runs on every
     request the client sends and replaces whatever Authorization header the layers above built: the
-    endpoint's token for the endpoint's own origin, nothing for any other origin or without a token.
+    endpoint's token for the endpoint's own origin, nothing for any other origin or without a token. With
+    `visitor_credentials` (an endpoint that bills each visitor's own account) a visitor's credential, carried in
+    the request's VISITOR_CREDENTIAL extension, takes the endpoint token's place, for that origin only.
     """
 
     async def hook(request: Any) -> None:
         request.headers.pop("authorization", None)
         url = endpoint.url()
-        token = endpoint.token()
+        visitor = request.extensions.get(VISITOR_CREDENTIAL) if visitor_credentials else None
+        token = visitor or endpoint.token()
         if token and url and _origin(str(request.url)) == _origin(url):
             request.headers["authorization"] = f"Bearer {token}"
 
@@ -229,10 +236,15 @@ def read_error_payload(payload: Any) -> tuple[str, str | None, int | None]:
     """(message, error_type, status) from the error bodies remote servers send.
 
     TGI: {"error": str, "error_type": str}; TGI chat stream and OpenAI: {"error": {"message", "type",
-    "code" / "http_status_code"}}; FastAPI (llama-cpp-python): {"detail": ...}.
+    "code" / "http_status_code"}}; FastAPI (llama-cpp-python): {"detail": ...}; SGLang and vLLM before 0.10.1:
+    {"object": "error", "message", "type", "code"} (sglang/srt/entrypoints/openai/protocol.py ErrorResponse).
     """
     if not isinstance(payload, dict):
         return str(payload or ""), None, None
+    if payload.get("object") == "error" and isinstance(payload.get("message"), str):
+        code = payload.get("code")
+        kind = payload.get("type")
+        return payload["message"], kind if isinstance(kind, str) else None, code if isinstance(code, int) else None
     error = payload.get("error")
     if isinstance(error, dict):
         status = error.get("http_status_code") or error.get("code")
@@ -299,6 +311,11 @@ def classify_error(endpoint: Endpoint, status: int | None, message: str, error_t
             key = "err_remote_template" if "template" in detail.lower() else "err_remote_validation"
         elif status == 424:
             key = "err_remote_generation"
+        elif status == 402:
+            key = "err_remote_payment"  # the Inference Providers router: the account's credits are used up
+        elif status == 404 and ("does not exist" in detail or "not found" in detail.lower()):
+            # vLLM: "The model `x` does not exist." (a served-model name the server does not serve)
+            key = "err_remote_model_missing"
         elif status == 500 and "incomplete" in detail.lower():
             key = "err_remote_incomplete"
         else:

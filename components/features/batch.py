@@ -99,10 +99,12 @@ def create_playground() -> Playground:
     catalog = catalog_from_environment()
     try:
         from components.serving.endpoints import register_env_endpoints
+        from components.serving.hf_providers import register_provider_models
     except ImportError:  # remote endpoints are optional
         pass
     else:
         register_env_endpoints(catalog)
+        register_provider_models(catalog)
     return Playground(catalog)
 
 

@@ -229,8 +229,10 @@ def prepare_panes(
     message: str,
     histories: Sequence[Sequence[Turn]] | None = None,
     lang: str = "de",
+    credential: str | None = None,
 ) -> list[Prepared | InputError]:
-    """Checks and builds each pane's request; a refused pane gets its InputError, the others go on."""
+    """Checks and builds each pane's request; a refused pane gets its InputError, the others go on. `credential`
+    (a signed-in visitor's) goes into each request only (GenerationRequest.credential), never into the round."""
     out: list[Prepared | InputError] = []
     for i, spec in enumerate(specs):
         history = list(histories[i]) if histories and i < len(histories) else []
@@ -242,6 +244,7 @@ def prepare_panes(
                     system_prompt=spec.system_prompt,
                     history=history,
                     lang=lang,
+                    credential=credential,
                     **spec.settings,
                 )
             )

@@ -376,8 +376,10 @@ async def _answer(
     lang: str,
     settings_args: dict[str, Any],
     request: gr.Request | None,
+    credential: str | None = None,
 ) -> AsyncIterator[list[Any]]:
-    """One message answered, streamed into the conversation; updates for _Controls.outputs."""
+    """One message answered, streamed into the conversation; updates for _Controls.outputs. `credential` is the
+    signed-in visitor's opaque credential (the service passes it on; it never enters the conversation)."""
     session = session_of(request)
     if flags.running(session, SLOT):
         # one answer at a time per visitor: Enter or Send while one streams neither stops it nor queues
@@ -387,7 +389,13 @@ async def _answer(
     try:
         check_rate(request)
         prepared = playground.prepare(
-            model_id, text, system_prompt=sys_prompt, history=to_turns(conv), lang=lang, **settings_args
+            model_id,
+            text,
+            system_prompt=sys_prompt,
+            history=to_turns(conv),
+            lang=lang,
+            credential=credential,
+            **settings_args,
         )
     except InputError as exc:
         warn(t(exc.key, lang, **exc.params), lang)
@@ -428,6 +436,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
     async def respond(
         request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
         text: str,
         conv: list[dict[str, Any]],
         variant_id: str,
@@ -438,11 +447,15 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
     ) -> AsyncIterator[list[Any]]:
         args = settings_by_name(sampling)
         model_id = picked_id(variant_id, quant_id)
-        async for update in _answer(playground, flags, text, conv or [], model_id, sys_prompt, lang, args, request):
+        credential = oauth_token.token if oauth_token else None
+        async for update in _answer(
+            playground, flags, text, conv or [], model_id, sys_prompt, lang, args, request, credential
+        ):
             yield update
 
     async def retry_last(
         request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
         text: str,
         conv: list[dict[str, Any]],
         variant_id: str,
@@ -458,8 +471,9 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         last = conv[-1]
         args = settings_by_name(sampling)
         model_id = picked_id(variant_id, quant_id)
+        credential = oauth_token.token if oauth_token else None
         async for update in _answer(
-            playground, flags, last["user"], conv[:-1], model_id, sys_prompt, lang, args, request
+            playground, flags, last["user"], conv[:-1], model_id, sys_prompt, lang, args, request, credential
         ):
             if isinstance(update, list):
                 update[2] = gr.update()  # keep whatever the user is typing
@@ -491,6 +505,7 @@ def _saving(handler: Any) -> Any:
 
     async def saving(
         request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
         text: str,
         conv: list[dict[str, Any]],
         variant_id: str,
@@ -501,7 +516,8 @@ def _saving(handler: Any) -> Any:
     ) -> AsyncIterator[Any]:
         last = -SAVE_EVERY_S
         args = (text, conv, variant_id, quant_id, sys_prompt, lang, *sampling)
-        async for update in handler(request, *args):
+        # a signed-in visitor's token (Gradio's OAuth, None otherwise) goes to the service, never into `pack`
+        async for update in handler(request, oauth_token, *args):
             if not isinstance(update, list):  # gr.skip(): nothing changes
                 yield update
                 continue

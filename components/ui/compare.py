@@ -682,7 +682,9 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
     def unchanged() -> list[Any]:
         return [gr.update()] * len(stream_outputs)
 
-    async def send_prompt(request: gr.Request, *values: Any) -> AsyncIterator[list[Any]]:
+    async def send_prompt(
+        request: gr.Request, oauth_token: gr.OAuthToken | None, *values: Any
+    ) -> AsyncIterator[list[Any]]:
         text, conv_in, count_in, blind_in, lang, fam_defaults, *rest = values
         shared = settings_by_name(rest[: len(settings.inputs)])
         count = pane_count_of(count_in)
@@ -721,7 +723,9 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         recorded = pane_settings(shared, None, bool(fam_defaults))
         if fam_defaults:
             recorded["family_defaults"] = True
-        prepared = prepare_panes(playground, specs, text, histories, lang)
+        # a signed-in visitor's token (Gradio's OAuth): an opaque credential for the service, never kept in a round
+        credential = oauth_token.token if oauth_token else None
+        prepared = prepare_panes(playground, specs, text, histories, lang, credential)
         round_ = new_round(playground, specs, text, prepared, lang, recorded, is_blind)
         tag_prompt(round_)
         conv.append(round_)

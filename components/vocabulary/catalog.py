@@ -91,14 +91,16 @@ class Endpoint(_Strict):
     """A remote inference server; URL and token come from the environment, never from this file."""
 
     id: str = Field(pattern=ID_PATTERN)
-    type: Literal["tgi", "openai"]
+    type: Literal["tgi", "openai", "hf_providers"]
     url_env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
     token_env: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]*$")
     label: str | None = None
+    #: the URL when `url_env` is unset (a public service's fixed address, e.g. the Inference Providers router)
+    url_default: str | None = Field(default=None, pattern=r"^https?://")
 
     def url(self) -> str | None:
         value = os.environ.get(self.url_env, "").strip()
-        return value or None
+        return value or self.url_default
 
     def token(self) -> str | None:
         if not self.token_env:

@@ -24,6 +24,9 @@ class GenerationRequest:
     #: whether the engine's tokenizer adds the model's special tokens (BOS) itself; False for a prompt rendered
     #: from the model's chat template, which writes them where the model wants them
     add_special: bool = True
+    #: an opaque per-visitor credential (a signed-in visitor's Hugging Face token): only an engine whose endpoint
+    #: takes visitors' tokens sends it, to that endpoint only; never shown, logged or stored
+    credential: str | None = field(default=None, repr=False, compare=False)
 
 
 # ---- what an engine's generate() yields -------------------------------------------------------

@@ -221,6 +221,35 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Der Server {endpoint} antwortete mit HTTP {status}. {detail}",
         "en": "The server {endpoint} answered with HTTP {status}. {detail}",
     },
+    # ---- vLLM, SGLang, Hugging Face Inference Providers and the sign-in ----
+    "err_remote_model_missing": {
+        "de": "Der Server {endpoint} bedient das verlangte Modell nicht ({detail}). Der Modellname kommt aus "
+        "OPENAI_MODEL oder `served_model` in models.yaml; ohne beide nimmt die Spielwiese den ersten Eintrag von "
+        "/v1/models.",
+        "en": "The server {endpoint} does not serve the requested model ({detail}). The model name comes from "
+        "OPENAI_MODEL or `served_model` in models.yaml; without either, the playground takes the first entry of "
+        "/v1/models.",
+    },
+    "err_remote_payment": {
+        "de": "Der Server {endpoint} verlangt eine Zahlung (HTTP 402): Das Guthaben des Kontos für Inference "
+        "Providers ist aufgebraucht. {detail}",
+        "en": "The server {endpoint} asks for payment (HTTP 402): the account's Inference Providers credits are "
+        "used up. {detail}",
+    },
+    "err_providers_signin": {
+        "de": "Für {endpoint} fehlt ein Hugging-Face-Token: Melde dich mit „Mit Hugging Face anmelden“ an (die "
+        "Anfragen laufen dann über dein Konto), oder der Betreiber setzt HF_PROVIDERS_TOKEN.",
+        "en": "{endpoint} needs a Hugging Face token: sign in with “Sign in with Hugging Face” (the requests then "
+        "use your account), or the operator sets HF_PROVIDERS_TOKEN.",
+    },
+    "signin_button": {"de": "Mit Hugging Face anmelden", "en": "Sign in with Hugging Face"},
+    "signout_button": {"de": "Abmelden ({})", "en": "Sign out ({})"},
+    "signin_note": {
+        "de": "Angemeldet, gehen deine Fragen an Inference Providers mit deinem Hugging-Face-Konto (und auf "
+        "dessen Rechnung); dein Token geht nur dorthin und wird weder gespeichert noch protokolliert.",
+        "en": "Signed in, your questions to Inference Providers use your Hugging Face account (and are billed to "
+        "it); your token goes there only and is neither stored nor logged.",
+    },
     "err_remote_timeout": {
         "de": "Der Server {endpoint} hat nach {seconds} s noch kein Token geliefert; die Anfrage wurde "
         "abgebrochen. Vielleicht ist er ausgelastet.",
