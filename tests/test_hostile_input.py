@@ -54,13 +54,13 @@ def deep(levels: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tgi() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
+def tgi(tgi_fleet: Any) -> Any:
+    """One TGI stand-in per family's model (EM German, IGEL, LeoLM chat), seen as one (tests/conftest.py)."""
+    return tgi_fleet
 
 
 @pytest.fixture(scope="module")
-def live_app(tgi: StandinServer) -> Iterator[RunningApp]:
+def live_app(tgi: Any) -> Iterator[RunningApp]:
     with running_app({"TGI_URL": tgi.url, **CANARIES}) as app:
         yield app
 
