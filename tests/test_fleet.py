@@ -24,8 +24,10 @@ from components.engines.served_model import ServedModel, catalog_match
 from components.features import ratings
 from components.features.compare import PaneResult, Round, vote_record
 from components.serving.endpoints import EndpointConfigError, register_env_endpoints, waiting_texts
+from components.ui.status import endpoints_markdown
 from components.vocabulary.answer import Answer
 from components.vocabulary.catalog import QuantKind, load_catalog
+from components.vocabulary.messages import t
 from tests.conftest import free_port
 from tests.tgi_standin import StandinConfig, StandinServer
 
@@ -67,6 +69,17 @@ def two_models() -> Iterator[tuple[StandinServer, StandinServer]]:
         StandinServer(StandinConfig(model_id=IGEL.upper())) as igel,
     ):
         yield em, igel
+
+
+def models_api(playground: Playground) -> Any:
+    """The `/models` endpoint's function, as the API serves it."""
+    import gradio as gr
+
+    from components.api.chat_models import register
+
+    with gr.Blocks() as demo:
+        register(playground)
+    return next(f.fn for f in demo.fns.values() if f.api_name == "models")
 
 
 # ---- binding: each server is a build of the model it serves, and of no other ------------------------------------
@@ -293,6 +306,8 @@ def test_a_server_down_at_start_gets_its_build_when_it_comes_up(monkeypatch: pyt
     assert remote_ids(playground.catalog) == set()  # no invented binding
     (name, de), (_, en) = waiting_texts(playground.catalog, "de")[0], waiting_texts(playground.catalog, "en")[0]
     assert name == "TGI" and de.startswith("⏳ Warte auf TGI") and en.startswith("⏳ Waiting for TGI")
+    (waiting,) = [row for row in models_api(playground)("en") if row["state"] == "waiting"]
+    assert waiting == {"id": None, "label": "TGI", "state": "waiting", "available": False, "why_not": en}
     with StandinServer(StandinConfig(model_id=EM_GERMAN), port=port):
         deadline = time.monotonic() + 20
         while not remote_ids(playground.catalog) and time.monotonic() < deadline:
@@ -320,6 +335,18 @@ async def test_replicas_share_the_load_and_one_survives_the_other(monkeypatch: p
         assert len(second.standin.generation_calls()) == 8
         group = fleet_of(playground.catalog).group("tgi")
         assert group is not None and [r["state"] for r in group.snapshot()] == [DOWN, UP]
+        (row,) = [r for r in models_api(playground)("en") if r["id"] == "em-german-leo-mistral/tgi"]
+        assert row["served_model"] == EM_GERMAN
+        assert [(r["name"], r["state"], r["open_streams"]) for r in row["replicas"]] == [
+            ("TGI", DOWN, 0),
+            ("TGI 2", UP, 0),
+        ]
+        monkeypatch.setenv("PLAYGROUND_PUBLIC", "1")
+        for lang in ("de", "en"):
+            text = await endpoints_markdown(playground, lang)
+            assert t("fleet_builds_md", lang) in text and "`jphme/em_german_leo_mistral`" in text
+            assert f"TGI {t('fleet_state_down', lang)}" in text and f"TGI 2 {t('fleet_state_up', lang)}" in text
+            assert "127.0.0.1" not in text and "http" not in text
     finally:
         first.stop()
         second.stop()
