@@ -68,6 +68,19 @@ def _roots(url: str) -> tuple[str, str]:
     return root, root + "/v1"
 
 
+#: The most characters of a served model's name that are kept (a Hub id is at most 96).
+MAX_NAME_CHARS = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _name(value: Any) -> str | None:
+    """A name a server gave, without control characters and within MAX_NAME_CHARS; None when there is none."""
+    if not isinstance(value, str):
+        return None
+    text = _CONTROL.sub("", value).strip()[:MAX_NAME_CHARS]
+    return text or None
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
@@ -112,22 +125,22 @@ def ask_server(
                 return None
 
         info = get((url.split("?", 1)[0].rstrip("/") if kind == TGI else root) + "/info")
-        if isinstance(info, dict) and isinstance(info.get("model_id"), str) and info["model_id"]:
-            model = info["model_id"]
+        model = _name(info.get("model_id")) if isinstance(info, dict) else None
+        if model:
             return ServedModel(model, TGI, (model,), None, _int(info.get("max_total_tokens")))
         if kind == TGI:
             raise ServerSilent("err_remote_unauthorized" if refused else "err_remote_unreachable")
         sglang = get(root + "/get_model_info")
-        if isinstance(sglang, dict) and isinstance(sglang.get("model_path"), str) and sglang["model_path"]:
+        path = _name(sglang.get("model_path")) if isinstance(sglang, dict) else None
+        if path:
             listing = get(api + "/models")
             ids = _listed(listing)
-            path = sglang["model_path"]
             return ServedModel(path, SGLANG, (path, *ids), ids[0] if ids else path, _context(listing))
         props = get(root + "/props")
         listing = get(api + "/models")
         ids = _listed(listing)
         if isinstance(props, dict) and isinstance(props.get("default_generation_settings"), dict):
-            path = props.get("model_path") if isinstance(props.get("model_path"), str) else ""
+            path = _name(props.get("model_path")) or ""
             names = tuple(n for n in (path, posixpath.basename(path.replace("\\", "/")), *ids) if n)
             if not names:
                 raise ServerSilent("err_remote_unreachable")
@@ -146,7 +159,8 @@ def ask_server(
 
 def _listed(listing: Any) -> list[str]:
     data = listing.get("data") if isinstance(listing, dict) else None
-    return [item["id"] for item in data or [] if isinstance(item, dict) and isinstance(item.get("id"), str)]
+    names = [_name(item.get("id")) for item in data or [] if isinstance(item, dict)]
+    return [name for name in names if name]
 
 
 def _context(listing: Any, model_id: str | None = None) -> int | None:
@@ -161,13 +175,13 @@ def _choose(listing: Any, hint: str | None) -> tuple[str, ...] | None:
     """(id, root) of the served model in a /v1/models listing: `hint` (OPENAI_MODEL) where listed, else the first
     that is no LoRA adapter (vLLM sets `parent` for those)."""
     data = listing.get("data") if isinstance(listing, dict) else None
-    items = [item for item in data or [] if isinstance(item, dict) and isinstance(item.get("id"), str)]
+    items = [item for item in data or [] if isinstance(item, dict) and _name(item.get("id"))]
     if not items:
         return None
     wanted = [i for i in items if hint and i["id"] == hint] or [i for i in items if not i.get("parent")] or items
     item = wanted[0]
-    root = item.get("root") if isinstance(item.get("root"), str) else None
-    return (item["id"], root) if root and root != item["id"] else (item["id"],)
+    model, root = _name(item["id"]) or "", _name(item.get("root"))
+    return (model, root) if root and root != model else (model,)
 
 
 # ---- the catalog build a served model is --------------------------------------------------------------------

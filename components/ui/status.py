@@ -10,7 +10,7 @@ import gradio as gr
 from components.core.service import Playground
 from components.serving.endpoints import endpoint_health, fleet_rows, waiting_texts
 from components.serving.limits import public_profile
-from components.ui.common import Translations
+from components.ui.common import Translations, md_literal
 from components.vocabulary.messages import t
 
 
@@ -47,7 +47,11 @@ async def endpoints_markdown(playground: Playground, lang: str) -> str:
                 version=row.get("version") or "–",
                 max_total_tokens=row.get("max_total_tokens") or "–",
             )
-            + (" · " + t("endpoint_serves", lang, build=row["build_label"]) if row.get("build_label") else "")
+            + (
+                " · " + t("endpoint_serves", lang, build=md_literal(row["build_label"]))
+                if row.get("build_label")
+                else ""
+            )
         )
     return "\n".join(lines) + fleet_markdown(playground, lang)
 
@@ -70,7 +74,7 @@ def fleet_markdown(playground: Playground, lang: str) -> str:
             for r in row["replicas"]
         )
         served = (row["served_model"] or "–").replace("`", "ʼ")
-        line = t("fleet_build_line", lang, build=row["label"], served=served, replicas=replicas)
+        line = t("fleet_build_line", lang, build=md_literal(row["label"]), served=served, replicas=replicas)
         if row["outside_catalog"]:
             line += " · " + t("fleet_outside", lang)
         lines.append("- " + line)
