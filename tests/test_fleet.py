@@ -352,6 +352,35 @@ async def test_replicas_share_the_load_and_one_survives_the_other(monkeypatch: p
         second.stop()
 
 
+async def test_a_failure_before_the_first_token_is_tried_once_elsewhere_and_never_after_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with (
+        StandinServer(StandinConfig(model_id=EM_GERMAN)) as first,
+        StandinServer(StandinConfig(model_id=EM_GERMAN)) as second,
+    ):
+        playground = fleet_playground(monkeypatch, TGI_URL=f"{first.url},{second.url}")
+        model = "em-german-leo-mistral/tgi"
+        # overloaded before any token: the other replica answers; an overloaded server is busy, not down
+        first.standin.config.fail = "overloaded"
+        answer = await ask(playground, model)
+        assert not answer.failed and answer.stats and answer.stats["replica"] == "TGI 2"
+        assert [len(s.standin.generation_calls()) for s in (first, second)] == [1, 1]
+        group = fleet_of(playground.catalog).group("tgi")
+        assert group is not None and [r["state"] for r in group.snapshot()] == [UP, UP]
+        # both overloaded: one retry, then the error as it is
+        second.standin.config.fail = "overloaded"
+        answer = await ask(playground, model)
+        assert answer.failed is not None and answer.failed.key == "err_remote_overloaded"
+        assert [len(s.standin.generation_calls()) for s in (first, second)] == [2, 2]
+        # cut off after text has streamed: the error stands with the partial answer, no second server is asked
+        first.standin.reset(fail="cut", fail_after=2)
+        second.standin.reset(fail="cut", fail_after=2)
+        answer = await ask(playground, model)
+        assert answer.failed is not None and answer.failed.key == "err_remote_cut" and answer.text
+        assert sum(len(s.standin.generation_calls()) for s in (first, second)) == 1
+
+
 # ---- votes name what answered ----------------------------------------------------------------------------------------
 def _pane(i: int, model: str, served: str | None) -> PaneResult:
     stats = {"finish_reason": "stop", "completion_tokens": 3}
