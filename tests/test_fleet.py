@@ -381,6 +381,34 @@ async def test_a_failure_before_the_first_token_is_tried_once_elsewhere_and_neve
         assert sum(len(s.standin.generation_calls()) for s in (first, second)) == 1
 
 
+async def test_a_models_yaml_endpoint_with_several_urls_has_replicas_that_record_what_they_serve(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from components.vocabulary.catalog import DEFAULT_CATALOG
+
+    raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
+    raw["endpoints"] = [{"id": "lab", "type": "tgi", "url_env": "LAB_TGI_URL", "label": "Labor"}]
+    em_german = next(f for f in raw["families"] if f["id"] == "em-german")
+    em_german["variants"][0]["quantizations"].append({"id": "lab", "kind": "remote", "endpoint": "lab"})
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with (
+        StandinServer(StandinConfig(model_id=EM_GERMAN)) as first,
+        StandinServer(StandinConfig(model_id=EM_GERMAN)) as second,
+    ):
+        clear_env(monkeypatch)
+        monkeypatch.setenv("LAB_TGI_URL", f"{first.url},{second.url}")
+        catalog = load_catalog(path)
+        assert register_env_endpoints(catalog) == []  # nothing from TGI_URL / OPENAI_BASE_URL
+        playground = Playground(catalog)
+        assert remote_ids(catalog) == {"em-german-leo-mistral/lab"}  # the operator's binding stays
+        answers = await asyncio.gather(*(ask(playground, "em-german-leo-mistral/lab") for _ in range(2)))
+        assert sorted(a.stats["replica"] for a in answers if a.stats) == ["Labor", "Labor 2"]
+        assert {a.stats["served_model"] for a in answers if a.stats} == {EM_GERMAN}
+
+
 # ---- votes name what answered ----------------------------------------------------------------------------------------
 def _pane(i: int, model: str, served: str | None) -> PaneResult:
     stats = {"finish_reason": "stop", "completion_tokens": 3}
