@@ -409,6 +409,30 @@ async def test_a_models_yaml_endpoint_with_several_urls_has_replicas_that_record
         assert {a.stats["served_model"] for a in answers if a.stats} == {EM_GERMAN}
 
 
+def test_a_models_yaml_endpoint_serving_another_model_is_said_in_the_log(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import yaml
+
+    from components.vocabulary.catalog import DEFAULT_CATALOG
+
+    raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
+    raw["endpoints"] = [{"id": "lab", "type": "tgi", "url_env": "LAB_TGI_URL", "label": "Labor"}]
+    igel = next(f for f in raw["families"] if f["id"] == "igel")
+    igel["variants"][0]["quantizations"].append({"id": "lab", "kind": "remote", "endpoint": "lab"})
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with StandinServer(StandinConfig(model_id=EM_GERMAN)) as server, caplog.at_level("WARNING"):
+        clear_env(monkeypatch)
+        monkeypatch.setenv("LAB_TGI_URL", server.url)
+        register_env_endpoints(load_catalog(path))
+    assert any(
+        "Labor serves jphme/em_german_leo_mistral, which is none of its builds' models (instruct-igel-001)"
+        in r.getMessage()
+        for r in caplog.records
+    )
+
+
 # ---- votes name what answered ----------------------------------------------------------------------------------------
 def _pane(i: int, model: str, served: str | None) -> PaneResult:
     stats = {"finish_reason": "stop", "completion_tokens": 3}

@@ -193,6 +193,21 @@ def _ask(endpoint: Endpoint, hint: str | None) -> ServedModel | ServerSilent:
         return exc
 
 
+def _warn_if_other_model(catalog: Catalog, endpoint: Endpoint, served: ServedModel) -> None:
+    """A models.yaml endpoint whose server serves a model none of its builds is: said in the log (votes are counted
+    by what the server reports, so its answers are never credited to the build's name)."""
+    group = fleet_of(catalog).group_of_endpoint(endpoint.id)
+    variants = {r.variant.id for r in catalog.refs() if group and r.quant.endpoint == group.group_id}
+    match = catalog_match(catalog, served)
+    if variants and (match is None or match.ref.variant.id not in variants):
+        log.warning(
+            "server %s serves %s, which is none of its builds' models (%s)",
+            endpoint_name(endpoint),
+            served.model_id,
+            ", ".join(sorted(variants)),
+        )
+
+
 def register_env_endpoints(catalog: Catalog) -> list[str]:
     """Asks every configured server what it serves and adds its build (module docstring); servers that do not
     answer are asked again in the background. Returns the ids of the endpoints added from the environment.
@@ -236,6 +251,7 @@ def register_env_endpoints(catalog: Catalog) -> list[str]:
             replica = next(r for r in group.replicas if r.endpoint.id == endpoint.id) if group else None
             if replica is not None and isinstance(answer, ServedModel):
                 replica.served = answer.model_id
+                _warn_if_other_model(catalog, endpoint, answer)
             elif replica is not None and group is not None:
                 group.mark_down(replica, answer.key if isinstance(answer, ServerSilent) else "err_remote_unreachable")
             continue
