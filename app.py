@@ -26,13 +26,13 @@ from components.engines.offline_model import prefetch
 from components.logs.logging_setup import setup_logging
 from components.logs.output_capture import capture_output
 from components.serving.body_limit import BodyLimitMiddleware
-from components.serving.endpoints import register_env_endpoints
+from components.serving.endpoints import EndpointConfigError, register_env_endpoints
 from components.serving.hf_providers import register_provider_models, signin_offered
 from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
 from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
 from components.serving.uploads import UploadGuardMiddleware, upload_budget, upload_total_bytes
 from components.ui.chat import build_chat_tab
-from components.ui.common import CancelFlags, Translations, resolve_annotations
+from components.ui.common import CancelFlags, Translations, refresh_families, resolve_annotations
 from components.ui.compare import build_compare_tab
 from components.ui.page_script import SET_LANGUAGE_JS, page_head
 from components.ui.retrieval import build_retrieval_tab
@@ -182,6 +182,7 @@ def build_app(playground: Playground) -> gr.Blocks:
             return normalize_language(request.query_params.get("lang") if request else None)
 
         demo.load(from_query, None, [language], queue=False, api_visibility="private")
+        refresh_families(demo, playground, tr)
 
         async def initial_status() -> str:
             return await endpoints_markdown(playground, "de")
@@ -201,7 +202,13 @@ def create_playground() -> Playground:
     except CatalogError as exc:
         print(f"The model catalog is broken, the playground cannot start:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    register_env_endpoints(catalog)
+    try:
+        register_env_endpoints(catalog)
+    except EndpointConfigError as exc:
+        print(
+            f"The remote servers' variables do not fit together, the playground cannot start:\n{exc}", file=sys.stderr
+        )
+        raise SystemExit(2) from None
     register_provider_models(catalog)
     return Playground(catalog)
 

@@ -303,31 +303,55 @@ def stats(results: list[Any]) -> dict[str, Any]:
 
 
 def run(
-    users_list: list[int], rounds: int, profile: bool, warm: bool = True, client_kind: str = "raw"
+    users_list: list[int],
+    rounds: int,
+    profile: bool,
+    warm: bool = True,
+    client_kind: str = "raw",
+    replicas: int = 1,
 ) -> dict[str, Any]:
-    tgi_port, app_port = free_port(), free_port()
+    """`replicas` stand-ins serving the same model (TGI_URL lists them all: one build, its replicas); the direct
+    baseline spreads its streams over them evenly."""
+    tgi_ports, app_port = [free_port() for _ in range(replicas)], free_port()
     most = max(users_list)
-    tgi_args = [sys.executable, "tests/tgi_standin.py", "--port", str(tgi_port), "--tokens-per-s", str(TOKENS_PER_S),
-                "--endless", "--max-concurrent", str(4 * most)]  # fmt: skip
-    tgi_url = f"http://127.0.0.1:{tgi_port}"
-    env = app_env(app_port, {"TGI_URL": tgi_url, "PLAYGROUND_LOG_LEVEL": "WARNING"})
+    tgi_urls = [f"http://127.0.0.1:{port}" for port in tgi_ports]
+    env = app_env(app_port, {"TGI_URL": ",".join(tgi_urls), "PLAYGROUND_LOG_LEVEL": "WARNING"})
     tgi_env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out: dict[str, Any] = {"client": client_kind, "warm": warm, "rounds": rounds, "by_users": {}}
-    with (
-        process(tgi_args, tgi_env, f"{tgi_url}/health") as tgi_proc,
-        process([sys.executable, "app.py"], env, f"http://127.0.0.1:{app_port}/") as app_proc,
-    ):
+    out: dict[str, Any] = {"client": client_kind, "warm": warm, "rounds": rounds, "by_users": {}, "replicas": replicas}
+    with contextlib.ExitStack() as servers:
+        tgi_procs = [
+            servers.enter_context(
+                process(
+                    [
+                        sys.executable,
+                        "tests/tgi_standin.py",
+                        "--port",
+                        str(port),
+                        "--tokens-per-s",
+                        str(TOKENS_PER_S),
+                        "--endless",
+                        "--max-concurrent",
+                        str(4 * most),
+                    ],
+                    tgi_env,
+                    f"{tgi_url}/health",
+                )
+            )
+            for port, tgi_url in zip(tgi_ports, tgi_urls, strict=True)
+        ]
+        app_proc = servers.enter_context(process([sys.executable, "app.py"], env, f"http://127.0.0.1:{app_port}/"))
         url = f"http://127.0.0.1:{app_port}"
         load = RawLoad(url, most) if client_kind == "raw" else ClientLoad(url, most)
         loop = getattr(load, "loop", None) or asyncio.new_event_loop()
-        direct = DirectLoad(loop, tgi_url, most)
+        direct = DirectLoad(loop, tgi_urls, most)
         try:
             load.single()  # warm-up: first-request costs (imports, /info) are not load
             singles = [load.single() for _ in range(3)]
             if warm:
                 # every visitor has the page open already (a session made on its first request)
                 load.warm()
-            app_ps, tgi_ps, me = psutil.Process(app_proc.pid), psutil.Process(tgi_proc.pid), psutil.Process()
+            app_ps, me = psutil.Process(app_proc.pid), psutil.Process()
+            tgi_ps = [psutil.Process(p.pid) for p in tgi_procs]
             out["load_before"] = os.getloadavg()[0]
             dumps: dict[str, Any] = {}
             for i, users in enumerate(users_list):
@@ -336,10 +360,11 @@ def run(
                 for r in range(rounds):
                     subset = DirectSubset(direct, users)
                     d = stats(subset.all_at_once())
-                    cpu_before = [sum(p.cpu_times()[:2]) for p in (app_ps, tgi_ps, me)]
+                    cpu_before = [sum(p.cpu_times()[:2]) for p in (app_ps, *tgi_ps, me)]
                     load_at = os.getloadavg()[0]
                     results = load.all_at_once(users)
-                    cpu = [sum(p.cpu_times()[:2]) - b for p, b in zip((app_ps, tgi_ps, me), cpu_before, strict=True)]
+                    used = [sum(p.cpu_times()[:2]) - b for p, b in zip((app_ps, *tgi_ps, me), cpu_before, strict=True)]
+                    cpu = [used[0], sum(used[1:-1]), used[-1]]
                     a = stats(results)
                     rows.append({"direct": d, "app": a, "ratio": a["wall_s"] / d["wall_s"], "load": load_at,
                                  "cpu_app_s": cpu[0], "cpu_standin_s": cpu[1], "cpu_clients_s": cpu[2]})  # fmt: skip
@@ -477,14 +502,14 @@ class DirectStream:
         await self.http.aclose()
 
 
-def direct_body(message: str, max_new_tokens: int) -> dict[str, Any]:
+def direct_body(message: str, max_new_tokens: int, url: str) -> dict[str, Any]:
     """The /generate_stream body the app's TGI engine sends for `/chat(message, MODEL, max_new_tokens)`."""
     from components.core.service import Playground
     from components.engines.tgi import tgi_parameters
     from components.serving.endpoints import register_env_endpoints
     from components.vocabulary.catalog import load_catalog
 
-    os.environ.setdefault("TGI_URL", "http://127.0.0.1:1")  # only for the catalog to list the tgi builds
+    os.environ["TGI_URL"] = url  # the stand-in says which model it serves: the catalog then has MODEL
     catalog = load_catalog()
     register_env_endpoints(catalog)
     prepared = Playground(catalog).prepare(MODEL, message, max_new_tokens=max_new_tokens)
@@ -495,10 +520,11 @@ def direct_body(message: str, max_new_tokens: int) -> dict[str, Any]:
 class DirectLoad:
     """The visitors as DirectStreams on `loop`: each makes one request first (a warm connection, as the app's)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, url: str, users: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, urls: list[str], users: int) -> None:
         self.loop = loop
-        body = direct_body(PROMPT_MESSAGE, TOKENS)
-        self.streams = [DirectStream(url, body) for _ in range(users)]
+        body = direct_body(PROMPT_MESSAGE, TOKENS, urls[0])
+        # visitor i straight to server i mod n: the same streams, spread evenly over the replicas
+        self.streams = [DirectStream(urls[i % len(urls)], body) for i in range(users)]
         self.loop.run_until_complete(gather(s.generate(1) for s in self.streams))
 
     def all_at_once(self) -> list[Any]:
@@ -572,6 +598,7 @@ def main() -> int:
     parser.add_argument("--record", action="store_true", help="write the figures into bench/RESULTS.md")
     parser.add_argument("--profile", action="store_true", help="sample the app with py-spy during the first count")
     parser.add_argument("--cold", action="store_true", help="sessions make their first request in the timed run")
+    parser.add_argument("--replicas", type=int, default=1, help="stand-ins serving the model (replicas of one build)")
     parser.add_argument(
         "--client",
         choices=("raw", "gradio_client"),
@@ -580,7 +607,14 @@ def main() -> int:
     )
     args = parser.parse_args()
     users_list = [int(u) for u in str(args.users).split(",") if u.strip()]
-    r = run(users_list, max(1, args.rounds), args.profile, warm=not args.cold, client_kind=args.client)
+    r = run(
+        users_list,
+        max(1, args.rounds),
+        args.profile,
+        warm=not args.cold,
+        client_kind=args.client,
+        replicas=args.replicas,
+    )
     print(f"one visitor through the app: {r['single_s']:.2f} s for {TOKENS} tokens "
           f"(first token {r['single_ttft_s'] * 1000:.0f} ms)")  # fmt: skip
     verdicts = {}
@@ -632,6 +666,9 @@ def record(r: dict[str, Any]) -> None:
         "| visitors | round | direct | app | app / direct | first token via app, median / max "
         "| updates per stream | failed app / direct | CPU s app / stand-in / client | load average |"
     )
+    if r.get("replicas", 1) > 1:
+        record_fleet(r, counts, sessions, summary, header, lines)
+        return
     body = f"""Reproduce: `python bench/bench_load.py --users {counts} --rounds {r["rounds"]} --record`
 ({machine()}; the stand-in, the app and the load generator share these cores; sessions {sessions}; load
 average before the run {r["load_before"]:.1f}).
@@ -651,6 +688,29 @@ visitor alone through the app: {r["single_s"]:.2f} s (first token {r["single_ttf
 
 {HISTORY}"""
     record_section("Many users (load)", body)
+
+
+def record_fleet(
+    r: dict[str, Any], counts: str, sessions: str, summary: list[str], header: str, lines: list[str]
+) -> None:
+    n = r["replicas"]
+    body = f"""Reproduce: `python bench/bench_load.py --users {counts} --rounds {r["rounds"]} --replicas {n} --record`
+({machine()}; {n} stand-ins, the app and the load generator share these cores; sessions {sessions}; load average
+before the run {r["load_before"]:.1f}).
+
+`TGI_URL` lists {n} TGI stand-ins that report the same model: one build (`{MODEL}`) with {n} replicas; each request
+goes to the replica with the fewest open streams (components/engines/fleet.py). Each round sends N requests straight
+to the stand-ins (direct: visitor i to stand-in i mod {n}, the exact prompt and parameters the app's TGI engine sends),
+then the same N visitors through the app's `/chat`; {TOKENS} tokens each at {TOKENS_PER_S:.0f} tokens/s (ideal wall
+2.0 s). One visitor alone through the app: {r["single_s"]:.2f} s (first token {r["single_ttft_s"] * 1000:.0f} ms).
+The CPU column's stand-in figure is all stand-ins together.
+
+{chr(10).join(summary)}
+
+{header}
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(lines)}"""
+    record_section(f"Fleet: {counts} visitors through {n} replicas (load)", body)
 
 
 if __name__ == "__main__":

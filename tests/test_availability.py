@@ -358,12 +358,18 @@ def test_server_answers_are_remembered_per_url() -> None:
 def remote_catalog(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from components.serving.endpoints import register_env_endpoints
     from components.vocabulary.catalog import load_catalog
+    from tests.tgi_standin import StandinServer
 
-    with fake_hub() as up:
-        monkeypatch.setenv("TGI_URL", up)
-        monkeypatch.setenv("OPENAI_BASE_URL", closed_port())
+    # two servers of EM German LeoLM Mistral, one through TGI_URL, one through OPENAI_BASE_URL; the second stops
+    # after it was bound: its build stays and says that its server does not answer
+    with StandinServer() as up, StandinServer() as down:
+        for name in ("TGI_TOKEN", "OPENAI_API_KEY", "OPENAI_MODEL"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("TGI_URL", up.url)
+        monkeypatch.setenv("OPENAI_BASE_URL", down.url + "/v1")
         catalog = load_catalog()
         assert register_env_endpoints(catalog) == ["tgi", "openai"]
+        down.stop()
         yield catalog
 
 

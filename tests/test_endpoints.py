@@ -1,4 +1,4 @@
-"""Remote endpoints from the environment: a build for every German variant, token isolation, secret-free health."""
+"""Remote endpoints from the environment: a build of the model each server serves, token isolation, no secrets."""
 
 from __future__ import annotations
 
@@ -36,35 +36,33 @@ def test_nothing_is_added_without_urls() -> None:
     assert catalog.endpoints == {}
 
 
-def test_tgi_url_adds_a_build_to_every_german_variant(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TGI_URL", "http://tgi.internal:8080")
+def test_tgi_url_adds_a_build_of_the_model_its_server_serves_only(
+    standin: Standin, tgi_server: StandinServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TGI_URL", tgi_server.url)
     catalog = load_catalog()
     assert register_env_endpoints(catalog) == ["tgi"]
     endpoint = catalog.endpoints["tgi"]
     assert (endpoint.type, endpoint.url_env, endpoint.token_env) == ("tgi", "TGI_URL", "TGI_TOKEN")
-    variants = german_variants(catalog)
-    assert len(variants) >= 10
-    for variant_id in variants:
-        ref = catalog.get(f"{variant_id}/tgi")
-        assert ref is not None, variant_id
-        assert ref.quant.kind is QuantKind.remote and ref.quant.endpoint == "tgi"
-        assert ref.quant.display == "TGI"
-    assert catalog.get("smollm2-135m-instruct/tgi") is None  # the offline model stays local
-    playground = Playground(catalog)
-    assert playground.availability(catalog.get(f"{variants[0]}/tgi")).ok  # type: ignore[arg-type]
+    # the stand-in's /info reports jphme/em_german_leo_mistral: that variant gets a build, no other one does
+    remote = [r for r in catalog.refs() if r.quant.kind is QuantKind.remote]
+    assert [r.id for r in remote] == ["em-german-leo-mistral/tgi"]
+    (ref,) = remote
+    assert ref.quant.endpoint == "tgi" and ref.quant.display == "TGI" and ref.family.id == "em-german"
+    for variant_id in german_variants(catalog):
+        assert variant_id == "em-german-leo-mistral" or catalog.get(f"{variant_id}/tgi") is None, variant_id
+    assert Playground(catalog).availability(ref).ok
 
 
 def test_openai_base_url_with_model_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://vllm.internal:8000/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")  # nobody listens yet
     monkeypatch.setenv("OPENAI_API_KEY", "sk-local")
     monkeypatch.setenv("OPENAI_MODEL", "jphme/em_german_leo_mistral")
-    monkeypatch.setenv("TGI_URL", "http://tgi.internal:8080")
+    monkeypatch.setenv("TGI_URL", f"http://127.0.0.1:{free_port()}")
     catalog = load_catalog()
     assert register_env_endpoints(catalog) == ["tgi", "openai"]
-    for variant_id in german_variants(catalog):
-        ref = catalog.get(f"{variant_id}/openai")
-        assert ref is not None and ref.quant.served_model == "jphme/em_german_leo_mistral"
-        assert catalog.get(f"{variant_id}/tgi") is not None
+    # a server that does not answer gets no build (OPENAI_MODEL names the model of a server that answers)
+    assert not [r for r in catalog.refs() if r.quant.kind is QuantKind.remote]
     assert catalog.endpoints["openai"].token() == "sk-local"
     assert catalog.endpoints["tgi"].token() is None
 
@@ -108,8 +106,9 @@ async def test_endpoint_health_has_no_secrets(
     tgi, openai = by_id["tgi"], by_id["openai"]
     assert tgi["ok"] is True and tgi["auth"] is True and tgi["configured"] is True
     assert tgi["url"] == f"http://127.0.0.1:{tgi_server.port}/"
-    assert tgi["model_id"] == "standin/em-german-7b" and tgi["max_total_tokens"] == 4096
-    assert tgi["builds"] == len(german_variants(catalog))
+    assert tgi["model_id"] == "jphme/em_german_leo_mistral" and tgi["max_total_tokens"] == 4096
+    assert tgi["builds"] == 1 and tgi["build"] == "em-german-leo-mistral/tgi" and tgi["replica_state"] == "up"
+    assert openai["waiting"] is True and openai["build"] is None
     assert openai["ok"] is False and openai["error"] == "err_remote_unreachable"
     dumped = json.dumps(rows)
     for secret in ("tgi-secret-123", "pa55word", "query-secret", "sk-never-shown", "hf_never_shown", "user:"):

@@ -32,13 +32,18 @@ def test_a_remote_kinds_variables_add_its_server_and_the_service_makes_its_engin
     for other in ENGINE_KINDS.values():
         if other.env is not None:
             monkeypatch.delenv(other.env.url_env, raising=False)
-    monkeypatch.setenv(row.env.url_env, "http://127.0.0.1:9")
-    catalog = load_catalog()
-    assert register_env_endpoints(catalog) == [name]
+    from tests.tgi_standin import StandinServer
+
+    # a TGI stand-in answers both kinds (TGI's native API and its OpenAI-compatible routes under /v1)
+    with StandinServer() as server:
+        monkeypatch.setenv(row.env.url_env, server.url + ("/v1" if name == "openai" else ""))
+        catalog = load_catalog()
+        assert register_env_endpoints(catalog) == [name]
     ref = next(r for r in catalog.refs() if r.quant.kind is QuantKind.remote)
-    assert ref.quant.endpoint == name and ref.quant.label == row.env.label
+    assert ref.quant.endpoint == name and ref.quant.label == "TGI"  # named by the server it found
     engine: Any = Playground(catalog).registry.engine_for(ref)
-    assert type(engine).__name__ == row.cls
+    # the build's replicas each get the kind's engine
+    assert type(engine.engine_of(catalog.endpoints[name])).__name__ == row.cls
 
 
 def test_the_service_makes_local_engines_from_the_table(catalog: Any) -> None:

@@ -36,7 +36,8 @@ MODELS = {
     "smollm2-135m-instruct/gguf-q4_1": "llama.cpp (in the app)",
     "tiny-e2e/fp32": "transformers (in the app)",
     f"{EM_GERMAN}/tgi": "TGI stand-in",
-    f"{EM_GERMAN}/openai": "llama.cpp server (OpenAI-compatible)",
+    # the server serves the offline GGUF: it is a build of that model (bound by its file name), nothing else
+    "smollm2-135m-instruct/openai-gguf-q4_1": "llama.cpp server (OpenAI-compatible)",
 }
 
 
@@ -95,7 +96,7 @@ def app(standin: StandinServer, llama_server: str, catalog_file: Path) -> Iterat
         "PLAYGROUND_CATALOG": str(catalog_file),
         "TGI_URL": standin.url,
         "OPENAI_BASE_URL": llama_server + "/v1",
-        # EM German's Vicuna format is unknown to the server's chat template: send the raw prompt
+        # the exact raw prompt, not the server's chat template
         "OPENAI_API_MODE": "completions",
         "PLAYGROUND_LLAMA_THREADS": "1",
     }
@@ -155,8 +156,8 @@ def test_chat_api_streams_from_every_engine_with_the_exact_prompt(
     if model.endswith("/tgi"):
         calls = standin.standin.generation_calls()
         assert calls and calls[-1].body["inputs"] == prompt  # the stand-in received exactly this prompt
-    elif model.endswith("/openai"):
-        family = load_catalog().family("em-german")
+    elif "/openai" in model:
+        family = load_catalog().family("offline")
         stop = list(dict.fromkeys((*get_format(family.prompt_format).stop, *family.stop)))
         # same greedy answer as the server's own on this prompt: the server got exactly this prompt
         assert text == greedy_completion(llama_server, prompt, 16, stop)
@@ -190,7 +191,7 @@ def choose(page: Any, elem_id: str, option: str) -> None:
         ("SmolLM2", "SmolLM2-135M-Instruct", "GGUF Q4_1", "smollm2-135m-instruct/gguf-q4_1"),
         ("Tiny (Test)", "Tiny E2E", "fp32", "tiny-e2e/fp32"),
         ("EM German", "LeoLM Mistral", "TGI", f"{EM_GERMAN}/tgi"),
-        ("EM German", "LeoLM Mistral", "OpenAI API", f"{EM_GERMAN}/openai"),
+        ("SmolLM2", "SmolLM2-135M-Instruct", "llama.cpp-Server · GGUF Q4_1", "smollm2-135m-instruct/openai-gguf-q4_1"),
     ],
 )
 def test_chat_tab_streams_from_every_engine(

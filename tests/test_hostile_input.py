@@ -1,9 +1,9 @@
 """Hostile input against the real app (`python app.py`): every input-safety probe replayed.
 
-The app runs with TGI_URL pointing at the TGI stand-in (tests/tgi_standin.py), so every German variant has a
-`tgi` build, and with canary secrets in its environment. Each probe must get a clear message in the page's
-language, reach no model server, leave the app serving, and leave a log of one JSON object per line with no
-canary in it.
+The app runs with TGI_URL naming three TGI stand-ins (tests/tgi_standin.py), one per prompt format's model (EM
+German, IGEL, LeoLM chat), each of which is a `tgi` build, and with canary secrets in its environment. Each probe
+must get a clear message in the page's language, reach no model server, leave the app serving, and leave a log of one
+JSON object per line with no canary in it.
 """
 
 from __future__ import annotations
@@ -54,13 +54,13 @@ def deep(levels: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tgi() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
+def tgi(tgi_fleet: Any) -> Any:
+    """One TGI stand-in per family's model (EM German, IGEL, LeoLM chat), seen as one (tests/conftest.py)."""
+    return tgi_fleet
 
 
 @pytest.fixture(scope="module")
-def live_app(tgi: StandinServer) -> Iterator[RunningApp]:
+def live_app(tgi: Any) -> Iterator[RunningApp]:
     with running_app({"TGI_URL": tgi.url, **CANARIES}) as app:
         yield app
 

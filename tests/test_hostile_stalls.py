@@ -41,13 +41,13 @@ REDOS_REPLY = json.dumps({"a": "a" * 27 + "!"})
 
 
 @pytest.fixture(scope="module")
-def tgi() -> Iterator[StandinServer]:
-    with StandinServer() as running:
-        yield running
+def tgi(tgi_fleet: Any) -> Any:
+    """One TGI stand-in per family's model (EM German, IGEL, LeoLM chat), seen as one (tests/conftest.py)."""
+    return tgi_fleet
 
 
 @pytest.fixture(scope="module")
-def live_app(tgi: StandinServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+def live_app(tgi: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     env = {
         "TGI_URL": tgi.url,
         "PLAYGROUND_PUBLIC": "1",

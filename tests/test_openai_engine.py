@@ -102,7 +102,7 @@ async def test_server_detection_tgi(standin: Standin, endpoint: Endpoint) -> Non
     facts = await OpenAICompatEngine(endpoint).server_facts()
     assert facts["kind"] == "tgi"  # GET /info says router: text-generation-router
     assert facts["context"] == 4096 and facts["max_input"] == 4095 and facts["max_stop"] == 4
-    assert facts["models"] == ["standin/em-german-7b"]
+    assert facts["models"] == ["jphme/em_german_leo_mistral"]
 
 
 async def test_leolm_takes_chat_only_when_the_servers_template_renders_the_card(
@@ -301,7 +301,7 @@ async def test_unauthorized_unreachable_and_token_isolation(
     text, _ = await collect(engine, make_request(ref))
     assert text == REPLY
     health = await engine.health()
-    assert health["ok"] is True and health["model_id"] == "standin/em-german-7b"
+    assert health["ok"] is True and health["model_id"] == "jphme/em_german_leo_mistral"
     assert all(r.headers.get("authorization") == "Bearer oai-secret" for r in standin.requests)
     assert "oai-secret" not in json.dumps(health)
 
@@ -453,20 +453,37 @@ async def test_llama_server_json_output_in_both_modes(llama_endpoint: Endpoint, 
 
 @pytest.mark.slow
 async def test_llama_server_structured_on_an_em_german_build_validates_against_the_cards_schema(
-    llama_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+    llama_server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """/structured's path (prepare_structured, the answer stream, check_answer) on EM German through the
     OpenAI-compatible engine: completions mode, the card's exact prompt, llama.cpp's top-level json_schema."""
+    import yaml
+
     from components.api.common import answer_stream
     from components.core.service import Playground
     from components.features.structured import EXAMPLE_SCHEMA, EXAMPLE_TEXT, check_answer, prepare_structured
     from components.serving.endpoints import register_env_endpoints
-    from components.vocabulary.catalog import load_catalog
+    from components.vocabulary.catalog import DEFAULT_CATALOG, load_catalog
 
-    monkeypatch.setenv("OPENAI_BASE_URL", llama_server[0] + "/v1")
-    for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
+    # the server serves SmolLM2; an EM German build on it is the operator's own binding in models.yaml (the
+    # environment's OPENAI_BASE_URL would bind it to the model it serves)
+    monkeypatch.setenv("LAB_LLAMA_URL", llama_server[0] + "/v1")
+    for name in (
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_MODEL",
+        "OPENAI_API_MODE",
+        "OPENAI_JSON_FORMAT",
+        "TGI_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
-    catalog = load_catalog()
+    raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
+    raw["endpoints"] = [{"id": "lab", "type": "openai", "url_env": "LAB_LLAMA_URL"}]
+    em_german = next(f for f in raw["families"] if f["id"] == "em-german")
+    em_german["variants"][0]["quantizations"].append({"id": "openai", "kind": "remote", "endpoint": "lab"})
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    catalog = load_catalog(path)
     register_env_endpoints(catalog)
     playground = Playground(catalog)
     model = next(r.id for r in catalog.refs() if r.family.id == "em-german" and r.quant.id == "openai")
@@ -536,6 +553,7 @@ async def test_api_info_prompt_is_what_the_server_rendered_in_chat_mode(
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "TGI_URL"):
         monkeypatch.delenv(name, raising=False)
     standin.config.chat_template = "llama2"
+    standin.config.model_id = "LeoLM/leo-hessianai-7b-chat"  # the server serves LeoLM 7B chat: its build
     catalog = load_catalog()
     register_env_endpoints(catalog)
     playground = Playground(catalog)
@@ -569,6 +587,7 @@ async def test_structured_on_leolm_through_tgis_messages_api(
     for name in ("OPENAI_API_KEY", "OPENAI_MODEL", "OPENAI_API_MODE", "OPENAI_JSON_FORMAT", "TGI_URL"):
         monkeypatch.delenv(name, raising=False)
     standin.config.json_reply = json.dumps(EXAMPLE_CARD_OUTPUT, ensure_ascii=False)
+    standin.config.model_id = "LeoLM/leo-hessianai-7b-chat"  # the server serves LeoLM 7B chat: its build
     catalog = load_catalog()
     register_env_endpoints(catalog)
     playground = Playground(catalog)

@@ -119,10 +119,10 @@ def test_toasts_show_quoted_input_as_text(monkeypatch: pytest.MonkeyPatch) -> No
 
 # ---- the Server tab ----------------------------------------------------------------------------------------
 async def test_the_public_server_tab_names_servers_without_their_address(
-    tgi_playground: tuple[Any, Any], tgi_server: Any, monkeypatch: pytest.MonkeyPatch
+    tgi_playground: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _standin, playground = tgi_playground
-    address = tgi_server.url.split("://", 1)[1]
+    fleet, playground = tgi_playground
+    address = fleet.servers[0].url.split("://", 1)[1]
     monkeypatch.setenv("PLAYGROUND_PUBLIC", "0")
     assert address in await endpoints_markdown(playground, "de")  # an operator's own playground shows it
     monkeypatch.setenv("PLAYGROUND_PUBLIC", "1")

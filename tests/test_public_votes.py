@@ -521,8 +521,9 @@ async def queued(http: httpx.AsyncClient, url: str, dep: dict[str, Any], data: l
 
 
 @pytest.fixture
-def votes_app(tgi_server: Any, tmp_path: Path) -> Iterator[tuple[RunningApp, Path]]:
+def votes_app(tgi_fleet: Any, tmp_path: Path) -> Iterator[tuple[RunningApp, Path]]:
     votes = tmp_path / "votes.jsonl"
+    tgi_server = tgi_fleet  # one TGI server per model: TGI_A and TGI_B are two servers' builds
     env = {
         "TGI_URL": tgi_server.url,
         "PLAYGROUND_PUBLIC": "1",

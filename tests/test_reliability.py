@@ -1,7 +1,7 @@
 """Reliability of the real app: bursts of bad input, failing TGI servers, closed tabs, 64 sessions, isolation.
 
 The app runs as `python app.py` in a subprocess with TGI_URL pointing at the TGI stand-in
-(tests/tgi_standin.py) on loopback, so every German variant has a `tgi` build served by it. The
+(tests/tgi_standin.py) on loopback, which serves EM German LeoLM Mistral: its `tgi` build is what is asked. The
 stand-in here echoes a per-request marker from the prompt, so each of many concurrent sessions can
 tell its own answer from everyone else's.
 """

@@ -451,7 +451,7 @@ async def test_health(standin: Standin, endpoint: Endpoint) -> None:
     health = await TgiEngine(endpoint).health()
     assert health == {
         "ok": True,
-        "model_id": "standin/em-german-7b",
+        "model_id": "jphme/em_german_leo_mistral",
         "version": "3.3.6-native",
         "max_total_tokens": 4096,
         "error": None,

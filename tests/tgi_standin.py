@@ -94,7 +94,8 @@ def compact(obj: Any) -> str:
 class StandinConfig:
     """What the stand-in serves and how it misbehaves. Tests change fields between requests."""
 
-    model_id: str = "standin/em-german-7b"
+    #: what `/info` (and `/v1/models`) report: the app binds the server to this model (EM German LeoLM Mistral)
+    model_id: str = "jphme/em_german_leo_mistral"
     version: str = "3.3.6-native"
     reply: str = "Berlin ist die Hauptstadt von Deutschland."
     json_reply: str = '{"antwort": "Berlin", "sicher": true}'
@@ -142,6 +143,8 @@ class Standin:
 
     def __init__(self, config: StandinConfig | None = None) -> None:
         self.config = config or StandinConfig()
+        #: the model this stand-in serves, kept by reset()
+        self.model_id = self.config.model_id
         self.requests: list[Recorded] = []
         self.disconnects: list[Disconnect] = []
         self.completed = 0
@@ -165,7 +168,7 @@ class Standin:
 
     # ---- test helpers -----------------------------------------------------------------------------
     def reset(self, **changes: Any) -> None:
-        self.config = dataclasses.replace(StandinConfig(), **changes)
+        self.config = dataclasses.replace(StandinConfig(model_id=self.model_id), **changes)
         self.requests.clear()
         self.disconnects.clear()
         self.completed = 0

@@ -11,6 +11,7 @@ from components.api.common import answer_stream, api_language, checking, refused
 from components.core import availability
 from components.core.service import Playground
 from components.core.validation import parse_history
+from components.serving.endpoints import fleet_rows, waiting_texts
 from components.serving.limits import check_rate
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import t
@@ -63,15 +64,20 @@ def register(playground: Playground) -> None:
         `unavailable` (`why_not` says why). `available` is true only for `ready`; `why_not` is set whenever
         a request would be refused now. `server` (remote builds only) is `answers` or `silent`: whether the
         build's server gave an HTTP answer at the last look (at most 15 s old); a silent server is still sent
-        to, and `server_note` says so.
+        to, and `server_note` says so. A remote build also has `served_model` (what its server reports) and
+        `replicas` (each server's `name`, `state` up/down and `open_streams`). A server that has not said yet
+        which model it serves is a row with `state` `waiting`, `id` null, its name in `label` and the
+        "waiting for …" text in `why_not`; its build appears once it answers.
         """
         try:
             language = api_language(lang)
         except InputError as exc:
             raise refused(exc, "de", "models") from None
         out = []
+        fleet = {row["id"]: row for row in fleet_rows(playground.catalog)}
         for ref in playground.catalog.refs():
             avail = playground.availability(ref)
+            served = fleet.get(ref.id)
             out.append(
                 {
                     "id": ref.id,
@@ -88,8 +94,15 @@ def register(playground: Playground) -> None:
                     "server_note": t(avail.key, language, **avail.params)
                     if avail.server == availability.SERVER_SILENT
                     else None,
+                    **(
+                        {"served_model": served["served_model"], "replicas": served["replicas"]}
+                        if served is not None
+                        else {}
+                    ),
                 }
             )
+        for name, text in waiting_texts(playground.catalog, language):
+            out.append({"id": None, "label": name, "state": "waiting", "available": False, "why_not": text})
         return out
 
     gr.api(models, api_name="models", queue=False)

@@ -15,6 +15,7 @@ from components.core import availability
 from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text
 from components.engines import chat_templates
 from components.engines.base import Engine
+from components.engines.fleet import FleetEngine, fleet_of
 from components.engines.kinds import kind_of
 from components.engines.model_cache import progress_while
 from components.logs.logging_setup import record_conversation
@@ -61,6 +62,10 @@ class EngineRegistry:
     def _create(self, ref: ModelRef) -> Engine:
         row = kind_of(ref, self.catalog.endpoints)
         if row.remote:
+            # a build served by replicas (components/engines/fleet.py): each request to one of them
+            group = fleet_of(self.catalog).group(ref.quant.endpoint)
+            if group is not None:
+                return FleetEngine(group, row.name)
             return row.create(endpoint=self.catalog.endpoints[ref.quant.endpoint or ""])
         return row.create(hf_token=os.environ.get("HF_TOKEN") or None)
 
@@ -119,6 +124,9 @@ class Playground:
     def availability(self, ref: ModelRef) -> availability.Availability:
         remote = ref.quant.kind is QuantKind.remote
         endpoint = self.catalog.endpoints.get(ref.quant.endpoint or "") if remote else None
+        group = fleet_of(self.catalog).group(ref.quant.endpoint) if remote else None
+        if group is not None:  # the replica a request would go to now
+            endpoint = group.best_endpoint() or endpoint
         return availability.check(ref, endpoint=endpoint, probe=self.hub, servers=self.servers)
 
     def local_engines(self) -> list[dict[str, Any]]:

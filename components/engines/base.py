@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -81,7 +82,10 @@ class Engine(ABC):
                     yield item
                 elif isinstance(item, EngineDone):
                     reason = "stopped" if request.cancel.is_set() else item.finish_reason
-                    yield Finished(clock.stats(reason, item.prompt_tokens, item.completion_tokens))
+                    stats = clock.stats(reason, item.prompt_tokens, item.completion_tokens)
+                    if item.served_model or item.replica:
+                        stats = dataclasses.replace(stats, served_model=item.served_model, replica=item.replica)
+                    yield Finished(stats)
                     return
             reason = "stopped" if request.cancel.is_set() else "unknown"
             yield Finished(clock.stats(reason, None, None))

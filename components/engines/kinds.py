@@ -22,7 +22,8 @@ Missing = tuple[str, dict[str, Any]]
 
 @dataclass(frozen=True)
 class EnvServer:
-    """A server of a remote kind that environment variables add (its endpoint id is the kind's name). The label is
+    """Servers of a remote kind that environment variables add (endpoint ids: the kind's name, then `name-2`, … for
+    further comma-separated URLs; each a build of the model it serves, components/serving/endpoints.py). The label is
     a name, the same in German and English ("Der Server TGI …", "The server TGI …")."""
 
     url_env: str

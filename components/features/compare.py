@@ -573,6 +573,9 @@ def vote_record(round_: Round, winner: str, viewer: str | None = None) -> dict[s
             {
                 "letter": LETTERS[p.pane],
                 "model": p.model_id[: ratings.MAX_MODEL_ID_CHARS],
+                # what answered (a remote build): the model its server reported, and which server (replica)
+                "served_model": _clip((p.stats or {}).get("served_model"), ratings.MAX_MODEL_ID_CHARS),
+                "replica": _clip((p.stats or {}).get("replica"), caps["viewer"]),
                 "settings": _small(p.settings),
                 "system_prompt": _clip(p.system_prompt, LIMITS.max_system_chars),
                 "output": _clip(p.text, MAX_OUTPUT_CHARS),

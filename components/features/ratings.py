@@ -134,8 +134,11 @@ def parse_vote(record: Any, known: Container[str] | None = None) -> Vote | str:
     for pane in panes:
         if not isinstance(pane, dict) or not _text(pane.get("model")):
             return "incomplete"
-        model = str(pane["model"])
-        if not known_model(model, known):
+        # a remote build counts as the model its server reported (a misconfigured server is never credited to the
+        # build's name); every other build as its catalog id
+        served = _text(pane.get("served_model"))
+        model = served if served is not None and known_model(served) else str(pane["model"])
+        if served is None and not known_model(model, known):
             return "unknown_model"
         if isinstance(pane.get("letter"), str):
             letters[pane["letter"].upper()] = model
@@ -146,7 +149,7 @@ def parse_vote(record: Any, known: Container[str] | None = None) -> Vote | str:
     if winner.lower() == TIE:
         winner_model = None
     else:
-        winner_model = _text(record.get("winner_model"), MAX_MODEL_ID_CHARS + 1) or letters.get(winner.upper()[:8])
+        winner_model = letters.get(winner.upper()[:8]) or _text(record.get("winner_model"), MAX_MODEL_ID_CHARS + 1)
         if winner_model not in models:
             return "incomplete"
     return Vote(
@@ -181,6 +184,7 @@ def slim_record(record: Any) -> Any:
             {
                 "letter": _text(p.get("letter"), 8),
                 "model": p.get("model")[: MAX_MODEL_ID_CHARS + 1] if isinstance(p.get("model"), str) else None,
+                "served_model": _text(p.get("served_model"), MAX_MODEL_ID_CHARS + 1),
             }
             if isinstance(p, dict)
             else None
@@ -657,7 +661,10 @@ def vote_rows(records: Iterable[Any], known: Container[str] | None = None) -> li
         vote = parse_vote(record, known)
         rec = record if isinstance(record, dict) else {}
         panes = rec.get("panes") if isinstance(rec.get("panes"), list) else []
-        models = [str(p.get("model") or "")[:MAX_MODEL_ID_CHARS] if isinstance(p, dict) else "" for p in panes][:4]
+        models = [
+            str(p.get("served_model") or p.get("model") or "")[:MAX_MODEL_ID_CHARS] if isinstance(p, dict) else ""
+            for p in panes
+        ][:4]
         reason = vote if isinstance(vote, str) else None
         if isinstance(vote, Vote) and vote.key is not None:
             if vote.key in seen:

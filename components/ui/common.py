@@ -33,6 +33,9 @@ class Translations:
     items: list[tuple[Any, str, str]] = field(default_factory=list)
     #: placeholders of a message, by the item's index
     params: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: every family picker of the page: their choices are refreshed when a page loads (a server that answered
+    #: after the start may have added a family; Gradio serves the choices the page was built with)
+    families: list[Any] = field(default_factory=list)
 
     def add(self, component: Any, key: str, attr: str = "label", **params: Any) -> Any:
         if params:
@@ -148,6 +151,18 @@ def session_of(request: gr.Request | None) -> str:
 # ---- model pickers -------------------------------------------------------------------------------
 def family_choices(playground: Playground) -> list[tuple[str, str]]:
     return [(f.name, f.id) for f in playground.catalog.families]
+
+
+def refresh_families(page: Any, playground: Playground, tr: Translations) -> None:
+    """On every page load, the family pickers offer the catalog's families as they are now."""
+    pickers = list(tr.families)
+
+    def families() -> list[Any]:
+        choices = family_choices(playground)
+        return [gr.update(choices=choices) for _ in pickers]
+
+    if pickers:
+        page.load(families, None, pickers, queue=False, show_progress="hidden", api_visibility="private")
 
 
 def variant_choices(playground: Playground, family_id: str, lang: str = "de") -> list[tuple[str, str]]:
@@ -313,6 +328,7 @@ def build_pickers(
         return tr.add(dropdown, key)
 
     family = dropdown("family", family_choices(playground), default.family.id)
+    tr.families.append(family)
     variant = dropdown("variant", variant_choices(playground, default.family.id), default.variant.id)
     quant = dropdown("quant", quant_choices(playground, default.variant.id, "de"), default.quant.id)
     info = (

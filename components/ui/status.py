@@ -8,9 +8,9 @@ from typing import Any
 import gradio as gr
 
 from components.core.service import Playground
-from components.serving.endpoints import endpoint_health
+from components.serving.endpoints import endpoint_health, fleet_rows, waiting_texts
 from components.serving.limits import public_profile
-from components.ui.common import Translations
+from components.ui.common import Translations, md_literal
 from components.vocabulary.messages import t
 
 
@@ -22,8 +22,11 @@ async def endpoints_markdown(playground: Playground, lang: str) -> str:
         return t("endpoints_none", lang)
     line_key = "endpoint_line_public" if public_profile() else "endpoint_line"
     lines = []
+    waiting = dict(waiting_texts(playground.catalog, lang))
     for row in rows:
-        if not row.get("configured"):
+        if row.get("waiting") and (row.get("label") or row["id"]) in waiting:
+            state = waiting[row.get("label") or row["id"]]
+        elif not row.get("configured"):
             state = t("endpoint_not_configured", lang)
         elif row.get("ok"):
             state = "✓ " + t("endpoint_ok", lang)
@@ -44,7 +47,37 @@ async def endpoints_markdown(playground: Playground, lang: str) -> str:
                 version=row.get("version") or "–",
                 max_total_tokens=row.get("max_total_tokens") or "–",
             )
+            + (
+                " · " + t("endpoint_serves", lang, build=md_literal(row["build_label"]))
+                if row.get("build_label")
+                else ""
+            )
         )
+    return "\n".join(lines) + fleet_markdown(playground, lang)
+
+
+def fleet_markdown(playground: Playground, lang: str) -> str:
+    """Each remote build: the model its servers report and its replicas with their state and open streams."""
+    rows = fleet_rows(playground.catalog)
+    if not rows:
+        return ""
+    lines = ["", "", t("fleet_builds_md", lang)]
+    for row in rows:
+        replicas = ", ".join(
+            t(
+                "fleet_replica",
+                lang,
+                name=r["name"],
+                state=t(f"fleet_state_{r['state']}", lang),
+                open=r["open_streams"],
+            )
+            for r in row["replicas"]
+        )
+        served = (row["served_model"] or "–").replace("`", "ʼ")
+        line = t("fleet_build_line", lang, build=md_literal(row["label"]), served=served, replicas=replicas)
+        if row["outside_catalog"]:
+            line += " · " + t("fleet_outside", lang)
+        lines.append("- " + line)
     return "\n".join(lines)
 
 

@@ -97,15 +97,24 @@ class Endpoint(_Strict):
     label: str | None = None
     #: the URL when `url_env` is unset (a public service's fixed address, e.g. the Inference Providers router)
     url_default: str | None = Field(default=None, pattern=r"^https?://")
+    #: which of the comma-separated URLs in `url_env` this server is (its token: the same place of a list in
+    #: `token_env`, or the one value there); None: the variable's whole value
+    index: int | None = Field(default=None, ge=0)
+
+    def _item(self, value: str, one_for_all: bool) -> str:
+        if self.index is None or (one_for_all and "," not in value):
+            return value
+        items = [part.strip() for part in value.split(",")]
+        return items[self.index] if self.index < len(items) else ""
 
     def url(self) -> str | None:
-        value = os.environ.get(self.url_env, "").strip()
+        value = self._item(os.environ.get(self.url_env, "").strip(), one_for_all=False)
         return value or self.url_default
 
     def token(self) -> str | None:
         if not self.token_env:
             return None
-        value = os.environ.get(self.token_env, "").strip()
+        value = self._item(os.environ.get(self.token_env, "").strip(), one_for_all=True)
         return value or None
 
 
@@ -276,6 +285,8 @@ class Catalog:
         self._refs: dict[str, ModelRef] = {}
         self._families = {f.id: f for f in data.families}
         self.endpoints = {e.id: e for e in data.endpoints}
+        #: families added at run time (the servers' models outside the catalog), in the order added
+        self._added_families: list[str] = []
         self._check_ids()
         for family in data.families:
             for variant in family.variants:
@@ -311,20 +322,20 @@ class Catalog:
     # lookups -------------------------------------------------------------------------------
     @property
     def families(self) -> list[Family]:
-        return list(self.data.families)
+        return [*self.data.families, *(self._families[i] for i in self._added_families)]
 
     def family(self, family_id: str) -> Family:
         return self._families[family_id]
 
     def refs(self) -> Iterator[ModelRef]:
-        return iter(self._refs.values())
+        return iter(list(self._refs.values()))
 
     def get(self, model_id: str) -> ModelRef | None:
         """`variant/quant`, or a bare variant id meaning its first build."""
         ref = self._refs.get(model_id)
         if ref is not None:
             return ref
-        for candidate in self._refs.values():
+        for candidate in list(self._refs.values()):
             if candidate.variant.id == model_id:
                 return candidate
         return None
@@ -333,15 +344,29 @@ class Catalog:
     def default(self) -> ModelRef:
         return self._refs[self.data.default_model]
 
-    def with_extra(self, family_id: str, variant_id: str, quant: Quantization) -> None:
-        """Adds a build at run time (endpoints from TGI_URL / OPENAI_BASE_URL)."""
+    def with_extra(self, family_id: str, variant_id: str, quant: Quantization) -> ModelRef:
+        """Adds a build at run time (a server bound to the model it serves). Copy on write: a page event that reads
+        the catalog while a background thread adds a build never sees a dictionary change size."""
         family = self._families[family_id]
         variant = next(v for v in family.variants if v.id == variant_id)
         ref = ModelRef(family, variant, quant)
-        self._refs[ref.id] = ref
+        self._refs = {**self._refs, ref.id: ref}
+        return ref
+
+    def with_served(self, family: Family, variant: Variant, quant: Quantization) -> ModelRef:
+        """Adds a served model the catalog does not know, as `variant` of the run-time `family` (created or grown)."""
+        known = self._families.get(family.id)
+        if known is not None:
+            family = known.model_copy(update={"variants": [*known.variants, variant]})
+        self._families = {**self._families, family.id: family}
+        if family.id not in self._added_families:
+            self._added_families = [*self._added_families, family.id]
+        ref = ModelRef(family, variant, quant)
+        self._refs = {**self._refs, ref.id: ref}
+        return ref
 
     def quants_of(self, variant_id: str) -> list[ModelRef]:
-        return [r for r in self._refs.values() if r.variant.id == variant_id]
+        return [r for r in list(self._refs.values()) if r.variant.id == variant_id]
 
 
 def _describe_loc(raw: Any, loc: tuple[Any, ...]) -> str:

@@ -65,6 +65,9 @@ class EngineDone:
     finish_reason: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: what answered, for a remote build: the model id its server reported and the server's (replica's) name
+    served_model: str | None = None
+    replica: str | None = None
 
 
 # ---- what stream() yields to callers -------------------------------------------------------------
@@ -76,9 +79,11 @@ class GenerationStats:
     ttft_s: float | None
     total_s: float
     tokens_per_s: float | None
+    served_model: str | None = None
+    replica: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "finish_reason": self.finish_reason,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
@@ -86,6 +91,9 @@ class GenerationStats:
             "total_s": round(self.total_s, 4),
             "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 2),
         }
+        if self.served_model or self.replica:  # a remote build: what answered
+            out.update(served_model=self.served_model, replica=self.replica)
+        return out
 
 
 @dataclass(frozen=True)

@@ -315,6 +315,40 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Kein entfernter Server konfiguriert. Setze `TGI_URL` oder `OPENAI_BASE_URL` (siehe README).",
         "en": "No remote server configured. Set `TGI_URL` or `OPENAI_BASE_URL` (see README).",
     },
+    # ---- the fleet: servers bound to what they serve, replicas ----------------------------------------
+    "fleet_waiting": {
+        "de": "⏳ Warte auf {endpoint}: der Server hat noch nicht gesagt, welches Modell er bereitstellt ({why}). "
+        "Er wird im Hintergrund erneut gefragt; sein Modell erscheint, sobald er antwortet.",
+        "en": "⏳ Waiting for {endpoint}: the server has not said yet which model it serves ({why}). It is asked "
+        "again in the background; its model appears as soon as it answers.",
+    },
+    "fleet_builds_md": {
+        "de": "### Modelle der Server und ihre Replikate",
+        "en": "### Served models and their replicas",
+    },
+    "fleet_build_line": {
+        "de": "**{build}** · meldet `{served}` · Replikate: {replicas}",
+        "en": "**{build}** · reports `{served}` · replicas: {replicas}",
+    },
+    "fleet_outside": {
+        "de": "außerhalb der Modellfamilien, Chat-Vorlage des Servers",
+        "en": "outside the model families, the server's chat template",
+    },
+    "fleet_replica": {"de": "{name} {state} ({open} offen)", "en": "{name} {state} ({open} open)"},
+    "fleet_state_up": {"de": "✓", "en": "✓"},
+    "fleet_state_down": {"de": "✗ ausgefallen, wird erneut geprüft", "en": "✗ down, checked again"},
+    "fleet_other_model": {
+        "de": "der Server stellt jetzt ein anderes Modell bereit",
+        "en": "the server serves another model now",
+    },
+    "endpoint_serves": {"de": "stellt bereit: {build}", "en": "serves: {build}"},
+    "fleet_why_err_remote_unreachable": {"de": "nicht erreichbar", "en": "not reachable"},
+    "fleet_why_err_remote_timeout": {"de": "keine rechtzeitige Antwort", "en": "no answer in time"},
+    "fleet_why_err_remote_unauthorized": {
+        "de": "Zugang abgewiesen: Token prüfen",
+        "en": "access refused: check the token",
+    },
+    "fleet_why_err_remote_not_configured": {"de": "keine Adresse", "en": "no address"},
     "tab_status": {"de": "Server", "en": "Servers"},
     # ---- transformers engine -------------------------------------------------------------------
     # transformers engine: which path a loaded model uses (Server tab; continuous batching)

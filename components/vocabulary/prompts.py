@@ -108,6 +108,19 @@ class ChatMLFormat(PromptFormat):
 #: build from its files; not a row of PROMPT_FORMATS
 MODEL_FORMAT = "model"
 
+
+@dataclass(frozen=True)
+class ServerChatFormat(PromptFormat):
+    """A served model outside the catalog's families: the server applies the model's own chat template to the
+    messages (OpenAI chat mode); no family's format is borrowed. The "raw prompt" is the messages as sent, in JSON,
+    for the prompt view and a length estimate; the server's own rendering is shown where it can give one."""
+
+    def render(self, system: str, history: Sequence[Turn], message: str) -> str:
+        import json
+
+        return json.dumps(self.messages(system, history, message), ensure_ascii=False, indent=1)
+
+
 PROMPT_FORMATS: dict[str, PromptFormat] = {
     "igel": IgelFormat(
         name="igel",
@@ -136,6 +149,9 @@ PROMPT_FORMATS: dict[str, PromptFormat] = {
         stop=("<|im_end|>", "<|im_start|>"),
         source="003 LeoLM chat card",
         server_template=True,
+    ),
+    "server_chat": ServerChatFormat(
+        name="server_chat", label="Chat-Vorlage des Servers / server chat template", stop=(), source="the server"
     ),
 }
 
