@@ -501,3 +501,25 @@ def test_the_pickers_offer_a_family_that_a_late_server_added(monkeypatch: pytest
         while not remote_ids(playground.catalog) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "served" in offered()
+
+
+async def test_the_strict_vllm_and_sglang_stand_ins_are_bound_and_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENAI_BASE_URL with a vLLM and an SGLang server (tests/vllm_standin.py, tests/sglang_standin.py, strict as
+    their sources) serving two catalog models: each is asked what it serves, becomes that build only, and answers."""
+    from tests.sglang_standin import SglangStandin
+    from tests.vllm_standin import LoopbackServer, OpenAIServerConfig, VllmStandin
+
+    vllm = VllmStandin(OpenAIServerConfig(model_id="jphme/em_german_leo_mistral", reply="Berlin."))
+    sglang = SglangStandin(OpenAIServerConfig(model_id="philschmid/instruct-igel-001", reply="Bonn."))
+    with LoopbackServer(vllm) as a, LoopbackServer(sglang) as b:
+        playground = fleet_playground(monkeypatch, OPENAI_BASE_URL=f"{a.url}/v1,{b.url}/v1")
+        assert remote_ids(playground.catalog) == {"em-german-leo-mistral/openai", "instruct-igel-001/openai"}
+        assert playground.catalog.get("instruct-igel-001/openai").quant.label == "SGLang"  # type: ignore[union-attr]
+        first = await ask(playground, "em-german-leo-mistral/openai")
+        second = await ask(playground, "instruct-igel-001/openai")
+    assert not first.failed and not second.failed, (first.error_text("en"), second.error_text("en"))
+    assert first.text == "Berlin." and second.text == "Bonn."
+    assert first.stats["served_model"] == "jphme/em_german_leo_mistral"
+    assert second.stats["served_model"] == "philschmid/instruct-igel-001"
+    assert [r.path for r in vllm.requests if "completions" in r.path] == ["/v1/completions"]
+    assert [r.path for r in sglang.requests if "completions" in r.path] == ["/v1/completions"]

@@ -20,7 +20,7 @@ from components.engines.hf_providers import ROUTER_URL
 from components.serving.endpoints import register_env_endpoints
 from components.serving.hf_providers import register_provider_models, signin_offered
 from components.vocabulary.catalog import load_catalog
-from components.vocabulary.generation import Failed, Finished, PromptSent, TextDelta
+from components.vocabulary.generation import Failed, Finished, InputError, PromptSent, TextDelta
 from components.vocabulary.messages import t
 from tests.hf_router_standin import DOCUMENTED, RouterStandin
 from tests.vllm_standin import LoopbackServer, VllmStandin
@@ -195,9 +195,13 @@ async def test_an_inference_endpoint_is_an_openai_server_with_its_own_token(
     monkeypatch.setenv("OPENAI_BASE_URL", vllm_server.url + "/v1")
     monkeypatch.setenv("HF_TOKEN", "hf_endpoint_token")  # the same value, but not configured for the endpoint
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    _, events = await answer(playground(), "em-german-leo-mistral/openai", credential=CANARY)
-    assert isinstance(events[-1], Failed) and events[-1].key == "err_remote_unauthorized"
-    assert all("authorization" not in r.headers for r in vllm.requests)
+    # without its own token the server refuses to say what it serves: no build is bound to it, and HF_TOKEN was
+    # not offered to it while asking
+    play = playground()
+    assert play.catalog.get("em-german-leo-mistral/openai") is None
+    with pytest.raises(InputError):
+        await answer(play, "em-german-leo-mistral/openai", credential=CANARY)
+    assert vllm.requests and all("authorization" not in r.headers for r in vllm.requests)
     monkeypatch.setenv("OPENAI_API_KEY", "hf_endpoint_token")
     vllm.requests.clear()
     text, events = await answer(playground(), "em-german-leo-mistral/openai", credential=CANARY)
