@@ -147,6 +147,4 @@ def test_no_number_in_a_settings_source_line_that_the_sliders_show_in_another_no
             for text in (family.settings_source.de, family.settings_source.en):
                 assert not re.search(r"\d[.,]\d", text), text
     # a version in a name ("Teuken-7B-instruct-research v0.4") is a name, not a setting
-    assert all(
-        not re.search(r"(?<![v\d])\d[.,]\d", variant.name) for f in CATALOG.families for variant in f.variants
-    )
+    assert all(not re.search(r"(?<![v\d])\d[.,]\d", variant.name) for f in CATALOG.families for variant in f.variants)
