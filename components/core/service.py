@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -9,12 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.core import availability
+from components.core.answer_traits import assess
 from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text
 from components.engines.base import Engine
 from components.engines.kinds import kind_of
 from components.logs.logging_setup import record_conversation
 from components.vocabulary.catalog import Catalog, ModelRef, QuantKind
 from components.vocabulary.generation import (
+    Assessed,
     Event,
     Failed,
     Finished,
@@ -219,11 +222,32 @@ class Playground:
             # shown from the first moment: the engine's own progress comes once the Hub has answered
             yield Status("status_download_starting", {"model": ref.label, "size": avail.params.get("size", 0.0)})
         events = record_conversation(prepared.request, engine.stream(prepared.request), source, session)
+        parts: list[str] = []
         try:
             async for event in events:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                elif isinstance(event, (Finished, Failed)) and prepared.request.json_schema is None:
+                    # the answer's language, register and style, once, just before it ends (a JSON answer has none)
+                    traits = await assessed("".join(parts), prepared.request)
+                    if traits is not None:
+                        yield traits
                 yield event
         finally:
             await events.aclose()
+
+
+async def assessed(text: str, request: GenerationRequest) -> Assessed | None:
+    """The answer's traits (answer_traits.assess), computed off the event loop; None for an answer without text, or
+    when the assessment fails (the answer itself stands)."""
+    if not text.strip():
+        return None
+    system = next((m["content"] for m in request.messages if m.get("role") == "system"), None)
+    try:
+        return Assessed(**await asyncio.to_thread(assess, text, system))
+    except Exception as exc:  # a broken language model must never cost the answer
+        log.warning("answer assessment failed: %s", type(exc).__name__, exc_info=True)
+        return None
 
 
 def _count(value: Any) -> int | None:
