@@ -325,8 +325,8 @@ def build_leaderboard_view(
         cat_in: Any,
         sess_in: Any,
         var_in: Any,
-        method_in: Any = style_control.PLAIN,
         request: gr.Request | None = None,
+        method_in: Any = style_control.PLAIN,  # after the request: callers that pass one by position keep working
     ) -> list[Any]:
         records, _ = await vote_log.records()
         sets = await asyncio.to_thread(prompt_sets)
@@ -372,7 +372,7 @@ def build_leaderboard_view(
         control.input(update, inputs, view.outputs, api_visibility="private")
 
     async def initial(lang: str) -> list[Any]:
-        return await update(lang, ALL, ALL, ALL, ALL, style_control.PLAIN)
+        return await update(lang, ALL, ALL, ALL, ALL)
 
     # on page load and whenever the language changes (only lang_state as input: a filter's own change
     # is handled by its .input above)
