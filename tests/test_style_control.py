@@ -183,3 +183,30 @@ def test_page_view_shows_the_columns_and_the_style_note(lang: str) -> None:
     plain = leaderboard_html(style_control.leaderboard(records, rounds=0), lang)
     assert t("lb_method_style_note", lang).split(":")[0] not in plain
     assert [value for _, value in method_choices(lang)] == list(style_control.METHODS)
+
+
+def test_newton_reaches_the_maximum_that_lbfgs_finds() -> None:
+    """The fit (Newton's method, every bootstrap sample at once) against scipy's L-BFGS-B on the same penalised
+    likelihood (ratings._loss_and_grad), for the point estimate and three bootstrap samples."""
+    from scipy.optimize import minimize
+
+    records = styled_votes(seed=21, n=500)
+    counted: list[ratings.Vote] = []
+    per_vote, _ = ratings.collect(records, counted=counted)
+    models = sorted({m for b in per_vote for a, c, _ in b for m in (a, c)})
+    index = {m: i for i, m in enumerate(models)}
+    pairs = np.array([[index[a], index[b]] for b in per_vote for a, b, _ in b])
+    scores = np.array([s for b in per_vote for _, _, s in b])
+    design = style_control._design(pairs, style_control.features(counted, per_vote), len(models))
+    weights = np.vstack([np.ones(len(pairs)), np.random.default_rng(1).poisson(1.0, (3, len(pairs)))])
+    newton = style_control.fit(design, scores, weights)
+    for row, w in zip(newton, weights, strict=True):
+        result = minimize(
+            ratings._loss_and_grad,
+            np.zeros(design.shape[1]),
+            args=(design, scores, w[None, :], 1.0),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 5000, "gtol": 1e-10, "ftol": 1e-15},
+        )
+        assert np.max(np.abs(row - result.x)) < 1e-4, (row, result.x)
