@@ -40,11 +40,12 @@ def browser_fixture(scope: str = "module") -> Callable[..., Iterator[Any]]:
 
 
 def stats_pattern(lang: str, multiline: bool = False) -> re.Pattern[str]:
-    """The stats line of components/vocabulary/messages.py as a regex with named groups ttft, rate, tokens, reason."""
+    """The stats line of components/vocabulary/messages.py as a regex with named groups ttft, rate, tokens, reason,
+    and `note`: the warnings of the answer's language and register that may follow ("· ⚠ Englisch")."""
     pattern = re.escape(MESSAGES["stats_line"][lang])
     for name in ("ttft", "rate", "tokens", "reason"):
         pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>[^·\\n]+?)")
-    return re.compile(pattern + r"\s*$", re.MULTILINE if multiline else 0)
+    return re.compile(pattern + r"(?: · (?P<note>⚠[^\n]*))?\s*$", re.MULTILINE if multiline else 0)
 
 
 def set_slider(page: Any, elem_id: str, value: float, timeout_s: float = 20.0) -> None:

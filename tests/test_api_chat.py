@@ -104,6 +104,14 @@ def test_named_parameters(client: Any) -> None:
     assert text.strip()
 
 
+def test_an_english_answer_of_the_offline_model_reads_en(client: Any) -> None:
+    """SmolLM2 answers in English: its info says so (language per answer, components/core/answer_traits.py)."""
+    text, info = chat(client, message="What is a computer?", temperature=0, max_new_tokens=48, lang="en")
+    assert info["language"]["code"] == "en", (text, info["language"])
+    assert info["language"]["de_share"] < 0.5
+    assert info["register"]["form"] == "none" and info["register"]["kept"] is None, info["register"]
+
+
 def test_stop_sequence_ends_answer(client: Any) -> None:
     free, _ = chat(
         client, message="Write the numbers from 1 to 10, separated by commas.", temperature=0, seed=1, max_new_tokens=40

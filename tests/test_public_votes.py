@@ -352,7 +352,7 @@ def test_the_pages_filters_are_rate_limited_and_its_default_board_is_not(tmp_pat
         limits.reset_rate_limiter()
 
 
-CALL_PARAMS = ["prompt_set", "category", "session", "variant", "rounds", "lang"]
+CALL_PARAMS = ["prompt_set", "category", "session", "variant", "rounds", "method", "lang"]
 
 
 def call_leaderboard(url: str, host: str, **values: Any) -> tuple[float, dict[str, Any]]:

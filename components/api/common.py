@@ -108,6 +108,7 @@ async def answer_stream(
             info["error_code"] = answer.failed.key
         if answer.stats:
             info["stats"] = answer.stats
+        info.update(answer.traits())  # language, register: once the answer is done
         yield answer.text
 
 

@@ -23,6 +23,8 @@ def pane_payload(pane: Any) -> dict[str, Any]:
         "label": pane.model_label,
         "text": pane.text,
         "stats": pane.stats,
+        "language": pane.language,
+        "register": pane.register,
         "error": pane.error,
         "error_code": pane.error_key,
         "done": pane.done,
@@ -47,9 +49,10 @@ def register(playground: Playground) -> None:
 
         `models` is a list of 1 to 4 `variant/quantization` ids from `/models` (default: the offline
         model twice); `system_prompt` None means each family's default. Yields a list with one
-        {model, label, text, stats, error, error_code, done, prompt} per model (`prompt`: the raw
-        prompt that model got, in its own format), in the order given; a model
-        that fails reports its `error` while the others go on. Bad input is refused as a whole.
+        {model, label, text, stats, language, register, error, error_code, done, prompt} per model
+        (`prompt`: the raw prompt that model got, in its own format), in the order given; a model that fails
+        reports its `error` while the others go on. Once a pane is done, `language` ({code, de_share, other}) and
+        `register` ({form, mixed, system, kept}) say how it answered (None before). Bad input is refused as a whole.
         """
         with checking(lang, "compare") as language:
             if isinstance(models, str):

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from components.api.common import checking
-from components.features import ratings
+from components.features import ratings, style_control
 from components.features.compare import VoteLog, bootstrap_rounds
 from components.serving.limits import check_rate, public_profile
 from components.vocabulary.generation import InputError
@@ -30,6 +30,15 @@ def check_rounds(rounds: Any) -> int | None:
     return int(rounds)
 
 
+def check_method(method: Any) -> str:
+    """The `method` parameter: None or "plain" (Bradley-Terry), "style" (controlled for length and style)."""
+    if method is None:
+        return style_control.PLAIN
+    if not isinstance(method, str) or method.strip().lower() not in style_control.METHODS:
+        raise InputError("err_lb_method")
+    return method.strip().lower()
+
+
 def register(votes: VoteLog | None = None) -> None:
     """Adds `/leaderboard`: Bradley-Terry ratings of the blind votes, intervals, battles, win-rate matrix."""
     vote_log = votes or VoteLog()
@@ -40,18 +49,23 @@ def register(votes: VoteLog | None = None) -> None:
         session: str | None = None,
         variant: str | None = None,
         rounds: int | None = None,
+        method: str | None = None,
         lang: str = "de",
         request: gr.Request | None = None,
     ) -> dict[str, Any]:
         """Ratings from every counted blind vote (or those of a prompt set, a category, a session, a variant).
 
         Returns {ratings: [{rank, model, rating, lower, upper, battles, wins, losses, ties,
-        not_separable_from}], matrix: {models, win_rate, battles, diff_lower, diff_upper}, counted:
-        {votes, battles, outside_selection, not_counted: {reason: n}}, selection, bootstrap_rounds, ...}.
+        not_separable_from, german_share, german_answers, register_kept, register_answers}],
+        matrix: {models, win_rate, battles, diff_lower, diff_upper}, counted: {votes, battles,
+        outside_selection, not_counted: {reason: n}}, selection, bootstrap_rounds, method, ...}.
         Ratings are on an Elo-like scale (mean 1000); lower/upper are the 95 % bootstrap interval;
         models whose intervals overlap are not separable. `category` "free" means typed prompts.
         `rounds`: bootstrap samples (50 to 10000; default PLAYGROUND_BOOTSTRAP_ROUNDS or 1000; on a public
-        Space only that default). Rate-limited like every endpoint (PLAYGROUND_RATE_LIMIT).
+        Space only that default). `method`: "plain" (default) or "style": ratings controlled for answer length
+        and markdown style as Chatbot Arena does (`style_coefficients` then gives each feature's weight).
+        `german_share`: the share of the model's answers that are mostly German; `register_kept`: the share that
+        kept the system prompt's du/Sie. Rate-limited like every endpoint (PLAYGROUND_RATE_LIMIT).
         """
         with checking(lang, "leaderboard"):
             values = {"prompt_set": prompt_set, "category": category, "session": session, "variant": variant}
@@ -59,10 +73,11 @@ def register(votes: VoteLog | None = None) -> None:
                 if value is not None and not isinstance(value, str):
                     raise InputError("err_lb_filter", name=name)
             n = check_rounds(rounds)
+            chosen = check_method(method)
             check_rate(request)
             # computed once per votes-file state and selection, whoever asks; the default board never waits for
             # another selection's (ratings.LeaderboardCache); too many other selections at once: err_lb_busy
-            board = await vote_log.leaderboard(ratings.Selection.of(**values), n)
+            board = await vote_log.leaderboard(ratings.Selection.of(**values), n, chosen)
         return board.as_dict()
 
     gr.api(leaderboard, api_name="leaderboard", concurrency_limit=None)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.core import answer_traits
 from components.core.validation import LIMITS, check_setting, clean_text, parse_stop
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import LANGUAGES, in_every_language
@@ -137,6 +138,7 @@ def _entry(value: Any, open_ok: bool = False) -> dict[str, Any] | None:
         if stats is None:
             return None
         entry["stats"] = stats
+    entry.update(answer_traits.checked(value))  # the answer's language and register, for its stats line
     if "stats" not in entry and "error" not in entry:
         if not (open_ok or value.get("interrupted") is True):
             return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.core import availability
+from components.core.answer_traits import assess
 from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text
 from components.engines import chat_templates
 from components.engines.base import Engine
@@ -19,9 +20,11 @@ from components.engines.fleet import FleetEngine, fleet_of
 from components.engines.kinds import kind_of
 from components.engines.model_cache import progress_while
 from components.logs.logging_setup import record_conversation
+from components.vocabulary.answer import Answer
 from components.vocabulary.catalog import Catalog, ModelRef, QuantKind
 from components.vocabulary.chat_template import PLACEHOLDER, ChatTemplate, TemplateFormat
 from components.vocabulary.generation import (
+    Assessed,
     EngineError,
     Event,
     Failed,
@@ -290,8 +293,15 @@ class Playground:
                     if isinstance(event, Failed):
                         return
         events = record_conversation(prepared.request, engine.stream(prepared.request), source, session)
+        answer = Answer()  # the text so far, folded as everywhere else
         try:
             async for event in events:
+                answer.add(event)
+                if isinstance(event, (Finished, Failed)) and prepared.request.json_schema is None:
+                    # the answer's language, register and style, once, just before it ends (a JSON answer has none)
+                    traits = await assessed(answer.text, prepared.request)
+                    if traits is not None:
+                        yield traits
                 yield event
         finally:
             await events.aclose()
@@ -332,6 +342,19 @@ class Playground:
         stops = tuple(dict.fromkeys((*fmt.stop, *request.settings.stop)))
         request.settings = request.settings.model_copy(update={"stop": stops})
         yield PromptSent(request.prompt)
+
+
+async def assessed(text: str, request: GenerationRequest) -> Assessed | None:
+    """The answer's traits (answer_traits.assess), computed off the event loop; None for an answer without text, or
+    when the assessment fails (the answer itself stands)."""
+    if not text.strip():
+        return None
+    system = next((m["content"] for m in request.messages if m.get("role") == "system"), None)
+    try:
+        return Assessed(**await asyncio.to_thread(assess, text, system))
+    except Exception as exc:  # a broken language model must never cost the answer
+        log.warning("answer assessment failed: %s", type(exc).__name__, exc_info=True)
+        return None
 
 
 def _count(value: Any) -> int | None:

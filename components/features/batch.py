@@ -160,7 +160,8 @@ async def run_batch(
 
 
 def summary_markdown(rounds: Sequence[Round], models: Sequence[str], lang: str) -> list[str]:
-    """Per model over all prompts: answers, failures, new tokens, mean first-token time and speed."""
+    """Per model over all prompts: answers, failures, new tokens, mean first-token time and speed, answers in German,
+    answers that kept the system prompt's register (of those where both address someone)."""
     lines = ["", f"## {t('batch_summary', lang)}", ""]
     lines.append("| | " + " | ".join(f"`{m}`" for m in models) + " |")
     lines.append("|---|" + "---|" * len(models))
@@ -169,6 +170,8 @@ def summary_markdown(rounds: Sequence[Round], models: Sequence[str], lang: str) 
         panes = [r.panes[i] for r in rounds]
         ttfts = [p.stats["ttft_s"] for p in panes if p.stats and p.stats.get("ttft_s") is not None]
         rates = [p.stats["tokens_per_s"] for p in panes if p.stats and p.stats.get("tokens_per_s") is not None]
+        codes = [p.language["code"] for p in panes if p.language and p.language.get("code")]
+        kept = [p.register["kept"] for p in panes if p.register and isinstance(p.register.get("kept"), bool)]
         cols.append(
             {
                 "answers": sum(1 for p in panes if p.ok),
@@ -177,6 +180,8 @@ def summary_markdown(rounds: Sequence[Round], models: Sequence[str], lang: str) 
                 "ttft": f"{sum(ttfts) / len(ttfts) * 1000:.0f} ms" if ttfts else "–",
                 "rate": f"{sum(rates) / len(rates):.1f}" if rates else "–",
                 "time": f"{sum(p.elapsed_s or 0 for p in panes):.1f} s",
+                "german": f"{codes.count('de')}/{len(codes)}" if codes else "–",
+                "kept": f"{sum(kept)}/{len(kept)}" if kept else "–",
             }
         )
     for key, label in (
@@ -186,6 +191,8 @@ def summary_markdown(rounds: Sequence[Round], models: Sequence[str], lang: str) 
         ("ttft", "batch_mean_ttft"),
         ("rate", "batch_mean_rate"),
         ("time", "export_total"),
+        ("german", "batch_german"),
+        ("kept", "batch_register_kept"),
     ):
         lines.append(f"| {t(label, lang)} | " + " | ".join(str(c[key]) for c in cols) + " |")
     return lines

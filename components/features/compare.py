@@ -21,9 +21,10 @@ from typing import Any
 
 from components.core.service import Playground, Prepared
 from components.core.validation import LIMITS, check_message
-from components.features import ratings
+from components.features import ratings, style_control
 from components.features.ratings import VOTE_SCHEMA, Leaderboard, LeaderboardCache, Selection
-from components.vocabulary.answer import Answer, finish_text, stats_line
+from components.features.style_control import PLAIN
+from components.vocabulary.answer import Answer, finish_text, language_text, register_text, stats_line
 from components.vocabulary.catalog import Catalog
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import in_every_language, number, t
@@ -79,6 +80,11 @@ class PaneResult:
     stats: dict[str, Any] | None = None
     elapsed_s: float | None = None
     done: bool = False
+    #: the finished answer's language {code, de_share, other}, register {form, mixed, system, kept} and style
+    #: (components/core/answer_traits.py); None until it is done
+    language: dict[str, Any] | None = None
+    register: dict[str, Any] | None = None
+    style: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -330,6 +336,10 @@ async def stream_round(
             pane.stats = answer.stats
             if answer.sent is not None and answer.sent.prompt is not None:
                 pane.raw_prompt = answer.sent.prompt  # rendered once the build's chat template was downloaded
+            if answer.assessed is not None:
+                pane.language = answer.assessed.language
+                pane.register = answer.assessed.register
+                pane.style = answer.assessed.style
             if answer.failed is not None:
                 pane.error = answer.error_text(lang)
                 pane.error_key = answer.failed.key
@@ -495,6 +505,8 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
                     t(SETTING_LABELS.get(name, name), lang),
                     [_fmt_setting((p["settings"] or {}).get(name), lang) for p in panes],
                 )
+        row(t("export_language", lang), [language_text(p.get("language"), lang) for p in panes])
+        row(t("export_register", lang), [register_text(p.get("register"), lang) for p in panes])
         row(t("export_error", lang), [p["error"] for p in panes])
         for p in panes:
             lines += ["", f"### {p['name']}", ""]
@@ -508,7 +520,7 @@ def export_markdown(rounds: Sequence[Round], lang: str = "de", title: str | None
                 lines += [f"{t('err_prefix', lang)}{p['error']}", ""]
             lines.append(p["text"] if p["text"] else f"*{t('export_no_answer', lang)}*")
             if p["stats"]:
-                lines += ["", f"<sub>{stats_line(p['stats'], lang)}</sub>"]
+                lines += ["", f"<sub>{stats_line(p['stats'], lang, p)}</sub>"]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -581,6 +593,10 @@ def vote_record(round_: Round, winner: str, viewer: str | None = None) -> dict[s
                 "output": _clip(p.text, MAX_OUTPUT_CHARS),
                 "error": _clip(p.error, MAX_ERROR_CHARS),
                 "stats": _small(p.stats),
+                # what the leaderboard's columns and style control read (ratings.pane_traits)
+                "language": _small(p.language),
+                "register": _small(p.register),
+                "style": _small(p.style),
             }
             for p in round_.panes[:MAX_PANES]
         ],
@@ -771,30 +787,33 @@ class VoteLog:
         round_.revealed = True
         return winner
 
-    def _board_future(self, selection: Selection | None, rounds: int | None) -> Any:
+    def _board_future(self, selection: Selection | None, rounds: int | None, method: str = PLAIN) -> Any:
         sel = selection or Selection()
         n = bootstrap_rounds() if rounds is None else rounds
         known = self.known
 
         def make() -> Leaderboard:
             records, broken = self.votes()
-            return ratings.leaderboard(records, sel, n, unreadable=broken, known=known)
+            return style_control.leaderboard(records, sel, n, unreadable=broken, known=known, method=method)
 
         fingerprint = getattr(known, "fingerprint", None)
         models = fingerprint() if callable(fingerprint) else (None if known is None else id(known))
-        key = (str(self.path), self._state(), models, sel, n)
+        key = (str(self.path), self._state(), models, sel, n, method)
         # the board of every page load has its own lane: no filter or other `rounds` ever waits in front of it
-        default = sel == Selection() and n == bootstrap_rounds()
+        default = sel == Selection() and n == bootstrap_rounds() and method == PLAIN
         return self._cache.submit(key, make, priority=default)
 
-    def board(self, selection: Selection | None = None, rounds: int | None = None) -> Leaderboard:
-        """The leaderboard of the file as it is now: computed once per file state, selection and rounds, however many
-        ask at once (ratings.LeaderboardCache); raises ratings.LeaderboardBusy when too many other selections wait."""
-        return self._board_future(selection, rounds).result()
+    def board(self, selection: Selection | None = None, rounds: int | None = None, method: str = PLAIN) -> Leaderboard:
+        """The leaderboard of the file as it is now: computed once per file state, selection, rounds and method
+        (style_control.METHODS), however many ask at once (ratings.LeaderboardCache); raises ratings.LeaderboardBusy
+        when too many other selections wait."""
+        return self._board_future(selection, rounds, method).result()
 
-    async def leaderboard(self, selection: Selection | None = None, rounds: int | None = None) -> Leaderboard:
+    async def leaderboard(
+        self, selection: Selection | None = None, rounds: int | None = None, method: str = PLAIN
+    ) -> Leaderboard:
         """board(), awaited without holding a thread of the server while the computation waits or runs."""
-        future = await asyncio.to_thread(self._board_future, selection, rounds)  # stat() is file I/O
+        future = await asyncio.to_thread(self._board_future, selection, rounds, method)  # stat() is file I/O
         return await asyncio.wrap_future(future)
 
     async def records(self) -> tuple[list[Any], int]:

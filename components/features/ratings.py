@@ -31,6 +31,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit, ndtri
 
+from components.core.answer_traits import style_of
 from components.vocabulary.generation import InputError
 
 #: The vote file's schema this code writes; records without "schema" are version 1 (the first blind mode).
@@ -81,6 +82,8 @@ class Vote:
     prompt_id: str | None = None
     category: str | None = None
     ts: str | None = None
+    #: (model, {"style", "german", "kept"}) per pane in pane order (pane_traits): the leaderboard's columns and style
+    traits: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @property
     def key(self) -> tuple[str, str] | None:
@@ -103,6 +106,34 @@ def _text(value: Any, chars: int | None = None) -> str | None:
 
 def _field(record: dict[str, Any], name: str) -> str | None:
     return _text(record.get(name), FIELD_CHARS[name])
+
+
+def pane_traits(pane: dict[str, Any]) -> dict[str, Any]:
+    """What the leaderboard's columns and style control read of a pane, from a record as written (its `language`,
+    `register`, `style`) or as slimmed: {"style": counts or None, "german": bool or None, "kept": bool or None}."""
+    raw = pane.get("style")
+    style = None
+    if isinstance(raw, dict) and all(_count(raw.get(k)) for k in STYLE_KEYS):
+        style = {k: int(raw[k]) for k in STYLE_KEYS}
+    german, kept = pane.get("german"), pane.get("kept")
+    language, register = pane.get("language"), pane.get("register")
+    if not isinstance(german, bool) and isinstance(language, dict) and isinstance(language.get("code"), str):
+        german = language["code"] == "de"
+    if not isinstance(kept, bool) and isinstance(register, dict):
+        kept = register.get("kept")
+    return {
+        "style": style,
+        "german": german if isinstance(german, bool) else None,
+        "kept": kept if isinstance(kept, bool) else None,
+    }
+
+
+#: What a pane's style holds (answer_traits.style_of): the answer's length in characters and its markdown elements.
+STYLE_KEYS = ("chars", "headers", "lists", "bold")
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 10**9
 
 
 def known_model(model: Any, known: Container[str] | None = None) -> bool:
@@ -131,6 +162,7 @@ def parse_vote(record: Any, known: Container[str] | None = None) -> Vote | str:
         return "incomplete"
     letters: dict[str, str] = {}
     models: list[str] = []
+    traits: list[tuple[str, dict[str, Any]]] = []
     for pane in panes:
         if not isinstance(pane, dict) or not _text(pane.get("model")):
             return "incomplete"
@@ -142,6 +174,7 @@ def parse_vote(record: Any, known: Container[str] | None = None) -> Vote | str:
             return "unknown_model"
         if isinstance(pane.get("letter"), str):
             letters[pane["letter"].upper()] = model
+        traits.append((model, pane_traits(pane)))
         if model not in models:
             models.append(model)
     if len(models) < 2:
@@ -163,6 +196,7 @@ def parse_vote(record: Any, known: Container[str] | None = None) -> Vote | str:
         prompt_id=_field(record, "prompt_id"),
         category=_field(record, "category"),
         ts=_field(record, "ts"),
+        traits=tuple(traits),
     )
 
 
@@ -185,12 +219,21 @@ def slim_record(record: Any) -> Any:
                 "letter": _text(p.get("letter"), 8),
                 "model": p.get("model")[: MAX_MODEL_ID_CHARS + 1] if isinstance(p.get("model"), str) else None,
                 "served_model": _text(p.get("served_model"), MAX_MODEL_ID_CHARS + 1),
+                **_slim_traits(p),
             }
             if isinstance(p, dict)
             else None
             for p in panes[: MAX_VOTE_PANES + 1]
         ]
     return out
+
+
+def _slim_traits(pane: dict[str, Any]) -> dict[str, Any]:
+    """pane_traits, with the style measured from the stored answer where the record has none (older votes)."""
+    traits = pane_traits(pane)
+    if traits["style"] is None and isinstance(pane.get("output"), str):
+        traits["style"] = style_of(pane["output"])
+    return traits
 
 
 @dataclass(frozen=True)
@@ -261,8 +304,10 @@ def collect(
     selection: Selection | None = None,
     unreadable: int = 0,
     known: Container[str] | None = None,
+    counted: list[Vote] | None = None,
 ) -> tuple[list[list[tuple[str, str, float]]], Tally]:
-    """The battles of every vote that counts (one list per vote), and the tally of what did not count.
+    """The battles of every vote that counts (one list per vote), and the tally of what did not count; `counted`,
+    where given, gets each counted Vote (in the order of the battle lists).
 
     A second vote for the same round by the same viewer is a duplicate: the first one counts.
     """
@@ -290,6 +335,8 @@ def collect(
             tally.outside += 1
             continue
         per_vote.append(battles)
+        if counted is not None:
+            counted.append(vote)
         tally.votes += 1
         tally.battles += len(battles)
     return per_vote, tally
@@ -402,10 +449,27 @@ class Leaderboard:
     tally: Tally
     selection: Selection
     rounds: int
+    #: "plain" (Bradley-Terry) or "style" (controlled for length and markdown style: features/style_control.py)
+    method: str = "plain"
+    #: the style features' coefficients (logit per unit of a scaled feature) where method is "style"
+    style: dict[str, float] | None = None
+    #: per model: share of answers in German, share that kept the system prompt's register (style_control)
+    columns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def models(self) -> list[str]:
         return [r.model for r in self.rows]
+
+    def column_values(self, model: str) -> dict[str, Any]:
+        """The model's columns beside its rating: german_share, register_kept (None where nothing was measured)."""
+        c = self.columns.get(model) or {}
+        german, kept = c.get("german"), c.get("register_kept")
+        return {
+            "german_share": None if german is None else round(german, 3),
+            "german_answers": c.get("german_n", 0),
+            "register_kept": None if kept is None else round(kept, 3),
+            "register_answers": c.get("register_n", 0),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         def rounded(matrix: list[list[float | None]], digits: int) -> list[list[float | None]]:
@@ -414,13 +478,14 @@ class Leaderboard:
         return {
             "format": "german-llm-playground/leaderboard",
             "version": 1,
-            "method": "bradley-terry",
+            "method": "bradley-terry" if self.method == "plain" else "bradley-terry-style-controlled",
+            "style_coefficients": self.style,
             "scale": {"base": BASE, "points": SCALE, "mean": INIT_RATING, "prior_sd": PRIOR_SD_POINTS},
             "confidence": CONFIDENCE,
             "bootstrap_rounds": self.rounds,
             "selection": self.selection.as_dict(),
             "counted": self.tally.as_dict(),
-            "ratings": [r.as_dict() for r in self.rows],
+            "ratings": [r.as_dict() | self.column_values(r.model) for r in self.rows],
             "matrix": {
                 "models": self.models,
                 "win_rate": rounded(self.win_rate, 4),
@@ -472,11 +537,27 @@ def compute(
     n_votes = int(counts.sum())
     draws = rng.multinomial(n_votes, counts / counts.sum(), size=max(rounds, 0))
     boot = fit(n, pairs, scores, draws @ contrib, start=point) if rounds > 0 else point[None, :]
+    return assemble(models, point, boot, _covariance(point, pairs, weights), per_vote, tally, sel, rounds)
+
+
+def assemble(
+    models: list[str],
+    point: np.ndarray,
+    boot: np.ndarray,
+    cov: np.ndarray,
+    per_vote: Sequence[Sequence[tuple[str, str, float]]],
+    tally: Tally,
+    sel: Selection,
+    rounds: int,
+) -> Leaderboard:
+    """The leaderboard of fitted ratings (natural scale: `point`, bootstrap samples `boot`, covariance `cov` of the
+    normal approximation): intervals, rows in rating order, the win-rate and difference matrices."""
+    n = len(models)
+    index = {m: i for i, m in enumerate(models)}
     tail = (1.0 - CONFIDENCE) / 2.0
     # the normal approximation from the curvature at the maximum: with a handful of identical votes
     # every bootstrap sample is the same and its interval has no width; the interval is never narrower
     z = float(ndtri(1.0 - tail))
-    cov = _covariance(point, pairs, weights)
     sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     d_sd = np.sqrt(np.clip(np.diag(cov)[:, None] + np.diag(cov)[None, :] - 2.0 * cov, 0.0, None))
     lower = to_points(np.minimum(np.quantile(boot, tail, axis=0), point - z * sd))
@@ -649,7 +730,20 @@ VOTE_COLUMNS = (
     "counted",
     "reason",
 )
-BOARD_COLUMNS = ("rank", "model", "rating", "lower", "upper", "battles", "wins", "losses", "ties", "not_separable_from")
+BOARD_COLUMNS = (
+    "rank",
+    "model",
+    "rating",
+    "lower",
+    "upper",
+    "battles",
+    "wins",
+    "losses",
+    "ties",
+    "german_share",
+    "register_kept",
+    "not_separable_from",
+)
 
 
 def vote_rows(records: Iterable[Any], known: Container[str] | None = None) -> list[dict[str, Any]]:
@@ -724,7 +818,7 @@ def votes_csv(records: Iterable[Any], known: Container[str] | None = None) -> st
 def board_csv(board: Leaderboard) -> str:
     rows = []
     for row in board.rows:
-        item = row.as_dict()
+        item = row.as_dict() | board.column_values(row.model)
         item["not_separable_from"] = " ".join(item["not_separable_from"])
         rows.append(item)
     return _csv(BOARD_COLUMNS, rows)

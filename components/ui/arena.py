@@ -21,7 +21,7 @@ import gradio as gr
 from components.core import availability
 from components.core.service import Playground
 from components.core.validation import LIMITS
-from components.features import ratings
+from components.features import ratings, style_control
 from components.features.batch import CATEGORIES, EvalPrompt, prompt_sets
 from components.features.compare import (
     LETTERS,
@@ -64,6 +64,11 @@ def _percent(share: float, lang: str) -> str:
     return f"{_num(share * 100, lang)} %"
 
 
+def _share(share: float | None, n: int, lang: str) -> str:
+    """ "90 % von 20" (a leaderboard column's share of n answers); "–" where none was measured."""
+    return "–" if share is None else t("lb_share_value", lang, share=_num(share * 100, lang), n=n)
+
+
 def _cell_colour(share: float) -> str:
     """Red (row mostly lost) through white to blue (row mostly won); light enough for dark text."""
     share = min(1.0, max(0.0, share))
@@ -104,16 +109,21 @@ def leaderboard_html(board: Leaderboard, lang: str, names: Mapping[str, str] | N
 
     out = [f'<div class="lb-view" lang="{lang}">']
     out.append(f'<p class="lb-method">{esc(t("lb_method", lang, rounds=board.rounds))}</p>')
+    if board.method == style_control.STYLE:
+        weights = {k: _num(v, lang, 2) for k, v in (board.style or dict.fromkeys(style_control.FEATURES, 0.0)).items()}
+        out.append(f'<p class="lb-method-style">{esc(t("lb_method_style_note", lang, **weights))}</p>')
     out.append(f'<p class="lb-tally">{esc(tally_text(board, lang))}</p>')
     if not board.rows:
         out.append(f'<p class="lb-empty"><strong>{esc(t("lb_empty", lang))}</strong></p></div>')
         return "".join(out)
-    heads = ["lb_rank", "lb_model", "lb_rating", "lb_interval", "lb_battles", "lb_record", "lb_not_separable"]
+    heads = ["lb_rank", "lb_model", "lb_rating", "lb_interval", "lb_battles", "lb_record", "lb_german"]
+    heads += ["lb_register_kept", "lb_not_separable"]
     out.append('<table class="lb-ratings"><thead><tr>')
     out += [f'<th scope="col">{esc(t(h, lang))}</th>' for h in heads]
     out.append("</tr></thead><tbody>")
     for row in board.rows:
         separable = ", ".join(names.get(m, m) for m in row.not_separable_from) or t("lb_separable_all", lang)
+        columns = board.columns.get(row.model) or {}
         out.append(
             "<tr>"
             f"<td>{row.rank}</td><td>{name(row.model)}</td>"
@@ -121,10 +131,13 @@ def leaderboard_html(board: Leaderboard, lang: str, names: Mapping[str, str] | N
             f"<td>{_num(row.lower, lang)} – {_num(row.upper, lang)}</td>"
             f"<td>{row.battles}</td>"
             f"<td>{esc(t('lb_record_value', lang, wins=row.wins, losses=row.losses, ties=row.ties))}</td>"
+            f"<td>{esc(_share(columns.get('german'), columns.get('german_n', 0), lang))}</td>"
+            f"<td>{esc(_share(columns.get('register_kept'), columns.get('register_n', 0), lang))}</td>"
             f"<td>{esc(separable)}</td>"
             "</tr>"
         )
     out.append("</tbody></table>")
+    out.append(f'<p class="lb-columns-note"><small>{esc(t("lb_columns_note", lang))}</small></p>')
     out.append(f'<p class="lb-matrix-title"><strong>{esc(t("lb_matrix", lang))}</strong></p>')
     out.append('<table class="lb-matrix"><thead><tr>')
     out.append(f'<th scope="col">{esc(t("lb_matrix_corner", lang))}</th>')
@@ -158,6 +171,11 @@ def vote_note(round_: Round | None, lang: str) -> str:
     if len(models) < 2:
         return t("lb_vote_not_counted_same", lang)
     return ""
+
+
+def method_choices(lang: str) -> list[tuple[str, str]]:
+    """The leaderboard's two ratings: plain Bradley-Terry, or controlled for length and style."""
+    return [(t("lb_method_plain", lang), style_control.PLAIN), (t("lb_method_style", lang), style_control.STYLE)]
 
 
 def category_choices(lang: str) -> list[tuple[str, str]]:
@@ -250,14 +268,15 @@ class LeaderboardView:
     refresh: Any
     exports: list[Any]
     update: Callable[..., Any]
+    method: Any = None  # plain Bradley-Terry or controlled for length and style (style_control.METHODS)
 
     @property
     def inputs(self) -> list[Any]:
-        return [self.prompt_set, self.category, self.session, self.variant]
+        return [self.prompt_set, self.category, self.session, self.variant, self.method]
 
     @property
     def outputs(self) -> list[Any]:
-        return [self.html, self.prompt_set, self.category, self.session, self.variant, *self.exports]
+        return [self.html, self.prompt_set, self.category, self.session, self.variant, self.method, *self.exports]
 
 
 def build_leaderboard_view(
@@ -280,6 +299,10 @@ def build_leaderboard_view(
             gr.Dropdown([(t("lb_all"), ALL)], value=ALL, label=t("lb_filter_variant"), elem_id="lb-variant"),
             "lb_filter_variant",
         )
+    method = tr.add(
+        gr.Radio(method_choices("de"), value=style_control.PLAIN, label=t("lb_method_choice"), elem_id="lb-method"),
+        "lb_method_choice",
+    )
     board_html = gr.HTML("", elem_id="compare-leaderboard")
     with gr.Row():
         refresh = tr.add(
@@ -298,7 +321,13 @@ def build_leaderboard_view(
         ]
 
     async def update(
-        lang: str, set_in: Any, cat_in: Any, sess_in: Any, var_in: Any, request: gr.Request | None = None
+        lang: str,
+        set_in: Any,
+        cat_in: Any,
+        sess_in: Any,
+        var_in: Any,
+        request: gr.Request | None = None,
+        method_in: Any = style_control.PLAIN,  # after the request: callers that pass one by position keep working
     ) -> list[Any]:
         records, _ = await vote_log.records()
         sets = await asyncio.to_thread(prompt_sets)
@@ -316,13 +345,14 @@ def build_leaderboard_view(
         values = [pick(set_in, choices["set"]), pick(cat_in, choices["cat"])]
         values += [pick(sess_in, choices["sess"]), pick(var_in, choices["var"])]
         selection = Selection.of(prompt_set=values[0], category=values[1], session=values[2], variant=values[3])
+        chosen = method_in if method_in in style_control.METHODS else style_control.PLAIN
         try:
-            if selection != Selection() and request is not None:
+            if (selection != Selection() or chosen != style_control.PLAIN) and request is not None:
                 check_rate(request)  # a filter is a computation of its own; the default board is shared by all
-            board = await vote_log.leaderboard(selection)
+            board = await vote_log.leaderboard(selection, method=chosen)
         except InputError as exc:
             warn(t(exc.key, lang, **exc.params), lang)
-            return [gr.update()] * (1 + len(choices) + 4)  # the board, the four filters, the four downloads
+            return [gr.update()] * (1 + len(choices) + 1 + 4)  # the board, four filters, the method, four downloads
         try:
             files = await asyncio.to_thread(write_board_exports, board, records, known)
             downloads = [gr.update(value=f, interactive=True) for f in files]
@@ -332,10 +362,11 @@ def build_leaderboard_view(
         return [
             leaderboard_html(board, lang, names),
             *[gr.update(choices=c, value=v) for c, v in zip(choices.values(), values, strict=True)],
+            gr.update(choices=method_choices(lang), value=chosen),
             *downloads,
         ]
 
-    view = LeaderboardView(board_html, prompt_set, category, session, variant, refresh, exports, update)
+    view = LeaderboardView(board_html, prompt_set, category, session, variant, refresh, exports, update, method)
     inputs = [lang_state, *view.inputs]
     refresh.click(update, inputs, view.outputs, api_visibility="private")
     for control in view.inputs:
@@ -669,7 +700,7 @@ def session_view(run: SessionRun | None, lang: str, board_html: Any = None) -> l
                 "error": p.error,
                 "error_by_lang": p.error_by_lang,
             }
-            content = render([{**item, "stats": p.stats}], lang)
+            content = render([{**item, "stats": p.stats, "language": p.language, "register": p.register}], lang)
         chatbots.append(gr.update(value=content, label=label))
     open_vote = bool(round_ and round_.votable)
     more = bool(run and run.settled and not run.finished)

@@ -85,7 +85,7 @@ def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]
         stats = c.get("stats")
         # an answer that failed or was stopped before its first token has no figures worth a line ("– · 0 Tokens")
         if stats and (stats.get("completion_tokens") or not (c.get("error") or stats.get("ttft_s") is None)):
-            notes.append(f"<sub>{stats_line(stats, lang)}</sub>")
+            notes.append(f"<sub>{stats_line(stats, lang, c)}</sub>")  # c's language, register: its warnings
         elif stats and stats.get("finish_reason") == "stopped" and not c.get("error"):
             notes.append(f"*{t('err_stopped_partial', lang)}*")
         if notes:
@@ -356,6 +356,7 @@ def _apply(
         entry.pop("status", None)
     if answer.stats:
         entry["stats"] = answer.stats
+    entry.update(answer.traits())
     if answer.failed is not None:
         key, params = answer.failed.key, answer.failed.params
         if key == "err_context" and first_message:

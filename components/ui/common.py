@@ -618,7 +618,7 @@ def apply_events(answer: Answer, batch: list[Any], notes: dict[str, str], raw_pr
     if answer.failed is not None:  # its parameters may quote the visitor's input or a server's words
         notes["error"] = t("err_prefix", lang) + inert_html(answer.error_text(lang) or "")
     if answer.stats:
-        notes["stats"] = f"<sub>{stats_line(answer.stats, lang)}</sub>"
+        notes["stats"] = f"<sub>{stats_line(answer.stats, lang, answer.traits())}</sub>"
     return answer.prompt_shown(raw_prompt, lang) if answer.sent is not sent else gr.update()
 
 

@@ -161,6 +161,8 @@ def pane_conversation(rounds: list[Round], pane: int, lang: str) -> list[dict[st
                 "error": p.error,
                 "error_by_lang": p.error_by_lang,
                 "stats": p.stats,
+                "language": p.language,
+                "register": p.register,
             }
         )
     return out

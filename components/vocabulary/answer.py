@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.vocabulary.generation import Event, Failed, Finished, PromptSent, Status, TextDelta
+from components.vocabulary.generation import Assessed, Event, Failed, Finished, PromptSent, Status, TextDelta
 from components.vocabulary.messages import MESSAGES, in_every_language, number, t
 
 
@@ -15,12 +15,14 @@ class Answer:
     """The events of one generation folded once, for the chat, compare, sources and JSON tabs, the API and the
     conversation log alike. `stats` is GenerationStats.as_dict() (from Finished, or from Failed where it has them);
     `status` the latest progress note, gone once text arrives; `sent` the last PromptSent (a server built the
-    prompt); `failed` the failure, whose text streamed before stays valid (a partial answer)."""
+    prompt); `failed` the failure, whose text streamed before stays valid (a partial answer); `assessed` the
+    finished answer's language, register and style."""
 
     stats: dict[str, Any] | None = None
     status: Status | None = None
     sent: PromptSent | None = None
     failed: Failed | None = None
+    assessed: Assessed | None = None
     finished: bool = False
     _parts: list[str] = field(default_factory=list, repr=False)
 
@@ -53,6 +55,8 @@ class Answer:
             self.status = event
         elif isinstance(event, PromptSent):
             self.sent = event
+        elif isinstance(event, Assessed):
+            self.assessed = event
         elif isinstance(event, Finished):
             self.stats = event.stats.as_dict()
             self.finished = True
@@ -64,6 +68,12 @@ class Answer:
     def add_all(self, events: Iterable[Event]) -> None:
         for event in events:
             self.add(event)
+
+    def traits(self) -> dict[str, Any]:
+        """The answer's `language` and `register` for an API's info or a pane, once assessed ({} before)."""
+        if self.assessed is None:
+            return {}
+        return {"language": dict(self.assessed.language), "register": dict(self.assessed.register)}
 
     def status_text(self, lang: str) -> str | None:
         return None if self.status is None else t(self.status.key, lang, **self.status.params)
@@ -97,13 +107,63 @@ def finish_text(reason: str | None, lang: str) -> str:
     return t(f"finish_{reason}", lang) if f"finish_{reason}" in MESSAGES else reason
 
 
-def stats_line(stats: dict[str, Any] | None, lang: str) -> str:
-    """The one-line stats under an answer (Answer.stats): time to first token, speed, tokens, why it ended."""
+#: Below this share of German an answer that is mostly German gets a warning with the other language's share.
+DRIFT_WARN_SHARE = 0.9
+
+
+def language_name(code: str | None, lang: str) -> str:
+    """A language's name in the page's language ("Englisch"); an ISO code without a message as it is."""
+    return t(f"lang_name_{code}", lang) if f"lang_name_{code}" in MESSAGES else str(code or "?")
+
+
+def traits_note(traits: dict[str, Any] | None, lang: str) -> str:
+    """The warnings an answer's traits give (Answer.traits()): "⚠ Englisch" for an answer that is not German,
+    "⚠ 30 % Englisch" for a German one that drifts, the register against the system prompt's; "" when none."""
+    notes = []
+    language = (traits or {}).get("language") or {}
+    code, share = language.get("code"), language.get("de_share")
+    if code and code != "de":
+        notes.append(t("lang_warn", lang, language=language_name(code, lang)))
+    elif code == "de" and isinstance(share, (int, float)) and share < DRIFT_WARN_SHARE:
+        other = language.get("other") or "en"
+        notes.append(t("lang_warn_part", lang, share=round((1.0 - share) * 100), language=language_name(other, lang)))
+    reg = (traits or {}).get("register") or {}
+    if reg.get("mixed"):
+        notes.append(t("register_warn_mixed", lang))
+    elif reg.get("kept") is False:
+        notes.append(t("register_warn", lang, form=reg.get("form"), system=reg.get("system")))
+    return " · ".join(notes)
+
+
+def language_text(language: dict[str, Any] | None, lang: str) -> str | None:
+    """An answer's language for a report's table: "Englisch (Deutsch: 12 %)"; None where it has none."""
+    if not language or not language.get("code"):
+        return None
+    share = language.get("de_share")
+    name = language_name(language["code"], lang)
+    return name if share is None else t("lang_value", lang, language=name, share=round(share * 100))
+
+
+def register_text(register: dict[str, Any] | None, lang: str) -> str | None:
+    """An answer's register for a report's table: "Sie (Systemprompt: du)"; None where it has none."""
+    if not register or not register.get("form"):
+        return None
+
+    def form(value: Any) -> str:
+        return t("register_none", lang) if value in (None, "none") else str(value)
+
+    shown = t("register_mixed", lang) if register.get("mixed") else form(register["form"])
+    return t("register_value", lang, form=shown, system=form(register.get("system")))
+
+
+def stats_line(stats: dict[str, Any] | None, lang: str, traits: dict[str, Any] | None = None) -> str:
+    """The one-line stats under an answer (Answer.stats): time to first token, speed, tokens, why it ended; then the
+    warnings of its traits (traits_note), where it has any."""
     if not stats:
         return ""
     ttft = stats.get("ttft_s")
     rate = stats.get("tokens_per_s")
-    return t(
+    line = t(
         "stats_line",
         lang,
         ttft="–" if ttft is None else f"{ttft * 1000:.0f} ms",
@@ -111,3 +171,5 @@ def stats_line(stats: dict[str, Any] | None, lang: str) -> str:
         tokens=stats.get("completion_tokens", 0),
         reason=finish_text(stats.get("finish_reason"), lang),
     )
+    note = traits_note(traits, lang)
+    return f"{line} · {note}" if note else line

@@ -110,7 +110,18 @@ class Failed:
     stats: GenerationStats | None = None
 
 
-Event = TextDelta | Status | PromptSent | Finished | Failed
+@dataclass(frozen=True)
+class Assessed:
+    """What the finished (or failed) answer is like, sent just before Finished/Failed: `language` {"code",
+    "de_share", "other"}, `register` {"form", "mixed", "system", "kept"}, `style` {"chars", "headers", "lists",
+    "bold"} (components/core/answer_traits.py)."""
+
+    language: dict[str, Any]
+    register: dict[str, Any]
+    style: dict[str, Any]
+
+
+Event = TextDelta | Status | PromptSent | Assessed | Finished | Failed
 
 
 class EngineError(Exception):

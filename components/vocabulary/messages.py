@@ -795,6 +795,58 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "This link expired on {date}: shared results can be opened for {days} days.",
     },
     "share_off_title": {"de": "Teilen ist ausgeschaltet", "en": "Sharing is switched off"},
+    # ---- an answer's language and register (components/core/answer_traits.py), style control ----------------
+    "lang_warn": {"de": "⚠ {language}", "en": "⚠ {language}"},
+    "lang_warn_part": {"de": "⚠ {share} % {language}", "en": "⚠ {share} % {language}"},
+    "lang_name_de": {"de": "Deutsch", "en": "German"},
+    "lang_name_en": {"de": "Englisch", "en": "English"},
+    "lang_name_fr": {"de": "Französisch", "en": "French"},
+    "lang_name_es": {"de": "Spanisch", "en": "Spanish"},
+    "lang_name_it": {"de": "Italienisch", "en": "Italian"},
+    "lang_name_nl": {"de": "Niederländisch", "en": "Dutch"},
+    "lang_name_pt": {"de": "Portugiesisch", "en": "Portuguese"},
+    "lang_name_pl": {"de": "Polnisch", "en": "Polish"},
+    "lang_name_da": {"de": "Dänisch", "en": "Danish"},
+    "lang_name_sv": {"de": "Schwedisch", "en": "Swedish"},
+    "lang_value": {"de": "{language} (Deutsch: {share} %)", "en": "{language} (German: {share} %)"},
+    "register_warn": {
+        "de": "⚠ Anrede „{form}“, im Systemprompt „{system}“",
+        "en": "⚠ addresses the reader with “{form}”, the system prompt with “{system}”",
+    },
+    "register_warn_mixed": {"de": "⚠ Anrede gemischt: „du“ und „Sie“", "en": "⚠ mixes “du” and “Sie”"},
+    "register_none": {"de": "keine", "en": "none"},
+    "register_mixed": {"de": "gemischt", "en": "mixed"},
+    "register_value": {"de": "{form} (Systemprompt: {system})", "en": "{form} (system prompt: {system})"},
+    "export_language": {"de": "Sprache", "en": "Language"},
+    "export_register": {"de": "Anrede", "en": "Register"},
+    "batch_german": {"de": "Antworten auf Deutsch", "en": "Answers in German"},
+    "batch_register_kept": {"de": "Anrede des Systemprompts gehalten", "en": "System prompt's register kept"},
+    "lb_german": {"de": "Auf Deutsch", "en": "In German"},
+    "lb_register_kept": {"de": "Anrede gehalten", "en": "Register kept"},
+    "lb_share_value": {"de": "{share} % von {n}", "en": "{share} % of {n}"},
+    "lb_columns_note": {
+        "de": "„Auf Deutsch“: Anteil der Antworten, deren Text überwiegend deutsch ist. „Anrede gehalten“: Anteil "
+        "der Antworten, die das „du“ oder „Sie“ des Systemprompts beibehalten (gezählt, wo beide jemanden anreden).",
+        "en": "'In German': share of answers whose text is mostly German. 'Register kept': share of answers that "
+        "keep the system prompt's “du” or “Sie” (counted where both address someone).",
+    },
+    "lb_method_choice": {"de": "Wertung", "en": "Ratings"},
+    "lb_method_plain": {"de": "Bradley-Terry", "en": "Bradley-Terry"},
+    "lb_method_style": {"de": "bereinigt um Länge und Stil", "en": "controlled for length and style"},
+    "lb_method_style_note": {
+        "de": "Bereinigt um Länge und Stil wie bei Chatbot Arena: Länge, Überschriften, Listenpunkte und Fettdruck "
+        "stehen als eigene Größen neben den Modellen in der Regression; die Wertung zeigt, was ein Modell bei "
+        "gleichem Stil gewinnt. Gewicht je Merkmal (Logit je Standardabweichung, positiv = hilft): Länge {chars}, "
+        "Überschriften {headers}, Listen {lists}, Fettdruck {bold}.",
+        "en": "Controlled for length and style as Chatbot Arena does: length, headers, list items and bold text "
+        "stand beside the models in the regression; the rating shows what a model wins with style held equal. "
+        "Weight per feature (logit per standard deviation, positive = helps): length {chars}, headers {headers}, "
+        "lists {lists}, bold {bold}.",
+    },
+    "err_lb_method": {
+        "de": "method muss „plain“ (Bradley-Terry) oder „style“ (bereinigt um Länge und Stil) sein.",
+        "en": "method must be 'plain' (Bradley-Terry) or 'style' (controlled for length and style).",
+    },
     "err_compare_models": {
         "de": "Bitte 1 bis {max} Modelle angeben (erhalten: {count}).",
         "en": "Please give 1 to {max} models (got {count}).",
