@@ -18,7 +18,7 @@ from components.vocabulary.messages import t
 
 
 def pane_payload(pane: Any) -> dict[str, Any]:
-    return {
+    payload = {
         "model": pane.model_id,
         "label": pane.model_label,
         "text": pane.text,
@@ -27,6 +27,12 @@ def pane_payload(pane: Any) -> dict[str, Any]:
         "error_code": pane.error_key,
         "done": pane.done,
     }
+    # with top_tokens: the token probabilities once the pane is done, or why there are none
+    if pane.token_probs:
+        payload["token_probs"] = pane.token_probs
+    elif pane.token_probs_note:
+        payload["token_probs_note"] = pane.token_probs_note
+    return payload
 
 
 def register(playground: Playground) -> None:
@@ -46,7 +52,8 @@ def register(playground: Playground) -> None:
 
         `models` is a list of 1 to 4 `variant/quantization` ids from `/models` (default: the offline
         model twice); `system_prompt` None means each family's default. Yields a list with one
-        {model, label, text, stats, error, error_code, done} per model, in the order given; a model
+        {model, label, text, stats, error, error_code, done} per model, in the order given (with `top_tokens`,
+        `token_probs` or `token_probs_note` once a model is done, as in `/chat`); a model
         that fails reports its `error` while the others go on. Bad input is refused as a whole.
         """
         with checking(lang, "compare") as language:

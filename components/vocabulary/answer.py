@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.vocabulary.generation import Event, Failed, Finished, PromptSent, Status, TextDelta
+from components.vocabulary.generation import (
+    Event,
+    Failed,
+    Finished,
+    ProbsUnavailable,
+    PromptSent,
+    Status,
+    TextDelta,
+    TokenProb,
+)
 from components.vocabulary.messages import MESSAGES, in_every_language, number, t
 
 
@@ -22,6 +32,9 @@ class Answer:
     sent: PromptSent | None = None
     failed: Failed | None = None
     finished: bool = False
+    #: each generated token's probability and alternatives (when asked for); `probs_note` why there are none
+    probs: list[TokenProb] = field(default_factory=list, repr=False)
+    probs_note: ProbsUnavailable | None = None
     _parts: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -48,22 +61,33 @@ class Answer:
     def add(self, event: Event) -> None:
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
+            self.probs.extend(event.probs)
             self.status = None
+        elif isinstance(event, ProbsUnavailable):
+            self.probs_note = event
         elif isinstance(event, Status):
             self.status = event
         elif isinstance(event, PromptSent):
             self.sent = event
         elif isinstance(event, Finished):
-            self.stats = event.stats.as_dict()
+            self.stats = event.stats.as_dict() | prob_summary(self.probs)
             self.finished = True
         elif isinstance(event, Failed):
             self.failed = event
             if event.stats:
-                self.stats = event.stats.as_dict()
+                self.stats = event.stats.as_dict() | prob_summary(self.probs)
 
     def add_all(self, events: Iterable[Event]) -> None:
         for event in events:
             self.add(event)
+
+    def token_probs(self) -> list[dict[str, Any]]:
+        """The token probabilities as the API gives them: [{"token", "prob", "top": [{"token", "prob"}, …]}, …]."""
+        return [p.as_dict() for p in self.probs]
+
+    def probs_note_text(self, lang: str) -> str | None:
+        """Why probabilities were asked for and none came, in `lang`; None otherwise."""
+        return None if self.probs_note is None else t(self.probs_note.key, lang, **self.probs_note.params)
 
     def status_text(self, lang: str) -> str | None:
         return None if self.status is None else t(self.status.key, lang, **self.status.params)
@@ -91,6 +115,24 @@ class Answer:
         return t(self.sent.note, lang, **self.sent.params)
 
 
+#: a token below this probability counts as unsure in the stats line (`low_prob_tokens`)
+LOW_PROB = 0.1
+
+
+def prob_summary(probs: list[TokenProb]) -> dict[str, Any]:
+    """The answer's probabilities in three numbers for the stats: their mean, the perplexity (exp of the mean
+    negative log probability; 1 = every token certain) and how many tokens were below LOW_PROB. {} without any."""
+    if not probs:
+        return {}
+    values = [p.prob for p in probs]
+    nll = -sum(math.log(max(p, 1e-12)) for p in values) / len(values)
+    return {
+        "mean_prob": round(sum(values) / len(values), 4),
+        "perplexity": round(math.exp(nll), 3),
+        "low_prob_tokens": sum(1 for p in values if p < LOW_PROB),
+    }
+
+
 def finish_text(reason: str | None, lang: str) -> str:
     """Why an answer ended, in words (`finish_…` messages); a reason without a message as the engine gave it."""
     reason = reason or "unknown"
@@ -103,7 +145,7 @@ def stats_line(stats: dict[str, Any] | None, lang: str) -> str:
         return ""
     ttft = stats.get("ttft_s")
     rate = stats.get("tokens_per_s")
-    return t(
+    line = t(
         "stats_line",
         lang,
         ttft="–" if ttft is None else f"{ttft * 1000:.0f} ms",
@@ -111,3 +153,12 @@ def stats_line(stats: dict[str, Any] | None, lang: str) -> str:
         tokens=stats.get("completion_tokens", 0),
         reason=finish_text(stats.get("finish_reason"), lang),
     )
+    if stats.get("mean_prob") is not None:  # token probabilities were asked for (prob_summary)
+        line += t(
+            "stats_probs",
+            lang,
+            mean=number(100 * stats["mean_prob"], lang, 0),
+            ppl=number(stats.get("perplexity") or 0, lang, 2),
+            low=stats.get("low_prob_tokens", 0),
+        )
+    return line
