@@ -42,7 +42,7 @@ log = logging.getLogger("playground")
 
 CSS = """
 #chat-bot sub, [id^="compare-stats"] sub, #retrieval-status sub, #structured-verdict sub {
-  font-size: 0.85rem; vertical-align: baseline; color: var(--body-text-color); opacity: 0.75;
+  font-size: 0.85rem; vertical-align: baseline; color: var(--body-text-color);
 }
 #lang .wrap { flex-wrap: nowrap; }
 footer { display: none !important; }

@@ -47,10 +47,12 @@ def settings(page: Any, prefix: str, accordion: str, label: str, **values: float
         set_slider(page, f"{prefix}-{name.replace('_', '-')}", value)
 
 
-def axe_problems(page: Any) -> list[str]:
+def axe_problems(page: Any, *selectors: str) -> list[str]:
+    """axe-core's serious and critical findings in the elements of `selectors`."""
     if not page.evaluate("typeof axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE))
-    return serious(page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})"))
+    context = json.dumps({"include": [[s] for s in selectors]})
+    return serious(page.evaluate(f"async () => await axe.run({context}, {{resultTypes: ['violations']}})"))
 
 
 @pytest.mark.parametrize(
@@ -67,37 +69,41 @@ def test_tinted_answer_with_alternatives_by_keyboard_and_tap(page: Any) -> None:
     box = page.locator("#chat-input textarea")
     box.fill(QUESTION)
     box.press("Enter")
-    tokens = page.locator("#chat-probs details.tp > summary")
+    tokens = page.locator("#chat-probs .tp")
     tokens.first.wait_for(timeout=120_000)
     time.sleep(0.5)
     count = tokens.count()
     assert 3 <= count <= 16
+    # the tokens are the answer's text, inline (not one per line)
+    answer = page.locator("#chat-bot [data-testid=bot]").last.inner_text()
+    first, last = tokens.first.bounding_box(), tokens.nth(1).bounding_box()
+    assert first and last and abs(first["y"] - last["y"]) < 4, (first, last)
     # the stats line under the answer sums them up
     summary = t("stats_probs", lang, mean="X", ppl="Y", low="Z").split("X")[0].strip(" ·")
-    assert summary in page.locator("#chat-bot [data-testid=bot]").last.inner_text()
-    # each token carries its probability as title and accessible name, in the page's language
-    label = tokens.first.get_attribute("aria-label") or ""
-    assert re.search(r"\d+([,.]\d)? %$", label), label
-    assert tokens.first.get_attribute("title") == label
-    assert ("„" in label) == (lang == "de")
-    # keyboard: Tab reaches a token, Enter opens its alternatives (the generated token marked among them)
+    assert summary in answer
+    # each token carries its probability as title, and with its alternatives as accessible name
+    title = tokens.first.get_attribute("title") or ""
+    assert re.search(r"\d+([,.]\d)? %$", title), title
+    assert ("„" in title) == (lang == "de")
+    spoken = tokens.first.locator(".tp-sr").inner_text()
+    assert title.split(": ")[-1] in spoken and t("probs_alternatives", lang) in spoken
+    assert not page.locator("#chat-probs .tp-alts").first.is_visible()
+    # keyboard: Tab reaches a token and shows its probability and alternatives (the generated one marked)
     tokens.first.focus()
-    page.keyboard.press("Enter")
-    alternatives = page.locator("#chat-probs details.tp[open] .tp-alts li")
-    alternatives.first.wait_for()
-    assert 1 <= alternatives.count() <= 3
-    assert page.locator("#chat-probs details.tp[open] .tp-alts li.tp-chosen").count() == 1
-    assert t("probs_alternatives", lang) in page.locator("#chat-probs details.tp[open]").first.inner_text()
+    shown = page.locator("#chat-probs .tp:focus > .tp-alts")
+    shown.wait_for()
+    assert title in shown.inner_text() and t("probs_alternatives", lang) in shown.inner_text()
+    assert 1 <= shown.locator("li").count() <= 3
     page.keyboard.press("Tab")
-    focused = page.evaluate("document.activeElement.tagName + '|' + document.activeElement.closest('#chat-probs')?.id")
-    assert focused == "SUMMARY|chat-probs"  # the next token, by keyboard
-    # a tap (a click) on another token opens its alternatives too
+    assert page.evaluate("document.activeElement === document.querySelectorAll('#chat-probs .tp')[1]")
+    assert page.locator("#chat-probs .tp:focus > .tp-alts").is_visible()
+    # a tap (a click) on another token shows its alternatives instead
     tokens.nth(count - 1).click()
-    assert page.locator("#chat-probs details.tp[open]").count() == 2
-    tokens.nth(count - 1).scroll_into_view_if_needed()
+    assert page.locator("#chat-probs .tp-alts:visible").count() == 1
+    assert page.locator("#chat-probs .tp:focus > .tp-alts").is_visible()
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"token-probs-{name}.png"), full_page=False)
-    problems = axe_problems(page)
+    problems = axe_problems(page, "#chat-probs", "#chat-bot")
     assert problems == [], json.dumps(problems, indent=1, ensure_ascii=False)
 
 
@@ -117,13 +123,12 @@ def test_compare_panes_each_show_their_tokens(page: Any) -> None:
     box.fill(QUESTION)
     box.press("Enter")
     for n in (1, 2):
-        page.locator(f"#compare-probs-{n} details.tp > summary").first.wait_for(timeout=120_000)
+        page.locator(f"#compare-probs-{n} .tp").first.wait_for(timeout=120_000)
     time.sleep(0.5)
-    first = page.locator("#compare-probs-1 details.tp > summary")
-    first.first.click()
-    assert page.locator("#compare-probs-1 details.tp[open] .tp-alts li").count() >= 1
+    page.locator("#compare-probs-1 .tp").nth(1).click()
+    assert page.locator("#compare-probs-1 .tp:focus > .tp-alts li").count() >= 1
     page.locator("#compare-probs-1").scroll_into_view_if_needed()
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"token-probs-compare-{name}.png"), full_page=False)
-    problems = axe_problems(page)
+    problems = axe_problems(page, "#compare-probs-1", "#compare-probs-2")
     assert problems == [], json.dumps(problems, indent=1, ensure_ascii=False)

@@ -12,23 +12,23 @@ from components.vocabulary.messages import number, t
 BANDS = ((0.9, "tp-sure"), (0.5, "tp-fair"), (0.1, "tp-unsure"), (0.0, "tp-low"))
 
 #: the view's styles: light tints under dark text in both themes (contrast above 12:1), the lowest band also
-#: underlined (not colour alone), the probability above a token on hover and keyboard focus
+#: underlined (not colour alone); a token that has the focus (Tab, a click, a tap) shows its probability and its
+#: alternatives in a box under its line, as wide as the text (no box runs off a phone's screen). Plain CSS: a
+#: <details> cannot be inline in Chromium, and the page runs no script for it.
 CSS = """
 .tp-view{font-size:var(--text-md)}
-.tp-view .tp-text{white-space:pre-wrap;line-height:1.9;overflow-wrap:anywhere}
-.tp-view details.tp{display:inline}
-.tp-view details.tp>summary{display:inline;list-style:none;cursor:pointer;position:relative;border-radius:3px}
-.tp-view details.tp>summary::-webkit-details-marker{display:none}
-.tp-view .tp-fair>summary{background:#dbe9ff;color:#1f2328}
-.tp-view .tp-unsure>summary{background:#ffe9a8;color:#1f2328}
-.tp-view .tp-low>summary{background:#ffd0cc;color:#1f2328;text-decoration:underline dotted 2px}
-.tp-view details.tp>summary:focus-visible{outline:2px solid #1a56db;outline-offset:1px}
-.tp-view details.tp>summary:hover::after,.tp-view details.tp>summary:focus-visible::after{content:attr(data-p);
-position:absolute;left:0;bottom:100%;z-index:20;white-space:nowrap;background:#1f2328;color:#fff;
-font-size:12px;line-height:1.3;padding:1px 4px;border-radius:3px;pointer-events:none}
-.tp-view .tp-alts{display:inline-block;vertical-align:top;margin:0 4px;padding:2px 6px;border:1px solid #8c959f;
-border-radius:4px;background:#fff;color:#1f2328;font-size:13px;line-height:1.5;white-space:normal;max-width:100%}
-.tp-view .tp-alts ol{margin:0;padding-left:1.4em}
+.tp-view .tp-text{white-space:pre-wrap;line-height:1.9;overflow-wrap:anywhere;position:relative;padding-bottom:.2em}
+.tp-view .tp{cursor:pointer;border-radius:3px}
+.tp-view .tp-fair{background:#dbe9ff;color:#1f2328}
+.tp-view .tp-unsure{background:#ffe9a8;color:#1f2328}
+.tp-view .tp-low{background:#ffd0cc;color:#1f2328;text-decoration:underline dotted 2px}
+.tp-view .tp:focus{outline:2px solid #1a56db;outline-offset:1px}
+.tp-view .tp-alts{display:none}
+.tp-view .tp-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.tp-view .tp:focus>.tp-alts{display:block;position:absolute;left:0;right:0;z-index:20;margin-top:.2em;
+padding:4px 8px;border:1px solid #8c959f;border-radius:6px;background:#fff;color:#1f2328;font-size:14px;
+line-height:1.5;white-space:normal;box-shadow:0 2px 8px rgba(0,0,0,.25);cursor:auto}
+.tp-view .tp-alts ol{margin:.2em 0 0;padding-left:1.6em}
 .tp-view .tp-alts .tp-chosen{font-weight:bold}
 .tp-view .tp-note{font-style:italic}
 .tp-view h4{margin:.6em 0 .2em}
@@ -52,23 +52,32 @@ def percent(prob: float, lang: str) -> str:
 
 
 def tokens_html(token_probs: Sequence[dict[str, Any]], lang: str) -> str:
-    """One answer's tokens as inline <details>: the token (tinted, its probability as title and label) and, opened,
-    its alternatives. Every text from the model is escaped: nothing it writes becomes markup."""
+    """One answer's tokens as focusable spans: tinted by probability, the probability as title; a screen reader reads
+    the token, its probability and the alternatives (a visually hidden part of its name: what the box shows on
+    focus). Every text from the model is escaped: nothing it writes becomes markup."""
     out = []
+    heading = t("probs_alternatives", lang)
     for entry in token_probs:
         token = str(entry.get("token", ""))
         prob = float(entry.get("prob") or 0.0)
-        label = html.escape(t("probs_token", lang, token=token.strip() or token, prob=percent(prob, lang)), quote=True)
-        alternatives = "".join(
-            ('<li class="tp-chosen">' if str(alt.get("token")) == token else "<li>")
-            + f"{_shown(str(alt.get('token', '')))} {percent(float(alt.get('prob') or 0.0), lang)} %</li>"
-            for alt in entry.get("top") or ()
+        label = t("probs_token", lang, token=token.strip() or token, prob=percent(prob, lang))
+        alternatives = [
+            (str(alt.get("token", "")), percent(float(alt.get("prob") or 0.0), lang)) for alt in entry.get("top") or ()
+        ]
+        spoken = (
+            f" ({percent(prob, lang)} %; {heading}: "
+            + ", ".join(f"{text.strip() or text} {p} %" for text, p in alternatives)
+            + ")"
+        )
+        items = "".join(
+            ('<li class="tp-chosen">' if text == token else "<li>") + f"{_shown(text)} {p} %</li>"
+            for text, p in alternatives
         )
         out.append(
-            f'<details class="tp {band(prob)}"><summary title="{label}" aria-label="{label}" '
-            f'data-p="{percent(prob, lang)} %">{html.escape(token)}</summary>'
-            f'<span class="tp-alts"><b>{html.escape(t("probs_alternatives", lang))}</b><ol>{alternatives}</ol></span>'
-            "</details>"
+            f'<span class="tp {band(prob)}" tabindex="0" role="button" title="{html.escape(label, quote=True)}">'
+            f'{html.escape(token)}<span class="tp-sr">{html.escape(spoken)}</span>'
+            f'<span class="tp-alts" aria-hidden="true"><b>{html.escape(label)}</b> · {html.escape(heading)}:'
+            f"<ol>{items}</ol></span></span>"
         )
     return "".join(out)
 

@@ -70,10 +70,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     "probs_answer": {"de": "Antwort {n}", "en": "Answer {n}"},
     "probs_hint": {
         "de": "Je kräftiger die Farbe, desto unsicherer war das Modell (gepunktet unterstrichen: unter 10 %). "
-        "Ein Token antippen oder mit Tab ansteuern und Enter drücken zeigt seine Wahrscheinlichkeit und die "
-        "Alternativen.",
+        "Ein Token antippen oder mit Tab ansteuern zeigt seine Wahrscheinlichkeit und die Alternativen.",
         "en": "The stronger the colour, the less sure the model was (dotted underline: below 10 %). Tap a token, "
-        "or reach it with Tab and press Enter, to see its probability and the alternatives.",
+        "or reach it with Tab, to see its probability and the alternatives.",
     },
     "probs_token": {"de": "„{token}“: {prob} %", "en": "“{token}”: {prob} %"},
     "probs_alternatives": {"de": "Alternativen", "en": "Alternatives"},
