@@ -70,7 +70,7 @@ button[role=tab].selected { color: #c2410c !important; }
   #chat-offline-note { order: 1; }
   #chat-bot { order: 2; height: 40vh !important; }
   #chat-ask-row { order: 3; }
-  #chat-buttons-row { order: 4; }
+  #chat-buttons-row, #chat-probs { order: 4; }
   #chat-row .form:has(#chat-family) { order: 5; }
   #chat-model-info { order: 6; }
   #chat-examples { order: 7; }

@@ -419,6 +419,7 @@ class TokenFeed:
         self.tokenizer = tokenizer
         self.top_tokens = top_tokens
         self.probs: list[TokenProb] = []  # probabilities of the tokens whose text has not been emitted yet
+        self.pieces: dict[int, str] = {}  # token id -> its text, for the alternatives
         self.prompt_len = len(prompt_ids)
         self.eos_ids = eos_ids
         self.stops = tuple(s for s in stops if s)
@@ -473,10 +474,13 @@ class TokenFeed:
         probs = torch.softmax(step_scores[0].float(), dim=-1)
         values, ids = torch.topk(probs, self.top_tokens)
         top_ids = ids.tolist()
-        texts = self.tokenizer.batch_decode([[i] for i in [token, *top_ids]], skip_special_tokens=False)
+        missing = [i for i in dict.fromkeys([token, *top_ids]) if i not in self.pieces]
+        if missing:  # each id decoded once per answer: the same few alternatives come back again and again
+            texts = self.tokenizer.batch_decode([[i] for i in missing], skip_special_tokens=False)
+            self.pieces.update(zip(missing, texts, strict=True))
         if token not in self.eos_ids:
-            top = zip(texts[1:], values.tolist(), strict=True)
-            self.probs.append(token_prob(texts[0], float(probs[token]), top))
+            top = zip([self.pieces[i] for i in top_ids], values.tolist(), strict=True)
+            self.probs.append(token_prob(self.pieces[token], float(probs[token]), top))
         step_scores.set_()  # an empty storage: a long answer does not hold vocab-sized scores per token
 
     # -- decoding --

@@ -194,7 +194,6 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 ),
                 "chatbot",
             )
-            probs = gr.HTML("", elem_id="chat-probs", css_template=TOKEN_CSS, padding=False)
             with gr.Row(elem_id="chat-ask-row"):
                 message = tr.add(
                     gr.Textbox(
@@ -227,6 +226,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 )
                 retry = tr.add(gr.Button(t("retry"), elem_id="chat-retry"), "retry", "value")
                 clear = tr.add(gr.Button(t("clear"), elem_id="chat-clear"), "clear", "value")
+            probs = gr.HTML("", elem_id="chat-probs", css_template=TOKEN_CSS, padding=False)
             examples = tr.add(
                 gr.Dataset(
                     components=[message],
