@@ -4,12 +4,14 @@ llama.cpp: the offline SmolLM2-135M (Q4_1) through LlamaCppEngine (llama.cpp's C
 `n_probs` 5 on /completion). transformers: the same family's prompt on a random-weight tiny Llama
 (tests/tiny_models.py; its forward pass is cheap, so the per-token softmax, top-k and five decodes weigh more
 than on any real model: an upper bound of the cost). Greedy, the same prompt and token budget on both sides;
-the sides alternate run by run so that a shared machine's drifts hit both alike. Decode speed is the engine's
+the sides run in pairs, back to back, so that a shared machine's drifts hit both alike. Decode speed is the engine's
 own (tokens after the first over their time, GenerationStats.tokens_per_s); the figure is the median.
 Remote engines (TGI, vLLM) compute the probabilities on their server; their cost is the server's and is not
 measured here.
 
-    python bench/bench_token_probs.py --runs 7 --tokens 128 --record
+    PLAYGROUND_LLAMA_THREADS=1 python bench/bench_token_probs.py --runs 15 --tokens 128 --record
+
+(one llama.cpp thread: on a machine shared with other work two threads collapse, README "Many users").
 """
 
 from __future__ import annotations
@@ -45,15 +47,25 @@ async def rate_of(engine: Any, request: Any) -> float:
 
 
 async def side_by_side(engine: Any, make: Any, runs: int) -> dict[str, float]:
-    """Medians of `runs` answers without and with top_tokens=5, alternating; one warm-up each first."""
+    """`runs` pairs of answers without and with top_tokens=5, back to back (the order alternating), after one
+    warm-up each: the medians of each side's speed and the median of the pairs' ratios (a shared machine's load
+    drifts between pairs more than within one)."""
     speeds: dict[int, list[float]] = {0: [], 5: []}
+    ratios: list[float] = []
     for k in (0, 5):
         await rate_of(engine, make(k))
     for i in range(runs):
+        pair = {}
         for k in (0, 5) if i % 2 == 0 else (5, 0):
-            speeds[k].append(await rate_of(engine, make(k)))
-    off, on = statistics.median(speeds[0]), statistics.median(speeds[5])
-    return {"off": off, "on": on, "ratio": on / off if off else 0.0}
+            pair[k] = await rate_of(engine, make(k))
+            speeds[k].append(pair[k])
+        if pair[0]:
+            ratios.append(pair[5] / pair[0])
+    return {
+        "off": statistics.median(speeds[0]),
+        "on": statistics.median(speeds[5]),
+        "ratio": statistics.median(ratios) if ratios else 0.0,
+    }
 
 
 async def llama_part(tokens: int, runs: int) -> dict[str, float]:
@@ -99,9 +111,9 @@ def record(rows: list[tuple[str, dict[str, float]]], command: str, load: str) ->
     lines = [
         SECTION,
         "",
-        f"`{command}` (greedy, medians, the sides alternating).",
+        f"`{command}` (greedy; medians, the ratio over back-to-back pairs).",
         "",
-        "| engine | decode without (tokens/s) | with top_tokens=5 (tokens/s) | with ÷ without |",
+        "| engine | decode without (tokens/s) | with top_tokens=5 (tokens/s) | with ÷ without (median of pairs) |",
         "|---|---|---|---|",
         *(f"| {name} | {r['off']:.1f} | {r['on']:.1f} | {r['ratio']:.2f}x |" for name, r in rows),
         "",
@@ -137,7 +149,9 @@ def main() -> int:
         print(f"{name}: without {r['off']:.1f} tok/s, with top_tokens=5 {r['on']:.1f} tok/s, {r['ratio']:.2f}x")
     print(f"load average {load}")
     if args.record:
-        command = "python bench/bench_token_probs.py " + " ".join(sys.argv[1:])
+        threads = os.environ.get("PLAYGROUND_LLAMA_THREADS")
+        env = f"PLAYGROUND_LLAMA_THREADS={threads} " if threads else ""
+        command = env + "python bench/bench_token_probs.py " + " ".join(sys.argv[1:])
         record(rows, command.strip(), load)
     ok = all(r["ratio"] >= 0.8 for name, r in rows if name.startswith("llama.cpp"))
     return 0 if ok else 1

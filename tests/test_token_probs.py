@@ -124,6 +124,38 @@ def test_top_tokens_outside_0_to_5_is_refused_with_the_range(catalog: Any) -> No
         assert refused.value.key in ("err_setting_range", "err_setting_type")
 
 
+# ---- the page's view -----------------------------------------------------------------------------------
+def test_view_escapes_hostile_model_text_and_names_probabilities() -> None:
+    from html.parser import HTMLParser
+
+    from components.ui.token_view import probs_view
+
+    hostile = '<img src=x onerror="alert(1)">'
+    quote = '" onfocus="alert(2)'
+    entries = [
+        {"token": hostile, "prob": 0.05, "top": [{"token": quote, "prob": 0.6}, {"token": hostile, "prob": 0.05}]},
+        {"token": "\n", "prob": 0.95, "top": [{"token": "\n", "prob": 0.95}]},
+    ]
+    page = probs_view([("Antwort 1", entries, None)], "de")
+    tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            tags.append((tag, attrs))
+
+    Tags().feed(page)
+    assert "img" not in [tag for tag, _ in tags]
+    assert not [name for _, attrs in tags for name, _ in attrs if name.startswith("on")]
+    spans = [dict(attrs) for tag, attrs in tags if tag == "span" and ("role", "button") in attrs]
+    assert len(spans) == 2 and spans[0]["class"] == "tp tp-low" and spans[1]["class"] == "tp tp-sure"
+    assert spans[0]["title"] == f"„{hostile}“: 5,0 %" and spans[0]["tabindex"] == "0"
+    assert "↵ 95 %" in page  # a line break among the alternatives is shown, not swallowed
+    # nothing asked for: no view; asked for and none came: the note, never an empty view
+    assert probs_view([("Antwort 1", None, None)], "de") == ""
+    note = probs_view([("Answer 1", None, "Test-TGI returned no token probabilities")], "en")
+    assert "returned no token probabilities" in note and "role=" not in note
+
+
 # ---- llama.cpp: the engine on the offline GGUF -------------------------------------------------------
 @pytest.fixture(scope="module")
 def llama_playground(catalog: Any) -> Playground:
