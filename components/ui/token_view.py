@@ -13,11 +13,11 @@ BANDS = ((0.9, "tp-sure"), (0.5, "tp-fair"), (0.1, "tp-unsure"), (0.0, "tp-low")
 
 #: the view's styles: light tints under dark text in both themes (contrast above 12:1), the lowest band also
 #: underlined (not colour alone); a token that has the focus (Tab, a click, a tap) shows its probability and its
-#: alternatives in a box under its line, as wide as the text (no box runs off a phone's screen). Plain CSS: a
-#: <details> cannot be inline in Chromium, and the page runs no script for it.
+#: alternatives in a box under its line, as wide as the text and in the flow (no box runs off a phone's screen or
+#: hides under the next element). Plain CSS: a <details> cannot be inline in Chromium, and no script is needed.
 CSS = """
 .tp-view{font-size:var(--text-md)}
-.tp-view .tp-text{white-space:pre-wrap;line-height:1.9;overflow-wrap:anywhere;position:relative;padding-bottom:.2em}
+.tp-view .tp-text{white-space:pre-wrap;line-height:1.9;overflow-wrap:anywhere;position:relative}
 .tp-view .tp{cursor:pointer;border-radius:3px}
 .tp-view .tp-fair{background:#dbe9ff;color:#1f2328}
 .tp-view .tp-unsure{background:#ffe9a8;color:#1f2328}
@@ -25,7 +25,7 @@ CSS = """
 .tp-view .tp:focus{outline:2px solid #1a56db;outline-offset:1px}
 .tp-view .tp-alts{display:none}
 .tp-view .tp-sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
-.tp-view .tp:focus>.tp-alts{display:block;position:absolute;left:0;right:0;z-index:20;margin-top:.2em;
+.tp-view .tp:focus>.tp-alts{display:block;margin:.2em 0;
 padding:4px 8px;border:1px solid #8c959f;border-radius:6px;background:#fff;color:#1f2328;font-size:14px;
 line-height:1.5;white-space:normal;box-shadow:0 2px 8px rgba(0,0,0,.25);cursor:auto}
 .tp-view .tp-alts ol{margin:.2em 0 0;padding-left:1.6em}
