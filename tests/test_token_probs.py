@@ -177,6 +177,8 @@ async def test_llama_engine_greedy_top_token_is_the_generated_one(llama_playgrou
     assert final.stats.completion_tokens - 1 <= len(probs) <= final.stats.completion_tokens
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert "".join(p.token for p in probs) == text
+    # the model's own distribution, not the chain's greedy one-hot (post_sampling_probs gives 1.0 for every token)
+    assert sum(p.prob < 0.99 for p in probs) >= len(probs) // 2
 
 
 async def test_llama_engine_sampling_reports_the_distribution_drawn_from(llama_playground: Playground) -> None:
