@@ -48,7 +48,7 @@ log = logging.getLogger("playground")
 
 CSS = """
 #chat-bot sub, [id^="compare-stats"] sub, #retrieval-status sub, #structured-verdict sub {
-  font-size: 0.85rem; vertical-align: baseline; color: var(--body-text-color); opacity: 0.75;
+  font-size: 0.85rem; vertical-align: baseline; color: var(--body-text-color);
 }
 #lang .wrap { flex-wrap: nowrap; }
 footer { display: none !important; }
@@ -76,7 +76,7 @@ button[role=tab].selected { color: #c2410c !important; }
   #chat-offline-note { order: 1; }
   #chat-bot { order: 2; height: 40vh !important; }
   #chat-ask-row { order: 3; }
-  #chat-buttons-row { order: 4; }
+  #chat-buttons-row, #chat-probs { order: 4; }
   #chat-row .form:has(#chat-family) { order: 5; }
   #chat-model-info { order: 6; }
   #chat-examples { order: 7; }

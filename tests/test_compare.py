@@ -442,7 +442,7 @@ async def test_compare_api_function(playground: Playground) -> None:
     with gr.Blocks() as demo:
         register_compare_api(playground)
     fn = next(f.fn for f in demo.fns.values() if f.api_name == "compare")
-    updates = [u async for u in fn("Hallo?", ["slow/q", "broken/q"], None, 0.0, None, None, 4, None, None, "en")]
+    updates = [u async for u in fn("Hallo?", ["slow/q", "broken/q"], None, 0.0, None, None, 4, None, None, None, "en")]
     final = updates[-1]
     assert [u["model"] for u in final] == ["slow/q", "broken/q"]
     assert final[0]["text"].split() == ["slow0", "slow1", "slow2", "slow3"] and final[0]["error"] is None
@@ -450,11 +450,11 @@ async def test_compare_api_function(playground: Playground) -> None:
     assert "cannot be reached" in final[1]["error"] and final[1]["error_code"] == "err_remote_unreachable"
     assert len(updates) >= 3
     with pytest.raises(gr.Error, match="Unknown model"):
-        _ = [u async for u in fn("Hallo?", ["fast/q", "zzz"], None, None, None, None, None, None, None, "en")]
+        _ = [u async for u in fn("Hallo?", ["fast/q", "zzz"], None, None, None, None, None, None, None, None, "en")]
     with pytest.raises(gr.Error, match="between"):
-        _ = [u async for u in fn("Hallo?", ["fast/q"], None, 5.0, None, None, None, None, None, "en")]
+        _ = [u async for u in fn("Hallo?", ["fast/q"], None, 5.0, None, None, None, None, None, None, "en")]
     with pytest.raises(gr.Error, match="1 to 4"):
-        _ = [u async for u in fn("Hallo?", ["fast/q"] * 5, None, None, None, None, None, None, None, "en")]
+        _ = [u async for u in fn("Hallo?", ["fast/q"] * 5, None, None, None, None, None, None, None, None, "en")]
 
 
 def test_app_has_the_compare_tab_and_api(playground: Playground) -> None:

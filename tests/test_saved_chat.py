@@ -222,13 +222,13 @@ def test_restore_sets_the_kept_settings_and_fills_the_rest_from_the_family(resto
     kept = {"temperature": 0.7, "max_new_tokens": min(top + 100, LIMITS.max_new_tokens), "seed": "42", "stop": "###"}
     assert kept["max_new_tokens"] > top, "the test needs a kept value above this build's room"
     out = restore(FakeRequest("de"), stored([entry()], model=offline.id, settings=kept))
-    temperature, top_p, top_k, _, repetition, seed, stop = out[6:13]
+    temperature, top_p, top_k, _, repetition, seed, _top_tokens, stop = out[6:14]
     recommended = settings_values(offline.family)
     assert (temperature, seed, stop) == (0.7, "42", "###")
     assert (top_p, top_k, repetition) == (recommended[1], recommended[2], recommended[4])
     assert out[9] == top
     # the slider is drawn within this build's context (the prompt needs room), whatever was kept
-    assert out[15]["maximum"] == top and out[15]["value"] == top
+    assert out[16]["maximum"] == top and out[16]["value"] == top
 
 
 @pytest.mark.parametrize("value", [None, "junk", {"v": 1}, [1, 2]])
@@ -237,12 +237,12 @@ def test_restore_of_nothing_changes_nothing(restore: Any, value: Any) -> None:
     model line, note and Send are drawn again as they stand now (the offline model's file may have failed to arrive
     since the page was built)."""
     out = restore(FakeRequest("de"), value)
-    redrawn = {1, 2, 3, 13, 14}
+    redrawn = {1, 2, 3, 14, 15}
     assert all(isinstance(x, dict) and x.get("__type__") == "update" and len(x) <= 2 for i, x in enumerate(out)
                if i not in redrawn), out  # fmt: skip
     default = load_catalog().default
     assert out[1]["value"] == default.variant.id and out[2]["value"] == default.quant.id
-    assert default.variant.name in out[3] and "interactive" in out[14] and "visible" in out[13]
+    assert default.variant.name in out[3] and "interactive" in out[15] and "visible" in out[14]
 
 
 # ---- an error line follows the page's language ----------------------------------------------------------
@@ -304,7 +304,7 @@ def test_error_translations_count_towards_the_size_bound() -> None:
 
 
 # ---- the sampling settings ------------------------------------------------------------------------------
-SETTINGS_SHOWN = [0.7, 0.5, 12, 300, 1.3, "42", "###\nEnde"]
+SETTINGS_SHOWN = [0.7, 0.5, 12, 300, 1.3, "42", 3, "###\nEnde"]
 
 
 def test_settings_round_trip_as_the_controls_show_them() -> None:
@@ -317,15 +317,17 @@ def test_settings_round_trip_as_the_controls_show_them() -> None:
         "max_new_tokens": 300,
         "repetition_penalty": 1.3,
         "seed": "42",
+        "top_tokens": 3,
         "stop": "###\nEnde",
     }
     # an empty seed and no stop sequences are the controls' defaults: nothing to keep
-    assert unpack(pack([], "m/q", "", [0.2, 0.9, 40, 256, 1.1, "", ""])).settings == {
+    assert unpack(pack([], "m/q", "", [0.2, 0.9, 40, 256, 1.1, "", 0, ""])).settings == {
         "temperature": 0.2,
         "top_p": 0.9,
         "top_k": 40,
         "max_new_tokens": 256,
         "repetition_penalty": 1.1,
+        "top_tokens": 0,
         "stop": "",
     }
 

@@ -38,7 +38,8 @@ def test_api_parameters_are_the_settings_fields(
     for name in names:
         assert by_name[name]["parameter_default"] is None
         kind = by_name[name]["python_type"]["type"]
-        expected = {"stop": "list[str]", "top_k": "int", "max_new_tokens": "int", "seed": "int"}.get(name, "float")
+        integers = ("top_k", "max_new_tokens", "seed", "top_tokens")
+        expected = "list[str]" if name == "stop" else "int" if name in integers else "float"
         assert kind == f"None | {expected}", (name, kind)
 
 

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import random
 import re
 import socket
@@ -120,6 +121,8 @@ class StandinConfig:
     chat_template: str | None = "chatml"
     #: --disable-grammar-support: every grammar is refused (validation.rs)
     grammar_support: bool = True
+    #: --max-top-n-tokens (launcher, default 5): the most alternatives per token a request may ask for
+    max_top_n_tokens: int = 5
 
 
 @dataclass
@@ -250,6 +253,13 @@ class Standin:
         max_new = params.get("max_new_tokens")
         if max_new is not None and max_new <= 0:
             return err("`max_new_tokens` must be strictly positive")
+        top_n = params.get("top_n_tokens")
+        # lib.rs GenerateParameters.top_n_tokens is an Option<u32> (a negative number does not deserialise);
+        # validation.rs refuses more than --max-top-n-tokens
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 0):
+            return err(f"`top_n_tokens` must be >= 0 and <= {cfg.max_top_n_tokens}. Given: {top_n}")
+        if top_n is not None and top_n > cfg.max_top_n_tokens:
+            return err(f"`top_n_tokens` must be >= 0 and <= {cfg.max_top_n_tokens}. Given: {top_n}")
         stop = params.get("stop") or []
         if len(stop) > cfg.max_stop_sequences:
             return err(f"`stop` supports up to {cfg.max_stop_sequences} stop sequences. Given: {len(stop)}")
@@ -284,6 +294,7 @@ class Standin:
             "seed": seed if sampling else None,
             "input_length": input_length,
             "json": grammar is not None,
+            "top_n": top_n or 0,
         }
 
     def check_grammar(self, grammar: Any) -> str | None:
@@ -315,6 +326,23 @@ class Standin:
         if "properties" not in value:
             return "grammar is not valid: Grammar must have a 'properties' field"
         return None
+
+    # ---- token probabilities -----------------------------------------------------------------------
+    @staticmethod
+    def token_logprobs(tid: int, piece: str, special: bool, top_n: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The streamed token ({id, text, logprob, special}, lib.rs Token) and its `top_tokens`: the top_n likeliest
+        tokens of the step, descending (server/text_generation_server/utils/tokens.py batch_top_tokens, torch.topk),
+        the generated one first (the stand-in decodes greedily). Its probability (0.30 to 0.95) and the
+        alternatives' (each half the rest of the one before) come from the token id: the sum stays below 1."""
+        prob = 0.30 + (tid % 66) / 100
+        token = {"id": tid, "text": piece, "logprob": math.log(prob), "special": special}
+        top = [token]
+        rest = 1.0 - prob
+        for k in range(1, top_n):
+            rest /= 2
+            alt_id = (tid * 31 + k) % 32000 + 3
+            top.append({"id": alt_id, "text": f" alt{k}", "logprob": math.log(rest), "special": False})
+        return token, top[:top_n]
 
     # ---- the token source ------------------------------------------------------------------------
     async def tokens(
@@ -447,14 +475,11 @@ class Standin:
                         "seed": norm["seed"],
                         "input_length": norm["input_length"],
                     }
-                yield event(
-                    {
-                        "index": index,
-                        "token": {"id": tid, "text": piece, "logprob": -0.1, "special": special},
-                        "generated_text": text if last else None,
-                        "details": details,
-                    }
-                )
+                token, top = self.token_logprobs(tid, piece, special, norm["top_n"])
+                streamed: dict[str, Any] = {"index": index, "token": token}
+                if top:  # lib.rs StreamResponse: top_tokens is left out when empty (skip_serializing_if)
+                    streamed["top_tokens"] = top
+                yield event({**streamed, "generated_text": text if last else None, "details": details})
             if fail == "incomplete":
                 yield event(INCOMPLETE_STREAM)  # server.rs generate_stream_internal(): no End from the model server
             elif fail in ("generation", "unknown"):
@@ -563,17 +588,20 @@ class Standin:
             "grammar": grammar,
             # chat: repetition_penalty comes from presence_penalty + 2 (lib.rs); completions reads it as is
             "repetition_penalty": None if chat else body.get("repetition_penalty"),
+            # lib.rs ChatRequest: top_logprobs becomes top_n_tokens; CompletionRequest has neither field (ignored)
+            "top_n_tokens": body.get("top_logprobs") if chat and body.get("logprobs") else None,
         }
+        logprobs = chat and bool(body.get("logprobs"))
         created = int(time.time())
         # server.rs: the chunks name the model asked for, "tgi" (or none) meaning the server's own
         model = body.get("model") if body.get("model") not in (None, "tgi") else cfg.model_id
         kind = "chat.completion.chunk" if chat else "text_completion"
         fingerprint = f"{cfg.version}-native"
 
-        def chunk(content: str | None, finish: str | None) -> dict[str, Any]:
+        def chunk(content: str | None, finish: str | None, probs: Any = None) -> dict[str, Any]:
             if chat:
                 delta: dict[str, Any] = {"role": "assistant", "content": content or ""}
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                choice = {"index": 0, "delta": delta, "logprobs": probs, "finish_reason": finish}
                 out = {"object": kind, "id": "", "created": created, "model": model}
                 return {**out, "system_fingerprint": fingerprint, "choices": [choice], "usage": None}
             # server.rs completions(): `finish_reason` is "" until the last chunk
@@ -654,9 +682,16 @@ class Standin:
                 index += 1
                 state["tokens"] = index
                 if chat:
-                    # chat.rs create_event_from_stream_token(): special tokens have no content; eos -> "stop"
+                    # chat.rs create_event_from_stream_token(): special tokens have no content; eos -> "stop";
+                    # with `logprobs`, ChatCompletionLogprobs from the token and its top_tokens (lib.rs)
                     reason = {"eos_token": "stop"}.get(finish or "", finish)
-                    yield event(chunk("" if special else piece, reason))
+                    probs = None
+                    if logprobs:
+                        token, top = self.token_logprobs(_tid, piece, special, norm["top_n"])
+                        alternatives = [{"token": alt["text"], "logprob": alt["logprob"]} for alt in top]
+                        entry = {"token": piece, "logprob": token["logprob"], "top_logprobs": alternatives}
+                        probs = {"content": [entry]}
+                    yield event(chunk("" if special else piece, reason, probs))
                 elif finish is None:
                     yield event(chunk(piece, None))
                 else:

@@ -36,6 +36,8 @@ def register(playground: Playground) -> None:
         `model` is a `variant/quantization` id from `/models` (default: the offline model);
         `system_prompt` None means the family's default; `history` is a list of [question, answer]
         pairs; unset settings use the family's recommended values; out-of-range settings are refused.
+        With `top_tokens` 1-5, info gets `token_probs` (one {token, prob, top} per generated token) once the
+        answer is done, or `token_probs_note` where the engine gave none.
         """
         with checking(lang, "chat") as language:
             check_rate(request)

@@ -94,7 +94,8 @@ async def answer_stream(
     playground: Playground, prepared: Prepared, info: dict[str, Any], language: str
 ) -> AsyncIterator[str]:
     """The answer so far, once per batch of events, for the streaming API endpoints; puts `stats` and, on
-    failure, `error` (in `language`) and `error_code` into `info` as they arrive. Where a server built the
+    failure, `error` (in `language`) and `error_code` into `info` as they arrive, and at the end the token
+    probabilities (probs_info). Where a server built the
     prompt (chat mode), `prompt` becomes the server's rendering, or `prompt_note` says it cannot be shown."""
     answer = Answer()
     async for batch in batched(playground.stream(prepared)):
@@ -109,7 +110,18 @@ async def answer_stream(
         if answer.stats:
             info["stats"] = answer.stats
         info.update(answer.traits())  # language, register: once the answer is done
+        if answer.done:  # once, at the end: the whole list with every update would grow with the square
+            probs_info(answer, info, language)
         yield answer.text
+
+
+def probs_info(answer: Answer, info: dict[str, Any], language: str) -> None:
+    """`token_probs` (one entry per generated token) into `info` where the answer has them; where they were asked
+    for and the engine gave none, `token_probs_note` says so instead (never an empty list)."""
+    if answer.probs:
+        info["token_probs"] = answer.token_probs()
+    elif (note := answer.probs_note_text(language)) is not None:
+        info["token_probs_note"] = note
 
 
 def api_language(value: Any) -> str:

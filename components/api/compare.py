@@ -18,7 +18,7 @@ from components.vocabulary.messages import t
 
 
 def pane_payload(pane: Any) -> dict[str, Any]:
-    return {
+    payload = {
         "model": pane.model_id,
         "label": pane.model_label,
         "text": pane.text,
@@ -30,6 +30,12 @@ def pane_payload(pane: Any) -> dict[str, Any]:
         "done": pane.done,
         "prompt": pane.raw_prompt,
     }
+    # with top_tokens: the token probabilities once the pane is done, or why there are none
+    if pane.token_probs:
+        payload["token_probs"] = pane.token_probs
+    elif pane.token_probs_note:
+        payload["token_probs_note"] = pane.token_probs_note
+    return payload
 
 
 def register(playground: Playground) -> None:
@@ -50,9 +56,10 @@ def register(playground: Playground) -> None:
         `models` is a list of 1 to 4 `variant/quantization` ids from `/models` (default: the offline
         model twice); `system_prompt` None means each family's default. Yields a list with one
         {model, label, text, stats, language, register, error, error_code, done, prompt} per model
-        (`prompt`: the raw prompt that model got, in its own format), in the order given; a model that fails
-        reports its `error` while the others go on. Once a pane is done, `language` ({code, de_share, other}) and
-        `register` ({form, mixed, system, kept}) say how it answered (None before). Bad input is refused as a whole.
+        (`prompt`: the raw prompt that model got, in its own format), in the order given (with `top_tokens`,
+        `token_probs` or `token_probs_note` once a model is done, as in `/chat`); a model that fails reports its
+        `error` while the others go on. Once a pane is done, `language` ({code, de_share, other}) and `register`
+        ({form, mixed, system, kept}) say how it answered (None before). Bad input is refused as a whole.
         """
         with checking(lang, "compare") as language:
             if isinstance(models, str):

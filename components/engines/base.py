@@ -18,6 +18,7 @@ from components.vocabulary.generation import (
     Finished,
     GenerationRequest,
     GenerationStats,
+    ProbsUnavailable,
     PromptSent,
     Status,
     TextDelta,
@@ -61,9 +62,12 @@ class Engine(ABC):
     name: str = "engine"
 
     @abstractmethod
-    def generate(self, request: GenerationRequest) -> AsyncIterator[TextDelta | Status | PromptSent | EngineDone]:
+    def generate(
+        self, request: GenerationRequest
+    ) -> AsyncIterator[TextDelta | Status | PromptSent | ProbsUnavailable | EngineDone]:
         """Yields text and status (and PromptSent where the server built the prompt), then one EngineDone;
-        raises EngineError on failure.
+        raises EngineError on failure. With `settings.top_tokens` each TextDelta carries its tokens' probabilities
+        (TokenProb) where the engine has them; stream() says so when none came.
 
         Must stop promptly when `request.cancel` is set or when the consumer closes the iterator
         (Stop, closed tab): the work underneath ends, not only the display.
@@ -73,14 +77,21 @@ class Engine(ABC):
         """generate() with timing and errors turned into events; never raises EngineError."""
         clock = StatsClock()
         gen = self.generate(request)
+        wanted = request.settings.top_tokens > 0
+        probs = noted = False
         try:
             async for item in gen:
                 if isinstance(item, TextDelta):
                     clock.on_text(item.tokens)
+                    probs = probs or bool(item.probs)
                     yield item
-                elif isinstance(item, Status | PromptSent):
+                elif isinstance(item, Status | PromptSent | ProbsUnavailable):
+                    noted = noted or isinstance(item, ProbsUnavailable)
                     yield item
                 elif isinstance(item, EngineDone):
+                    if wanted and not probs and not noted and clock.tokens:
+                        # never an empty list that looks like an answer: the page and the API say none came
+                        yield ProbsUnavailable("note_probs_unavailable", {"engine": self.label(request.model)})
                     reason = "stopped" if request.cancel.is_set() else item.finish_reason
                     stats = clock.stats(reason, item.prompt_tokens, item.completion_tokens)
                     if item.served_model or item.replica:
@@ -99,6 +110,10 @@ class Engine(ABC):
             yield Failed("err_internal", {"detail": type(exc).__name__}, clock.stats("error", None, None))
         finally:
             await gen.aclose()
+
+    def label(self, model: ModelRef) -> str:
+        """Who answers, in a message: the model's label (a remote engine names its server)."""
+        return model.label
 
     async def count_tokens(self, model: ModelRef, text: str) -> int | None:
         """Token count of `text` for `model`, or None when the engine cannot tell before generating."""

@@ -23,7 +23,16 @@ from components.engines.hub import download_file
 from components.engines.model_cache import Loaded, ModelCache, progress_while
 from components.engines.offline_model import ensure_packaged_gguf, packaged_gguf
 from components.vocabulary.catalog import ModelRef
-from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
+from components.vocabulary.generation import (
+    EngineDone,
+    EngineError,
+    GenerationRequest,
+    Status,
+    TextDelta,
+    TokenProb,
+    from_logprob,
+    token_prob,
+)
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +397,32 @@ def completion_body(settings: Any) -> dict[str, Any]:
         "stop": list(settings.stop),
         "seed": -1 if settings.seed is None else settings.seed,
         "cache_prompt": True,
-    }
+    } | probs_fields(settings)
+
+
+def probs_fields(settings: Any) -> dict[str, Any]:
+    """llama-server's fields for token probabilities (tools/server/README.md, `n_probs`, `post_sampling_probs`).
+    Sampling: the probabilities after its sampler chain (penalties, top-k, top-p, temperature), the distribution
+    the token was drawn from. Greedy: the model's own softmax (temperature 1, before the repetition penalty and a
+    grammar), because after the chain's greedy temperature every token but the chosen one has 0 (measured)."""
+    if not settings.top_tokens:
+        return {}
+    return {"n_probs": settings.top_tokens, "post_sampling_probs": settings.temperature > 0}
+
+
+def token_probs(chunk: dict[str, Any]) -> list[TokenProb]:
+    """The TokenProbs of one streamed /completion chunk: its `completion_probabilities`, one entry per token,
+    `prob`/`top_probs` after sampling or `logprob`/`top_logprobs` before (tools/server/server-task.cpp,
+    completion_token_output::to_json)."""
+    out = []
+    for entry in chunk.get("completion_probabilities") or ():
+        if "prob" in entry:
+            top = [(alt["token"], alt["prob"]) for alt in entry.get("top_probs") or ()]
+            out.append(token_prob(entry["token"], entry["prob"], top))
+        else:
+            top = [(alt["token"], from_logprob(alt["logprob"])) for alt in entry.get("top_logprobs") or ()]
+            out.append(token_prob(entry["token"], from_logprob(entry["logprob"]), top))
+    return out
 
 
 def _finish_reason(stop_type: str | None) -> str:
@@ -640,6 +674,7 @@ class LlamaCppEngine(Engine):
 
         task = asyncio.create_task(pump(), name="llama-completion")
         pending_tokens = 0
+        pending_probs: list[TokenProb] = []
         completion_tokens = 0
         reason = "unknown"
         try:
@@ -663,11 +698,14 @@ class LlamaCppEngine(Engine):
                     reason = "stopped"
                     break
                 pending_tokens += len(got.get("tokens") or ()) or (1 if got.get("content") else 0)
+                if body.get("n_probs"):
+                    pending_probs += token_probs(got)
                 text = got.get("content") or ""
                 if text:
                     completion_tokens += pending_tokens
-                    yield TextDelta(text, tokens=pending_tokens)
+                    yield TextDelta(text, tokens=pending_tokens, probs=tuple(pending_probs))
                     pending_tokens = 0
+                    pending_probs = []
                 if got.get("stop"):
                     reason = _finish_reason(got.get("stop_type"))
                     completion_tokens = int(got.get("tokens_predicted") or completion_tokens)
@@ -678,6 +716,8 @@ class LlamaCppEngine(Engine):
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+        if pending_probs and reason != "stopped":  # tokens whose text the server held back (a stop word's start)
+            yield TextDelta("", tokens=0, probs=tuple(pending_probs))
         yield EngineDone(finish_reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
 
 

@@ -85,7 +85,17 @@ from components.engines.remote import (
     remote_timeout_s,
 )
 from components.vocabulary.catalog import Endpoint, ModelRef
-from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, PromptSent, Status, TextDelta
+from components.vocabulary.generation import (
+    EngineDone,
+    EngineError,
+    GenerationRequest,
+    PromptSent,
+    Status,
+    TextDelta,
+    TokenProb,
+    from_logprob,
+    token_prob,
+)
 from components.vocabulary.prompts import get_format
 from components.vocabulary.settings import SamplingSettings
 
@@ -175,6 +185,34 @@ def _version(text: Any) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def openai_token_probs(logprobs: Any) -> list[TokenProb]:
+    """TokenProbs of one streamed choice's `logprobs`, in either of OpenAI's forms: chat's `{"content": [{"token",
+    "logprob", "top_logprobs": [{"token", "logprob"}]}]}` (also llama.cpp's and vLLM's chat, vllm/entrypoints/
+    openai/protocol.py ChatCompletionLogProbs) or completions' `{"tokens", "token_logprobs", "top_logprobs":
+    [{token: logprob}]}` (vLLM's CompletionLogProbs). A missing or null field gives none."""
+    if not isinstance(logprobs, dict):
+        return []
+    out = []
+    content = logprobs.get("content")
+    if isinstance(content, list):
+        for entry in content:
+            if not isinstance(entry, dict) or entry.get("logprob") is None:
+                continue
+            top = [(alt["token"], from_logprob(alt["logprob"])) for alt in entry.get("top_logprobs") or ()]
+            out.append(token_prob(entry.get("token", ""), from_logprob(entry["logprob"]), top))
+        return out
+    tokens = logprobs.get("tokens") or []
+    values = logprobs.get("token_logprobs") or []
+    tops = logprobs.get("top_logprobs") or []
+    for i, (token, value) in enumerate(zip(tokens, values, strict=False)):
+        if value is None:
+            continue
+        alternatives = tops[i] if i < len(tops) and isinstance(tops[i], dict) else {}
+        top = [(text, from_logprob(lp)) for text, lp in alternatives.items() if lp is not None]
+        out.append(token_prob(token, from_logprob(value), top))
+    return out
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
@@ -185,6 +223,9 @@ class OpenAICompatEngine(Engine):
     name = "openai"
     #: whether a visitor's own credential (GenerationRequest.credential) replaces the endpoint's token
     visitor_credentials = False
+
+    def label(self, model: ModelRef) -> str:
+        return endpoint_name(self.endpoint)
 
     def __init__(
         self, endpoint: Endpoint, api_mode: str | None = None, first_token_timeout_s: float | None = None
@@ -407,6 +448,13 @@ class OpenAICompatEngine(Engine):
         else:
             body["prompt"] = request.prompt
         body.update(openai_sampling(request.settings, kind, mode, facts.get("max_stop")))
+        if request.settings.top_tokens:
+            # OpenAI's fields, which vLLM, TGI's chat route and llama.cpp's server read too: chat `logprobs` and
+            # `top_logprobs` (at most 20), completions `logprobs` as the number of alternatives (at most 5)
+            if mode == "chat":
+                body.update(logprobs=True, top_logprobs=request.settings.top_tokens)
+            else:
+                body["logprobs"] = request.settings.top_tokens
         schema = request.json_schema
         if schema:
             if kind == TGI:
@@ -507,6 +555,8 @@ class OpenAICompatEngine(Engine):
             check_tgi_grammar(request.json_schema, self.endpoint)
             # TGI's /v1/completions cannot constrain: its native route takes the exact prompt and a grammar
             delegate = mode == "completions"
+        if kind == TGI and request.settings.top_tokens and mode == "completions":
+            delegate = True  # nor has it logprobs (lib.rs CompletionRequest); the native route has top_n_tokens
         counted = None if delegate else await watchdog.guard(self._count(request.prompt, model_name, kind), None)
         return facts, model_name, mode, rendered, delegate, counted
 
@@ -555,6 +605,7 @@ class OpenAICompatEngine(Engine):
             usage_prompt: int | None = None
             seen = 0
             unshown = 0
+            probs: list[TokenProb] = []  # of the tokens whose text the trimmer still holds
             try:
                 try:
                     opened = self._open(url, body, bool(request.json_schema), request.credential)
@@ -596,13 +647,16 @@ class OpenAICompatEngine(Engine):
                             # router/src/server.rs completions(): the last chunk carries the last token's text,
                             # here the end-of-sequence token (`</s>`, `<|im_end|>`), which is no answer text
                             piece = ""
+                        if settings.top_tokens and piece:
+                            probs += openai_token_probs(choice.get("logprobs"))
                         if piece:
                             seen += 1
                             unshown += 1
                             text = trimmer.feed(piece)
                             if text:
-                                yield TextDelta(text, unshown)
+                                yield TextDelta(text, unshown, tuple(probs))
                                 unshown = 0
+                                probs = []
                         if reason:
                             finish = str(reason)
                         elif trimmer.hit:
@@ -626,8 +680,8 @@ class OpenAICompatEngine(Engine):
             yield EngineDone("stopped", prompt_count, seen)
             return
         rest = trimmer.flush()
-        if rest:
-            yield TextDelta(rest, unshown)
+        if rest or probs:
+            yield TextDelta(rest, unshown, tuple(probs))
         if not done and finish is None:
             raise EngineError("err_remote_cut", endpoint=endpoint_name(self.endpoint))
         yield EngineDone(finish or "unknown", prompt_count, usage_tokens or seen)

@@ -51,7 +51,16 @@ from components.engines.remote import (
     scrub,
 )
 from components.vocabulary.catalog import Endpoint, ModelRef
-from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
+from components.vocabulary.generation import (
+    EngineDone,
+    EngineError,
+    GenerationRequest,
+    Status,
+    TextDelta,
+    TokenProb,
+    from_logprob,
+    token_prob,
+)
 from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -80,7 +89,20 @@ def tgi_parameters(
         "repetition_penalty": settings.repetition_penalty if settings.repetition_penalty not in (0, 1.0) else None,
         "stop": list(settings.stop[: max(0, max_stop)]) or None,
         "grammar": {"type": "json", "value": json_schema} if json_schema else None,
+        # each token's likeliest alternatives (router/src/validation.rs: 0 up to --max-top-n-tokens, default 5)
+        "top_n_tokens": settings.top_tokens or None,
     }
+
+
+def stream_token_prob(item: Any) -> TokenProb | None:
+    """A streamed token's probability and alternatives from TGI's `token.logprob` and `top_tokens` (router/src/
+    lib.rs StreamResponse; the log-softmax of the scores the token was drawn from: after the repetition penalty
+    and, when sampling, temperature, top-k and top-p, server/text_generation_server/utils/tokens.py)."""
+    logprob = item.token.logprob
+    if logprob is None:
+        return None
+    top = [(alt.text, from_logprob(alt.logprob)) for alt in item.top_tokens or () if alt.logprob is not None]
+    return token_prob(item.token.text, from_logprob(logprob), top)
 
 
 #: tokens a tokenizer may add to a prompt of its own (BOS, a prefix space): the byte bound allows for them
@@ -136,6 +158,9 @@ class TgiEngine(Engine):
     """One TGI server (an Endpoint of type `tgi`); serves every catalog build that points at it."""
 
     name = "tgi"
+
+    def label(self, model: ModelRef) -> str:
+        return endpoint_name(self.endpoint)
 
     def __init__(self, endpoint: Endpoint, first_token_timeout_s: float | None = None, strip_v1: bool = False) -> None:
         self.endpoint = endpoint
@@ -303,6 +328,7 @@ class TgiEngine(Engine):
             input_length: int | None = None
             seen = 0
             unshown = 0  # tokens whose text the trimmer still holds
+            probs: list[TokenProb] = []  # and their probabilities
             try:
                 try:
                     stream = await watchdog.guard(
@@ -319,10 +345,13 @@ class TgiEngine(Engine):
                         seen += 1
                         unshown += 1
                         if not item.token.special:  # the EOS token (`</s>`, `<|im_end|>`) is no answer text
+                            if settings.top_tokens and (prob := stream_token_prob(item)) is not None:
+                                probs.append(prob)
                             text = trimmer.feed(item.token.text)
                             if text:
-                                yield TextDelta(text, unshown)
+                                yield TextDelta(text, unshown, tuple(probs))
                                 unshown = 0
+                                probs = []
                         if item.details is not None:
                             finish = str(item.details.finish_reason)
                             generated_tokens = item.details.generated_tokens
@@ -352,8 +381,8 @@ class TgiEngine(Engine):
             yield EngineDone("stopped", input_length or known_prompt_tokens, seen)
             return
         rest = trimmer.flush()
-        if rest:
-            yield TextDelta(rest, unshown)
+        if rest or probs:
+            yield TextDelta(rest, unshown, tuple(probs))
         if not final_seen and not trimmer.hit:
             raise EngineError("err_remote_cut", endpoint=endpoint_name(self.endpoint))
         yield EngineDone(

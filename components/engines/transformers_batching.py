@@ -98,9 +98,12 @@ def request_fallback(settings: SamplingSettings, json_schema: dict[str, Any] | N
       logits processors to the whole batch and has per-request versions only of temperature, top-k and top-p.
     - sampling with a seed: the batch samples with one random generator for all its requests, so a seed
       cannot make one request's answer reproducible.
+    - token probabilities: the batch's outputs carry the generated ids only, not the scores they came from.
     """
     if json_schema:
         return "json_schema"
+    if settings.top_tokens:
+        return "top_tokens"
     if settings.temperature > 0 and settings.seed is not None:
         return "seed"
     return None

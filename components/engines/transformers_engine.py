@@ -27,7 +27,15 @@ from components.engines.base import Engine, check_context
 from components.engines.hub import hub_offline
 from components.engines.model_cache import Loaded, ModelCache, progress_while
 from components.vocabulary.catalog import ModelRef, Quantization, QuantKind, remote_code_allowed
-from components.vocabulary.generation import EngineDone, EngineError, GenerationRequest, Status, TextDelta
+from components.vocabulary.generation import (
+    EngineDone,
+    EngineError,
+    GenerationRequest,
+    Status,
+    TextDelta,
+    TokenProb,
+    token_prob,
+)
 from components.vocabulary.settings import SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -404,7 +412,9 @@ def _hold_back(text: str, stops: Sequence[str]) -> int:
 class TokenFeed:
     """Turns generated token ids into text deltas: UTF-8 safe, stop strings cut, and the stop decision for
     `generate()`. It is both the streamer and a stopping criterion, because transformers 5 asks the criteria
-    before it hands the token to the streamer: whichever sees a token first decodes it, exactly once."""
+    before it hands the token to the streamer: whichever sees a token first decodes it, exactly once. With
+    `top_tokens`, the criterion also reads each token's probabilities (record) and emit() gets them as a third
+    argument."""
 
     def __init__(
         self,
@@ -412,10 +422,14 @@ class TokenFeed:
         prompt_ids: Sequence[int],
         eos_ids: frozenset[int],
         stops: Sequence[str],
-        emit: Callable[[str, int], None],
+        emit: Callable[..., None],
         should_stop: Callable[[], bool],
+        top_tokens: int = 0,
     ) -> None:
         self.tokenizer = tokenizer
+        self.top_tokens = top_tokens
+        self.probs: list[TokenProb] = []  # probabilities of the tokens whose text has not been emitted yet
+        self.pieces: dict[int, str] = {}  # token id -> its text, for the alternatives
         self.prompt_len = len(prompt_ids)
         self.eos_ids = eos_ids
         self.stops = tuple(s for s in stops if s)
@@ -452,12 +466,32 @@ class TokenFeed:
 
         seen = self.prompt_len + self.count
         if input_ids.shape[-1] > seen:
+            if self.top_tokens and isinstance(scores, tuple) and scores and input_ids.shape[-1] == seen + 1:
+                self.record(int(input_ids[0, -1]), scores[-1])
             self.consume(input_ids[0, seen:].tolist())
         # Checked every token: Stop ends the GPU/CPU work after the current token, not only the display.
         if not self.cancelled and self.should_stop():
             self.cancelled = True
         done = self.stop_hit or self.cancelled
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
+
+    def record(self, token: int, step_scores: Any) -> None:
+        """The probability of `token` and the likeliest alternatives, from the scores generate() drew it from
+        (`output_scores`: after the logits processors and, when sampling, temperature, top-k and top-p). The
+        step's scores are freed here: generate() keeps every step's scores until it returns otherwise."""
+        import torch
+
+        probs = torch.softmax(step_scores[0].float(), dim=-1)
+        values, ids = torch.topk(probs, self.top_tokens)
+        top_ids = ids.tolist()
+        missing = [i for i in dict.fromkeys([token, *top_ids]) if i not in self.pieces]
+        if missing:  # each id decoded once per answer: the same few alternatives come back again and again
+            texts = self.tokenizer.batch_decode([[i] for i in missing], skip_special_tokens=False)
+            self.pieces.update(zip(missing, texts, strict=True))
+        if token not in self.eos_ids:
+            top = zip([self.pieces[i] for i in top_ids], values.tolist(), strict=True)
+            self.probs.append(token_prob(self.pieces[token], float(probs[token]), top))
+        step_scores.set_()  # an empty storage: a long answer does not hold vocab-sized scores per token
 
     # -- decoding --
     def consume(self, ids: Sequence[int]) -> None:
@@ -505,8 +539,12 @@ class TokenFeed:
 
     def _flush(self, text: str) -> None:
         if text:
-            self.emit(text, self.unreported)
+            if self.top_tokens:  # the probabilities of the tokens emitted, where they were asked for
+                self.emit(text, self.unreported, tuple(self.probs))
+            else:
+                self.emit(text, self.unreported)
             self.unreported = 0
+            self.probs = []
 
     def finish(self, max_new_tokens: int) -> str:
         """Emits what was held back and returns the finish reason."""
@@ -563,8 +601,9 @@ def generate_into(
             input_ids,
             loaded.eos_ids,
             settings.stop,
-            emit=lambda text, tokens: emit(("text", text, tokens)),
+            emit=lambda text, tokens, probs=(): emit(("text", text, tokens, probs)),
             should_stop=should_stop,
+            top_tokens=settings.top_tokens,
         )
         if settings.seed is not None:
             torch.manual_seed(settings.seed)  # the per-model slot keeps other callers of this model out
@@ -579,6 +618,9 @@ def generate_into(
                 logits_processor=LogitsProcessorList(json_constraint.materialize(processors, loaded)),
                 eos_token_id=sorted(loaded.eos_ids) or None,
                 pad_token_id=loaded.pad_id,
+                # the scores reach the stopping criteria (TokenFeed.record) only when generate() keeps them
+                output_scores=bool(settings.top_tokens),
+                return_dict_in_generate=bool(settings.top_tokens),
                 **sampling_kwargs(settings),
             )
         emit(("done", feed.finish(settings.max_new_tokens), feed.count))
@@ -984,7 +1026,7 @@ class TransformersEngine(Engine):
                     break
                 tag = got[0]
                 if tag == "text":
-                    yield TextDelta(got[1], tokens=got[2])
+                    yield TextDelta(got[1], tokens=got[2], probs=got[3] if len(got) > 3 else ())
                 elif tag == "done":
                     reason, completion_tokens = got[1], got[2]
                 elif tag == "error":
@@ -1023,7 +1065,7 @@ class TransformersEngine(Engine):
             input_ids,
             loaded.eos_ids,
             settings.stop,
-            emit=lambda text, tokens: deltas.append(TextDelta(text, tokens=tokens)),
+            emit=lambda text, tokens, probs=(): deltas.append(TextDelta(text, tokens=tokens, probs=probs)),
             should_stop=cancel.is_set,
         )
         try:

@@ -85,6 +85,9 @@ class PaneResult:
     language: dict[str, Any] | None = None
     register: dict[str, Any] | None = None
     style: dict[str, Any] | None = None
+    #: when asked for (top_tokens), once done: Answer.token_probs(), or the note saying none came (not exported)
+    token_probs: list[dict[str, Any]] | None = None
+    token_probs_note: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -147,6 +150,7 @@ class Round:
         for p in self.panes:
             item = asdict(p)
             item.pop("error_by_lang")  # the report has the error in the report's language
+            item.pop("token_probs"), item.pop("token_probs_note")  # the page's reading aid, not the report's
             item["name"] = self.name(p.pane) if show else t("compare_blind_name", self.lang, letter=LETTERS[p.pane])
             item["letter"] = LETTERS[p.pane]
             if not show:
@@ -183,9 +187,9 @@ def pane_history(rounds: Sequence[Round], pane: int) -> list[Turn]:
 def pane_settings(
     shared: dict[str, Any], override: dict[str, Any] | None = None, family_defaults: bool = False
 ) -> dict[str, Any]:
-    """A pane's settings: the shared ones (or only seed and stop when each family keeps its own
+    """A pane's settings: the shared ones (or only seed, stop and top_tokens when each family keeps its own
     recommended values), with the pane's own temperature / max new tokens on top."""
-    base = {k: v for k, v in shared.items() if not family_defaults or k in ("seed", "stop")}
+    base = {k: v for k, v in shared.items() if not family_defaults or k in ("seed", "stop", "top_tokens")}
     base.update({k: v for k, v in (override or {}).items() if v is not None})
     return base
 
@@ -345,6 +349,8 @@ async def stream_round(
                 pane.error_key = answer.failed.key
                 pane.error_by_lang = answer.error_by_lang()
             if answer.done:
+                pane.token_probs = answer.token_probs() if answer.probs else None
+                pane.token_probs_note = answer.probs_note_text(lang)
                 finish(pane)
 
     merged = merge_streams({i: playground.stream(p) for i, p in live.items()})

@@ -22,6 +22,7 @@ from components.ui.common import (
     Translations,
     build_pickers,
     family_picked,
+    family_settings,
     guard_picker,
     inert_html,
     live_update,
@@ -41,6 +42,8 @@ from components.ui.common import (
     warn,
     wire_settings_reset,
 )
+from components.ui.token_view import CSS as TOKEN_CSS
+from components.ui.token_view import probs_view
 from components.vocabulary.answer import Answer, stats_line
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import in_every_language, normalize_language, shown_in, t
@@ -94,6 +97,15 @@ def render(conversation: list[dict[str, Any]], lang: str) -> list[dict[str, str]
     return out
 
 
+def probs_html(conv: list[dict[str, Any]] | None, lang: str) -> str:
+    """The probabilities view of every answer that has them (or the note why they are missing)."""
+    answers = [
+        (t("probs_answer", lang, n=i + 1), e.get("token_probs"), shown_in(e.get("probs_note_by_lang"), lang))
+        for i, e in enumerate(conv or [])
+    ]
+    return probs_view(answers, lang)
+
+
 @dataclass
 class ChatTab:
     family: Any
@@ -127,6 +139,8 @@ class _Controls:
     conversation: Any
     #: the conversation, model and system prompt kept in the visitor's browser (gr.BrowserState)
     saved: Any
+    #: the answers' tokens tinted by probability (when asked for: the top_tokens setting)
+    probs: Any = None
 
     @property
     def outputs(self) -> list[Any]:
@@ -212,6 +226,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 )
                 retry = tr.add(gr.Button(t("retry"), elem_id="chat-retry"), "retry", "value")
                 clear = tr.add(gr.Button(t("clear"), elem_id="chat-clear"), "clear", "value")
+            probs = gr.HTML("", elem_id="chat-probs", css_template=TOKEN_CSS, padding=False)
             examples = tr.add(
                 gr.Dataset(
                     components=[message],
@@ -240,6 +255,7 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
         raw_prompt,
         conversation,
         saved,
+        probs,
     )
 
 
@@ -266,7 +282,7 @@ def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> No
             model_info(playground, ref, lang),
             fam.system_prompt,
             gr.update(samples=[[e] for e in fam.examples]),
-            *settings_values(fam),
+            *family_settings(fam),
             *selection_updates(playground, ref),
         ]
 
@@ -357,6 +373,10 @@ def _apply(
     if answer.stats:
         entry["stats"] = answer.stats
     entry.update(answer.traits())
+    if answer.done and answer.probs:
+        entry["token_probs"] = answer.token_probs()
+    elif answer.done and answer.probs_note is not None:
+        entry["probs_note_by_lang"] = in_every_language(answer.probs_note.key, **answer.probs_note.params)
     if answer.failed is not None:
         key, params = answer.failed.key, answer.failed.params
         if key == "err_context" and first_message:
@@ -482,9 +502,18 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
     # "multiple": Enter or Send while an answer streams reaches the server, which says why it does not send
     events = {"api_visibility": "private", "concurrency_limit": None, "trigger_mode": "multiple"}
+    probs = {
+        "fn": probs_html,
+        "inputs": [c.conversation, lang_state],
+        "outputs": [c.probs],
+        "queue": False,
+        "show_progress": "hidden",
+        "api_visibility": "private",
+    }
     for trigger, handler in ((c.message.submit, respond), (c.send.click, respond), (c.retry.click, retry_last)):
         # while the answer streams and once it has ended (done, stopped, failed), the browser keeps the conversation
-        trigger(_saving(handler), inputs, [*outputs, c.saved], **events).then(**_save_args(c))
+        trigger(_saving(handler), inputs, [*outputs, c.saved], **events).then(**_save_args(c)).then(**probs)
+    lang_state.change(**probs)
 
     def stop_now(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
@@ -495,9 +524,9 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         flags.stop(session_of(request), SLOT, reason="clear")
         return [[], [], "", "", gr.update(interactive=False)]
 
-    c.clear.click(clear_all, None, outputs, queue=False, api_visibility="private").then(**_save_args(c))
+    c.clear.click(clear_all, None, outputs, queue=False, api_visibility="private").then(**_save_args(c)).then(**probs)
     # the chatbot's own trash icon must forget the conversation too, not only hide it
-    c.chatbot.clear(clear_all, None, outputs, queue=False, api_visibility="private").then(**_save_args(c))
+    c.chatbot.clear(clear_all, None, outputs, queue=False, api_visibility="private").then(**_save_args(c)).then(**probs)
 
 
 def _saving(handler: Any) -> Any:

@@ -341,7 +341,14 @@ def build_pickers(
 
 # ---- settings ------------------------------------------------------------------------------------
 #: the sliders' steps (the seed and the stop sequences are text boxes)
-SLIDER_STEPS = {"temperature": 0.05, "top_p": 0.01, "top_k": 1, "max_new_tokens": 1, "repetition_penalty": 0.01}
+SLIDER_STEPS = {
+    "temperature": 0.05,
+    "top_p": 0.01,
+    "top_k": 1,
+    "max_new_tokens": 1,
+    "repetition_penalty": 0.01,
+    "top_tokens": 1,
+}
 
 
 @dataclass
@@ -352,6 +359,7 @@ class SettingsControls:
     max_new_tokens: Any
     repetition_penalty: Any
     seed: Any
+    top_tokens: Any
     stop: Any
     reset: Any
 
@@ -361,13 +369,27 @@ class SettingsControls:
         return [getattr(self, name) for name in SETTING_NAMES]
 
 
+def family_settings(family: Family) -> list[Any]:
+    """settings_values() for a family just picked: the token-probabilities setting stays as the visitor set it
+    (it belongs to the view, not to the family)."""
+    values = settings_values(family)
+    values[SETTING_NAMES.index("top_tokens")] = gr.update()
+    return values
+
+
 def settings_values(family: Family) -> list[Any]:
     """The family's recommended values for the settings controls, in SettingsControls.inputs order (SETTING_NAMES):
     the recommendation, else SamplingSettings' default; the seed and stop sequences empty."""
     defaults = SamplingSettings()
     recommended = {name: getattr(family.settings, name) for name in RECOMMENDED_SETTINGS}
     return [
-        ("" if name not in recommended else getattr(defaults, name) if recommended[name] is None else recommended[name])
+        (
+            ""
+            if name in ("seed", "stop")
+            else getattr(defaults, name)
+            if recommended.get(name) is None
+            else recommended[name]
+        )
         for name in SETTING_NAMES
     ]
 
@@ -471,7 +493,7 @@ def wire_pickers(
 
     def on_family(family_id: str, lang: str) -> list[Any]:
         fam, ref, dropdowns = family_picked(playground, family_id, lang)
-        values = settings_values(fam)
+        values = family_settings(fam)
         values[3] = max_new_update(ref, values[3])
         return [
             *dropdowns,
@@ -622,14 +644,19 @@ def apply_events(answer: Answer, batch: list[Any], notes: dict[str, str], raw_pr
     return answer.prompt_shown(raw_prompt, lang) if answer.sent is not sent else gr.update()
 
 
-def run_with_stop(triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], stop: Any) -> None:
+def run_with_stop(
+    triggers: list[Any], fn: Any, inputs: list[Any], outputs: list[Any], stop: Any, after: dict[str, Any] | None = None
+) -> None:
     """Wires `fn` (a streaming handler) to each trigger, with Stop active exactly while it runs: a red Stop that
-    stops nothing looks like a fault. A refused request enables Stop only for a moment."""
+    stops nothing looks like a fault. A refused request enables Stop only for a moment. `after`: the arguments of
+    one more event once it ended."""
     for trigger in triggers:
         trigger(lambda: gr.update(interactive=True), None, [stop], queue=False, api_visibility="private")
-        trigger(fn, inputs, outputs, api_visibility="private", concurrency_limit=None).then(
+        ended = trigger(fn, inputs, outputs, api_visibility="private", concurrency_limit=None).then(
             lambda: gr.update(interactive=False), None, [stop], queue=False, api_visibility="private"
         )
+        if after:
+            ended.then(**after)
 
 
 def gated_preview(fn: Callable[..., Any], outputs: int) -> Callable[..., Any]:

@@ -74,6 +74,8 @@ from components.ui.common import (
     warn,
 )
 from components.ui.share import no_link, share_button, share_button_update, share_link_box, wire_share
+from components.ui.token_view import CSS as TOKEN_CSS
+from components.ui.token_view import probs_view
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import t
 from components.vocabulary.settings import settings_by_name
@@ -111,6 +113,8 @@ class PaneControls:
     max_new_tokens: Any
     chatbot: Any
     stats: Any
+    #: the pane's answers' tokens tinted by probability (when asked for: the top_tokens setting)
+    probs: Any = None
 
     @property
     def inputs(self) -> list[Any]:
@@ -222,6 +226,19 @@ def write_exports(rounds: list[Round], lang: str) -> tuple[str, str]:
     md.write_text(export_markdown(rounds, lang), encoding="utf-8")
     js.write_text(export_json(rounds, lang), encoding="utf-8")
     return str(md), str(js)
+
+
+def probs_updates(conv: list[Round] | None, lang: str) -> list[str]:
+    """Every pane's probabilities view (MAX_PANES): its answers of every round that has them."""
+    views = []
+    for i in range(MAX_PANES):
+        answers = [
+            (t("probs_answer", lang, n=k + 1), r.panes[i].token_probs, r.panes[i].token_probs_note)
+            for k, r in enumerate(conv or [])
+            if i < len(r.panes)
+        ]
+        views.append(probs_view(answers, lang))
+    return views
 
 
 def pane_updates(conv: list[Round], lang: str) -> list[Any]:
@@ -453,7 +470,8 @@ def _layout_panes(pickers: list[tuple[Any, ...]]) -> tuple[Any, list[PaneControl
                     label=t("compare_pane", n=n), elem_id=f"compare-pane-{n}", height=420, buttons=["copy"]
                 )
                 stats = gr.Markdown("", elem_id=f"compare-stats-{n}")
-            panes.append(PaneControls(column, *pickers[i], chatbot, stats))
+                probs = gr.HTML("", elem_id=f"compare-probs-{n}", css_template=TOKEN_CSS, padding=False)
+            panes.append(PaneControls(column, *pickers[i], chatbot, stats, probs))
     return question, panes
 
 
@@ -625,7 +643,8 @@ def _events_pickers(c: _Controls, playground: Playground, lang_state: Any) -> No
 
     # the shared sliders hold one family's values; touching one means "use these for every model"
     for control in c.settings.inputs:
-        control.input(lambda: False, None, [c.family_defaults], queue=False, api_visibility="private")
+        if control is not c.settings.top_tokens:  # a view of the answers, no sampling setting
+            control.input(lambda: False, None, [c.family_defaults], queue=False, api_visibility="private")
     c.settings.reset.click(
         lambda: [True, *settings_values(default.family)],
         None,
@@ -744,7 +763,16 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         *settings.inputs,
         *[x for p in panes for x in p.inputs],
     ]
-    run_with_stop([c.message.submit, c.send.click], send_prompt, send_inputs, stream_outputs, c.stop)
+    probs = {
+        "fn": probs_updates,
+        "inputs": [c.rounds, lang_state],
+        "outputs": [p.probs for p in panes],
+        "queue": False,
+        "show_progress": "hidden",
+        "api_visibility": "private",
+    }
+    run_with_stop([c.message.submit, c.send.click], send_prompt, send_inputs, stream_outputs, c.stop, after=probs)
+    lang_state.change(**probs)
 
     def stop_all(request: gr.Request) -> None:
         flags.stop(session_of(request), SLOT)
@@ -756,10 +784,10 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         return [*pane_updates([], lang), [], "", *vote_updates([], pane_count_of(count_in), lang), *no_export()]
 
     clear_inputs = [c.pane_count, lang_state]
-    c.clear.click(clear_all, clear_inputs, stream_outputs, queue=False, api_visibility="private")
+    c.clear.click(clear_all, clear_inputs, stream_outputs, queue=False, api_visibility="private").then(**probs)
     # a pane's own trash icon must forget the comparison too, not only hide that pane's messages
     for pane in panes:
-        pane.chatbot.clear(clear_all, clear_inputs, stream_outputs, queue=False, api_visibility="private")
+        pane.chatbot.clear(clear_all, clear_inputs, stream_outputs, queue=False, api_visibility="private").then(**probs)
 
 
 def _events_votes(c: _Controls, vote_log: VoteLog, lang_state: Any) -> None:

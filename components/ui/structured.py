@@ -41,6 +41,8 @@ from components.ui.common import (
     warn,
     wire_pickers,
 )
+from components.ui.token_view import CSS as TOKEN_CSS
+from components.ui.token_view import probs_view
 from components.vocabulary.answer import Answer
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import t
@@ -101,6 +103,7 @@ class _Controls:
     raw: Any
     parsed: Any
     raw_prompt: Any
+    probs: Any = None
 
 
 def _layout(playground: Playground, tr: Translations) -> _Controls:
@@ -161,10 +164,24 @@ def _layout(playground: Playground, tr: Translations) -> _Controls:
                 )
                 parsed = tr.add(gr.JSON(label=t("structured_parsed"), elem_id="structured-json"), "structured_parsed")
             verdict = gr.Markdown("", elem_id="structured-verdict")
+            probs = gr.HTML("", elem_id="structured-probs", css_template=TOKEN_CSS, padding=False)
             raw_prompt = raw_prompt_box(tr, "structured", lines=8, max_lines=30)
 
     return _Controls(
-        pickers, system, text, schema, schema_note, verdict, settings, example, run, stop, raw, parsed, raw_prompt
+        pickers,
+        system,
+        text,
+        schema,
+        schema_note,
+        verdict,
+        settings,
+        example,
+        run,
+        stop,
+        raw,
+        parsed,
+        raw_prompt,
+        probs,
     )
 
 
@@ -216,28 +233,29 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         except InputError as exc:
             message = t(exc.key, lang, **exc.params)
             warn(message, lang)
-            yield [gr.update(), gr.update(), f"**✗** {md_literal(message)}", gr.update()]
+            yield [gr.update(), gr.update(), f"**✗** {md_literal(message)}", gr.update(), gr.update()]
             return
         session = session_of(request)
         flag = flags.start(session, STRUCTURED_SLOT)
         prepared.request.cancel = flag
         reply = Answer()
         notes: dict[str, str] = {}
-        yield ["", None, "", prepared.raw_prompt]
+        yield ["", None, "", prepared.raw_prompt, ""]
         try:
             async for batch in batched(playground.stream(prepared)):
                 prompt_update = apply_events(reply, batch, notes, prepared.raw_prompt, lang)
-                yield [reply.text, gr.update(), status_markdown(notes), prompt_update]
+                yield [reply.text, gr.update(), status_markdown(notes), prompt_update, gr.update()]
         finally:
             flags.finish(session, STRUCTURED_SLOT, flag)
         notes.pop("status", None)
         check = await asyncio.to_thread(check_answer, reply.text, checked, lang)  # bounded, but off the loop
         notes["verdict"] = verdict_markdown(check, lang)
         shown = "\n\n".join(notes[k] for k in ("verdict", "error", "stats") if notes.get(k))
-        yield [reply.text, check.value if check.parsed else None, shown, gr.update()]
+        view = probs_view([(t("probs_heading", lang), reply.token_probs(), reply.probs_note_text(lang))], lang)
+        yield [reply.text, check.value if check.parsed else None, shown, gr.update(), view]
 
     inputs = [text, schema, pickers.variant, pickers.quant, system, lang_state, *settings.inputs]
-    outputs = [raw, parsed, verdict, raw_prompt]
+    outputs = [raw, parsed, verdict, raw_prompt, c.probs]
     run_with_stop([run.click], respond, inputs, outputs, stop)
 
     def stop_now(request: gr.Request) -> None:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.vocabulary.generation import Assessed, Event, Failed, Finished, PromptSent, Status, TextDelta
+from components.vocabulary.generation import (
+    Assessed,
+    Event,
+    Failed,
+    Finished,
+    ProbsUnavailable,
+    PromptSent,
+    Status,
+    TextDelta,
+    TokenProb,
+)
 from components.vocabulary.messages import MESSAGES, in_every_language, number, t
 
 
@@ -24,6 +35,9 @@ class Answer:
     failed: Failed | None = None
     assessed: Assessed | None = None
     finished: bool = False
+    #: each generated token's probability and alternatives (when asked for); `probs_note` why there are none
+    probs: list[TokenProb] = field(default_factory=list, repr=False)
+    probs_note: ProbsUnavailable | None = None
     _parts: list[str] = field(default_factory=list, repr=False)
 
     @property
@@ -50,7 +64,10 @@ class Answer:
     def add(self, event: Event) -> None:
         if isinstance(event, TextDelta):
             self._parts.append(event.text)
+            self.probs.extend(event.probs)
             self.status = None
+        elif isinstance(event, ProbsUnavailable):
+            self.probs_note = event
         elif isinstance(event, Status):
             self.status = event
         elif isinstance(event, PromptSent):
@@ -58,12 +75,12 @@ class Answer:
         elif isinstance(event, Assessed):
             self.assessed = event
         elif isinstance(event, Finished):
-            self.stats = event.stats.as_dict()
+            self.stats = event.stats.as_dict() | prob_summary(self.probs)
             self.finished = True
         elif isinstance(event, Failed):
             self.failed = event
             if event.stats:
-                self.stats = event.stats.as_dict()
+                self.stats = event.stats.as_dict() | prob_summary(self.probs)
 
     def add_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -74,6 +91,14 @@ class Answer:
         if self.assessed is None:
             return {}
         return {"language": dict(self.assessed.language), "register": dict(self.assessed.register)}
+
+    def token_probs(self) -> list[dict[str, Any]]:
+        """The token probabilities as the API gives them: [{"token", "prob", "top": [{"token", "prob"}, …]}, …]."""
+        return [p.as_dict() for p in self.probs]
+
+    def probs_note_text(self, lang: str) -> str | None:
+        """Why probabilities were asked for and none came, in `lang`; None otherwise."""
+        return None if self.probs_note is None else t(self.probs_note.key, lang, **self.probs_note.params)
 
     def status_text(self, lang: str) -> str | None:
         return None if self.status is None else t(self.status.key, lang, **self.status.params)
@@ -99,6 +124,24 @@ class Answer:
         if self.sent is None or not self.sent.note:
             return None
         return t(self.sent.note, lang, **self.sent.params)
+
+
+#: a token below this probability counts as unsure in the stats line (`low_prob_tokens`)
+LOW_PROB = 0.1
+
+
+def prob_summary(probs: list[TokenProb]) -> dict[str, Any]:
+    """The answer's probabilities in three numbers for the stats: their mean, the perplexity (exp of the mean
+    negative log probability; 1 = every token certain) and how many tokens were below LOW_PROB. {} without any."""
+    if not probs:
+        return {}
+    values = [p.prob for p in probs]
+    nll = -sum(math.log(max(p, 1e-12)) for p in values) / len(values)
+    return {
+        "mean_prob": round(sum(values) / len(values), 4),
+        "perplexity": round(math.exp(nll), 3),
+        "low_prob_tokens": sum(1 for p in values if p < LOW_PROB),
+    }
 
 
 def finish_text(reason: str | None, lang: str) -> str:
@@ -171,5 +214,13 @@ def stats_line(stats: dict[str, Any] | None, lang: str, traits: dict[str, Any] |
         tokens=stats.get("completion_tokens", 0),
         reason=finish_text(stats.get("finish_reason"), lang),
     )
+    if stats.get("mean_prob") is not None:  # token probabilities were asked for (prob_summary)
+        line += t(
+            "stats_probs",
+            lang,
+            mean=number(100 * stats["mean_prob"], lang, 0),
+            ppl=number(stats.get("perplexity") or 0, lang, 2),
+            low=stats.get("low_prob_tokens", 0),
+        )
     note = traits_note(traits, lang)
     return f"{line} · {note}" if note else line

@@ -71,8 +71,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-#: what a family may recommend: the numeric sampling settings but the seed
-RECOMMENDED_SETTINGS = tuple(name for name in NUMBER_SETTINGS if name != "seed")
+#: what a family may recommend: the numeric sampling settings but the seed and the token probabilities
+RECOMMENDED_SETTINGS = tuple(name for name in NUMBER_SETTINGS if name not in ("seed", "top_tokens"))
 
 #: Recommended sampling settings of a family: every field optional (app defaults fill gaps), within the ranges of
 #: SamplingSettings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,11 +32,52 @@ class GenerationRequest:
 
 # ---- what an engine's generate() yields -------------------------------------------------------
 @dataclass(frozen=True)
+class TokenProb:
+    """One generated token with its probability and the likeliest alternatives (`top`: (token, probability),
+    descending). The probability is that of the distribution the token was drawn from: after the repetition
+    penalty, the temperature and top-k/top-p (a token they cut has 0); with greedy decoding (temperature 0) the
+    model's distribution after the repetition penalty at temperature 1, whose top token is the one generated."""
+
+    token: str
+    prob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "prob": round(self.prob, 6),
+            "top": [{"token": text, "prob": round(p, 6)} for text, p in self.top],
+        }
+
+
+def from_logprob(logprob: Any) -> float:
+    """A probability from a server's log probability (never above 1: a server's rounding may give +0.0001)."""
+    return math.exp(min(float(logprob), 0.0))
+
+
+def token_prob(token: str, prob: float, top: Any) -> TokenProb:
+    """A TokenProb from an engine's numbers: probabilities clamped to [0, 1], `top` ((text, prob) pairs) sorted
+    descending (stable: ties keep the engine's order) and without tokens of probability 0."""
+    pairs = sorted(((str(t), min(1.0, max(0.0, float(p)))) for t, p in top), key=lambda pair: -pair[1])
+    return TokenProb(str(token), min(1.0, max(0.0, float(prob))), tuple(pair for pair in pairs if pair[1] > 0))
+
+
+@dataclass(frozen=True)
 class TextDelta:
-    """New answer text (one token or a few)."""
+    """New answer text (one token or a few); `probs` the token probabilities of those tokens, when asked for
+    (SamplingSettings.top_tokens) and the engine has them."""
 
     text: str
     tokens: int = 1
+    probs: tuple[TokenProb, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbsUnavailable:
+    """Token probabilities were asked for, but the engine or server gave none; `key` says why (a message key)."""
+
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,7 +163,7 @@ class Assessed:
     style: dict[str, Any]
 
 
-Event = TextDelta | Status | PromptSent | Assessed | Finished | Failed
+Event = TextDelta | Status | PromptSent | ProbsUnavailable | Assessed | Finished | Failed
 
 
 class EngineError(Exception):

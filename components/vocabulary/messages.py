@@ -53,6 +53,33 @@ MESSAGES: dict[str, dict[str, str]] = {
         "de": "Erstes Token nach {ttft} · {rate} Tokens/s · {tokens} Tokens · Ende: {reason}",
         "en": "First token after {ttft} · {rate} tokens/s · {tokens} tokens · finish: {reason}",
     },
+    # ---- token probabilities ---------------------------------------------------------------
+    "top_tokens": {
+        "de": "Wahrscheinlichkeiten (Alternativen je Token, 0 = aus)",
+        "en": "Token probabilities (alternatives per token, 0 = off)",
+    },
+    "stats_probs": {
+        "de": " · Ø Wahrscheinlichkeit {mean} % · Perplexität {ppl} · {low} Tokens unter 10 %",
+        "en": " · mean probability {mean} % · perplexity {ppl} · {low} tokens below 10 %",
+    },
+    "note_probs_unavailable": {
+        "de": "{engine} hat keine Token-Wahrscheinlichkeiten geliefert; diese Antwort hat keine.",
+        "en": "{engine} returned no token probabilities; this answer has none.",
+    },
+    "probs_heading": {"de": "Wahrscheinlichkeit jedes Tokens", "en": "Probability of each token"},
+    "probs_answer": {"de": "Antwort {n}", "en": "Answer {n}"},
+    "probs_hint": {
+        "de": "Je kräftiger die Farbe, desto unsicherer war das Modell (gepunktet unterstrichen: unter 10 %). "
+        "Ein Token antippen oder mit Tab ansteuern zeigt seine Wahrscheinlichkeit und die Alternativen.",
+        "en": "The stronger the colour, the less sure the model was (dotted underline: below 10 %). Tap a token, "
+        "or reach it with Tab, to see its probability and the alternatives.",
+    },
+    "probs_token": {"de": "„{token}“: {prob} %", "en": "“{token}”: {prob} %"},
+    "probs_alternatives": {"de": "Alternativen", "en": "Alternatives"},
+    "probs_legend": {
+        "de": "Farben: ab 90 % keine · 50–90 % blau · 10–50 % gelb · unter 10 % rot",
+        "en": "Colours: from 90 % none · 50–90 % blue · 10–50 % yellow · below 10 % red",
+    },
     "finish_length": {"de": "Längenlimit", "en": "length limit"},
     "finish_stop": {"de": "Modell fertig", "en": "model finished"},
     "finish_eos_token": {"de": "Modell fertig", "en": "model finished"},

@@ -22,12 +22,15 @@ class SamplingSettings(BaseModel):
     max_new_tokens: int = Field(256, ge=1, le=8192, description="the answer's length in tokens at most")
     repetition_penalty: float = Field(1.1, ge=1.0, le=2.0, description="how much a repeated token is held back")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="fixed seed for a repeatable answer; None: random")
+    top_tokens: int = Field(
+        0, ge=0, le=5, description="token probabilities: 0 off, 1-5 the likeliest alternatives shown per token"
+    )
     stop: tuple[str, ...] = Field((), description="sequences that end the answer")
 
 
 #: the seven settings by name, in the model's order (the page's settings controls and the API's parameters)
 SETTING_NAMES: tuple[str, ...] = tuple(SamplingSettings.model_fields)
-#: the numeric ones, which a family may recommend and the page shows as sliders (seed as a text box)
+#: the numeric ones, which the page shows as sliders (seed as a text box); a family recommends some (catalog.py)
 NUMBER_SETTINGS: tuple[str, ...] = tuple(n for n in SETTING_NAMES if n != "stop")
 
 
