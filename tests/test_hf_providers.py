@@ -253,7 +253,7 @@ async def test_the_chat_tab_sends_the_signed_in_token_and_keeps_it_out_of_the_pa
     handler = handlers[0]
     session = {"oauth_info": {"access_token": CANARY, "scope": "openid profile inference-api", "expires_at": 2**40}}
     visitor = SimpleNamespace(session=session, session_hash="visitor-1", headers={}, client=None)
-    sampling = [0.6, 0.95, 40, 64, 1.1, None, ""]
+    sampling = [0.6, 0.95, 40, 64, 1.1, None, 0, ""]  # SETTING_NAMES order
     inputs, *_ = special_args(
         handler, ["Was ist die Hauptstadt?", [], "leo-hessianai-13b-chat", "hf-auto", "", "de", *sampling], visitor
     )

@@ -34,6 +34,7 @@ from components.serving import limits
 from components.vocabulary.catalog import load_catalog
 from components.vocabulary.generation import InputError
 from components.vocabulary.messages import MESSAGES, t
+from components.vocabulary.settings import SETTING_NAMES
 from tests.app_server import RunningApp, free_port, running_app
 from tests.test_compare import ScriptedEngine, fake_catalog
 from tests.test_ratings import bt_votes, write_votes
@@ -83,7 +84,7 @@ def pane_values(*models: str) -> list[Any]:
 async def compare_send(demo: Any, request: Any, *models: str, blind: bool = True, lang: str = "de") -> list[Any]:
     """Runs the compare tab's Send handler as the page calls it; returns the rounds it ended with."""
     send = fn_named(demo, "_events_generation.<locals>.send_prompt")
-    settings = [None] * 7
+    settings = [None] * len(SETTING_NAMES)
     values = ["Welche Antwort ist besser?", [], 2, blind, lang, True, *settings, *pane_values(*models)]
     conv: list[Any] = []
     async for update in send(request, None, *values):  # None: the visitor is not signed in (gr.OAuthToken)
@@ -154,7 +155,7 @@ async def test_run_round_and_the_compare_api_refuse_made_up_models_before_anythi
     compare = next(f.fn for f in demo.fns.values() if f.api_name == "compare")
     for lang, text in (("de", "Unbekanntes Modell"), ("en", "Unknown model")):
         with pytest.raises(gr.Error, match=text):
-            _ = [u async for u in compare("Hallo?", ["fast/q", FORMULA], None, *[None] * 6, lang)]
+            _ = [u async for u in compare("Hallo?", ["fast/q", FORMULA], None, *[None] * (len(SETTING_NAMES) - 1), lang)]
     assert engine.requests == []
 
 
