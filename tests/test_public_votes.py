@@ -155,7 +155,8 @@ async def test_run_round_and_the_compare_api_refuse_made_up_models_before_anythi
     compare = next(f.fn for f in demo.fns.values() if f.api_name == "compare")
     for lang, text in (("de", "Unbekanntes Modell"), ("en", "Unknown model")):
         with pytest.raises(gr.Error, match=text):
-            _ = [u async for u in compare("Hallo?", ["fast/q", FORMULA], None, *[None] * (len(SETTING_NAMES) - 1), lang)]
+            api_settings = [None] * (len(SETTING_NAMES) - 1)  # the API's settings: all but the stop strings
+            _ = [u async for u in compare("Hallo?", ["fast/q", FORMULA], None, *api_settings, lang)]
     assert engine.requests == []
 
 
