@@ -205,8 +205,10 @@ class RawChat:
         config = fn_config if fn_config is not None else httpx.get(self.url + "/config", timeout=30).json()
         self.config = config
         self.fn_index = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
-        self.params = ["message", "model", "system_prompt", "history", "temperature", "top_p", "top_k",
-                       "max_new_tokens", "repetition_penalty", "seed", "stop", "lang"]  # fmt: skip
+        from components.vocabulary.settings import SETTING_NAMES
+
+        # /chat's parameters in order (components/api/chat_models.py, with_settings): the settings' order is theirs
+        self.params = ["message", "model", "system_prompt", "history", *SETTING_NAMES, "lang"]
 
     async def chat(self, session: str, **kwargs: Any) -> dict[str, float]:
         from gradio_client.utils import apply_diff
