@@ -32,13 +32,13 @@ from components.serving import launch as serving
 from components.serving import limits
 from components.serving.limits import VisitorSlots, visitor_key
 from components.vocabulary.messages import MESSAGES
+from components.vocabulary.settings import SETTING_NAMES
 from tests.app_server import RunningApp, free_port, running_app
 from tests.browser import browser_fixture
 
 TGI_MODEL = "em-german-leo-mistral/tgi"
 CANARY_TOKEN = "hf_CanaryOperatorToken0123456789abcdef"
-CHAT_PARAMS = ["message", "model", "system_prompt", "history", "temperature", "top_p", "top_k",
-               "max_new_tokens", "repetition_penalty", "seed", "stop", "lang"]  # fmt: skip
+CHAT_PARAMS = ["message", "model", "system_prompt", "history", *SETTING_NAMES, "lang"]  # /chat's order
 
 PROFILE_VARS = (
     "SPACE_ID",
