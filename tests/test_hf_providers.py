@@ -317,3 +317,82 @@ async def test_a_compare_round_sends_the_visitors_token_to_the_router_and_keeps_
     kept = [json.dumps(round_.to_dict()), export_json([round_]), export_markdown([round_])]
     kept.append(json.dumps(vote_record(round_, "tie", "viewer")))
     assert not any(CANARY in text for text in kept)
+
+
+@pytest.mark.parametrize("tab", ["components.ui.retrieval", "components.ui.structured"])
+async def test_the_sources_and_json_tabs_send_the_signed_in_token_to_the_router_only(
+    router: RouterStandin, monkeypatch: pytest.MonkeyPatch, tab: str
+) -> None:
+    """The sources tab and the JSON tab take the visitor's token as the chat does (Gradio injects gr.OAuthToken):
+    the router sees that visitor's token, not the operator's, and what the tab shows never holds it."""
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    import app
+
+    monkeypatch.setenv("PLAYGROUND_HF_SIGNIN", "1")
+    monkeypatch.setenv("HF_PROVIDERS_TOKEN", OPERATOR)
+    monkeypatch.setenv("HF_TOKEN", "hf_this_machines_login")
+    mocked = {"access_token": "mock", "token_type": "bearer", "scope": "openid", "expires_at": 2**40, "userinfo": {}}
+    monkeypatch.setattr("gradio.oauth._get_mocked_oauth_info", lambda: mocked)
+    demo = app.build_app(app.create_playground())
+    (handler,) = {  # one handler, wired to each of the tab's triggers
+        f.fn
+        for f in demo.fns.values()
+        if f.fn is not None
+        and getattr(f.fn, "__module__", "") == tab
+        and getattr(f.fn, "__name__", "") == "respond"
+        and "oauth_token" in inspect.signature(f.fn).parameters
+    }
+    session = {"oauth_info": {"access_token": CANARY, "scope": "openid profile inference-api", "expires_at": 2**40}}
+    visitor = SimpleNamespace(session=session, session_hash="visitor-2", headers={}, client=None)
+    sampling = [0.6, 0.95, 40, 64, 1.1, None, 0, ""]  # SETTING_NAMES order
+    if tab.endswith("retrieval"):
+        sources = [{"text": "Berlin ist seit 1990 die Hauptstadt.", "metadata": [["titel", "Hauptstadt"]]}]
+        values = ["Was ist die Hauptstadt?", sources, "leo-hessianai-13b-chat", "hf-auto", "", "de", *sampling]
+    else:
+        schema = json.dumps({"type": "object", "properties": {"antwort": {"type": "string"}}})
+        values = ["Was ist die Hauptstadt?", schema, "leo-hessianai-13b-chat", "hf-auto", "", "de", *sampling]
+    inputs, *_ = special_args(handler, values, visitor)
+    assert isinstance(inputs[1], gr.OAuthToken) and inputs[1].token == CANARY
+    inputs[0] = None  # the rate limit and session helpers take the page's gr.Request; none here
+    updates = [update async for update in handler(*inputs)]
+    calls = router.generation_calls()
+    assert calls, updates
+    assert {call.headers["authorization"] for call in calls} == {f"Bearer {CANARY}"}
+    assert CANARY not in json.dumps(updates, default=str)
+
+
+async def test_a_blind_session_sends_the_signed_in_token_to_the_router_only(
+    router: RouterStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blind session's Start takes the visitor's token as the chat does: both panes of its round ask the router
+    with that visitor's token, and the round shown (and later voted) never holds it."""
+    import gradio as gr
+    from gradio.helpers import special_args
+
+    import app
+    from components.features.batch import prompt_sets
+
+    monkeypatch.setenv("PLAYGROUND_HF_SIGNIN", "1")
+    monkeypatch.setenv("HF_PROVIDERS_TOKEN", OPERATOR)
+    monkeypatch.setenv("HF_TOKEN", "hf_this_machines_login")
+    mocked = {"access_token": "mock", "token_type": "bearer", "scope": "openid", "expires_at": 2**40, "userinfo": {}}
+    monkeypatch.setattr("gradio.oauth._get_mocked_oauth_info", lambda: mocked)
+    demo = app.build_app(app.create_playground())
+    (start,) = {
+        f.fn for f in demo.fns.values() if f.fn is not None and getattr(f.fn, "__name__", "") == "start_session"
+    }
+    session = {"oauth_info": {"access_token": CANARY, "scope": "openid profile inference-api", "expires_at": 2**40}}
+    visitor = SimpleNamespace(session=session, session_hash="visitor-3", headers={}, client=None)
+    models = ["em-german-leo-mistral/hf-featherless-ai", "leo-hessianai-13b-chat/hf-auto"]
+    values = ["de", next(iter(prompt_sets())), None, 1, models, 32]
+    inputs, *_ = special_args(start, values, visitor)
+    token_at = next(i for i, v in enumerate(inputs) if isinstance(v, gr.OAuthToken))
+    assert inputs[token_at].token == CANARY
+    inputs[token_at - 1] = None  # the page's gr.Request: none here
+    updates = [update async for update in start(*inputs)]
+    calls = router.generation_calls()
+    assert len(calls) == 2, updates
+    assert {call.headers["authorization"] for call in calls} == {f"Bearer {CANARY}"}
+    assert CANARY not in json.dumps(updates, default=str)

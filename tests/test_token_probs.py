@@ -442,3 +442,43 @@ def test_api_chat_compare_and_structured_give_token_probs(client: Any) -> None:
     )
     # greedy on llama.cpp: the model's own distribution, before the JSON grammar (which may overrule its favourite)
     assert sinfo["token_probs"] and all(1 <= len(e["top"]) <= 3 for e in sinfo["token_probs"])
+
+
+@pytest.mark.parametrize("mode", ["chat", "completions"])
+async def test_vllm_standin_gives_logprobs_the_engine_reads(
+    catalog: Any, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The strict vLLM stand-in (tests/vllm_standin.py: vLLM's logprobs validation and both routes' shapes): with
+    greedy decoding every token's top[0] is the generated token and each top list sums to at most 1."""
+    from tests.vllm_standin import LoopbackServer, VllmStandin
+
+    vllm = VllmStandin()
+    with LoopbackServer(vllm) as server:
+        endpoint = Endpoint(id="openai", type="openai", url_env="VLLM_PROBS_URL", label="vLLM")
+        monkeypatch.setenv("VLLM_PROBS_URL", server.url + "/v1")
+        engine = OpenAICompatEngine(endpoint, api_mode=mode)
+        request = make_request(remote_ref(catalog, "em-german"), temperature=0.0, top_tokens=3)
+        text, events = await collect(engine, request)
+    probs = probs_of(events)
+    assert_greedy_probs(probs, 3)
+    assert "".join(p.token for p in probs) == text
+    (call,) = vllm.generation_calls()
+    if mode == "chat":
+        assert call.body["logprobs"] is True and call.body["top_logprobs"] == 3
+    else:
+        assert call.body["logprobs"] == 3
+
+
+def test_vllm_standin_refuses_top_logprobs_without_logprobs() -> None:
+    import httpx
+
+    from tests.vllm_standin import LoopbackServer, VllmStandin
+
+    with LoopbackServer(VllmStandin()) as server:
+        body = {"model": "jphme/em_german_leo_mistral", "messages": [{"role": "user", "content": "Hallo"}]}
+        refused = httpx.post(server.url + "/v1/chat/completions", json=body | {"top_logprobs": 2, "stream": True})
+        too_many = httpx.post(
+            server.url + "/v1/chat/completions", json=body | {"logprobs": True, "top_logprobs": 21, "stream": True}
+        )
+    assert refused.status_code == 400 and "`logprobs` must be set to true" in refused.text
+    assert too_many.status_code == 400 and "greater than max allowed: 20" in too_many.text

@@ -18,6 +18,13 @@ Each rule names the file of github.com/vllm-project/vllm it comes from (read in 
   a 400 "This model's maximum context length is …".
 - the authentication middleware (serve/middleware/authenticate.py, `--api-key`): only paths under /v1 need the key;
   a wrong one is 401 `{"error": "Unauthorized"}`. /tokenize, /version and /health stay open.
+- logprobs (chat_completion/protocol.py `check_logprobs`: `top_logprobs` a positive value or -1, and only with
+  `logprobs: true`; completion/protocol.py: `logprobs` a positive value; the engine's `max_logprobs`, 20 by default,
+  v1/engine/processor.py): chat chunks carry ChatCompletionLogProbs `{"content": [{"token", "logprob", "bytes",
+  "top_logprobs": [...]}]}`, completion chunks CompletionLogProbs `{"text_offset", "token_logprobs", "tokens",
+  "top_logprobs": [{token: logprob}]}` whose dict holds the top k and the sampled token
+  (entrypoints/openai/chat_completion/serving.py `_create_chat_logprobs`, completion/serving.py
+  `_create_completion_logprobs`); the values are the model's raw logprobs (`logprobs_mode` raw_logprobs).
 - structured outputs by release: `guided_json` until 0.11 (removed in 0.12, PR #29326: ignored from then on),
   `structured_outputs` from 0.10.2; chat reads `response_format` in OpenAI's json_schema form.
 
@@ -52,6 +59,10 @@ from tests.tgi_standin import Disconnect, EventStream, Recorded, _QuietAbort, to
 
 #: default of VLLM_MAX_STOP_STRINGS (generate/base/protocol.py StopParam)
 MAX_STOP_STRINGS = 4
+#: the engine's default `max_logprobs` (config/model.py ModelConfig.max_logprobs)
+MAX_LOGPROBS = 20
+#: the stand-in's distribution at each step: the sampled (greedy) token first, then made-up alternatives
+STEP_PROBS = (0.55, 0.2, 0.1, 0.05, 0.04, 0.03, 0.02)
 #: chat_completion serving without a chat template (transformers' wording, passed through as a 400)
 NO_TEMPLATE = (
     "As of transformers v4.44, default chat template is no longer allowed, so you must provide a chat template "
@@ -237,6 +248,9 @@ class VllmStandin:
                 "You can only use one kind of constraints for structured outputs ('json', 'regex' or 'choice').",
                 "structured_outputs",
             )
+        refused = self.check_logprobs(body)
+        if refused is not None:
+            return refused
         temperature = body.get("temperature")
         if temperature is not None and not 0.0 <= temperature <= 2.0:
             return self.error(f"temperature must be in [0, 2], got {temperature}.", "temperature")
@@ -308,6 +322,25 @@ class VllmStandin:
             return refused
         return await self.answer(body, chat)
 
+    def check_logprobs(self, body: dict[str, Any]) -> Response | None:
+        """chat_completion/protocol.py and completion/protocol.py `check_logprobs`, then the engine's max_logprobs."""
+        top = body.get("top_logprobs")
+        if top is not None:
+            if top < 0 and top != -1:
+                return self.error("`top_logprobs` must be a positive value or -1.", "top_logprobs")
+            if (top == -1 or top > 0) and not body.get("logprobs"):
+                return self.error("when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs")
+        count = body.get("logprobs")
+        if isinstance(count, bool):  # chat: a flag; the number is top_logprobs
+            count = top if count else None
+        elif count is not None and count < 0 and count != -1:
+            return self.error("`logprobs` must be a positive value or -1.", "logprobs")
+        if count is not None and count > MAX_LOGPROBS:
+            return self.error(
+                f"Requested sample logprobs of {count}, which is greater than max allowed: {MAX_LOGPROBS}", "logprobs"
+            )
+        return None
+
     async def answer(self, body: Any, chat: bool) -> Response:
         """A recorded, authorized request to /v1/completions or /v1/chat/completions."""
         if not isinstance(body, dict):
@@ -361,13 +394,44 @@ class VllmStandin:
         def event(obj: Any) -> bytes:
             return b"data: " + json.dumps(obj, ensure_ascii=False).encode() + b"\n\n"
 
-        def chunk(piece: str | None, finish: str | None, stop_reason: str | None = None) -> dict[str, Any]:
+        wants = body.get("logprobs")
+        k = (body.get("top_logprobs") or 0) if chat else (wants if isinstance(wants, int) else 0)
+
+        def logprobs_of(piece: str, offset: int) -> dict[str, Any] | None:
+            """One token's logprobs in the route's form; the sampled token is the likeliest (greedy)."""
+            if not wants:
+                return None
+            import math
+
+            alts = [(piece, STEP_PROBS[0])] + [(f" alt{i}", p) for i, p in enumerate(STEP_PROBS[1 : k + 1], 1)]
+            if chat:
+                entry = {
+                    "token": piece,
+                    "logprob": math.log(STEP_PROBS[0]),
+                    "bytes": list(piece.encode()),
+                    "top_logprobs": [
+                        {"token": tok, "logprob": math.log(p), "bytes": list(tok.encode())} for tok, p in alts[:k]
+                    ],
+                }
+                return {"content": [entry]}
+            return {
+                "text_offset": [offset],
+                "token_logprobs": [math.log(STEP_PROBS[0])],
+                "tokens": [piece],
+                # the top k, plus the sampled token where it is not among them (greedy: it is)
+                "top_logprobs": [{tok: math.log(p) for tok, p in alts[: max(k, 1)]}],
+            }
+
+        def chunk(
+            piece: str | None, finish: str | None, stop_reason: str | None = None, offset: int = 0
+        ) -> dict[str, Any]:
+            probs = logprobs_of(piece, offset) if piece else None
             if chat:
                 delta = {"role": "assistant", "content": ""} if piece is None else {"content": piece}
-                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+                choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": probs, "finish_reason": finish}
                 obj = "chat.completion.chunk"
             else:
-                choice = {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
+                choice = {"index": 0, "text": piece or "", "logprobs": probs, "finish_reason": finish}
                 obj = "text_completion"
             choice["stop_reason"] = stop_reason
             return {"id": cid, "object": obj, "created": created, "model": model, "choices": [choice]}
@@ -398,9 +462,10 @@ class VllmStandin:
                     finish, stop_reason = "stop", hit
                     break
                 await asyncio.sleep(delay)
+                offset = len(sent)
                 sent += piece
                 state["tokens"] += 1
-                yield event(chunk(piece, None))
+                yield event(chunk(piece, None, offset=offset))
             yield event(chunk("", finish, stop_reason))
             if include_usage:
                 usage = {

@@ -290,9 +290,11 @@ def prepare_retrieval(
     sources: Sequence[Source],
     system_prompt: Any = None,
     lang: str = "de",
+    credential: str | None = None,
     **settings: Any,
 ) -> Prepared:
-    """Checks everything and builds the request; raises InputError with a message key (nothing is generated)."""
+    """Checks everything and builds the request; raises InputError with a message key (nothing is generated).
+    `credential`: a signed-in visitor's token, into the request only (GenerationRequest.credential)."""
     ref = playground.resolve(model_id)
     text = check_question(question)
     if not sources:
@@ -314,6 +316,7 @@ def prepare_retrieval(
         messages=prompt.messages,
         settings=sampling,
         add_special=not isinstance(fmt, TemplateFormat),
+        credential=credential if isinstance(credential, str) and 0 < len(credential) <= 4096 else None,
     )
     if fmt is PLACEHOLDER:  # the template comes with the build's first download (Playground.stream renders it)
         return Prepared(request, t("raw_prompt_template_pending", lang, model=ref.label), pending=True)

@@ -224,9 +224,11 @@ def prepare_structured(
     schema: Any,
     system_prompt: Any = None,
     lang: str = "de",
+    credential: str | None = None,
     **settings: Any,
 ) -> tuple[Prepared, dict[str, Any]]:
     """The checked request (schema attached) and the parsed schema; raises InputError with a message key.
+    `credential`: a signed-in visitor's token, passed through to Playground.prepare.
 
     The schema is checked for the answer budget the request will have, and neither the text nor the schema may
     hold a control marker of the model's prompt format (both go into the prompt)."""
@@ -249,6 +251,7 @@ def prepare_structured(
         system_prompt=system_prompt,
         json_schema=checked_schema,
         lang=lang,
+        credential=credential,
         **settings,
     )
     return prepared, checked_schema

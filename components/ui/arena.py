@@ -736,9 +736,15 @@ async def session_board(vote_log: VoteLog, run: SessionRun, lang: str, names: Ma
 
 
 async def _play(
-    playground: Playground, flags: CancelFlags, run: SessionRun, lang: str, request: gr.Request
+    playground: Playground,
+    flags: CancelFlags,
+    run: SessionRun,
+    lang: str,
+    request: gr.Request,
+    credential: str | None = None,
 ) -> AsyncIterator[list[Any]]:
-    """Runs the session's next prompt on a random pair of its models, streaming both answers."""
+    """Runs the session's next prompt on a random pair of its models, streaming both answers. `credential`: the
+    signed-in visitor's token, into each request only (never into the round or its vote)."""
     try:
         check_rate(request)
     except InputError as exc:
@@ -748,7 +754,7 @@ async def _play(
     prompt = run.prompts[len(run.rounds)]
     pair = random.SystemRandom().sample(run.models, 2)
     specs = [PaneSpec(m, prompt.system_prompt, {"max_new_tokens": run.max_new_tokens}) for m in pair]
-    prepared = prepare_panes(playground, specs, prompt.text, None, lang)
+    prepared = prepare_panes(playground, specs, prompt.text, None, lang, credential)
     round_ = new_round(playground, specs, prompt.text, prepared, lang, {"max_new_tokens": run.max_new_tokens}, True)
     round_.session, round_.prompt_set = run.id, run.prompt_set
     round_.prompt_id, round_.title, round_.category = prompt.id, prompt.title, prompt.category
@@ -771,7 +777,14 @@ def _session_events_play(
     outputs = c.outputs
 
     async def start_session(
-        lang: str, set_in: Any, cat_in: Any, count_in: Any, models_in: Any, max_in: Any, request: gr.Request
+        lang: str,
+        set_in: Any,
+        cat_in: Any,
+        count_in: Any,
+        models_in: Any,
+        max_in: Any,
+        request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
     ) -> AsyncIterator[list[Any]]:
         try:
             run = await asyncio.to_thread(check_session, playground, set_in, cat_in, count_in, models_in, max_in)
@@ -780,18 +793,22 @@ def _session_events_play(
             yield [gr.update()] * len(outputs)
             return
         first = True
-        async for update in _play(playground, flags, run, lang, request):
+        credential = oauth_token.token if oauth_token else None
+        async for update in _play(playground, flags, run, lang, request, credential):
             if first:  # a new session: the last session's leaderboard goes away
                 update[-1] = ""
                 first = False
             yield update
 
-    async def next_prompt(run: SessionRun | None, lang: str, request: gr.Request) -> AsyncIterator[list[Any]]:
+    async def next_prompt(
+        run: SessionRun | None, lang: str, request: gr.Request, oauth_token: gr.OAuthToken | None
+    ) -> AsyncIterator[list[Any]]:
         if run is None or not run.settled or run.finished:
             warn(t("err_session_next", lang), lang)
             yield [gr.update()] * len(outputs)
             return
-        async for update in _play(playground, flags, run, lang, request):
+        credential = oauth_token.token if oauth_token else None
+        async for update in _play(playground, flags, run, lang, request, credential):
             yield update
 
     def make_vote(choice: str) -> Callable[..., Any]:

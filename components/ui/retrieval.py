@@ -424,6 +424,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
     async def respond(
         request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
         text: str,
         items: list[dict[str, Any]],
         variant_id: str,
@@ -444,6 +445,8 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
                     chosen,
                     system_prompt=sys_prompt,
                     lang=lang,
+                    # a signed-in visitor's token: an opaque credential for the service, never shown or kept
+                    credential=oauth_token.token if oauth_token else None,
                     **args,
                 )
             )

@@ -213,6 +213,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
 
     async def respond(
         request: gr.Request,
+        oauth_token: gr.OAuthToken | None,
         body: str,
         schema_text: str,
         variant_id: str,
@@ -226,7 +227,14 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
             check_rate(request)
             prepared, checked = await asyncio.to_thread(
                 lambda: prepare_structured(
-                    playground, picked_id(variant_id, quant_id), body, schema_text, sys_prompt, lang, **args
+                    playground,
+                    picked_id(variant_id, quant_id),
+                    body,
+                    schema_text,
+                    sys_prompt,
+                    lang,
+                    credential=oauth_token.token if oauth_token else None,  # the signed-in visitor's, opaque
+                    **args,
                 )
             )
             await check_compiles(prepared)
