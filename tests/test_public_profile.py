@@ -568,7 +568,8 @@ def test_sessions_stay_bounded_in_the_running_app(tgi_server: Any, monkeypatch: 
         )
 
         async def one(http: httpx.AsyncClient, session: str) -> None:
-            data = ["Hallo", TGI_MODEL, None, None, None, None, None, 1, None, None, None, "de"]
+            given = {"message": "Hallo", "model": TGI_MODEL, "max_new_tokens": 1, "lang": "de"}
+            data = [given.get(name) for name in CHAT_PARAMS]
             join = await http.post(
                 url + "/gradio_api/queue/join",
                 json={"data": data, "fn_index": fn_index, "session_hash": session, "trigger_id": None},

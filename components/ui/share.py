@@ -353,6 +353,10 @@ def no_link() -> Any:
     return gr.update(value="", visible=False)
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def wire_share(button: Any, link: Any, inputs: list[Any], rounds_of: Callable[[Any], Sequence[Round] | None]) -> None:
     """Click: the rounds checked and stored on the server (features.share), the link shown; refusals as a toast."""
 
@@ -370,6 +374,8 @@ def wire_share(button: Any, link: Any, inputs: list[Any], rounds_of: Callable[[A
             return gr.update()
         return gr.update(value=f"share/{share_id}", visible=True)
 
+    # the page makes the address absolute (its own URL, behind any proxy); the identity function keeps the event
+    # a backend one, so a visitor calling it by its index gets an answer instead of a logged IndexError
     button.click(make_link, inputs, [link], api_visibility="private").then(
-        None, [link], [link], js=ABSOLUTE_LINK_JS, api_visibility="private"
+        _same, [link], [link], js=ABSOLUTE_LINK_JS, api_visibility="private", queue=False
     )
