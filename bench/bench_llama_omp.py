@@ -29,8 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
+from bench_startup import RESULTS, replace_section  # noqa: E402  (the section writer the benches share)
+
 SECTION = "## llama.cpp threads beside a second model (libgomp's wait policy)"
 PROMPT = "<|im_start|>user\nErzähl mir eine lange Geschichte über einen Hund.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -123,18 +125,6 @@ def run_all(args: argparse.Namespace, sides: list, paths: dict, tokens: dict, re
             )
 
 
-def record(text: str, section: str) -> None:
-    """Replaces `section` of RESULTS.md (a heading of its own) or appends it."""
-    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    start = old.find(section + "\n")
-    if start < 0:
-        RESULTS.write_text(old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n", encoding="utf-8")
-        return
-    end = old.find("\n## ", start + len(section))
-    rest = "" if end < 0 else old[end + 1 :]
-    RESULTS.write_text(old[:start] + text.rstrip("\n") + "\n" + ("\n" + rest if rest else ""), encoding="utf-8")
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         path, threads, second, reps, tokens = sys.argv[2:7]
@@ -215,7 +205,7 @@ def main() -> None:
     )
     print(text)
     if args.record:
-        record(text, section)
+        replace_section([*text.splitlines(), ""])
         print(f"written to {RESULTS}")
 
 
