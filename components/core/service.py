@@ -34,6 +34,7 @@ from components.vocabulary.generation import (
     PromptSent,
     Status,
     TextDelta,
+    usable_credential,
 )
 from components.vocabulary.markers import check_messages, check_prompt_parts
 from components.vocabulary.messages import t
@@ -222,7 +223,7 @@ class Playground:
         turns = history_turns(history)
         # user text never becomes the format's control markup (components/vocabulary/markers.py)
         check_prompt_parts(fmt or PLACEHOLDER, text, system, turns)
-        credential = credential if isinstance(credential, str) and 0 < len(credential) <= 4096 else None
+        credential = usable_credential(credential)
         if fmt is None:  # the template comes with the build's first download: rendered in stream()
             request = GenerationRequest(
                 model=ref,

@@ -32,7 +32,7 @@ from components.core.service import Playground, Prepared
 from components.core.validation import LIMITS, build_settings, check_message, check_system_prompt, clean_text, env_int
 from components.vocabulary.catalog import Family, ModelRef
 from components.vocabulary.chat_template import PLACEHOLDER, TemplateFormat
-from components.vocabulary.generation import GenerationRequest, InputError
+from components.vocabulary.generation import GenerationRequest, InputError, usable_credential
 from components.vocabulary.markers import find_marker, refuse_markers
 from components.vocabulary.messages import Msg, t
 from components.vocabulary.prompts import PromptFormat, get_format
@@ -316,7 +316,7 @@ def prepare_retrieval(
         messages=prompt.messages,
         settings=sampling,
         add_special=not isinstance(fmt, TemplateFormat),
-        credential=credential if isinstance(credential, str) and 0 < len(credential) <= 4096 else None,
+        credential=usable_credential(credential),
     )
     if fmt is PLACEHOLDER:  # the template comes with the build's first download (Playground.stream renders it)
         return Prepared(request, t("raw_prompt_template_pending", lang, model=ref.label), pending=True)

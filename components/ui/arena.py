@@ -38,7 +38,7 @@ from components.features.compare import (
 from components.features.ratings import FREE_CATEGORY, Leaderboard, Selection
 from components.serving.limits import check_rate
 from components.ui.chat import render
-from components.ui.common import CancelFlags, Translations, run_with_stop, session_of, warn
+from components.ui.common import CancelFlags, Translations, credential_of, run_with_stop, session_of, warn
 from components.ui.share import no_link, share_button, share_button_update, share_link_box, wire_share
 from components.vocabulary.catalog import QuantKind
 from components.vocabulary.generation import InputError
@@ -793,7 +793,7 @@ def _session_events_play(
             yield [gr.update()] * len(outputs)
             return
         first = True
-        credential = oauth_token.token if oauth_token else None
+        credential = credential_of(oauth_token)
         async for update in _play(playground, flags, run, lang, request, credential):
             if first:  # a new session: the last session's leaderboard goes away
                 update[-1] = ""
@@ -807,7 +807,7 @@ def _session_events_play(
             warn(t("err_session_next", lang), lang)
             yield [gr.update()] * len(outputs)
             return
-        credential = oauth_token.token if oauth_token else None
+        credential = credential_of(oauth_token)
         async for update in _play(playground, flags, run, lang, request, credential):
             yield update
 

@@ -21,6 +21,7 @@ from components.ui.common import (
     SettingsControls,
     Translations,
     build_pickers,
+    credential_of,
     family_picked,
     family_settings,
     guard_picker,
@@ -468,7 +469,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
     ) -> AsyncIterator[list[Any]]:
         args = settings_by_name(sampling)
         model_id = picked_id(variant_id, quant_id)
-        credential = oauth_token.token if oauth_token else None
+        credential = credential_of(oauth_token)
         async for update in _answer(
             playground, flags, text, conv or [], model_id, sys_prompt, lang, args, request, credential
         ):
@@ -492,7 +493,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         last = conv[-1]
         args = settings_by_name(sampling)
         model_id = picked_id(variant_id, quant_id)
-        credential = oauth_token.token if oauth_token else None
+        credential = credential_of(oauth_token)
         async for update in _answer(
             playground, flags, last["user"], conv[:-1], model_id, sys_prompt, lang, args, request, credential
         ):

@@ -429,6 +429,12 @@ def settings_panel(family: Family, tr: Translations, prefix: str, model: ModelRe
 
 
 # ---- model pickers: what every tab's pickers do ----------------------------------------------------------
+def credential_of(oauth_token: gr.OAuthToken | None) -> str | None:
+    """A signed-in visitor's token (Gradio's OAuth; None otherwise) as the service's opaque credential: it goes into
+    the request only, never into what a tab shows or keeps."""
+    return oauth_token.token if oauth_token else None
+
+
 def picked_id(variant_id: str, quant_id: str) -> str:
     return f"{variant_id}/{quant_id}"
 

@@ -57,6 +57,7 @@ from components.ui.common import (
     SettingsControls,
     Translations,
     build_pickers,
+    credential_of,
     family_picked,
     guard_picker,
     max_new_tokens_for,
@@ -745,7 +746,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
         if fam_defaults:
             recorded["family_defaults"] = True
         # a signed-in visitor's token (Gradio's OAuth): an opaque credential for the service, never kept in a round
-        credential = oauth_token.token if oauth_token else None
+        credential = credential_of(oauth_token)
         prepared = prepare_panes(playground, specs, text, histories, lang, credential)
         round_ = new_round(playground, specs, text, prepared, lang, recorded, is_blind)
         tag_prompt(round_)

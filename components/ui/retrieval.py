@@ -39,6 +39,7 @@ from components.ui.common import (
     Translations,
     apply_events,
     build_pickers,
+    credential_of,
     inform,
     live_update,
     picked_id,
@@ -446,7 +447,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
                     system_prompt=sys_prompt,
                     lang=lang,
                     # a signed-in visitor's token: an opaque credential for the service, never shown or kept
-                    credential=oauth_token.token if oauth_token else None,
+                    credential=credential_of(oauth_token),
                     **args,
                 )
             )

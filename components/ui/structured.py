@@ -29,6 +29,7 @@ from components.ui.common import (
     Translations,
     apply_events,
     build_pickers,
+    credential_of,
     inert_html,
     live_update,
     md_literal,
@@ -233,7 +234,7 @@ def _events_generation(c: _Controls, playground: Playground, flags: CancelFlags,
                     schema_text,
                     sys_prompt,
                     lang,
-                    credential=oauth_token.token if oauth_token else None,  # the signed-in visitor's, opaque
+                    credential=credential_of(oauth_token),  # the signed-in visitor's, opaque
                     **args,
                 )
             )

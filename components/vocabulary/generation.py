@@ -30,6 +30,11 @@ class GenerationRequest:
     credential: str | None = field(default=None, repr=False, compare=False)
 
 
+def usable_credential(value: object) -> str | None:
+    """A visitor's credential as a request may carry it: a non-empty string of at most 4096 characters, else none."""
+    return value if isinstance(value, str) and 0 < len(value) <= 4096 else None
+
+
 # ---- what an engine's generate() yields -------------------------------------------------------
 @dataclass(frozen=True)
 class TokenProb:
