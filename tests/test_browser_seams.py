@@ -179,6 +179,11 @@ def test_on_a_phone_answers_come_into_view_and_stop_stays_in_reach(app: RunningA
 
     # compare: after Send the first pane, with the question, is on the screen, and Stop with it
     p.tab("compare")
+    # a fixed seed and room to count: a random seed may end the round before Stop is pressed
+    page.locator("#compare-settings .label-wrap").click()
+    set_slider(page, "compare-shared-max-new-tokens", 1500)
+    seed(page, "compare-shared-seed")
+    page.evaluate("window.scrollTo(0, 0)")
     page.locator("#compare-input textarea").fill(LONG)
     page.locator("#compare-send").click()
     question = page.locator("#compare-pane-1 [data-testid=user]")
