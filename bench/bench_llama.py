@@ -3,8 +3,9 @@
 Models: the offline SmolLM2-135M (Q4_1) and a random-weight Llama of 1.17 B parameters (Q4_0, built by
 bench/make_random_gguf.py with the gguf package: compute-bound, like a 7B model on a CPU Space). The app
 runs as a subprocess (`python app.py`, tests/app_server.py) with a catalog that adds the 1 B file, once per
-app setup (`--config`, e.g. thread counts), and is driven with gradio_client (`ssl_verify=False`, see
-README). "llama.cpp alone" is llama.cpp's C++ server (xllamacpp) in this process, called in-process with
+app setup (`--config`, e.g. thread counts), and is driven through Gradio's queue protocol by a lean client
+(bench_load.RawChat: one wake-up per update; gradio_client polls every millisecond and took CPU from the app).
+"llama.cpp alone" is llama.cpp's C++ server (xllamacpp) in this process, called in-process with
 handle_completions (no HTTP, no Python per token beyond a callback), once per thread count of
 `--baseline-threads`, and, as a reference, llama.cpp compiled for this CPU (bench/native_llama.py in a Python
 with llama-cpp-python built from its sdist: bench/build_native_llama.sh; never a product dependency), once per
@@ -13,7 +14,7 @@ one; every figure carries the load average it was measured at. Same prompt (the 
 ChatML, built by Playground.prepare), greedy, same budget and stops. Runs rotate so that drifts of a shared
 machine hit every side alike; no two generate at once, except in the four-visitor part.
 
-Four visitors: one /chat answer alone, then four at once (four threads, gradio_client), on the offline
+Four visitors: one /chat answer alone, then four at once (four threads, each its own client), on the offline
 model: every first token and every finish time, and the slowest finish ÷ the one visitor's time.
 
     python bench/bench_llama.py --reps 5 --record
@@ -88,37 +89,39 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 
 # ---- the sides ---------------------------------------------------------------------------------------
-def run_app(client: Any, model: Model, poll_s: float = 0.002) -> Sample:
-    """gradio_client `submit` to /chat; outputs are polled without holding gradio_client's lock."""
-    start = time.perf_counter()
-    job = client.submit(
+class AppClient:
+    """`/chat` through Gradio's queue protocol (bench_load.RawChat) on an event loop of its own: one wake-up per
+    streamed update. gradio_client's job polls every millisecond in a thread of its own, which on 2 cores took
+    CPU from the app it measured (about 0.1 s per answer)."""
+
+    def __init__(self, url: str) -> None:
+        import asyncio
+
+        from bench.bench_load import RawChat
+
+        self.loop = asyncio.new_event_loop()
+        self.raw = RawChat(url, users=1)
+        self.session = f"bench-{id(self):x}"
+
+    def chat(self, **kwargs: Any) -> dict[str, Any]:
+        return self.loop.run_until_complete(self.raw.chat(self.session, **kwargs))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.raw.aclose())
+        self.loop.close()
+
+
+def run_app(client: AppClient, model: Model) -> Sample:
+    """One answer through the app's `/chat`: first and last text update as the client sees them."""
+    got = client.chat(
         message=QUESTION,
         model=model.model_id,
         system_prompt=SYSTEM,
         temperature=0,
         max_new_tokens=model.max_new_tokens,
-        api_name="/chat",
     )
-    first = last = None
-    text, seen = "", 0
-    while True:
-        done = job.done()
-        outputs = job.outputs()
-        now = time.perf_counter()
-        for output in outputs[seen:]:
-            if output[0] and output[0] != text:
-                first = first or now
-                last, text = now, output[0]
-        seen = len(outputs)
-        if done:
-            break
-        time.sleep(poll_s)
-    _, info = job.result()
-    if info.get("error"):
-        raise RuntimeError(f"the app refused the benchmark request: {info['error']}")
-    tokens = int((info.get("stats") or {}).get("completion_tokens") or 0)
-    end = time.perf_counter()
-    return Sample((first or end) - start, tokens, decode_rate(tokens, first, last), end - start)
+    first, last = got["first_abs"], got["last_abs"]
+    return Sample(got["ttft"], got["tokens"], decode_rate(got["tokens"], first, last), got["total"])
 
 
 def start_baseline(path: Path, threads: int, poll: int = 50, flash_attn: int = 1) -> Any:
@@ -369,8 +372,6 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help=f"write the results into {RESULTS.name}")
     args = parser.parse_args()
 
-    from gradio_client import Client
-
     from bench.make_random_gguf import ensure
     from components.core.service import Playground
     from components.engines.llama_cpp import FLASH_ATTN, default_threads, flash_attn_type, poll_level
@@ -425,7 +426,7 @@ def main() -> None:
         apps = {}
         for name, env in setups:
             app = stack.enter_context(running_app({"PLAYGROUND_CATALOG": str(catalog_path), **env}))
-            client = Client(app.url, verbose=False, analytics_enabled=False, ssl_verify=False)
+            client = AppClient(app.url)
             stack.callback(client.close)
             apps[name] = (app, client, env)
 
@@ -509,7 +510,7 @@ def main() -> None:
                 url = apps[name][0].url
 
                 def factory(url: str = url) -> Any:
-                    client = Client(url, verbose=False, analytics_enabled=False, ssl_verify=False)
+                    client = AppClient(url)
                     stack.callback(client.close)
                     return client
 
@@ -542,7 +543,6 @@ def main() -> None:
     command = "python bench/bench_llama.py " + " ".join(sys.argv[1:]).replace(" --record", "").replace("--record", "")
     setups_text = "; ".join(f"`{name}` = env {env or '{}'}" for name, env in setups)
     import gradio
-    import gradio_client
     import xllamacpp
 
     text = "\n".join(
@@ -551,13 +551,14 @@ def main() -> None:
             "",
             f"`{command.strip()} --record`",
             "",
-            "Through the app's `/chat` (gradio_client, `ssl_verify=False`; the app in its own process, "
+            "Through the app's `/chat` (Gradio's queue protocol, a lean client: bench_load.RawChat; the app in its "
+            "own process, "
             f"app setups: {setups_text}; defaults here: {default_threads(0.135)} threads, PLAYGROUND_LLAMA_POLL "
             f"{poll_level()}, flash attention {flash_attn_type()} (1 = on)) against llama.cpp alone (flash attention "
             f"{args.baseline_flash_attn}): "
             "llama.cpp's C++ server (xllamacpp) in the benchmark's process, called in-process with "
             "`handle_completions`, one per thread count (`llama.cpp HTTP` = the same server read over its loopback "
-            "`/completion` route with httpx, as the engine reads it), and `LABEL llama.cpp` = llama-cpp-python built "
+            "`/completion` route, read with httpx), and `LABEL llama.cpp` = llama-cpp-python built "
             f"from its sdist on this machine ({native_info or 'not run'}). Each app setup is "
             "compared with the best side of all and with the best prebuilt one (xllamacpp alone). "
             "Prompt: system "
@@ -576,8 +577,8 @@ def main() -> None:
             "|---|---|---|---|---|---|",
             *ratios,
             "",
-            "Four visitors at once through `/chat` on the offline model (four threads with their own "
-            "gradio_client, started together; one visitor alone just before, same question, "
+            "Four visitors at once through `/chat` on the offline model (four threads with a client each, "
+            "started together; one visitor alone just before, same question, "
             f"{models['offline'].max_new_tokens if 'offline' in models else '?'} tokens):",
             "",
             "| app | run | one visitor | first tokens of the four (≤ 1 s) | finish times | slowest ÷ one (≤ 3.5) |",
@@ -586,7 +587,7 @@ def main() -> None:
             "",
             f"Measured {started:%Y-%m-%d %H:%M} on {machine()}; load average {load_start:.1f} at the start, "
             f"{load_end:.1f} at the end ({quiet_note}). xllamacpp {xllamacpp.__version__}, "
-            f"gradio {gradio.__version__}, gradio_client {gradio_client.__version__}.",
+            f"gradio {gradio.__version__}.",
         ]
     )
     print("\n" + text)

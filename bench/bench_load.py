@@ -226,7 +226,8 @@ class RawChat:
             self.kinds.append((session, "joined", time.monotonic()))
         event_id = join.json()["event_id"]
         output: list[Any] | None = None
-        first = None
+        first = last = None
+        text = ""
         updates = 0
         async with self.http.stream(
             "GET", self.url + "/gradio_api/queue/data", params={"session_hash": session}
@@ -256,8 +257,9 @@ class RawChat:
                             output = (
                                 new if output is None else [apply_diff(o, d) for o, d in zip(output, new, strict=True)]
                             )
-                            if first is None and output and output[0][0]:  # one output: (text, info)
-                                first = time.monotonic()
+                            if output and output[0][0] and output[0][0] != text:  # one output: (text, info)
+                                last, text = time.monotonic(), output[0][0]
+                                first = first or last
                         elif kind == "process_completed":
                             if not msg.get("success", True):
                                 raise RuntimeError(msg.get("output", {}).get("error") or "the request failed")
@@ -271,6 +273,7 @@ class RawChat:
                                 raise RuntimeError(f"expected {kwargs['max_new_tokens']} tokens, got {tokens}")
                             return {"start": start, "ttft": (first or end) - start, "total": end - start,
                                     "updates": updates, "end": end, "first_abs": first or end,
+                                    "last_abs": last or end, "tokens": tokens,
                                     "server_ttft": info["stats"].get("ttft_s") or 0.0}  # fmt: skip
             finally:
                 await chunks.aclose()  # leaving early must not leave the generator to the GC
