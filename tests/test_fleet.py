@@ -381,19 +381,26 @@ async def test_a_failure_before_the_first_token_is_tried_once_elsewhere_and_neve
         assert sum(len(s.standin.generation_calls()) for s in (first, second)) == 1
 
 
-async def test_a_models_yaml_endpoint_with_several_urls_has_replicas_that_record_what_they_serve(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def lab_catalog(tmp_path: Any, family: str) -> Any:
+    """The default models.yaml with an operator's endpoint `lab` (LAB_TGI_URL, "Labor") as a build of the family's
+    first variant."""
     import yaml
 
     from components.vocabulary.catalog import DEFAULT_CATALOG
 
     raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
     raw["endpoints"] = [{"id": "lab", "type": "tgi", "url_env": "LAB_TGI_URL", "label": "Labor"}]
-    em_german = next(f for f in raw["families"] if f["id"] == "em-german")
-    em_german["variants"][0]["quantizations"].append({"id": "lab", "kind": "remote", "endpoint": "lab"})
+    entry = next(f for f in raw["families"] if f["id"] == family)
+    entry["variants"][0]["quantizations"].append({"id": "lab", "kind": "remote", "endpoint": "lab"})
     path = tmp_path / "models.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+async def test_a_models_yaml_endpoint_with_several_urls_has_replicas_that_record_what_they_serve(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = lab_catalog(tmp_path, "em-german")
     with (
         StandinServer(StandinConfig(model_id=EM_GERMAN)) as first,
         StandinServer(StandinConfig(model_id=EM_GERMAN)) as second,
@@ -412,16 +419,7 @@ async def test_a_models_yaml_endpoint_with_several_urls_has_replicas_that_record
 def test_a_models_yaml_endpoint_serving_another_model_is_said_in_the_log(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import yaml
-
-    from components.vocabulary.catalog import DEFAULT_CATALOG
-
-    raw = yaml.safe_load(DEFAULT_CATALOG.read_text(encoding="utf-8"))
-    raw["endpoints"] = [{"id": "lab", "type": "tgi", "url_env": "LAB_TGI_URL", "label": "Labor"}]
-    igel = next(f for f in raw["families"] if f["id"] == "igel")
-    igel["variants"][0]["quantizations"].append({"id": "lab", "kind": "remote", "endpoint": "lab"})
-    path = tmp_path / "models.yaml"
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    path = lab_catalog(tmp_path, "igel")
     with StandinServer(StandinConfig(model_id=EM_GERMAN)) as server, caplog.at_level("WARNING"):
         clear_env(monkeypatch)
         monkeypatch.setenv("LAB_TGI_URL", server.url)

@@ -62,6 +62,18 @@ def playground() -> Playground:
     return Playground(catalog)
 
 
+def signed_in_demo(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The app with "Sign in with Hugging Face" on. Off a Space Gradio mocks the login with the machine's own login
+    and asks the Hub who that is: stand in for it."""
+    import app
+
+    monkeypatch.setenv("PLAYGROUND_HF_SIGNIN", "1")
+    monkeypatch.setenv("HF_TOKEN", "hf_this_machines_login")
+    mocked = {"access_token": "mock", "token_type": "bearer", "scope": "openid", "expires_at": 2**40, "userinfo": {}}
+    monkeypatch.setattr("gradio.oauth._get_mocked_oauth_info", lambda: mocked)
+    return app.build_app(app.create_playground())
+
+
 async def answer(play: Playground, model: str, credential: str | None = None, **settings: Any) -> tuple[str, list[Any]]:
     prepared = play.prepare(model, "Was ist die Hauptstadt?", credential=credential, **settings)
     events = [event async for event in play.stream(prepared)]
@@ -236,15 +248,9 @@ async def test_the_chat_tab_sends_the_signed_in_token_and_keeps_it_out_of_the_pa
     import gradio as gr
     from gradio.helpers import special_args
 
-    import app
     from components.core.saved_chat import pack
 
-    monkeypatch.setenv("PLAYGROUND_HF_SIGNIN", "1")
-    # off a Space Gradio mocks the login with the machine's own login and asks the Hub who that is: stand in for it
-    monkeypatch.setenv("HF_TOKEN", "hf_this_machines_login")
-    mocked = {"access_token": "mock", "token_type": "bearer", "scope": "openid", "expires_at": 2**40, "userinfo": {}}
-    monkeypatch.setattr("gradio.oauth._get_mocked_oauth_info", lambda: mocked)
-    demo = app.build_app(app.create_playground())
+    demo = signed_in_demo(monkeypatch)
     assert any(isinstance(block, gr.LoginButton) for block in demo.blocks.values())
     handlers = [
         f.fn for f in demo.fns.values() if f.fn is not None and "oauth_token" in inspect.signature(f.fn).parameters
@@ -328,14 +334,8 @@ async def test_the_sources_and_json_tabs_send_the_signed_in_token_to_the_router_
     import gradio as gr
     from gradio.helpers import special_args
 
-    import app
-
-    monkeypatch.setenv("PLAYGROUND_HF_SIGNIN", "1")
     monkeypatch.setenv("HF_PROVIDERS_TOKEN", OPERATOR)
-    monkeypatch.setenv("HF_TOKEN", "hf_this_machines_login")
-    mocked = {"access_token": "mock", "token_type": "bearer", "scope": "openid", "expires_at": 2**40, "userinfo": {}}
-    monkeypatch.setattr("gradio.oauth._get_mocked_oauth_info", lambda: mocked)
-    demo = app.build_app(app.create_playground())
+    demo = signed_in_demo(monkeypatch)
     (handler,) = {  # one handler, wired to each of the tab's triggers
         f.fn
         for f in demo.fns.values()
@@ -371,15 +371,10 @@ async def test_a_blind_session_sends_the_signed_in_token_to_the_router_only(
     import gradio as gr
     from gradio.helpers import special_args
 
-    import app
     from components.features.batch import prompt_sets
 
-    monkeypatch.setenv("PLAYGROUND_HF_SIGNIN", "1")
     monkeypatch.setenv("HF_PROVIDERS_TOKEN", OPERATOR)
-    monkeypatch.setenv("HF_TOKEN", "hf_this_machines_login")
-    mocked = {"access_token": "mock", "token_type": "bearer", "scope": "openid", "expires_at": 2**40, "userinfo": {}}
-    monkeypatch.setattr("gradio.oauth._get_mocked_oauth_info", lambda: mocked)
-    demo = app.build_app(app.create_playground())
+    demo = signed_in_demo(monkeypatch)
     (start,) = {
         f.fn for f in demo.fns.values() if f.fn is not None and getattr(f.fn, "__name__", "") == "start_session"
     }

@@ -216,6 +216,14 @@ class FleetEngine(Engine):
                     await closer()
 
 
+def _ask(endpoint: Endpoint, hint: str | None) -> ServedModel:
+    """What the endpoint's server serves now; ServerSilent when it has no address or does not answer."""
+    url = endpoint.url()
+    if not url:
+        raise ServerSilent("err_remote_not_configured")
+    return ask_server(url, endpoint.type, endpoint.token(), hint)
+
+
 @dataclass
 class Waiting:
     """A server that has not said yet which model it serves; `bind` adds its build once it does."""
@@ -285,11 +293,8 @@ class Fleet:
 
     def try_waiting(self, waiting: Waiting) -> None:
         endpoint = waiting.endpoint
-        url = endpoint.url()
         try:
-            if not url:
-                raise ServerSilent("err_remote_not_configured")
-            served = ask_server(url, endpoint.type, endpoint.token(), waiting.model_hint)
+            served = _ask(endpoint, waiting.model_hint)
         except ServerSilent as exc:
             waiting.error = exc.key
             waiting.backoff_s = min(BACKOFF_MAX_S, waiting.backoff_s * 2)
@@ -302,11 +307,8 @@ class Fleet:
 
     def probe(self, group: ReplicaGroup, replica: Replica) -> None:
         endpoint = replica.endpoint
-        url = endpoint.url()
         try:
-            if not url:
-                raise ServerSilent("err_remote_not_configured")
-            served = ask_server(url, endpoint.type, endpoint.token(), replica.served)
+            served = _ask(endpoint, replica.served)
         except ServerSilent as exc:
             with group.lock:
                 replica.error = exc.key
