@@ -210,7 +210,6 @@ class SlotGate:
 
 
 KEEPALIVE_EXPIRY_S = 2.0  # below llama-server's own keep-alive timeout (5 s), so neither side races the other
-NO_REUSE = {"Connection": "close"}
 #: how often a streaming answer looks at Stop while no token arrives (the prompt is still being processed)
 CANCEL_POLL_S = 0.1
 READ_SIZE = 1 << 16
