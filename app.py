@@ -30,6 +30,7 @@ from components.serving.endpoints import EndpointConfigError, register_env_endpo
 from components.serving.hf_providers import register_provider_models, signin_offered
 from components.serving.launch import configure, exit_on_sigterm, install_download_policy, prepare_runtime_dir
 from components.serving.limits import RateLimitError, apply_api_policy, max_concurrent_events
+from components.serving.queue_wake import quiet_queue
 from components.serving.uploads import UploadGuardMiddleware, upload_budget, upload_total_bytes
 from components.ui.chat import build_chat_tab
 from components.ui.common import CancelFlags, Translations, refresh_families, resolve_annotations
@@ -249,6 +250,9 @@ def main() -> None:
     # Nothing waits in Gradio's queue here (no concurrency limit); a local model's own line is shown by the
     # engine ("Platz N in der Warteschlange").
     demo.queue(default_concurrency_limit=None, status_update_rate=10)
+    # Gradio's queue looks for work every millisecond; woken by its news instead, an idle app costs no CPU and a
+    # streaming answer is not preempted a thousand times a second (components/serving/queue_wake.py)
+    quiet_queue(demo._queue)
     # Everything built so far (Gradio, the catalog, imported libraries) lives as long as the process: move it
     # out of the garbage collector's sight, so that the collections that streaming's many short-lived objects
     # trigger do not walk the whole heap each time.
