@@ -58,6 +58,8 @@ class Sample:
     tokens: int
     decode_tps: float | None
     total_s: float
+    #: CPU seconds the side's process spent on this answer (every thread: llama.cpp's and the rest)
+    cpu_s: float | None = None
     #: the 1-minute load average when the run ended (how quiet the machine was for this figure)
     load: float = field(default_factory=lambda: os.getloadavg()[0])
 
@@ -82,6 +84,26 @@ def decode_rate(tokens: int, first: float | None, last: float | None) -> float |
     if first is None or last is None or tokens < 2 or last <= first:
         return None
     return (tokens - 1) / (last - first)
+
+
+def process_cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system, all threads) of a process so far: this one, or `pid` (Linux /proc)."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def median_interval(values: list[float], rounds: int = 2000) -> tuple[float, float] | None:
+    """A 95 % bootstrap interval of the median (fixed seed: the same figures give the same interval)."""
+    import random
+
+    if len(values) < 5:
+        return None
+    rng = random.Random(7)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -111,8 +133,9 @@ class AppClient:
         self.loop.close()
 
 
-def run_app(client: AppClient, model: Model) -> Sample:
+def run_app(client: AppClient, model: Model, pid: int | None = None) -> Sample:
     """One answer through the app's `/chat`: first and last text update as the client sees them."""
+    cpu = process_cpu_s(pid) if pid else None
     got = client.chat(
         message=QUESTION,
         model=model.model_id,
@@ -121,7 +144,8 @@ def run_app(client: AppClient, model: Model) -> Sample:
         max_new_tokens=model.max_new_tokens,
     )
     first, last = got["first_abs"], got["last_abs"]
-    return Sample(got["ttft"], got["tokens"], decode_rate(got["tokens"], first, last), got["total"])
+    spent = process_cpu_s(pid) - cpu if pid and cpu is not None else None
+    return Sample(got["ttft"], got["tokens"], decode_rate(got["tokens"], first, last), got["total"], spent)
 
 
 def start_baseline(path: Path, threads: int, poll: int = 50, flash_attn: int = 1) -> Any:
@@ -156,11 +180,13 @@ def run_baseline(server: Any, request: Any) -> Sample:
             times.append(time.perf_counter())
         return False
 
+    cpu = process_cpu_s()
     start = time.perf_counter()
     server.handle_completions(body, on_chunk)
     end = time.perf_counter()
+    spent = process_cpu_s() - cpu
     first, last = (times[0], times[-1]) if times else (None, None)
-    return Sample((first or end) - start, len(times), decode_rate(len(times), first, last), end - start)
+    return Sample((first or end) - start, len(times), decode_rate(len(times), first, last), end - start, spent)
 
 
 def run_baseline_http(server: Any, request: Any, http: Any) -> Sample:
@@ -214,10 +240,12 @@ class NativeSide:
             "stop": list(s.stop),
         }
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        cpu = process_cpu_s(self.proc.pid)
         self.proc.stdin.write(self._json.dumps(body) + "\n")
         self.proc.stdin.flush()
         out = self._json.loads(self.proc.stdout.readline())
-        return Sample(out["ttft_s"], out["tokens"], out["decode_tps"], out["total_s"])
+        spent = process_cpu_s(self.proc.pid) - cpu
+        return Sample(out["ttft_s"], out["tokens"], out["decode_tps"], out["total_s"], spent)
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -450,7 +478,7 @@ def main() -> None:
                 time.sleep(0.3)  # the previous side's threads go idle first
                 kind, what = kinds[side]
                 if kind == "app":
-                    return run_app(apps[what][1], model)
+                    return run_app(apps[what][1], model, apps[what][0].process.pid)
                 if kind == "http":
                     return run_baseline_http(model.baselines[what], model.request, http)
                 if kind == "native":
@@ -480,7 +508,8 @@ def main() -> None:
                 rows.append(
                     f"| {model.name} | {side} | {1000 * (median([s.ttft_s for s in samples[side]]) or 0):.0f} ms | "
                     f"{fmt(medians[side])} ({fmt(min(rates, default=None))}–{fmt(max(rates, default=None))}) | "
-                    f"{median([s.tokens for s in samples[side]]):.0f} | {min(loads):.2f}–{max(loads):.2f} |"
+                    f"{median([s.tokens for s in samples[side]]):.0f} | "
+                    f"{fmt(median([s.cpu_s for s in samples[side]]), 2)} s | {min(loads):.2f}–{max(loads):.2f} |"
                 )
             for t in http_threads:
                 side = label(t, True)
@@ -488,22 +517,26 @@ def main() -> None:
                     continue
                 pairs = zip(samples[side], samples[label(t)], strict=False)
                 ratio = median([a.decode_tps / b.decode_tps for a, b in pairs if a.decode_tps and b.decode_tps])
-                ratios.append(f"| {model.name} | {side} | in-process, same threads | {fmt(ratio, 3)} | |")
+                ratios.append(f"| {model.name} | {side} | in-process, same threads | {fmt(ratio, 3)} | | | |")
             for name in apps:
                 side = f"app {name}"
                 for reference in dict.fromkeys([best, best_prebuilt]):
                     # per repetition against the reference's run of the same repetition (shared load)
                     pairs = list(zip(samples[side], samples[reference], strict=False))
-                    ratio = median([a.decode_tps / b.decode_tps for a, b in pairs if a.decode_tps and b.decode_tps])
+                    per_pair = [a.decode_tps / b.decode_tps for a, b in pairs if a.decode_tps and b.decode_tps]
+                    ratio = median(per_pair)
                     mark = "ok" if ratio is not None and ratio >= 0.95 else "MISSED"
+                    interval = median_interval(per_pair)
+                    spread = f" ({interval[0]:.3f}–{interval[1]:.3f})" if interval else ""
                     # the whole answer, request to last token, same tokens: free of where the first visible text
                     # falls (a first token without visible text shortens the app's decode span, not its wall time)
                     whole = median([b.total_s / a.total_s for a, b in pairs if a.tokens == b.tokens and a.total_s])
                     whole_mark = "ok" if whole is not None and whole >= 0.95 else "MISSED"
+                    cpu = median([a.cpu_s / b.cpu_s for a, b in pairs if a.cpu_s and b.cpu_s])
                     loads = [s.load for s in samples[side]] + [s.load for s in samples[reference]]
                     ratios.append(
-                        f"| {model.name} | {side} | {reference} | {fmt(ratio, 3)} {mark} | {fmt(whole, 3)} "
-                        f"{whole_mark} | {min(loads):.2f}–{max(loads):.2f} |"
+                        f"| {model.name} | {side} | {reference} | {fmt(ratio, 3)}{spread} {mark} | {fmt(whole, 3)} "
+                        f"{whole_mark} | {fmt(cpu, 3)} | {min(loads):.2f}–{max(loads):.2f} |"
                     )
         if "offline" in models:
             for name, (_app, _client, _env) in apps.items():
@@ -566,15 +599,17 @@ def main() -> None:
             f"repetition penalty, same stops; {args.reps} timed runs per side after a warm-up, rotating, never two "
             "at once. Decode = (completion tokens − 1) ÷ (last − first text update); whole answer = the time from "
             "the request to the last token, same number of tokens, first token included; ratios are medians of "
-            "per-repetition pairs.",
+            "per-repetition pairs, with a 95 % bootstrap interval of the decode ratio's median. CPU per answer = "
+            "CPU seconds of the side's whole process (all threads) during the answer; for llama.cpp alone in this "
+            "process, this process's.",
             "",
-            "| model | side | first token | decode tokens/s (min–max) | tokens | load average |",
-            "|---|---|---|---|---|---|",
+            "| model | side | first token | decode tokens/s (min–max) | tokens | CPU per answer | load average |",
+            "|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "| model | app | reference (best of all; best prebuilt) | decode ÷ reference (≥ 0.95) | "
-            "whole answer, reference ÷ app (≥ 0.95) | load average |",
-            "|---|---|---|---|---|---|",
+            "| model | app | reference (best of all; best prebuilt) | decode ÷ reference (95 % interval; ≥ 0.95) | "
+            "whole answer, reference ÷ app (≥ 0.95) | CPU per answer, app ÷ reference | load average |",
+            "|---|---|---|---|---|---|---|",
             *ratios,
             "",
             "Four visitors at once through `/chat` on the offline model (four threads with a client each, "

@@ -89,6 +89,33 @@ async def test_stop_ends_generation_within_a_token_and_frees_the_slot(playground
     assert await busy_slots_settle(engine, catalog.default, 0) == 0  # the server stopped working on it
 
 
+async def test_stop_while_a_long_prompt_is_read_ends_the_answer_at_once_and_frees_the_slot(
+    playground, engine, catalog
+) -> None:
+    """No token has come yet: the stream ends at the next look, and the server drops the task at its next report
+    (after the batch it is reading), so the slot is free again without a token generated."""
+    await engine.loaded(catalog.default)
+    long_text = "Hamburg liegt an der Elbe und hat einen großen Hafen. " * 95  # ~1 750 tokens: a second to read
+    prepared = playground.prepare(OFFLINE, long_text, max_new_tokens=100)
+    final = None
+    stopped_at: list[float] = []
+
+    def stop() -> None:
+        stopped_at.append(time.monotonic())
+        prepared.request.cancel.set()
+
+    asyncio.get_running_loop().call_later(0.3, stop)  # the server is reading the prompt then
+    async for event in playground.stream(prepared):
+        if isinstance(event, TextDelta):
+            assert not event.text, "text came before Stop although the prompt takes a second or more to read"
+        elif isinstance(event, Finished):
+            final = event
+    assert stopped_at and time.monotonic() - stopped_at[0] < 0.5
+    assert final is not None and final.stats.finish_reason == "stopped"
+    assert not final.stats.completion_tokens
+    assert await busy_slots_settle(engine, catalog.default, 0, within_s=10) == 0
+
+
 async def test_closing_the_stream_frees_the_slot(playground, engine, catalog) -> None:
     prepared = playground.prepare(OFFLINE, "Erzähl mir alles über Berlin.", max_new_tokens=400)
     stream = playground.stream(prepared)

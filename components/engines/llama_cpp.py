@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h11
 import httpx
 
 import components.engines.openmp_env  # noqa: F401  (libgomp's wait policy, before xllamacpp loads libgomp)
@@ -210,19 +210,17 @@ class SlotGate:
 
 
 KEEPALIVE_EXPIRY_S = 2.0  # below llama-server's own keep-alive timeout (5 s), so neither side races the other
-#: how often a streaming answer looks at Stop while no token arrives (the prompt is still being processed)
-CANCEL_POLL_S = 0.1
-READ_SIZE = 1 << 16
+#: while a completion streams, how often the event loop looks for its new tokens (the page updates every 50 ms)
+STREAM_POLL_S = 0.05
 
 
 class LlamaServer:
     """One GGUF file served by llama.cpp's C++ server (xllamacpp), hosted in this process.
 
-    The server listens on a loopback port chosen by the OS and accepts only requests carrying a key
-    that is made here and never leaves the process. Generation goes through its HTTP routes rather
-    than xllamacpp's in-process handle_completions: a closed connection cancels the task even while
-    the prompt is still being processed (in-process, nothing can stop a request before its first
-    token), and /tokenize (with parse_special) exists only there.
+    Generation runs in-process (handle_completions, see `completion`). The server also listens on a
+    loopback port chosen by the OS, for the routes that exist only over HTTP (/tokenize with
+    parse_special, /slots), and accepts only requests carrying a key that is made here and never
+    leaves the process.
     """
 
     def __init__(self, path: Path, context: int, parallel: int, threads: int, n_batch_threads: int) -> None:
@@ -266,6 +264,9 @@ class LlamaServer:
         self.url = self._server.listening_address.rstrip("/")
         self.gate = SlotGate(parallel)
         self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        # one thread per streaming completion (each waits inside handle_completions), beyond the slots for
+        # those whose task the server is still cancelling
+        self._streams = concurrent.futures.ThreadPoolExecutor(parallel + 2, thread_name_prefix="llama-stream")
         self._sync = httpx.Client(
             base_url=self.url,
             headers=self._headers(),
@@ -327,75 +328,74 @@ class LlamaServer:
     async def completion(
         self, body: dict[str, Any], cancel: threading.Event | None = None
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """POST /completion with stream=true: the server-sent events, as lists of those that arrived together.
+        """A streamed completion: the events that arrived since the last look, each in /completion's shape.
 
-        The stream is read straight off a loopback socket, framed by h11: per token this costs about half the
-        CPU of httpx's stack (bench/RESULTS.md), and on a 2-core machine every millisecond the app spends per
-        token is taken from llama.cpp's own threads. Closing the iterator, or `cancel` being set (looked at
-        every CANCEL_POLL_S, also while the prompt is still being processed), closes the connection, which makes
-        the server cancel the task and free its slot. A connection is never reused: llama-server closes it after
-        a streamed answer although its headers promise keep-alive."""
-        payload = json.dumps({**body, "stream": True}).encode()
-        host, _, port = self.url.split("//", 1)[1].rpartition(":")
+        The request runs in-process (xllamacpp's handle_completions, on a thread of its own): per token this
+        costs no HTTP writer thread, no socket and no wake-up of the event loop, which on a 2-core machine
+        all take their time from llama.cpp's own threads (bench/RESULTS.md). The event loop looks for new
+        events every STREAM_POLL_S, and is woken at once for the first text, the end and an error. The
+        server reports the prompt's progress after each batch it reads (`return_progress`); at that point,
+        and at every token, `cancel` being set or the iterator being closed makes the server cancel the task
+        and free its slot, as a closed connection did over HTTP."""
+        loop = asyncio.get_running_loop()
+        inbox: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        news = asyncio.Event()
+        leaving = threading.Event()
+        state: dict[str, Any] = {"done": False, "texted": False, "failure": None}
+
+        def tell() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
+                loop.call_soon_threadsafe(news.set)
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            if leaving.is_set() or (cancel is not None and cancel.is_set()):
+                return True  # the server cancels the task
+            event = native_event(chunk)
+            if event is None:
+                return False  # the prompt's progress: only a moment to stop at
+            with lock:
+                inbox.append(event)
+            if "error" in event or event.get("stop") or (event.get("content") and not state["texted"]):
+                state["texted"] = True
+                tell()
+            return False
+
+        def run() -> None:
+            try:
+                self._server.handle_completions({**body, "stream": True, "return_progress": True}, on_chunk)
+            except Exception as exc:  # reported to the waiting stream, never lost in the thread
+                state["failure"] = exc
+            finally:
+                state["done"] = True
+                tell()
+
+        loop.run_in_executor(self._streams, run)
         try:
-            reader, writer = await asyncio.open_connection(host, int(port))
-        except OSError as exc:
-            raise EngineError("err_internal", detail=f"llama.cpp server: {type(exc).__name__}") from exc
-        watcher = asyncio.create_task(_abort_when(cancel, writer)) if cancel is not None else None
-        conn = h11.Connection(h11.CLIENT)
-        headers = [
-            ("Host", f"{host}:{port}"),
-            ("Authorization", f"Bearer {self._key}"),
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(payload))),
-            ("Connection", "close"),
-        ]
-        try:
-            writer.write(conn.send(h11.Request(method="POST", target="/completion", headers=headers)))
-            writer.write(conn.send(h11.Data(data=payload)) + conn.send(h11.EndOfMessage()))
-            status, rest, refused = 0, b"", bytearray()
             while True:
-                try:
-                    data = await reader.read(READ_SIZE)
-                except OSError:
-                    data = b""
-                conn.receive_data(data)
-                batch: list[dict[str, Any]] = []
-                ended = False
-                while True:
-                    try:
-                        event = conn.next_event()
-                    except h11.RemoteProtocolError as exc:
-                        if cancel is not None and cancel.is_set():
-                            return  # the connection was closed for Stop
-                        raise EngineError("err_internal", detail="llama.cpp server: the stream broke off") from exc
-                    if event is h11.NEED_DATA or event is h11.PAUSED:
-                        break
-                    if isinstance(event, h11.Response):
-                        status = event.status_code
-                    elif isinstance(event, h11.Data):
-                        if status != 200:
-                            refused += event.data[: 4096 - len(refused)]
-                            continue
-                        *lines, rest = (rest + event.data).split(b"\n")
-                        for line in lines:
-                            if line.startswith(b"data: "):
-                                batch.append(json.loads(line[6:]))
-                            elif line.startswith(b"error: "):
-                                raise EngineError("err_internal", detail=_server_error(line[7:], 500))
-                    elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
-                        ended = True
-                        break
+                if not news.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(news.wait(), STREAM_POLL_S)
+                news.clear()
+                if cancel is not None and cancel.is_set():
+                    return  # Stop ends the stream now; the server cancels the task at its next report or token
+                done = state["done"]
+                with lock:
+                    batch, inbox[:] = inbox[:], []
+                for event in batch:
+                    if "error" in event:
+                        error = event["error"]
+                        status = error.get("code", 500) if isinstance(error, dict) else 500
+                        raise EngineError("err_internal", detail=_server_error(json.dumps(event).encode(), status))
                 if batch:
                     yield batch
-                if ended:
-                    if status != 200:
-                        raise EngineError("err_internal", detail=_server_error(bytes(refused), status))
+                if done:
+                    if state["failure"] is not None:
+                        failure = state["failure"]
+                        raise EngineError("err_internal", detail=f"llama.cpp server: {type(failure).__name__}")
                     return
         finally:
-            if watcher is not None:
-                watcher.cancel()
-            writer.close()
+            leaving.set()
 
     def close(self) -> None:
         for _loop, client in self._clients.values():
@@ -405,6 +405,7 @@ class LlamaServer:
                     _loop.run_until_complete(client.aclose())
         self._clients.clear()
         self._sync.close()
+        self._streams.shutdown(wait=False, cancel_futures=True)
         server, self._server = self._server, None
         del server  # xllamacpp's destructor stops the server's loop and frees the model
 
@@ -486,8 +487,30 @@ def token_probs(chunk: dict[str, Any]) -> list[TokenProb]:
     return out
 
 
-def _finish_reason(stop_type: str | None) -> str:
-    return {"eos": "stop", "word": "stop", "limit": "length"}.get(stop_type or "", stop_type or "unknown")
+def native_event(chunk: dict[str, Any]) -> dict[str, Any] | None:
+    """One chunk of handle_completions' stream (llama-server's /v1/completions, tools/server/server-task.cpp,
+    to_json_oaicompat) as an event of /completion's shape; None for a report of the prompt's progress.
+
+    Every other chunk is one token (server-context.cpp, send_partial_response): text held back for a stop
+    string comes as a chunk with no text. The last one carries the finish reason and the usage."""
+    if "error" in chunk:
+        return {"error": chunk["error"]}
+    choice = (chunk.get("choices") or [{}])[0]
+    text = choice.get("text") or ""
+    probs = (choice.get("logprobs") or {}).get("content") or []
+    finish = choice.get("finish_reason")
+    if finish is not None:
+        usage = chunk.get("usage") or {}
+        return {
+            "content": text,
+            "stop": True,
+            "finish_reason": finish,
+            "tokens_predicted": usage.get("completion_tokens"),
+            "tokens_evaluated": usage.get("prompt_tokens"),
+        }
+    if "prompt_progress" in chunk and not text and not probs:
+        return None
+    return {"content": text, "token_count": 1, "completion_probabilities": probs}
 
 
 def _grammar_for(schema: dict[str, Any] | None) -> str | None:
@@ -733,7 +756,7 @@ class LlamaCppEngine(Engine):
                 delta_tokens = 0
                 delta_probs: list[TokenProb] = []
                 for got in batch:
-                    pending_tokens += len(got.get("tokens") or ()) or (1 if got.get("content") else 0)
+                    pending_tokens += got.get("token_count", 0)
                     if wants_probs:
                         pending_probs += token_probs(got)
                     if got.get("content"):
@@ -743,7 +766,7 @@ class LlamaCppEngine(Engine):
                         delta_probs += pending_probs
                         pending_tokens, pending_probs = 0, []
                     if got.get("stop"):
-                        reason = _finish_reason(got.get("stop_type"))
+                        reason = got.get("finish_reason") or "unknown"
                         completion_tokens = int(got.get("tokens_predicted") or completion_tokens)
                         prompt_tokens = int(got.get("tokens_evaluated") or prompt_tokens)
                 if texts:
@@ -753,13 +776,6 @@ class LlamaCppEngine(Engine):
         if pending_probs and reason != "stopped":  # tokens whose text the server held back (a stop word's start)
             yield TextDelta("", tokens=0, probs=tuple(pending_probs))
         yield EngineDone(finish_reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-
-
-async def _abort_when(cancel: threading.Event, writer: asyncio.StreamWriter) -> None:
-    """Closes the connection once `cancel` is set (Stop, a closed tab): the server then cancels the task."""
-    while not cancel.is_set():
-        await asyncio.sleep(CANCEL_POLL_S)
-    writer.transport.abort()
 
 
 class _GaveUp(Exception):
