@@ -384,9 +384,7 @@ class LlamaServer:
                     batch, inbox[:] = inbox[:], []
                 for event in batch:
                     if "error" in event:
-                        error = event["error"]
-                        status = error.get("code", 500) if isinstance(error, dict) else 500
-                        raise EngineError("err_internal", detail=_server_error(json.dumps(event).encode(), status))
+                        raise EngineError("err_internal", detail=_server_error(event["error"]))
                 if batch:
                     yield batch
                 if done:
@@ -436,14 +434,11 @@ def split_user_text(prompt: str, contents: list[str]) -> list[tuple[str, bool]]:
     return parts
 
 
-def _server_error(raw: bytes, status: int) -> str:
-    try:
-        data = json.loads(raw)
-        error = data.get("error", data) if isinstance(data, dict) else data
-        message = error.get("message") if isinstance(error, dict) else str(error)
-    except (ValueError, AttributeError):
-        message = raw.decode("utf-8", "replace")
-    return f"HTTP {status}: {str(message)[:200]}"
+def _server_error(error: Any) -> str:
+    """The server's words for an error it reported in the stream: `{"code", "message", "type"}` as a rule."""
+    if isinstance(error, dict):
+        return f"HTTP {error.get('code', 500)}: {str(error.get('message'))[:200]}"
+    return f"HTTP 500: {str(error)[:200]}"
 
 
 def completion_body(settings: Any) -> dict[str, Any]:
