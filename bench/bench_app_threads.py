@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_llama import RANDOM_ID, AppClient, Model, bench_catalog, run_app  # noqa: E402
+from bench.bench_llama import RANDOM_ID, AppClient, Model, bench_catalog, run_app, stat_cpu_s  # noqa: E402
 from bench.bench_startup import machine, replace_section  # noqa: E402
 
 SECTION = "## The app's own CPU per answer"
@@ -32,16 +32,15 @@ SECTION = "## The app's own CPU per answer"
 
 def thread_stats(pid: int) -> dict[str, tuple[float, int]]:
     """Thread id -> (CPU seconds, context switches) of every thread of `pid` (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
+        task = Path(f"/proc/{pid}/task/{tid}")
         try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            cpu = stat_cpu_s(task / "stat")
+            status = (task / "status").read_text()
         except OSError:
             continue  # the thread ended
-        switches = sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line)
-        out[tid] = ((int(stat[11]) + int(stat[12])) / tick, switches)
+        out[tid] = (cpu, sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line))
     return out
 
 

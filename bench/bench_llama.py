@@ -86,13 +86,18 @@ def decode_rate(tokens: int, first: float | None, last: float | None) -> float |
     return (tokens - 1) / (last - first)
 
 
+def stat_cpu_s(stat: Path) -> float:
+    """CPU seconds (user + system) in a /proc `stat` file: a process's (all its threads) or one thread's."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_cpu_s(pid: int | None = None) -> float:
     """CPU seconds (user + system, all threads) of a process so far: this one, or `pid` (Linux /proc)."""
     if pid is None:
         times = os.times()
         return times.user + times.system
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return stat_cpu_s(Path(f"/proc/{pid}/stat"))
 
 
 def median_interval(values: list[float], rounds: int = 2000) -> tuple[float, float] | None:
@@ -289,14 +294,14 @@ def four_visitors(client_factory: Any, model: Model, reps: int) -> list[dict[str
             t.join()
         done = [r for r in results if r is not None]
         after = run_app(clients[0], model)
-        alone = Sample(0.0, 0, None, (before.total_s + after.total_s) / 2)
+        alone_s = (before.total_s + after.total_s) / 2
         out.append(
             {
-                "alone_s": alone.total_s,
+                "alone_s": alone_s,
                 "alone_pair": (before.total_s, after.total_s),
                 "ttfts": [r.ttft_s for r in done],
                 "totals": [r.total_s for r in done],
-                "ratio": max(r.total_s for r in done) / alone.total_s,
+                "ratio": max(r.total_s for r in done) / alone_s,
             }
         )
         time.sleep(0.3)
